@@ -1,0 +1,35 @@
+# GroomGuard: `make demo` and `make test` are the two commands a newcomer needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: demo test lint bench model clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import bot, adapters" && touch $@
+
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(PIP) install -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import pytest, discord, nio, sklearn" && touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/groomguard demo
+
+test: $(TEST_STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check bot adapters models bench tests examples
+
+bench: $(TEST_STAMP)
+	$(PY) bench/engine.py
+
+clean:
+	rm -rf $(VENV) .groomguard-demo.db*

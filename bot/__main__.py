@@ -1,0 +1,5 @@
+"""Allows `python -m bot` as well as the `groomguard` script."""
+
+from bot.cli import app
+
+app()

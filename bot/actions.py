@@ -1,0 +1,90 @@
+"""Platform-neutral actions the engine asks adapters to carry out, and the sink protocol they implement."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.events import Decision
+from bot.findings import Evidence
+
+
+class Reason(BaseModel):
+    """One line of an alert: which detector, what it saw in plain words, how strongly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    detector: str
+    text: str
+    score: float
+
+
+class ModAlert(BaseModel):
+    """An alert card for moderators; `version` > 1 means edit the card already posted for `case_id`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["mod_alert"] = "mod_alert"
+    action_id: str
+    platform: str
+    community: str
+    case_id: int
+    version: int = 1
+    suspect: str
+    risk: Annotated[float, Field(ge=0, le=1)]
+    status: str = "open"
+    reasons: tuple[Reason, ...]
+    evidence: tuple[Evidence, ...] = ()
+    children: tuple[str, ...] = ()
+    choices: tuple[Decision, ...] = tuple(Decision)
+    at: datetime
+
+    @property
+    def is_update(self) -> bool:
+        return self.version > 1
+
+
+class ChildNotice(BaseModel):
+    """A kind, private message to a young user; never names the detector, the score or the suspect."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["child_notice"] = "child_notice"
+    action_id: str
+    platform: str
+    community: str
+    child: str
+    text: str
+    helpline: str
+    case_id: int | None = Field(default=None, description="for the moderators' record only")
+    at: datetime
+
+
+class Enforcement(BaseModel):
+    """A moderator-approved platform action against a suspect (time out, ban)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["enforcement"] = "enforcement"
+    action_id: str
+    platform: str
+    community: str
+    case_id: int
+    suspect: str
+    decision: Decision
+    duration_minutes: int | None = None
+    moderator: str
+    reason: str
+    at: datetime
+
+
+Action = Annotated[ModAlert | ChildNotice | Enforcement, Field(discriminator="kind")]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where actions go: an adapter's mod channel and DMs, a terminal, a file. Must be idempotent on action_id."""
+
+    async def deliver(self, action: ModAlert | ChildNotice | Enforcement) -> None: ...

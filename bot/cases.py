@@ -1,0 +1,295 @@
+"""Cases: one active case per suspect per community, risk with decay, alerts, and moderator decisions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.actions import Enforcement, ModAlert, Reason
+from bot.config import CaseSettings
+from bot.events import Decision, ModeratorDecision
+from bot.findings import Evidence, Finding
+
+log = logging.getLogger(__name__)
+
+ACTIVE = frozenset({"open", "escalated", "confirmed"})
+STATUS_AFTER = {
+    Decision.CONFIRM: "confirmed",
+    Decision.DISMISS: "dismissed",
+    Decision.ESCALATE: "escalated",
+    Decision.TIMEOUT: "confirmed",
+    Decision.BAN: "banned",
+}
+#: Risk must move at least this much before an already-posted card is edited again.
+MIN_RISK_CHANGE = 0.05
+
+
+def decayed(score: float, since: datetime, now: datetime, half_life_hours: float) -> float:
+    """Exponential decay: a finding loses half its weight every `half_life_hours`."""
+    hours = max(0.0, (now - since).total_seconds() / 3600)
+    return score * 0.5 ** (hours / half_life_hours)
+
+
+@dataclass
+class Case:
+    """An investigation of one suspect; `reasons` holds each detector's latest score and evidence."""
+
+    id: int
+    platform: str
+    community: str
+    suspect: str
+    status: str
+    opened_at: datetime
+    updated_at: datetime
+    alert_version: int = 0
+    alerted_risk: float = 0.0
+    dismissals: int = 0
+    children: list[str] = field(default_factory=list)
+    reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def risk(self, now: datetime, half_life_hours: float) -> float:
+        """Noisy-OR across detectors of each one's decayed score: independent signals add up."""
+        keep = 1.0
+        for r in self.reasons.values():
+            keep *= 1.0 - decayed(r["score"], datetime.fromisoformat(r["at"]), now, half_life_hours)
+        return 1.0 - keep
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def to_row(self, now: datetime, half_life: float) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.platform,
+            self.community,
+            self.suspect,
+            self.status,
+            self.risk(now, half_life),
+            now.isoformat(),
+            self.opened_at.isoformat(),
+            self.updated_at.isoformat(),
+            self.alert_version,
+            self.dismissals,
+            json.dumps(self.children),
+            json.dumps({"reasons": self.reasons, "alerted_risk": self.alerted_risk}),
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> Case:
+        extra = json.loads(row["reasons"])
+        return cls(
+            id=row["id"],
+            platform=row["platform"],
+            community=row["community"],
+            suspect=row["suspect"],
+            status=row["status"],
+            opened_at=datetime.fromisoformat(row["opened_at"]),
+            updated_at=datetime.fromisoformat(row["updated_at"]),
+            alert_version=row["alert_version"],
+            alerted_risk=extra.get("alerted_risk", 0.0),
+            dismissals=row["dismissals"],
+            children=json.loads(row["children"]),
+            reasons=extra.get("reasons", {}),
+        )
+
+
+@dataclass
+class Audit:
+    at: datetime
+    actor: str
+    action: str
+    community: str | None
+    case_id: int | None
+    detail: dict[str, Any]
+
+
+class CaseBook:
+    """Turns findings into case updates and alerts, and moderator decisions into enforcement."""
+
+    def __init__(self, settings: CaseSettings) -> None:
+        self.settings = settings
+        self.active: dict[tuple[str, str], Case] = {}
+        self.by_id: dict[int, Case] = {}
+        self.dismissals: dict[tuple[str, str], int] = {}
+        self.next_id = 1
+        self.dirty: dict[int, Case] = {}
+        self.audit: list[Audit] = []
+
+    def load(self, cases: list[Case], next_id: int, dismissals: dict[tuple[str, str], int]) -> None:
+        for case in cases:
+            self.by_id[case.id] = case
+            if case.active:
+                self.active[(case.community, case.suspect)] = case
+        self.next_id = next_id
+        self.dismissals = dismissals
+
+    def threshold_for(self, community: str, suspect: str) -> float:
+        """Alert threshold, raised for suspects whose earlier cases moderators dismissed."""
+        step = self.settings.dismissed_threshold_step * self.dismissals.get((community, suspect), 0)
+        return min(0.99, self.settings.alert_threshold + step)
+
+    def add_finding(self, finding: Finding) -> tuple[Case, ModAlert | None]:
+        """Fold a finding into the suspect's active case (opening one if needed); maybe alert."""
+        key = (finding.community, finding.suspect)
+        case = self.active.get(key)
+        if case is None:
+            case = Case(
+                self.next_id, finding.platform, finding.community, finding.suspect, "open", finding.at, finding.at
+            )
+            self.next_id += 1
+            self.active[key] = case
+            self.by_id[case.id] = case
+        half_life = self.settings.half_life_hours
+        previous = case.reasons.get(finding.detector)
+        old = (
+            decayed(previous["score"], datetime.fromisoformat(previous["at"]), finding.at, half_life)
+            if previous
+            else 0.0
+        )
+        if finding.score >= old or previous is None:
+            evidence = [e.model_dump() for e in finding.evidence[: self.settings.max_evidence]]
+            case.reasons[finding.detector] = {
+                "text": finding.reason,
+                "score": finding.score,
+                "at": finding.at.isoformat(),
+                "evidence": evidence,
+            }
+        if finding.child and finding.child not in case.children:
+            case.children.append(finding.child)
+            del case.children[: max(0, len(case.children) - 50)]
+        case.updated_at = max(case.updated_at, finding.at)
+        self.dirty[case.id] = case
+        return case, self._maybe_alert(case, finding.at)
+
+    def _maybe_alert(self, case: Case, now: datetime) -> ModAlert | None:
+        risk = case.risk(now, self.settings.half_life_hours)
+        if case.alert_version == 0 and risk < self.threshold_for(case.community, case.suspect):
+            return None
+        if (
+            case.alert_version > 0
+            and abs(risk - case.alerted_risk) < MIN_RISK_CHANGE
+            and not self._reasons_changed(case)
+        ):
+            return None
+        return self._alert(case, now, risk)
+
+    def _reasons_changed(self, case: Case) -> bool:
+        return any(r.get("alerted_text") != r["text"] for r in case.reasons.values())
+
+    def _alert(self, case: Case, now: datetime, risk: float | None = None) -> ModAlert:
+        risk = case.risk(now, self.settings.half_life_hours) if risk is None else risk
+        case.alert_version += 1
+        case.alerted_risk = risk
+        for r in case.reasons.values():
+            r["alerted_text"] = r["text"]
+        self.dirty[case.id] = case
+        return self.render(case, now, risk)
+
+    def render(self, case: Case, now: datetime, risk: float | None = None) -> ModAlert:
+        """The alert card for a case as it stands (also used by `cases show`)."""
+        risk = case.risk(now, self.settings.half_life_hours) if risk is None else risk
+        ordered = sorted(case.reasons.items(), key=lambda kv: -kv[1]["score"])
+        evidence: list[Evidence] = []
+        for _, r in ordered:
+            evidence.extend(Evidence(**e) for e in r.get("evidence", []))
+        return ModAlert(
+            action_id=f"alert:{case.community}:{case.id}:{case.alert_version}",
+            platform=case.platform,
+            community=case.community,
+            case_id=case.id,
+            version=max(1, case.alert_version),
+            suspect=case.suspect,
+            risk=round(min(1.0, max(0.0, risk)), 3),
+            status=case.status,
+            reasons=tuple(Reason(detector=d, text=r["text"], score=round(r["score"], 3)) for d, r in ordered),
+            evidence=tuple(evidence[: self.settings.max_evidence]),
+            children=tuple(case.children[:20]),
+            at=now,
+        )
+
+    def decide(self, event: ModeratorDecision) -> list[ModAlert | Enforcement]:
+        """Apply a moderator's decision; returns the card update and any platform enforcement."""
+        case = self.by_id.get(event.case_id)
+        if case is None or case.community != event.community:
+            self.audit.append(
+                Audit(
+                    event.at,
+                    event.moderator,
+                    "decision_rejected",
+                    event.community,
+                    event.case_id,
+                    {"decision": event.decision.value, "why": "no such case in this community"},
+                )
+            )
+            log.warning("decision %s on unknown case %s ignored", event.key, event.case_id)
+            return []
+        if not case.active:
+            self.audit.append(
+                Audit(
+                    event.at,
+                    event.moderator,
+                    "decision_rejected",
+                    case.community,
+                    case.id,
+                    {"decision": event.decision.value, "why": f"case is {case.status}"},
+                )
+            )
+            return []
+        case.status = STATUS_AFTER[event.decision]
+        case.updated_at = max(case.updated_at, event.at)
+        if event.decision is Decision.DISMISS:
+            # Dismissal is feedback: lower this case's weight and raise the bar for the suspect's next alert.
+            for r in case.reasons.values():
+                r["score"] *= self.settings.dismiss_factor
+            case.dismissals += 1
+            key = (case.community, case.suspect)
+            self.dismissals[key] = self.dismissals.get(key, 0) + 1
+        if not case.active:
+            self.active.pop((case.community, case.suspect), None)
+        self.audit.append(
+            Audit(
+                event.at,
+                event.moderator,
+                event.decision.value,
+                case.community,
+                case.id,
+                {"note": event.note, "duration_minutes": event.duration_minutes, "event": event.key},
+            )
+        )
+        self.dirty[case.id] = case
+        out: list[ModAlert | Enforcement] = [self._alert(case, event.at)]
+        if event.decision in (Decision.BAN, Decision.TIMEOUT):
+            out.append(
+                Enforcement(
+                    action_id=f"enforce:{event.key}",
+                    platform=case.platform,
+                    community=case.community,
+                    case_id=case.id,
+                    suspect=case.suspect,
+                    decision=event.decision,
+                    duration_minutes=event.duration_minutes or (60 if event.decision is Decision.TIMEOUT else None),
+                    moderator=event.moderator,
+                    reason=f"GroomGuard case #{case.id}: {event.decision.value} by moderator",
+                    at=event.at,
+                )
+            )
+        return out
+
+    def take_dirty(self) -> tuple[list[Case], list[Audit]]:
+        dirty, audit = list(self.dirty.values()), self.audit
+        self.dirty, self.audit = {}, []
+        return dirty, audit
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        for case in [
+            c for c in self.by_id.values() if c.suspect == account and (community is None or c.community == community)
+        ]:
+            self.by_id.pop(case.id, None)
+            self.active.pop((case.community, case.suspect), None)
+        for case in self.by_id.values():
+            if account in case.children:
+                case.children.remove(account)

@@ -1,0 +1,282 @@
+"""The `groomguard` command line: demo, replay, run, config checks, schema, cases and erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.engine import Engine, EngineStats
+from bot.events import schema_text
+from bot.sinks import JsonlSink, TerminalSink, alert_table
+
+app = typer.Typer(
+    help="GroomGuard: grooming alerts for online communities.", no_args_is_help=True, add_completion=False
+)
+cases_app = typer.Typer(help="Look up cases.", no_args_is_help=True)
+app.add_typer(cases_app, name="cases")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (env GROOMGUARD_* overrides it)")
+]
+DbOption = Annotated[Path | None, typer.Option("--db", help="SQLite database file (overrides store.path)")]
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _settings(config: Path | None, db: Path | None = None) -> Settings:
+    try:
+        settings = load_settings(config)
+    except ConfigError as error:
+        err.print(f"[red]config problems ({len(error.problems)}):[/]")
+        for problem in error.problems:
+            err.print(f"  • {problem}")
+        raise typer.Exit(1) from None
+    if db is not None:
+        settings.store.path = db
+    return settings
+
+
+def _setup_logging(settings: Settings, verbose: bool = False) -> None:
+    level = logging.DEBUG if verbose else getattr(logging, settings.logging.level)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+
+
+def _summary(stats: EngineStats, elapsed: float, bad: int, cases: int) -> Table:
+    table = Table(title="GroomGuard summary", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("events read", stats.received + bad),
+        ("events stored", stats.stored),
+        ("duplicates skipped", stats.duplicates),
+        ("bad lines skipped", bad),
+        ("findings", stats.findings),
+        ("cases", cases),
+        ("alerts", stats.alerts),
+        ("alert updates", stats.alert_updates),
+        ("child notices", stats.notices),
+        ("child notices held back (rate limit)", stats.notices_suppressed),
+        ("detector errors", stats.detector_errors),
+        ("time", f"{elapsed:.2f} s"),
+        ("events/s", f"{stats.processed / elapsed:,.0f}" if elapsed > 0 else "-"),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+async def _replay(settings: Settings, source: Path | str, out: Path | None, quiet: bool) -> int:
+    from adapters.replay import replay
+
+    sinks: list = [TerminalSink(console, show_updates=False)] if not quiet else []
+    if out is not None:
+        sinks.append(JsonlSink(out))
+    engine = Engine(settings, sinks)
+    await engine.start()
+    start = time.perf_counter()
+    try:
+        if isinstance(source, Path) and source != Path("-") and sys.stderr.isatty():
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=err,
+            ) as bar:
+                task = bar.add_task(f"replaying {source.name}", total=source.stat().st_size)  # noqa: ASYNC240
+                report = await replay(engine, source, progress=lambda n: bar.advance(task, n))
+        else:
+            report = await replay(engine, source)
+        elapsed = time.perf_counter() - start
+        cases = len(await engine.store.list_cases(limit=100_000))
+    finally:
+        await engine.stop()
+    for number, reason in report.skipped[:20]:
+        err.print(f"[yellow]line {number} skipped:[/] {reason}")
+    if report.bad > 20:
+        err.print(f"[yellow]… and {report.bad - 20} more bad lines[/]")
+    console.print(_summary(engine.stats, elapsed, report.bad, cases))
+    return 0
+
+
+@app.command()
+def demo(
+    db: DbOption = None,
+    fresh: Annotated[bool, typer.Option(help="start from an empty database")] = True,
+) -> None:
+    """Replay the synthetic example community and print the alerts it raises."""
+    settings = _settings(EXAMPLES / "groomguard.toml" if (EXAMPLES / "groomguard.toml").exists() else None, db)
+    if db is None:
+        settings.store.path = Path(".groomguard-demo.db")
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{settings.store.path}{suffix}").unlink(missing_ok=True)
+    data = EXAMPLES / "community.jsonl"
+    if not data.exists():
+        err.print(f"[red]{data} is missing[/]: run `python examples/generate.py` to rebuild it")
+        raise typer.Exit(1)
+    _setup_logging(settings)
+    console.print(f"[bold]GroomGuard demo[/]: replaying {data.name} into {settings.store.path}")
+    raise typer.Exit(asyncio.run(_replay(settings, data, None, quiet=False)))
+
+
+@app.command("replay")
+def replay_cmd(
+    file: Annotated[str, typer.Argument(help="JSON Lines of events, or '-' for stdin")],
+    config: ConfigOption = None,
+    db: DbOption = None,
+    out: Annotated[Path | None, typer.Option(help="also write every action as JSON Lines here")] = None,
+    quiet: Annotated[bool, typer.Option(help="print only the summary")] = False,
+) -> None:
+    """Replay events from a JSON Lines file into the engine; bad lines are reported and skipped."""
+    settings = _settings(config, db)
+    source: Path | str = file if file == "-" else Path(file)
+    if isinstance(source, Path) and not source.is_file():
+        err.print(f"[red]{source}: no such file[/]")
+        raise typer.Exit(1)
+    _setup_logging(settings)
+    raise typer.Exit(asyncio.run(_replay(settings, source, out, quiet)))
+
+
+@app.command()
+def run(config: ConfigOption = None, verbose: bool = False) -> None:
+    """Start the adapters the config enables (replay of `replay.path` for now) and process until stopped."""
+    settings = _settings(config)
+    _setup_logging(settings, verbose)
+    if settings.replay.path is None:
+        err.print(
+            '[red]nothing to run[/]: set [replay] path = "events.jsonl" in the config (other adapters come in their own issues)'
+        )
+        raise typer.Exit(1)
+    raise typer.Exit(asyncio.run(_replay(settings, settings.replay.path, None, quiet=False)))
+
+
+@app.command("check-config")
+def check_config(file: Annotated[Path, typer.Argument(help="TOML config file to check")]) -> None:
+    """Validate a config file and report every problem with its key and a fix hint."""
+    try:
+        settings = load_settings(file)
+    except ConfigError as error:
+        err.print(f"[red]{file}: {len(error.problems)} problem(s)[/]")
+        for problem in error.problems:
+            err.print(f"  • [bold]{problem.key}[/]: {problem.problem}\n    fix: {problem.hint}")
+        raise typer.Exit(1) from None
+    enabled = [
+        name for name in type(settings.detectors).model_fields if getattr(settings.detector(name), "enabled", True)
+    ]
+    console.print(f"[green]{file}: OK[/] — store {settings.store.path}, detectors: {', '.join(enabled)}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of GroomGuard events (the replay and webhook format)."""
+    typer.echo(schema_text())
+
+
+async def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
+    from bot.store import open_store
+
+    store = open_store(settings.store)
+    await store.open()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+@cases_app.command("list")
+def cases_list(
+    config: ConfigOption = None,
+    db: DbOption = None,
+    status: Annotated[str | None, typer.Option(help="open, escalated, confirmed, dismissed, banned")] = None,
+    limit: int = 50,
+) -> None:
+    """List cases, highest risk first."""
+    settings = _settings(config, db)
+    rows = asyncio.run(_with_store(settings, lambda s: s.list_cases(status, limit)))
+    if not rows:
+        console.print("no cases")
+        return
+    table = Table("id", "suspect", "community", "status", "risk", "opened", "updated")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["suspect"],
+            row["community"],
+            row["status"],
+            f"{row['risk']:.2f}",
+            row["opened_at"][:16],
+            row["updated_at"][:16],
+        )
+    console.print(table)
+
+
+@cases_app.command("show")
+def cases_show(
+    case_id: Annotated[int, typer.Argument(help="case id")], config: ConfigOption = None, db: DbOption = None
+) -> None:
+    """Show one case: reasons, evidence, findings and the audit trail."""
+    from bot.cases import CaseBook
+
+    settings = _settings(config, db)
+    found = asyncio.run(_with_store(settings, lambda s: s.get_case(case_id)))
+    if found is None:
+        err.print(f"[red]no case {case_id}[/]")
+        raise typer.Exit(1)
+    case, findings, audit = found
+    card = CaseBook(settings.cases).render(case, case.updated_at)
+    console.print(
+        f"[bold]case #{case.id}[/] {case.suspect} in {case.community} · {case.status} · risk now {card.risk:.2f}"
+    )
+    console.print(alert_table(card))
+    console.print(f"{len(findings)} findings; children involved: {', '.join(case.children) or '-'}")
+    for entry in audit:
+        console.print(f"  {entry['at'][:19]} {entry['actor']} {entry['action']} {entry['detail']}")
+
+
+@app.command()
+def forget(
+    account: Annotated[str, typer.Argument(help="account id to erase")],
+    community: Annotated[str | None, typer.Option(help="only this community")] = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Erase everything stored about one account and say what was removed."""
+    settings = _settings(config, db)
+    removed = asyncio.run(_with_store(settings, lambda s: s.forget(account, community)))
+    if not removed:
+        console.print(f"nothing stored about {account}")
+        return
+    console.print(f"erased {account}: " + ", ".join(f"{n} {table}" for table, n in removed.items()))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from importlib.metadata import version as pkg_version
+
+    typer.echo(pkg_version("groomguard"))
+
+
+def _json_default(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+__all__ = ["UTC", "app", "json"]

@@ -1,0 +1,282 @@
+"""Typed settings: a TOML file plus GROOMGUARD_* environment overrides, validated at start-up."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bot.detectors import REGISTRY
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreSettings(Section):
+    path: Path = Field(Path("groomguard.db"), description="SQLite database file (created if missing)")
+    database_url: str | None = Field(
+        None, description="postgresql://... to share state between instances; empty = SQLite at `path`"
+    )
+    message_retention_days: int = Field(
+        30, ge=1, le=365, description="days message text is kept; longer helps review, shorter stores less"
+    )
+    event_retention_days: int = Field(90, ge=1, le=3650, description="days raw events are kept for replay and audit")
+
+
+class EngineSettings(Section):
+    queue_size: int = Field(
+        10_000, ge=10, le=1_000_000, description="events held in memory before producers wait (back-pressure)"
+    )
+    batch_size: int = Field(
+        500, ge=1, le=10_000, description="events per transaction; bigger is faster, smaller acts sooner"
+    )
+    batch_wait_ms: int = Field(
+        20, ge=0, le=5_000, description="how long to wait to fill a batch; lower = lower latency"
+    )
+
+
+class CaseSettings(Section):
+    alert_threshold: float = Field(
+        0.6, gt=0, le=1, description="case risk at which moderators get an alert; lower = more alerts"
+    )
+    half_life_hours: float = Field(168, gt=0, description="hours for a case's risk to halve without new findings")
+    dismiss_factor: float = Field(0.3, ge=0, le=1, description="risk multiplier when a moderator dismisses a case")
+    dismissed_threshold_step: float = Field(
+        0.15, ge=0, le=0.5, description="extra risk needed to re-alert on a suspect per past dismissal (feedback)"
+    )
+    max_evidence: int = Field(25, ge=1, le=500, description="evidence items kept on an alert card")
+
+
+class Helpline(Section):
+    name: str = Field(description="helpline name shown to the child, e.g. Childline")
+    contact: str = Field(description="phone number or short contact line")
+    url: str = Field("", description="web address")
+
+
+def _default_helplines() -> dict[str, Helpline]:
+    return {
+        "gb": Helpline(name="Childline", contact="0800 1111", url="https://www.childline.org.uk"),
+        "ie": Helpline(name="Childline (ISPCC)", contact="1800 66 66 66", url="https://www.childline.ie"),
+        "us": Helpline(name="Childhelp", contact="1-800-422-4453", url="https://www.childhelphotline.org"),
+        "au": Helpline(name="Kids Helpline", contact="1800 55 1800", url="https://kidshelpline.com.au"),
+    }
+
+
+class NoticeSettings(Section):
+    region: str = Field("gb", description="community's region; picks the helpline in child notices")
+    helplines: dict[str, Helpline] = Field(default_factory=_default_helplines, description="helpline per region code")
+    min_hours_between: float = Field(
+        24, ge=0, description="hours before the same child is warned again about the same account"
+    )
+    max_per_child_per_day: int = Field(
+        2, ge=1, le=20, description="notices one child may get in 24 hours, all accounts together"
+    )
+
+    def helpline(self) -> Helpline:
+        return self.helplines.get(self.region.lower()) or _default_helplines()["gb"]
+
+
+class ReplaySettings(Section):
+    path: Path | None = Field(None, description="JSON Lines file to replay when `groomguard run` starts ('-' = stdin)")
+
+
+class WebhookSettings(Section):
+    enabled: bool = Field(False, description="accept events over HTTP")
+    host: str = Field("127.0.0.1", description="bind address; keep loopback unless a proxy terminates TLS")
+    port: int = Field(8787, ge=1, le=65535, description="TCP port")
+    secret: str | None = Field(
+        None, description="HMAC shared secret (prefer GROOMGUARD_WEBHOOK__SECRET or secret_file)"
+    )
+    secret_file: Path | None = Field(None, description="file holding the shared secret")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
+    max_skew_seconds: int = Field(300, ge=1, description="how old a signed timestamp may be (replay window)")
+    rate_per_second: float = Field(200, gt=0, description="requests per second allowed per source")
+
+
+class DiscordSettings(Section):
+    enabled: bool = Field(False, description="run the Discord bot")
+    token: str | None = Field(None, description="bot token (prefer GROOMGUARD_DISCORD__TOKEN or token_file)")
+    token_file: Path | None = Field(None, description="file holding the bot token")
+    guild_ids: list[int] = Field(default_factory=list, description="servers to protect")
+    mod_channel_id: int | None = Field(None, description="private channel for alert cards")
+    moderator_role_ids: list[int] = Field(default_factory=list, description="roles allowed to act on cases")
+    age_roles: dict[str, str] = Field(
+        default_factory=dict, description='role name → band, e.g. {"13-15" = "minor", "18+" = "adult"}'
+    )
+    region_roles: dict[str, str] = Field(default_factory=dict, description="role name → region tag")
+
+
+class MatrixSettings(Section):
+    enabled: bool = Field(False, description="run the Matrix bot")
+    homeserver: str = Field("http://127.0.0.1:8008", description="homeserver base URL")
+    user_id: str = Field("", description="the bot's Matrix id, e.g. @groomguard:example.org")
+    access_token: str | None = Field(None, description="prefer GROOMGUARD_MATRIX__ACCESS_TOKEN or access_token_file")
+    access_token_file: Path | None = Field(None, description="file holding the access token")
+    password: str | None = Field(None, description="used only when no access token is given")
+    mod_room: str = Field("", description="room id of the private moderators' room")
+    protected_rooms: list[str] = Field(default_factory=list, description="room or space ids to protect")
+    minor_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are minors")
+    adult_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are adults")
+    moderator_power_level: int = Field(50, ge=0, le=100, description="power level in the mod room needed to act")
+    invite_expiry_hours: float = Field(72, gt=0, description="a pending invite older than this counts as expired")
+
+
+class LoggingSettings(Section):
+    level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
+    json_logs: bool = Field(False, description="one JSON object per log line")
+
+
+DetectorsSettings: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "DetectorsSettings",
+    __base__=Section,
+    **{
+        spec.name: (spec.settings_model, Field(default_factory=spec.settings_model, description=spec.summary))
+        for spec in REGISTRY
+    },
+)
+
+
+class Settings(BaseSettings):
+    """All of GroomGuard's settings; every section has documented defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GROOMGUARD_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    cases: CaseSettings = Field(default_factory=CaseSettings)
+    notices: NoticeSettings = Field(default_factory=NoticeSettings)
+    detectors: Annotated[Any, Field(default_factory=DetectorsSettings)]
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    matrix: MatrixSettings = Field(default_factory=MatrixSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file, so deployments can override one key without editing it.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def detector(self, name: str) -> BaseModel:
+        return getattr(self.detectors, name)  # type: ignore[no-any-return]
+
+
+# pydantic needs the concrete model for the `detectors` field to validate nested TOML tables.
+Settings.model_fields["detectors"].annotation = DetectorsSettings
+Settings.model_rebuild(force=True)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config file: where, what, and how to fix it."""
+
+    key: str
+    problem: str
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.problem} — {self.hint}"
+
+
+class ConfigError(Exception):
+    """The config cannot be used; `problems` lists every issue found, not just the first."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _describe_field(loc: tuple[Any, ...]) -> str:
+    """Walk the settings model along `loc` and return that field's description, if any."""
+    model: Any = Settings
+    description = ""
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return description
+        info = fields[part]
+        description = info.description or description
+        model = info.annotation
+    return description
+
+
+def _hint(err: dict[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent: Any = Settings
+        for part in loc[:-1]:
+            fields = getattr(parent, "model_fields", {})
+            parent = fields[part].annotation if part in fields else None
+        known = sorted(getattr(parent, "model_fields", {}) or [])
+        return f"unknown key; remove it or use one of: {', '.join(known)}" if known else "unknown key; remove it"
+    description = _describe_field(loc)
+    ctx = err.get("ctx") or {}
+    bounds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ctx.items() if k in {"ge", "gt", "le", "lt"})
+    parts = [p for p in (description, f"allowed: {bounds}" if bounds else "") if p]
+    return "; ".join(parts) or "see examples/groomguard.toml"
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from `path` (TOML) and the environment; raise ConfigError listing every problem."""
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        str(path), "file not found", "pass an existing TOML file, e.g. examples/groomguard.toml"
+                    )
+                ]
+            )
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(
+                [ConfigProblem(str(path), f"not valid TOML: {error}", "fix the syntax at that line")]
+            ) from None
+    file_settings = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
+    try:
+        return file_settings(**overrides)  # type: ignore[no-any-return]
+    except ValidationError as error:
+        problems = [
+            ConfigProblem(".".join(str(p) for p in e["loc"]), e["msg"], _hint(dict(e)))
+            for e in error.errors(include_url=False)
+        ]
+        raise ConfigError(problems) from None
+
+
+def read_secret(value: str | None, file: Path | None, name: str) -> str:
+    """Return a secret from its value or file; the error names the setting, never the secret."""
+    if value:
+        return value.strip()
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(
+                [ConfigProblem(f"{name}_file", f"cannot read: {error.strerror}", "check the path and permissions")]
+            ) from None
+    raise ConfigError(
+        [ConfigProblem(name, "missing", f"set GROOMGUARD_{name.upper().replace('.', '__')} or {name}_file")]
+    )

@@ -1,0 +1,331 @@
+"""The engine: a bounded queue of events, stored before acted on, fed to detectors, turned into actions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bot.actions import ChildNotice, Enforcement, ModAlert, Sink
+from bot.cases import CaseBook
+from bot.config import Settings
+from bot.detectors import REGISTRY
+from bot.detectors.base import Detector
+from bot.events import BaseEvent, ModeratorDecision
+from bot.findings import Finding
+from bot.notices import NoticeBook
+from bot.state import CommunityState
+from bot.store import ActionT, BatchWrite, Store, open_store
+
+log = logging.getLogger(__name__)
+
+#: How long recent contact edges stay in memory; detector windows longer than this are capped.
+CONTACT_WINDOW_HOURS = 24 * 30
+PURGE_EVERY_BATCHES = 2_000
+
+
+@dataclass
+class EngineStats:
+    """Counters for the summary table and metrics."""
+
+    received: int = 0
+    duplicates: int = 0
+    stored: int = 0
+    processed: int = 0
+    findings: int = 0
+    alerts: int = 0
+    alert_updates: int = 0
+    notices: int = 0
+    notices_suppressed: int = 0
+    enforcements: int = 0
+    detector_errors: int = 0
+    delivery_errors: int = 0
+    cases_opened: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.processed / elapsed if elapsed > 0 else 0.0
+
+
+class EngineError(RuntimeError):
+    """The engine stopped because its store failed; events not yet stored must be re-sent."""
+
+
+def build_detectors(settings: Settings) -> list[Detector]:
+    """Instantiate every enabled detector in the registry with its validated settings."""
+    detectors = []
+    for spec in REGISTRY:
+        det_settings = settings.detector(spec.name)
+        if getattr(det_settings, "enabled", True):
+            detectors.append(spec.factory(det_settings))
+    return detectors
+
+
+class Engine:
+    """Owns the queue, the store, detectors, cases and the outbox; start/stop are its lifecycle."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Sequence[Sink] = (),
+        store: Store | None = None,
+        detectors: Sequence[Detector] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.store)
+        self.sinks = list(sinks)
+        self.detectors = list(detectors) if detectors is not None else build_detectors(settings)
+        self.state = CommunityState(self.store.accepted_contacts, timedelta(hours=CONTACT_WINDOW_HOURS))
+        self.cases = CaseBook(settings.cases)
+        self.notices = NoticeBook(settings.notices)
+        self.stats = EngineStats()
+        self._queue: asyncio.Queue[BaseEvent] = asyncio.Queue(maxsize=settings.engine.queue_size)
+        self._outbox: asyncio.Queue[list[ActionT]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failure: BaseException | None = None
+        self._batches = 0
+        self._watermark_at: datetime | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, rebuild memory, finish events stored but not processed, then accept new ones."""
+        await self.store.open()
+        snap = await self.store.snapshot(CONTACT_WINDOW_HOURS)
+        for community, acc in snap.accounts:
+            self.state.accounts[(community, acc.account)] = acc
+        for community, edge in snap.contacts:
+            self.state.load_contact(community, edge)
+        self.cases.load(snap.cases, snap.next_case_id, snap.dismissals)
+        self.notices.load(snap.notices)
+        self._watermark = snap.watermark
+        self._watermark_at = snap.watermark_at
+        await self._deliver(await self.store.pending_actions())
+        recovered = 0
+        while batch := await self.store.events_after(self._watermark, self.settings.engine.batch_size):
+            await self._process(batch)
+            recovered += len(batch)
+        if recovered:
+            log.info("resumed after restart: processed %d stored events past the watermark", recovered)
+        self.stats.started = time.perf_counter()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="groomguard-engine"),
+            asyncio.create_task(self._dispatch(), name="groomguard-outbox"),
+        ]
+
+    async def stop(self) -> None:
+        """Drain what is queued, deliver pending actions, then close the store."""
+        if self._tasks and self._failure is None:
+            await self.drain()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- input ----------------------------------------------------------------------------
+
+    async def submit(self, event: BaseEvent) -> None:
+        """Queue an event, waiting while the queue is full (back-pressure)."""
+        self._raise_if_failed()
+        self.stats.received += 1
+        await self._queue.put(event)
+
+    async def ingest(self, events: Sequence[BaseEvent]) -> int:
+        """Store and process events now, bypassing the queue; returns how many were new.
+
+        Used where the caller must know the events are durable before it answers (webhooks).
+        """
+        self._raise_if_failed()
+        self.stats.received += len(events)
+        async with self._lock:
+            return await self._handle(list(events))
+
+    async def drain(self) -> None:
+        """Wait until every queued event is processed and every action handed to the sinks."""
+        await self._queue.join()
+        await self._outbox.join()
+        self._raise_if_failed()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise EngineError(f"engine stopped: {self._failure}") from self._failure
+
+    # -- processing -----------------------------------------------------------------------
+
+    @property
+    def _lock(self) -> asyncio.Lock:
+        lock = getattr(self, "_lock_obj", None)
+        if lock is None:
+            lock = self._lock_obj = asyncio.Lock()
+        return lock
+
+    async def _run(self) -> None:
+        size = self.settings.engine.batch_size
+        wait = self.settings.engine.batch_wait_ms / 1000
+        while True:
+            batch = [await self._queue.get()]
+            deadline = time.monotonic() + wait
+            while len(batch) < size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    except TimeoutError:
+                        break
+            try:
+                async with self._lock:
+                    await self._handle(batch)
+            except Exception as error:
+                # The store failed: stop taking events so nothing is acknowledged that was not kept.
+                log.exception("engine stopped: store failure while handling %d events", len(batch))
+                self._failure = error
+                for _ in batch:
+                    self._queue.task_done()
+                while not self._queue.empty():
+                    self._queue.get_nowait()
+                    self._queue.task_done()
+                return
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _handle(self, batch: list[BaseEvent]) -> int:
+        fresh = await self.store.append_events(batch)
+        self.stats.duplicates += len(batch) - len(fresh)
+        self.stats.stored += len(fresh)
+        if fresh:
+            await self._process(fresh)
+        return len(fresh)
+
+    async def _process(self, items: list[tuple[int, BaseEvent]]) -> None:
+        actions: list[ActionT] = []
+        findings: list[tuple[int, Finding]] = []
+        for _seq, event in items:
+            self.state.apply(event)
+            if isinstance(event, ModeratorDecision):
+                actions.extend(self.cases.decide(event))
+                continue
+            for detector in self.detectors:
+                try:
+                    found = await detector.inspect(event, self.state)
+                except Exception:
+                    self.stats.detector_errors += 1
+                    log.exception("detector %s failed on event %s; skipped for this event", detector.name, event.key)
+                    continue
+                for finding in found:
+                    actions.extend(self._on_finding(finding, findings))
+        last_seq, last_event = items[-1]
+        self._watermark = last_seq
+        self._watermark_at = max(self._watermark_at or last_event.at, last_event.at)
+        dirty_cases, audit = self.cases.take_dirty()
+        await self.store.commit_batch(
+            BatchWrite(
+                state=self.state.take_pending(),
+                cases=dirty_cases,
+                findings=findings,
+                actions=actions,
+                notices=self.notices.take_pending(),
+                audit=audit,
+                watermark=last_seq,
+                watermark_at=self._watermark_at,
+                half_life_hours=self.settings.cases.half_life_hours,
+            )
+        )
+        self.stats.processed += len(items)
+        self._batches += 1
+        if self._batches % PURGE_EVERY_BATCHES == 0:
+            await self.purge()
+        if actions:
+            self._outbox.put_nowait(actions)
+
+    def _on_finding(self, finding: Finding, findings: list[tuple[int, Finding]]) -> list[ActionT]:
+        self.stats.findings += 1
+        out: list[ActionT] = []
+        opened = self.cases.next_id
+        case, alert = self.cases.add_finding(finding)
+        if self.cases.next_id != opened:
+            self.stats.cases_opened += 1
+        findings.append((case.id, finding))
+        if alert is not None:
+            if alert.is_update:
+                self.stats.alert_updates += 1
+            else:
+                self.stats.alerts += 1
+            out.append(alert)
+        notice = self.notices.notice_for(finding, case.id)
+        if notice is not None:
+            self.stats.notices += 1
+            out.append(notice)
+        self.stats.notices_suppressed = self.notices.suppressed
+        return out
+
+    async def purge(self) -> dict[str, int]:
+        """Apply retention: drop message text and raw events older than configured."""
+        if self._watermark_at is None:
+            return {}
+        s = self.settings.store
+        removed = await self.store.purge_expired(self._watermark_at, s.message_retention_days, s.event_retention_days)
+        log.info("retention purge removed %s", removed)
+        return removed
+
+    async def forget(self, account: str, community: str | None = None) -> dict[str, int]:
+        """Erase one account's data from memory and the store (the right to erasure)."""
+        async with self._lock:
+            self.state.forget(account, community)
+            self.cases.forget(account, community)
+            return await self.store.forget(account, community)
+
+    # -- output ---------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            actions = await self._outbox.get()
+            try:
+                await self._deliver(actions)
+            finally:
+                self._outbox.task_done()
+
+    async def _deliver(self, actions: Sequence[ActionT]) -> None:
+        delivered: list[str] = []
+        for action in actions:
+            if isinstance(action, Enforcement):
+                self.stats.enforcements += 1
+            ok = True
+            for sink in self.sinks:
+                try:
+                    await sink.deliver(action)
+                except Exception:
+                    ok = False
+                    self.stats.delivery_errors += 1
+                    log.exception(
+                        "sink %s failed to deliver %s; it stays in the outbox", type(sink).__name__, action.action_id
+                    )
+            if ok:
+                delivered.append(action.action_id)
+        if delivered:
+            await self.store.mark_delivered(delivered, datetime.now(UTC))
+
+
+__all__ = ["ChildNotice", "Engine", "EngineError", "EngineStats", "ModAlert", "build_detectors"]

@@ -1,0 +1,319 @@
+"""The one event vocabulary inside GroomGuard: frozen pydantic models, one union on `type`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+#: Longest message text kept; longer text is truncated (and flagged), never rejected,
+#: so one enormous message cannot drop a real event.
+MAX_TEXT_CHARS = 8_000
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class AgeBand(StrEnum):
+    """What we know of an account's age; `minor` means under 18."""
+
+    MINOR = "minor"
+    ADULT = "adult"
+    UNKNOWN = "unknown"
+
+
+class AgeSource(StrEnum):
+    """Where an age declaration came from, strongest last."""
+
+    TEXT = "text"
+    SELF = "self"
+    ROLE = "role"
+    MODERATOR = "moderator"
+
+
+class ContactKind(StrEnum):
+    """How one account reached out to another for the first time."""
+
+    FRIEND = "friend"
+    FOLLOW = "follow"
+    DM = "dm"
+    INVITE = "invite"
+    MENTION = "mention"
+    REPLY = "reply"
+
+
+#: Contact kinds that are requests the target can accept or reject.
+REQUEST_KINDS = frozenset({ContactKind.FRIEND, ContactKind.FOLLOW, ContactKind.DM, ContactKind.INVITE})
+
+
+class Answer(StrEnum):
+    """How a contact request ended."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class Decision(StrEnum):
+    """What a moderator decided about a case."""
+
+    CONFIRM = "confirm"
+    DISMISS = "dismiss"
+    ESCALATE = "escalate"
+    TIMEOUT = "timeout"
+    BAN = "ban"
+
+
+class BaseEvent(BaseModel):
+    """Fields every event carries; `event_id` is unique per platform and makes ingest idempotent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=MAX_TEXT_CHARS * 4)
+
+    event_id: Id
+    platform: Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_.-]+$")]
+    community: Id
+    at: UtcDatetime
+
+    @property
+    def key(self) -> str:
+        """Platform-qualified id used for idempotency in the store."""
+        return f"{self.platform}:{self.event_id}"
+
+
+class MemberJoined(BaseEvent):
+    """An account joined the community; `account_created_at` lets us spot brand-new accounts."""
+
+    type: Literal["member_joined"] = "member_joined"
+    account: Id
+    account_created_at: UtcDatetime | None = None
+
+
+class MemberLeft(BaseEvent):
+    """An account left or was removed from the community."""
+
+    type: Literal["member_left"] = "member_left"
+    account: Id
+
+
+class ContactRequested(BaseEvent):
+    """`source` started contact with `target` (friend request, follow, DM, invite, mention, reply)."""
+
+    type: Literal["contact_requested"] = "contact_requested"
+    source: Id
+    target: Id
+    kind: ContactKind
+    request_id: Id | None = None
+
+
+class ContactAnswered(BaseEvent):
+    """`target` answered (or never answered) a request from `source`."""
+
+    type: Literal["contact_answered"] = "contact_answered"
+    source: Id
+    target: Id
+    answer: Answer
+    request_id: Id | None = None
+
+
+class MessageSent(BaseEvent):
+    """A message in a conversation; `private` is a DM or a room with only the listed recipients."""
+
+    type: Literal["message_sent"] = "message_sent"
+    message_id: Id
+    author: Id
+    conversation: Id
+    private: bool = False
+    recipients: tuple[Id, ...] = ()
+    text: str = ""
+    reply_to: Id | None = None
+    truncated: bool = False
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _clip_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            return value[:MAX_TEXT_CHARS]
+        return value
+
+
+class MessageEdited(BaseEvent):
+    """A message's text changed; detectors see the new text."""
+
+    type: Literal["message_edited"] = "message_edited"
+    message_id: Id
+    author: Id
+    conversation: Id
+    text: str = ""
+
+    _clip_text = field_validator("text", mode="before")(MessageSent._clip_text.__func__)  # type: ignore[attr-defined]
+
+
+class MessageDeleted(BaseEvent):
+    """A message was deleted; its stored text is erased too."""
+
+    type: Literal["message_deleted"] = "message_deleted"
+    message_id: Id
+    conversation: Id
+    author: Id | None = None
+
+
+class ContentViewed(BaseEvent):
+    """`viewer` saw content made by `author` (a post view, read receipt or reaction-like signal)."""
+
+    type: Literal["content_viewed"] = "content_viewed"
+    viewer: Id
+    author: Id
+    content_id: Id
+    count: Annotated[int, Field(ge=1, le=10_000)] = 1
+
+
+class ReactionAdded(BaseEvent):
+    """`account` reacted to a message written by `author`."""
+
+    type: Literal["reaction_added"] = "reaction_added"
+    account: Id
+    author: Id
+    message_id: Id
+    emoji: Annotated[str, StringConstraints(max_length=64)] = ""
+
+
+class AgeDeclared(BaseEvent):
+    """An account's age band, from a role, the user, a moderator or text inference."""
+
+    type: Literal["age_declared"] = "age_declared"
+    account: Id
+    band: AgeBand
+    age: Annotated[int, Field(ge=5, le=120)] | None = None
+    source: AgeSource
+
+
+class RegionDeclared(BaseEvent):
+    """An account's region tag (a region role, room, or declared place) used to find shared context."""
+
+    type: Literal["region_declared"] = "region_declared"
+    account: Id
+    region: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, to_lower=True)]
+
+
+class ModeratorDecision(BaseEvent):
+    """A moderator acted on a case; adapters emit it only after checking the moderator's rights."""
+
+    type: Literal["moderator_decision"] = "moderator_decision"
+    moderator: Id
+    case_id: Annotated[int, Field(ge=1)]
+    decision: Decision
+    duration_minutes: Annotated[int, Field(ge=1, le=40_320)] | None = None
+    note: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
+Event = Annotated[
+    MemberJoined
+    | MemberLeft
+    | ContactRequested
+    | ContactAnswered
+    | MessageSent
+    | MessageEdited
+    | MessageDeleted
+    | ContentViewed
+    | ReactionAdded
+    | AgeDeclared
+    | RegionDeclared
+    | ModeratorDecision,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_TYPES: dict[str, type[BaseEvent]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        MemberJoined,
+        MemberLeft,
+        ContactRequested,
+        ContactAnswered,
+        MessageSent,
+        MessageEdited,
+        MessageDeleted,
+        ContentViewed,
+        ReactionAdded,
+        AgeDeclared,
+        RegionDeclared,
+        ModeratorDecision,
+    )
+}
+
+
+class EventError(ValueError):
+    """A payload that is not a valid event; `reason` is short and names the field at fault."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+def _describe(error: ValidationError) -> EventError:
+    first = error.errors(include_url=False)[0]
+    loc = [str(p) for p in first["loc"]]
+    # The union tag appears as the first loc element; drop it so the field path reads naturally.
+    if loc and loc[0] in EVENT_TYPES:
+        loc = loc[1:]
+    field = ".".join(loc) or None
+    msg = first["msg"]
+    if first["type"] == "union_tag_invalid":
+        msg = f"unknown event type; expected one of: {', '.join(sorted(EVENT_TYPES))}"
+        field = "type"
+    elif first["type"] == "union_tag_not_found":
+        msg = "missing 'type'"
+        field = "type"
+    elif first["type"] == "timezone_aware":
+        msg = "timestamp needs a timezone, e.g. 2026-01-31T12:00:00Z"
+    more = len(error.errors()) - 1
+    suffix = f" (+{more} more)" if more > 0 else ""
+    return EventError(f"{field}: {msg}{suffix}" if field else f"{msg}{suffix}", field)
+
+
+def parse_event(data: str | bytes | dict[str, Any]) -> Event:
+    """Validate one event from JSON text or a dict; raises EventError with a readable reason."""
+    try:
+        if isinstance(data, dict):
+            return EVENT_ADAPTER.validate_python(data)
+        return EVENT_ADAPTER.validate_json(data)
+    except ValidationError as error:
+        if isinstance(data, str | bytes) and error.errors()[0]["type"] == "json_invalid":
+            raise EventError(f"not valid JSON: {error.errors()[0]['msg']}") from None
+        raise _describe(error) from None
+    except (TypeError, UnicodeDecodeError) as error:
+        raise EventError(f"unreadable payload: {error}") from None
+
+
+def dump_event(event: BaseEvent) -> str:
+    """Serialise an event as one JSON Lines record."""
+    return event.model_dump_json(exclude_defaults=False)
+
+
+def event_json_schema() -> dict[str, Any]:
+    """JSON Schema of the event union (what `groomguard schema` prints)."""
+    return EVENT_ADAPTER.json_schema()
+
+
+def schema_text() -> str:
+    return json.dumps(event_json_schema(), indent=2)

@@ -1,0 +1,87 @@
+"""Child notices: pick a kind, stage-appropriate text from templates and rate-limit per child."""
+
+from __future__ import annotations
+
+import tomllib
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+from bot.actions import ChildNotice
+from bot.config import NoticeSettings
+from bot.findings import Finding
+
+TEMPLATES = Path(__file__).with_name("templates") / "child_notice.toml"
+
+
+@dataclass(frozen=True)
+class NoticeTemplates:
+    order: tuple[str, ...]
+    texts: dict[str, str]
+
+    def pick(self, stages: tuple[str, ...]) -> str:
+        for stage in self.order:
+            if stage in stages and stage in self.texts:
+                return self.texts[stage]
+        return self.texts["general"]
+
+
+@cache
+def load_templates(path: Path = TEMPLATES) -> NoticeTemplates:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return NoticeTemplates(tuple(data.get("order", ())), dict(data["templates"]))
+
+
+class NoticeBook:
+    """Decides whether a child may be notified now; the suspect is never a recipient."""
+
+    def __init__(self, settings: NoticeSettings) -> None:
+        self.settings = settings
+        self.templates = load_templates()
+        self.sent: dict[tuple[str, str], deque[tuple[datetime, str]]] = defaultdict(deque)
+        self.pending: list[tuple[str, str, str, str]] = []
+        self.suppressed = 0
+
+    def load(self, rows: list[tuple[str, str, str, datetime]]) -> None:
+        for community, child, suspect, at in rows:
+            self.sent[(community, child)].append((at, suspect))
+
+    def notice_for(self, finding: Finding, case_id: int | None) -> ChildNotice | None:
+        """A notice for the finding's child, or None when rate-limited or not applicable."""
+        child = finding.child
+        if not finding.notify_child or not child or child == finding.suspect:
+            return None
+        history = self.sent[(finding.community, child)]
+        while history and history[0][0] < finding.at - timedelta(days=1):
+            history.popleft()
+        recent_same = any(
+            s == finding.suspect and finding.at - at < timedelta(hours=self.settings.min_hours_between)
+            for at, s in history
+        )
+        if recent_same or len(history) >= self.settings.max_per_child_per_day:
+            self.suppressed += 1
+            return None
+        history.append((finding.at, finding.suspect))
+        self.pending.append((finding.community, child, finding.suspect, finding.at.isoformat()))
+        helpline = self.settings.helpline()
+        text = (
+            self.templates.pick(finding.stages)
+            .format(helpline_name=helpline.name, helpline_contact=helpline.contact, helpline_url=helpline.url)
+            .strip()
+        )
+        return ChildNotice(
+            action_id=f"notice:{finding.event_key}:{child}",
+            platform=finding.platform,
+            community=finding.community,
+            child=child,
+            text=text,
+            helpline=f"{helpline.name} {helpline.contact}",
+            case_id=case_id,
+            at=finding.at,
+        )
+
+    def take_pending(self) -> list[tuple[str, str, str, str]]:
+        pending, self.pending = self.pending, []
+        return pending

@@ -1,0 +1,476 @@
+"""SQLite store through aiosqlite: WAL, numbered migrations, one writer, batched transactions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from pydantic import TypeAdapter
+
+from bot.actions import Action
+from bot.cases import Case
+from bot.detectors.base import Account, ContactEdge
+from bot.events import AgeBand, BaseEvent, parse_event
+from bot.store import ActionT, BatchWrite, Snapshot
+
+log = logging.getLogger(__name__)
+
+ACTION_ADAPTER: TypeAdapter[ActionT] = TypeAdapter(Action)
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Numbered SQL files shipped in bot/store/migrations, in order."""
+    files = resources.files("bot.store") / "migrations"
+    found = []
+    for item in files.iterdir():
+        if item.name.endswith(".sql") and item.name[:3].isdigit():
+            found.append((int(item.name[:3]), item.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (locked, corrupt, unwritable); the message says which file."""
+
+
+class SqliteStore:
+    """The embedded default store; a single connection is the single writer."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+        self._next_seq = 1
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            self._db.row_factory = aiosqlite.Row
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self._migrate()
+            # Sequence numbers never go backwards, even after old events are purged.
+            async with self._db.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'watermark'), 0))"
+            ) as cur:
+                row = await cur.fetchone()
+            self._next_seq = int(row[0]) + 1 if row else 1
+        except (aiosqlite.Error, OSError) as error:
+            raise StoreError(f"cannot open database {self.path}: {error}") from error
+
+    async def _migrate(self) -> None:
+        db = self.db
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for version, sql in migrations():
+            if version <= current:
+                continue
+            log.info("applying migration %03d to %s", version, self.path)
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in (s.strip() for s in sql.split(";")):
+                    if statement and not all(line.startswith("--") for line in statement.splitlines()):
+                        await db.execute(statement)
+                await db.execute("INSERT INTO schema_version VALUES (?, ?)", (version, datetime.now(UTC).isoformat()))
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    # -- event log ------------------------------------------------------------------------
+
+    async def append_events(self, events: Sequence[BaseEvent]) -> list[tuple[int, BaseEvent]]:
+        """Store events not seen before (by platform + event_id) and return them with their seq."""
+        unique: dict[str, BaseEvent] = {}
+        for event in events:
+            unique.setdefault(event.key, event)
+        keys = list(unique)
+        known: set[str] = set()
+        for start in range(0, len(keys), 900):
+            chunk = keys[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            async with self.db.execute(f"SELECT key FROM events WHERE key IN ({marks})", chunk) as cur:
+                known.update(row[0] for row in await cur.fetchall())
+        fresh = [e for k, e in unique.items() if k not in known]
+        if not fresh:
+            return []
+        now = datetime.now(UTC).isoformat()
+        numbered = [(self._next_seq + i, e) for i, e in enumerate(fresh)]
+        rows = [(seq, e.key, e.type, e.community, e.at.isoformat(), now, e.model_dump_json()) for seq, e in numbered]  # type: ignore[attr-defined]
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            await self.db.executemany(
+                "INSERT INTO events (seq, key, type, community, at, stored_at, body) VALUES (?,?,?,?,?,?,?)", rows
+            )
+            await self.db.execute("COMMIT")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        self._next_seq += len(numbered)
+        return numbered
+
+    async def events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
+        async with self.db.execute(
+            "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [(row[0], parse_event(row[1])) for row in rows]
+
+    # -- state ----------------------------------------------------------------------------
+
+    async def _meta(self, name: str) -> str | None:
+        async with self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def snapshot(self, contact_window_hours: float) -> Snapshot:
+        snap = Snapshot()
+        snap.watermark = int(await self._meta("watermark") or 0)
+        snap.watermark_at = _dt(await self._meta("watermark_at"))
+        regions: dict[tuple[str, str], set[str]] = {}
+        async with self.db.execute("SELECT community, account, region FROM regions") as cur:
+            async for row in cur:
+                regions.setdefault((row[0], row[1]), set()).add(row[2])
+        async with self.db.execute("SELECT * FROM accounts") as cur:
+            async for row in cur:
+                snap.accounts.append(
+                    (
+                        row["community"],
+                        Account(
+                            row["account"],
+                            AgeBand(row["band"]),
+                            row["age"],
+                            row["band_source"],
+                            frozenset(regions.get((row["community"], row["account"]), ())),
+                            _dt(row["created_at"]),
+                            _dt(row["joined_at"]),
+                            _dt(row["first_seen"]),
+                        ),
+                    )
+                )
+        if snap.watermark_at is not None:
+            since = (snap.watermark_at - timedelta(hours=contact_window_hours)).isoformat()
+            async with self.db.execute(
+                "SELECT community, source, target, kind, first_at, event_key FROM contacts WHERE first_at >= ? ORDER BY first_at",
+                (since,),
+            ) as cur:
+                async for row in cur:
+                    snap.contacts.append(
+                        (row[0], ContactEdge(row[1], row[2], row[3], datetime.fromisoformat(row[4]), row[5]))
+                    )
+            day_ago = (snap.watermark_at - timedelta(days=1)).isoformat()
+            async with self.db.execute(
+                "SELECT community, child, suspect, at FROM notices WHERE at >= ? ORDER BY at", (day_ago,)
+            ) as cur:
+                snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3])) for r in await cur.fetchall()]
+        async with self.db.execute("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed')") as cur:
+            snap.cases = [Case.from_row(row) for row in await cur.fetchall()]
+        async with self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM cases") as cur:
+            row = await cur.fetchone()
+            snap.next_case_id = int(row[0]) if row else 1
+        async with self.db.execute(
+            "SELECT community, suspect, SUM(dismissals) FROM cases GROUP BY community, suspect HAVING SUM(dismissals) > 0"
+        ) as cur:
+            snap.dismissals = {(r[0], r[1]): int(r[2]) for r in await cur.fetchall()}
+        return snap
+
+    async def commit_batch(self, batch: BatchWrite) -> None:
+        """Write one processed batch atomically: state rows, cases, findings, outbox, watermark."""
+        db, s = self.db, batch.state
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if s.accounts:
+                await db.executemany(
+                    "INSERT OR REPLACE INTO accounts VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            c,
+                            a.account,
+                            a.band.value,
+                            a.age,
+                            a.band_source,
+                            _iso(a.created_at),
+                            _iso(a.joined_at),
+                            _iso(a.first_seen),
+                        )
+                        for (c, _), a in s.accounts.items()
+                    ],
+                )
+            if s.regions:
+                await db.executemany("INSERT OR IGNORE INTO regions VALUES (?,?,?)", s.regions)
+            if s.contacts:
+                await db.executemany("INSERT OR IGNORE INTO contacts VALUES (?,?,?,?,?,?)", s.contacts)
+            if s.requests:
+                await db.executemany(
+                    "INSERT OR IGNORE INTO requests (community, source, target, request_id, kind, requested_at, event_key) VALUES (?,?,?,?,?,?,?)",
+                    s.requests,
+                )
+            if s.answers:
+                await db.executemany(
+                    "UPDATE requests SET status = ?, answered_at = ? WHERE community = ? AND source = ? AND target = ? AND request_id = ? AND status = 'pending'",
+                    s.answers,
+                )
+            if s.accepted:
+                await db.executemany("INSERT OR IGNORE INTO accepted VALUES (?,?,?,?)", s.accepted)
+            if s.views:
+                await db.executemany(
+                    "INSERT INTO views VALUES (?,?,?,?,?) ON CONFLICT (community, viewer, hour) DO UPDATE SET to_minors = to_minors + excluded.to_minors, total = total + excluded.total",
+                    [(c, v, h, n[0], n[1]) for (c, v, h), n in s.views.items()],
+                )
+            if s.conversations:
+                await db.executemany(
+                    "INSERT INTO conversations VALUES (?,?,?,?,?,?) ON CONFLICT (community, conversation) DO UPDATE SET last_at = excluded.last_at, messages = messages + excluded.messages",
+                    [(c, conv, int(v[0]), v[1], v[2], v[3]) for (c, conv), v in s.conversations.items()],
+                )
+            if s.messages:
+                await db.executemany("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?)", s.messages)
+            if s.deleted_messages:
+                await db.executemany("DELETE FROM messages WHERE community = ? AND message_id = ?", s.deleted_messages)
+            if batch.cases:
+                await db.executemany(
+                    "INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [case.to_row(batch.watermark_at, batch.half_life_hours) for case in batch.cases],
+                )
+            if batch.findings:
+                await db.executemany(
+                    "INSERT INTO findings (case_id, detector, community, suspect, score, reason, evidence, child, at, event_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            cid,
+                            f.detector,
+                            f.community,
+                            f.suspect,
+                            f.score,
+                            f.reason,
+                            json.dumps([e.model_dump() for e in f.evidence]),
+                            f.child,
+                            f.at.isoformat(),
+                            f.event_key,
+                        )
+                        for cid, f in batch.findings
+                    ],
+                )
+            if batch.actions:
+                await db.executemany(
+                    "INSERT OR IGNORE INTO actions (id, kind, case_id, subject, created_at, payload) VALUES (?,?,?,?,?,?)",
+                    [
+                        (
+                            a.action_id,
+                            a.kind,
+                            getattr(a, "case_id", None),
+                            _subject(a),
+                            a.at.isoformat(),
+                            a.model_dump_json(),
+                        )
+                        for a in batch.actions
+                    ],
+                )
+            if batch.notices:
+                await db.executemany("INSERT INTO notices VALUES (?,?,?,?)", batch.notices)
+            if batch.audit:
+                await db.executemany(
+                    "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES (?,?,?,?,?,?)",
+                    [
+                        (a.at.isoformat(), a.actor, a.action, a.community, a.case_id, json.dumps(a.detail))
+                        for a in batch.audit
+                    ],
+                )
+            await db.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [("watermark", str(batch.watermark)), ("watermark_at", batch.watermark_at.isoformat())],
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def accepted_contacts(self, community: str, account: str) -> set[str]:
+        async with self.db.execute("SELECT b FROM accepted WHERE community = ? AND a = ?", (community, account)) as cur:
+            return {row[0] for row in await cur.fetchall()}
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    async def pending_actions(self) -> list[ActionT]:
+        async with self.db.execute(
+            "SELECT payload FROM actions WHERE delivered_at IS NULL ORDER BY created_at, id"
+        ) as cur:
+            return [ACTION_ADAPTER.validate_json(row[0]) for row in await cur.fetchall()]
+
+    async def mark_delivered(self, action_ids: Sequence[str], at: datetime) -> None:
+        if action_ids:
+            await self.db.executemany(
+                "UPDATE actions SET delivered_at = ? WHERE id = ?", [(at.isoformat(), i) for i in action_ids]
+            )
+
+    # -- cases and audit ------------------------------------------------------------------
+
+    async def list_cases(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        sql = "SELECT id, platform, community, suspect, status, risk, opened_at, updated_at, alert_version FROM cases"
+        args: tuple[Any, ...] = ()
+        if status:
+            sql += " WHERE status = ?"
+            args = (status,)
+        sql += " ORDER BY risk DESC, id LIMIT ?"
+        async with self.db.execute(sql, (*args, limit)) as cur:
+            return [dict(row) for row in await cur.fetchall()]
+
+    async def get_case(self, case_id: int) -> tuple[Case, list[dict[str, Any]], list[dict[str, Any]]] | None:
+        async with self.db.execute("SELECT * FROM cases WHERE id = ?", (case_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        async with self.db.execute(
+            "SELECT detector, score, reason, evidence, child, at FROM findings WHERE case_id = ? ORDER BY id",
+            (case_id,),
+        ) as cur:
+            findings = [dict(r) for r in await cur.fetchall()]
+        async with self.db.execute(
+            "SELECT at, actor, action, detail FROM audit WHERE case_id = ? ORDER BY id", (case_id,)
+        ) as cur:
+            audit = [dict(r) for r in await cur.fetchall()]
+        return Case.from_row(row), findings, audit
+
+    async def audit(
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        detail: dict[str, Any],
+        community: str | None = None,
+        case_id: int | None = None,
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES (?,?,?,?,?,?)",
+            (at.isoformat(), actor, action, community, case_id, json.dumps(detail)),
+        )
+
+    # -- privacy --------------------------------------------------------------------------
+
+    async def forget(self, account: str, community: str | None = None) -> dict[str, int]:
+        """Erase one account's data everywhere it is stored; returns rows removed per table."""
+        scope, args = ("community = ? AND ", (community,)) if community else ("", ())
+        removed: dict[str, int] = {}
+        statements = {
+            "events": (
+                "DELETE FROM events WHERE "
+                + scope
+                + "(json_extract(body, '$.account') = ? OR json_extract(body, '$.source') = ? "
+                "OR json_extract(body, '$.target') = ? OR json_extract(body, '$.author') = ? OR json_extract(body, '$.viewer') = ? "
+                "OR json_extract(body, '$.moderator') = ? OR EXISTS (SELECT 1 FROM json_each(body, '$.recipients') WHERE value = ?))",
+                7,
+            ),
+            "accounts": ("DELETE FROM accounts WHERE " + scope + "account = ?", 1),
+            "regions": ("DELETE FROM regions WHERE " + scope + "account = ?", 1),
+            "contacts": ("DELETE FROM contacts WHERE " + scope + "(source = ? OR target = ?)", 2),
+            "requests": ("DELETE FROM requests WHERE " + scope + "(source = ? OR target = ?)", 2),
+            "accepted": ("DELETE FROM accepted WHERE " + scope + "(a = ? OR b = ?)", 2),
+            "views": ("DELETE FROM views WHERE " + scope + "viewer = ?", 1),
+            "messages": ("DELETE FROM messages WHERE " + scope + "author = ?", 1),
+            "notices": ("DELETE FROM notices WHERE " + scope + "(child = ? OR suspect = ?)", 2),
+            "findings": ("DELETE FROM findings WHERE " + scope + "(suspect = ? OR child = ?)", 2),
+            "actions": ("DELETE FROM actions WHERE subject = ?", 1),
+            "cases": ("DELETE FROM cases WHERE " + scope + "suspect = ?", 1),
+        }
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute("SELECT id FROM cases WHERE " + scope + "suspect = ?", (*args, account)) as cur:
+                case_ids = [r[0] for r in await cur.fetchall()]
+            if case_ids:
+                marks = ",".join("?" * len(case_ids))
+                cur2 = await self.db.execute(f"DELETE FROM findings WHERE case_id IN ({marks})", case_ids)
+                removed["findings"] = cur2.rowcount
+                cur2 = await self.db.execute(f"DELETE FROM actions WHERE case_id IN ({marks})", case_ids)
+                removed["actions"] = cur2.rowcount
+            for table, (sql, n) in statements.items():
+                params = (*args, *([account] * n)) if table != "actions" else (account,)
+                cur2 = await self.db.execute(sql, params)
+                removed[table] = removed.get(table, 0) + max(0, cur2.rowcount)
+            async with self.db.execute(
+                "SELECT id, children FROM cases WHERE children LIKE ?", (f"%{json.dumps(account)}%",)
+            ) as cur:
+                for row in await cur.fetchall():
+                    kids = [k for k in json.loads(row[1]) if k != account]
+                    await self.db.execute("UPDATE cases SET children = ? WHERE id = ?", (json.dumps(kids), row[0]))
+            await self.db.execute(
+                "INSERT INTO audit (at, actor, action, community, detail) VALUES (?,?,?,?,?)",
+                (
+                    datetime.now(UTC).isoformat(),
+                    "groomguard",
+                    "forget",
+                    community,
+                    json.dumps({"rows": sum(removed.values())}),
+                ),
+            )
+            await self.db.execute("COMMIT")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        return {k: v for k, v in removed.items() if v}
+
+    async def purge_expired(self, now: datetime, message_days: int, event_days: int) -> dict[str, int]:
+        """Delete message text and raw events past their retention period."""
+        out = {}
+        cur = await self.db.execute(
+            "DELETE FROM messages WHERE at < ?", ((now - timedelta(days=message_days)).isoformat(),)
+        )
+        out["messages"] = cur.rowcount
+        watermark = int(await self._meta("watermark") or 0)
+        # Never delete unprocessed events: they are still owed to the detectors.
+        cur = await self.db.execute(
+            "DELETE FROM events WHERE at < ? AND seq <= ?", ((now - timedelta(days=event_days)).isoformat(), watermark)
+        )
+        out["events"] = cur.rowcount
+        return out
+
+    async def counts(self) -> dict[str, int]:
+        out = {}
+        for table in (
+            "events",
+            "accounts",
+            "contacts",
+            "requests",
+            "messages",
+            "findings",
+            "cases",
+            "actions",
+            "audit",
+        ):
+            async with self.db.execute(f"SELECT COUNT(*) FROM {table}") as cur:
+                row = await cur.fetchone()
+                out[table] = int(row[0]) if row else 0
+        return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _subject(action: ActionT) -> str:
+    return getattr(action, "suspect", None) or getattr(action, "child", "")

@@ -1,0 +1,160 @@
+"""Test factories shared by every test suite: events with sensible defaults, a clock, and an engine in a temp dir."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings, load_settings
+from bot.engine import Engine
+from bot.events import (
+    AgeBand,
+    AgeDeclared,
+    AgeSource,
+    Answer,
+    ContactAnswered,
+    ContactKind,
+    ContactRequested,
+    ContentViewed,
+    MemberJoined,
+    MessageSent,
+    ModeratorDecision,
+    RegionDeclared,
+)
+from bot.sinks import MemorySink
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class EventFactory:
+    """Builds valid events for one community with unique ids and a controllable clock."""
+
+    def __init__(self, community: str = "test-community", platform: str = "test", start: datetime = T0) -> None:
+        self.community = community
+        self.platform = platform
+        self.now = start
+        self._ids = itertools.count(1)
+
+    def tick(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta) if delta else timedelta(seconds=1)
+        return self.now
+
+    def _base(self, at: datetime | None) -> dict[str, Any]:
+        return {
+            "event_id": f"e{next(self._ids)}",
+            "platform": self.platform,
+            "community": self.community,
+            "at": at or self.tick(),
+        }
+
+    def joined(self, account: str, created_days_ago: float | None = 400, at: datetime | None = None) -> MemberJoined:
+        base = self._base(at)
+        created = base["at"] - timedelta(days=created_days_ago) if created_days_ago is not None else None
+        return MemberJoined(**base, account=account, account_created_at=created)
+
+    def age(
+        self,
+        account: str,
+        band: AgeBand | str,
+        source: AgeSource | str = AgeSource.ROLE,
+        age: int | None = None,
+        at: datetime | None = None,
+    ) -> AgeDeclared:
+        return AgeDeclared(**self._base(at), account=account, band=AgeBand(band), source=AgeSource(source), age=age)
+
+    def minor(self, account: str) -> AgeDeclared:
+        return self.age(account, AgeBand.MINOR)
+
+    def adult(self, account: str) -> AgeDeclared:
+        return self.age(account, AgeBand.ADULT)
+
+    def region(self, account: str, region: str, at: datetime | None = None) -> RegionDeclared:
+        return RegionDeclared(**self._base(at), account=account, region=region)
+
+    def contact(
+        self,
+        source: str,
+        target: str,
+        kind: ContactKind | str = ContactKind.FRIEND,
+        request_id: str | None = None,
+        at: datetime | None = None,
+    ) -> ContactRequested:
+        return ContactRequested(
+            **self._base(at), source=source, target=target, kind=ContactKind(kind), request_id=request_id
+        )
+
+    def answer(
+        self, source: str, target: str, answer: Answer | str, request_id: str | None = None, at: datetime | None = None
+    ) -> ContactAnswered:
+        return ContactAnswered(
+            **self._base(at), source=source, target=target, answer=Answer(answer), request_id=request_id
+        )
+
+    def message(
+        self,
+        author: str,
+        text: str,
+        conversation: str = "general",
+        private: bool = False,
+        recipients: tuple[str, ...] = (),
+        at: datetime | None = None,
+    ) -> MessageSent:
+        base = self._base(at)
+        return MessageSent(
+            **base,
+            message_id=f"m-{base['event_id']}",
+            author=author,
+            conversation=conversation,
+            private=private,
+            recipients=recipients,
+            text=text,
+        )
+
+    def view(self, viewer: str, author: str, count: int = 1, at: datetime | None = None) -> ContentViewed:
+        base = self._base(at)
+        return ContentViewed(**base, viewer=viewer, author=author, content_id=f"post-{base['event_id']}", count=count)
+
+    def decision(
+        self,
+        moderator: str,
+        case_id: int,
+        decision: str,
+        at: datetime | None = None,
+        duration_minutes: int | None = None,
+    ) -> ModeratorDecision:
+        return ModeratorDecision(
+            **self._base(at), moderator=moderator, case_id=case_id, decision=decision, duration_minutes=duration_minutes
+        )  # type: ignore[arg-type]
+
+
+def make_settings(db: Path, **overrides: Any) -> Settings:
+    """Settings for tests: a store in `db`, small batches so tests see every code path."""
+    settings = load_settings(None)
+    settings.store.path = db
+    settings.engine.batch_wait_ms = 1
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition("__")
+        target: Any = settings
+        parts = [section, *key.split("__")] if key else [section]
+        for part in parts[:-1]:
+            target = getattr(target, part)
+        setattr(target, parts[-1], value)
+    return settings
+
+
+@asynccontextmanager
+async def running_engine(
+    db: Path, sink: MemorySink | None = None, **overrides: Any
+) -> AsyncIterator[tuple[Engine, MemorySink]]:
+    """An engine on a real SQLite file, started and stopped around the block."""
+    sink = sink or MemorySink()
+    engine = Engine(make_settings(db, **overrides), [sink])
+    await engine.start()
+    try:
+        yield engine, sink
+    finally:
+        await engine.stop()

@@ -155,17 +155,53 @@ def replay_cmd(
     raise typer.Exit(asyncio.run(_replay(settings, source, out, quiet)))
 
 
+async def _run_adapters(settings: Settings) -> int:
+    """Start the engine and every enabled adapter; stop cleanly on SIGINT/SIGTERM."""
+    import signal
+
+    from adapters import enabled_adapters
+
+    adapters = enabled_adapters(settings)
+    engine = Engine(settings, [TerminalSink(console, show_updates=False), *adapters])
+    await engine.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = []
+    try:
+        for adapter in adapters:
+            await adapter.start(engine)
+            started.append(adapter)
+            logging.getLogger("groomguard").info("adapter %s started", adapter.name)
+        if settings.replay.path is not None:
+            from adapters.replay import replay
+
+            report = await replay(engine, settings.replay.path)
+            logging.getLogger("groomguard").info("replayed %d events, %d bad lines", report.submitted, report.bad)
+            if not adapters:
+                stop.set()
+        await stop.wait()
+    finally:
+        for adapter in reversed(started):
+            await adapter.stop()
+        await engine.stop()
+    return 0
+
+
 @app.command()
 def run(config: ConfigOption = None, verbose: bool = False) -> None:
-    """Start the adapters the config enables (replay of `replay.path` for now) and process until stopped."""
+    """Start the adapters the config enables (webhook, Discord, Matrix, replay) and run until stopped."""
     settings = _settings(config)
     _setup_logging(settings, verbose)
-    if settings.replay.path is None:
+    if settings.replay.path is None and not (
+        settings.webhook.enabled or settings.discord.enabled or settings.matrix.enabled
+    ):
         err.print(
-            '[red]nothing to run[/]: set [replay] path = "events.jsonl" in the config (other adapters come in their own issues)'
+            "[red]nothing to run[/]: enable [webhook], [discord] or [matrix], or set [replay] path, in the config"
         )
         raise typer.Exit(1)
-    raise typer.Exit(asyncio.run(_replay(settings, settings.replay.path, None, quiet=False)))
+    raise typer.Exit(asyncio.run(_run_adapters(settings)))
 
 
 @app.command("check-config")

@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/groomguard demo
 
 test: $(TEST_STAMP)
+	bash tests/synapse/setup.sh
 	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

@@ -38,7 +38,7 @@ def enabled_adapters(settings: Settings) -> list[Adapter]:
 
         adapters.append(DiscordAdapter(settings.discord))
     if settings.matrix.enabled:
-        from adapters.matrix import MatrixAdapter
+        from adapters.matrix.adapter import MatrixAdapter
 
         adapters.append(MatrixAdapter(settings.matrix))
     return adapters

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install a pinned matrix-synapse into its own virtualenv (.synapse-venv) for the Matrix tests.
+# Idempotent: does nothing when the pinned version is already installed. Never fails the build:
+# when Synapse cannot be installed it says why and exits 0, and the Synapse tests skip.
+set -u
+
+SYNAPSE_VERSION="${SYNAPSE_VERSION:-1.163.2}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="${SYNAPSE_VENV:-$ROOT/.synapse-venv}"
+PYTHON="${PYTHON:-python3.11}"
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    PYTHON=python3
+fi
+
+if [ -x "$VENV/bin/python" ] \
+    && "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('matrix-synapse') != '$SYNAPSE_VERSION')" 2>/dev/null; then
+    echo "synapse setup: matrix-synapse $SYNAPSE_VERSION already in $VENV"
+    exit 0
+fi
+
+skip() {
+    echo "synapse setup: could not install matrix-synapse $SYNAPSE_VERSION ($1);" \
+        "the Synapse tests will be skipped. Retry with: bash tests/synapse/setup.sh" >&2
+    exit 0
+}
+
+echo "synapse setup: installing matrix-synapse $SYNAPSE_VERSION into $VENV"
+"$PYTHON" -m venv "$VENV" || skip "cannot create a virtualenv with $PYTHON"
+log="$(mktemp)"
+if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "matrix-synapse==$SYNAPSE_VERSION" >"$log" 2>&1; then
+    # pip's "Location ... is ignored" lines come from local find-links config: noise here.
+    grep -v "^WARNING: Location" "$log" | tail -20 >&2
+    rm -f "$log"
+    rm -rf "$VENV"
+    skip "pip install failed"
+fi
+rm -f "$log"
+"$VENV/bin/python" -c "import synapse.app.homeserver" \
+    || { rm -rf "$VENV"; skip "synapse does not import"; }
+echo "synapse setup: done ($("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)'))"

@@ -1,0 +1,86 @@
+"""The CLI through typer's runner: demo, replay with bad lines, check-config, schema, cases, forget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.events import dump_event
+from bot.testing import EventFactory
+
+runner = CliRunner()
+
+
+def write_events(path: Path, ev: EventFactory, extra_lines: list[str] = ()) -> None:  # type: ignore[assignment]
+    lines = [dump_event(ev.adult("g"))]
+    for i in range(10):
+        lines += [dump_event(ev.minor(f"k{i}")), dump_event(ev.contact("g", f"k{i}"))]
+    path.write_text("\n".join([*lines, *extra_lines]) + "\n")
+
+
+def test_help_everywhere() -> None:
+    for args in ([], ["replay"], ["cases"], ["cases", "list"], ["forget"], ["check-config"], ["run"]):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, args
+        assert "Usage" in result.output
+
+
+def test_replay_reports_bad_lines_and_counts(tmp_path: Path, ev: EventFactory) -> None:
+    data, db, out = tmp_path / "e.jsonl", tmp_path / "x.db", tmp_path / "actions.jsonl"
+    write_events(data, ev, ["{not json", '{"type": "teleport"}', ""])
+    result = runner.invoke(app, ["replay", str(data), "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "line 22 skipped" in result.output
+    assert "line 23 skipped: type: unknown event type" in result.output
+    assert "bad lines skipped" in result.output
+    actions = [json.loads(line) for line in out.read_text().splitlines()]
+    assert actions and actions[0]["kind"] == "mod_alert" and actions[0]["suspect"] == "g"
+
+    listed = runner.invoke(app, ["cases", "list", "--db", str(db)])
+    assert "g" in listed.output and "open" in listed.output
+    shown = runner.invoke(app, ["cases", "show", "1", "--db", str(db)])
+    assert shown.exit_code == 0 and "fan_out" in shown.output
+    assert runner.invoke(app, ["cases", "show", "99", "--db", str(db)]).exit_code == 1
+
+    erased = runner.invoke(app, ["forget", "g", "--db", str(db)])
+    assert erased.exit_code == 0 and "erased g" in erased.output and "cases" in erased.output
+    assert "nothing stored" in runner.invoke(app, ["forget", "g", "--db", str(db)]).output
+
+
+def test_replay_missing_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["replay", str(tmp_path / "nope.jsonl")])
+    assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_check_config(tmp_path: Path) -> None:
+    good = runner.invoke(
+        app, ["check-config", str(Path(__file__).resolve().parents[1] / "examples" / "groomguard.toml")]
+    )
+    assert good.exit_code == 0 and "OK" in good.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[engine]\nbatch_size = 0\n")
+    result = runner.invoke(app, ["check-config", str(bad)])
+    assert result.exit_code == 1
+    assert "engine.batch_size" in result.output and "fix:" in result.output
+
+
+def test_schema_is_json() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert "message_sent" in json.loads(result.output)["discriminator"]["mapping"]
+
+
+def test_demo_prints_alerts_and_summary(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--db", str(tmp_path / "demo.db")])
+    assert result.exit_code == 0, result.output
+    assert "case #1" in result.output and "events/s" in result.output
+
+
+def test_run_needs_something_to_run(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    result = runner.invoke(app, ["run", "--config", str(cfg)])
+    assert result.exit_code == 1 and "nothing to run" in result.output

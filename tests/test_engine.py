@@ -1,0 +1,177 @@
+"""The engine end to end: replay → findings → one case per suspect → one alert card, updated in place."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from bot.actions import ChildNotice, Enforcement, ModAlert
+from bot.engine import Engine
+from bot.events import BaseEvent, MessageSent
+from bot.findings import Finding
+from bot.simulate import generate
+from bot.sinks import MemorySink
+from bot.testing import EventFactory, make_settings, running_engine
+
+
+def fan_out_events(ev: EventFactory, suspect: str = "groomer", kids: int = 12) -> list[BaseEvent]:
+    events: list[BaseEvent] = [ev.adult(suspect)]
+    for i in range(kids):
+        events += [ev.minor(f"kid{i}"), ev.contact(suspect, f"kid{i}")]
+    return events
+
+
+async def test_demo_community_alerts_on_planted_groomers(db: Path) -> None:
+    events, truth = generate()
+    async with running_engine(db) as (engine, sink):
+        await engine.ingest(events)
+        await engine.drain()
+    alerted = {a.suspect for a in sink.of(ModAlert)}
+    fan_out_groomers = {g for g, kind in truth.groomers.items() if kind == "fan_out"}
+    assert fan_out_groomers <= alerted
+    assert not alerted & set(truth.minors)
+
+
+async def test_one_case_and_card_updated_in_place(db: Path, ev: EventFactory) -> None:
+    async with running_engine(db) as (engine, sink):
+        await engine.ingest(fan_out_events(ev, kids=15))
+        await engine.drain()
+    alerts = sink.of(ModAlert)
+    assert {a.case_id for a in alerts} == {1}
+    assert [a.version for a in alerts] == list(range(1, len(alerts) + 1))
+    assert len(alerts) >= 2, "more minors contacted should update the existing card"
+    assert alerts[-1].risk > alerts[0].risk
+    assert "under-18" in alerts[-1].reasons[0].text
+    assert alerts[-1].evidence
+
+
+class Exploding:
+    name: ClassVar[str] = "exploding"
+
+    async def inspect(self, event: BaseEvent, state: object) -> Sequence[Finding]:
+        if isinstance(event, MessageSent) and event.text == "boom":
+            raise RuntimeError("detector bug")
+        return ()
+
+
+async def test_detector_exception_is_isolated(db: Path, ev: EventFactory, caplog) -> None:  # type: ignore[no-untyped-def]
+    from bot.engine import build_detectors
+
+    settings = make_settings(db)
+    engine = Engine(settings, [MemorySink()], detectors=[Exploding(), *build_detectors(settings)])
+    await engine.start()
+    bad = ev.message("a", "boom")
+    await engine.submit(bad)
+    for event in fan_out_events(ev):
+        await engine.submit(event)
+    await engine.drain()
+    await engine.stop()
+    assert engine.stats.detector_errors == 1
+    assert engine.stats.processed == 1 + len(fan_out_events(EventFactory()))
+    assert engine.stats.alerts == 1
+    assert bad.key in caplog.text and "exploding" in caplog.text
+
+
+async def test_back_pressure_bounds_the_queue(db: Path, ev: EventFactory) -> None:
+    settings = make_settings(db)
+    settings.engine.queue_size = 10
+    settings.engine.batch_size = 5
+    engine = Engine(settings, [])
+    await engine.start()
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, engine.queue_depth)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    events = [ev.message(f"u{i % 7}", "hi") for i in range(500)]
+    for event in events:
+        await engine.submit(event)
+    await engine.drain()
+    watcher.cancel()
+    await engine.stop()
+    assert engine.stats.processed == 500
+    assert peak <= 10
+
+
+async def test_decisions_dismiss_confirm_ban(db: Path, ev: EventFactory) -> None:
+    async with running_engine(db) as (engine, sink):
+        await engine.ingest(fan_out_events(ev, "g1") + fan_out_events(ev, "g2"))
+        await engine.drain()
+        by_suspect = {a.suspect: a.case_id for a in sink.of(ModAlert)}
+        before = {a.case_id: a.risk for a in sink.of(ModAlert)}
+        await engine.ingest(
+            [ev.decision("mod", by_suspect["g1"], "dismiss"), ev.decision("mod", by_suspect["g2"], "ban")]
+        )
+        await engine.drain()
+        # A decision on a closed case is refused and audited, never applied twice.
+        await engine.ingest([ev.decision("mod", by_suspect["g2"], "confirm")])
+        await engine.drain()
+        stored = {c["id"]: c for c in await engine.store.list_cases()}
+        found = await engine.store.get_case(by_suspect["g2"])
+    assert stored[by_suspect["g1"]]["status"] == "dismissed"
+    assert stored[by_suspect["g1"]]["risk"] < before[by_suspect["g1"]] * 0.5
+    assert stored[by_suspect["g2"]]["status"] == "banned"
+    bans = sink.of(Enforcement)
+    assert [(b.suspect, b.decision.value, b.moderator) for b in bans] == [("g2", "ban", "mod")]
+    assert found is not None
+    assert [a["action"] for a in found[2]] == ["ban", "decision_rejected"]
+    assert engine.cases.threshold_for("test-community", "g1") > engine.settings.cases.alert_threshold
+
+
+async def test_dismissed_suspect_needs_more_to_realert(db: Path, ev: EventFactory) -> None:
+    async with running_engine(db) as (engine, sink):
+        await engine.ingest(fan_out_events(ev, "g", kids=7))
+        await engine.drain()
+        case_id = sink.of(ModAlert)[0].case_id
+        await engine.ingest([ev.decision("mod", case_id, "dismiss")])
+        ev.tick(days=10)
+        await engine.ingest([ev.minor("late1"), ev.contact("g", "late1")])
+        await engine.drain()
+    assert [a.case_id for a in sink.of(ModAlert) if a.suspect == "g" and a.status == "open"] == [case_id]
+
+
+async def test_child_notice_goes_to_child_never_suspect(db: Path, ev: EventFactory) -> None:
+    class Talker:
+        name: ClassVar[str] = "talker"
+
+        async def inspect(self, event: BaseEvent, state: object) -> Sequence[Finding]:
+            if not isinstance(event, MessageSent):
+                return ()
+            return (
+                Finding(
+                    detector="talker",
+                    platform=event.platform,
+                    community=event.community,
+                    suspect=event.author,
+                    score=0.9,
+                    reason="asked to keep a secret",
+                    at=event.at,
+                    event_key=event.key,
+                    child=event.recipients[0],
+                    notify_child=True,
+                    stages=("secrecy",),
+                ),
+            )
+
+    settings = make_settings(db)
+    sink = MemorySink()
+    engine = Engine(settings, [sink], detectors=[Talker()])
+    await engine.start()
+    for _ in range(5):
+        await engine.submit(ev.message("suspect-zed", "...", conversation="dm", private=True, recipients=("kid",)))
+    await engine.drain()
+    await engine.stop()
+    notices = sink.of(ChildNotice)
+    assert len(notices) == 1, "rate limit: one notice per child and account per day"
+    assert engine.stats.notices_suppressed == 4
+    notice = notices[0]
+    assert notice.child == "kid"
+    assert "0800 1111" in notice.text and "secret" in notice.text
+    assert "suspect-zed" not in notice.text and "talker" not in notice.text and "0.9" not in notice.text
+    assert all(getattr(a, "child", None) != "suspect-zed" for a in sink.actions)

@@ -1,0 +1,135 @@
+"""Event validation: good events round-trip; bad input becomes a readable EventError, never a crash."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.events import MAX_TEXT_CHARS, EventError, MessageSent, dump_event, event_json_schema, parse_event
+from bot.testing import EventFactory
+
+
+def test_every_factory_event_round_trips(ev: EventFactory) -> None:
+    events = [
+        ev.joined("a"),
+        ev.adult("a"),
+        ev.region("a", "North"),
+        ev.contact("a", "b"),
+        ev.answer("a", "b", "rejected"),
+        ev.message("a", "hello"),
+        ev.view("a", "b"),
+        ev.decision("mod", 1, "dismiss"),
+    ]
+    for event in events:
+        again = parse_event(dump_event(event))
+        assert again == event
+        assert again.at.utcoffset().total_seconds() == 0
+
+
+def test_region_is_normalised(ev: EventFactory) -> None:
+    assert ev.region("a", "  North ").region == "north"
+
+
+def test_events_are_frozen(ev: EventFactory) -> None:
+    event = ev.message("a", "hi")
+    with pytest.raises(Exception, match="frozen"):
+        event.text = "changed"  # type: ignore[misc]
+
+
+def test_key_is_platform_qualified(ev: EventFactory) -> None:
+    assert ev.message("a", "hi").key.startswith("test:")
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "fragment"),
+    [
+        ("{", None, "not valid JSON"),
+        ('{"type": "nope"}', "type", "unknown event type"),
+        ('{"event_id": "1"}', "type", "missing 'type'"),
+        (
+            '{"type": "member_left", "event_id": "1", "platform": "p", "community": "c", "at": "2026-01-01T00:00:00", "account": "a"}',
+            "at",
+            "timezone",
+        ),
+        (
+            '{"type": "member_left", "event_id": "1", "platform": "p", "community": "c", "at": "2026-01-01T00:00:00Z"}',
+            "account",
+            "Field required",
+        ),
+        (
+            '{"type": "member_left", "event_id": "1", "platform": "p", "community": "c", "at": "2026-01-01T00:00:00Z", "account": "a", "x": 1}',
+            "x",
+            "Extra inputs",
+        ),
+        (
+            '{"type": "contact_requested", "event_id": "1", "platform": "p", "community": "c", "at": "2026-01-01T00:00:00Z", "source": "a", "target": "b", "kind": "poke"}',
+            "kind",
+            "Input should be",
+        ),
+        (
+            '{"type": "member_left", "event_id": "", "platform": "p", "community": "c", "at": "2026-01-01T00:00:00Z", "account": "a"}',
+            "event_id",
+            "at least 1",
+        ),
+        ("[]", None, "object"),
+    ],
+)
+def test_bad_payloads_name_the_field(payload: str, field: str | None, fragment: str) -> None:
+    with pytest.raises(EventError) as info:
+        parse_event(payload)
+    assert info.value.field == field
+    assert fragment in info.value.reason
+
+
+def test_binary_payload_is_a_clear_error() -> None:
+    with pytest.raises(EventError, match="JSON"):
+        parse_event(b"\xff\xfe\x00garbage")
+
+
+def test_huge_text_is_truncated_not_rejected() -> None:
+    body = {
+        "type": "message_sent",
+        "event_id": "1",
+        "platform": "p",
+        "community": "c",
+        "at": "2026-01-01T00:00:00+02:00",
+        "message_id": "m",
+        "author": "a",
+        "conversation": "x",
+        "text": "a" * 2_000_000,
+    }
+    event = parse_event(json.dumps(body))
+    assert isinstance(event, MessageSent)
+    assert len(event.text) == MAX_TEXT_CHARS
+    assert event.at.isoformat() == "2025-12-31T22:00:00+00:00"
+
+
+def test_schema_lists_every_event_type() -> None:
+    schema = event_json_schema()
+    names = set(schema["discriminator"]["mapping"])
+    assert {
+        "member_joined",
+        "contact_requested",
+        "contact_answered",
+        "message_sent",
+        "content_viewed",
+        "moderator_decision",
+    } <= names
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.binary(max_size=300),
+        st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=6),
+    )
+)
+def test_arbitrary_input_never_crashes(payload: object) -> None:
+    try:
+        parse_event(payload)  # type: ignore[arg-type]
+    except EventError as error:
+        assert error.reason

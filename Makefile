@@ -32,5 +32,8 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) bench/engine.py
 
+model: $(TEST_STAMP)
+	$(PY) -m models.train
+
 clean:
 	rm -rf $(VENV) .groomguard-demo.db*

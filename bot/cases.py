@@ -21,6 +21,7 @@ STATUS_AFTER = {
     Decision.DISMISS: "dismissed",
     Decision.ESCALATE: "escalated",
     Decision.TIMEOUT: "confirmed",
+    Decision.KICK: "confirmed",
     Decision.BAN: "banned",
 }
 #: Risk must move at least this much before an already-posted card is edited again.
@@ -262,7 +263,7 @@ class CaseBook:
         )
         self.dirty[case.id] = case
         out: list[ModAlert | Enforcement] = [self._alert(case, event.at)]
-        if event.decision in (Decision.BAN, Decision.TIMEOUT):
+        if event.decision in (Decision.BAN, Decision.TIMEOUT, Decision.KICK):
             out.append(
                 Enforcement(
                     action_id=f"enforce:{event.key}",

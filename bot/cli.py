@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -18,7 +20,7 @@ from rich.table import Table
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.engine import Engine, EngineStats
-from bot.events import schema_text
+from bot.events import BaseEvent, schema_text
 from bot.sinks import JsonlSink, TerminalSink, alert_table
 
 app = typer.Typer(
@@ -82,16 +84,60 @@ def _summary(stats: EngineStats, elapsed: float, bad: int, cases: int) -> Table:
     return table
 
 
+class _ReplayStopped(Exception):
+    """Raised into the replay loop after SIGTERM/SIGINT so it stops reading before the next event."""
+
+
+class _StoppableFeed:
+    """The engine as replay sees it: submit refuses new events once a stop signal arrived, never mid-submit."""
+
+    def __init__(self, engine: Engine, stop_signals: list[int]) -> None:
+        self.engine = engine
+        self.stop_signals = stop_signals
+
+    async def submit(self, event: BaseEvent) -> None:
+        if self.stop_signals:
+            raise _ReplayStopped
+        await self.engine.submit(event)
+
+    async def drain(self) -> None:
+        await self.engine.drain()
+
+
+def _install_stop_handlers(callback: Callable[[int], None]) -> list[int]:
+    """Route SIGTERM/SIGINT to `callback` on the running loop; returns the signals it could take over."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, callback, int(signum))
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread, or a platform without loop signal handlers: default behaviour
+        handled.append(int(signum))
+    return handled
+
+
+def _remove_stop_handlers(handled: list[int]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in handled:
+        loop.remove_signal_handler(signum)
+
+
 async def _replay(settings: Settings, source: Path | str, out: Path | None, quiet: bool) -> int:
-    from adapters.replay import replay
+    from adapters.replay import ReplayReport, replay
 
     sinks: list = [TerminalSink(console, show_updates=False)] if not quiet else []
     if out is not None:
         sinks.append(JsonlSink(out))
     engine = Engine(settings, sinks)
+    # SIGTERM/SIGINT stop reading new lines; engine.stop() then drains the queue and the outbox.
+    stop_signals: list[int] = []
+    handled = _install_stop_handlers(stop_signals.append)
+    feed = cast(Engine, _StoppableFeed(engine, stop_signals))
     await engine.start()
     start = time.perf_counter()
-    try:
+
+    async def _feed() -> ReplayReport:
         if isinstance(source, Path) and source != Path("-") and sys.stderr.isatty():
             with Progress(
                 "[progress.description]{task.description}",
@@ -101,13 +147,29 @@ async def _replay(settings: Settings, source: Path | str, out: Path | None, quie
                 console=err,
             ) as bar:
                 task = bar.add_task(f"replaying {source.name}", total=source.stat().st_size)  # noqa: ASYNC240
-                report = await replay(engine, source, progress=lambda n: bar.advance(task, n))
-        else:
-            report = await replay(engine, source)
+                return await replay(feed, source, progress=lambda n: bar.advance(task, n))
+        return await replay(feed, source)
+
+    try:
+        report = ReplayReport()
+        try:
+            report = await _feed()
+        except _ReplayStopped:
+            await engine.drain()
         elapsed = time.perf_counter() - start
         cases = len(await engine.store.list_cases(limit=100_000))
     finally:
         await engine.stop()
+        _remove_stop_handlers(handled)
+    if stop_signals:
+        s = engine.stats
+        err.print(
+            f"stopped by {signal.Signals(stop_signals[0]).name}: queue drained, {s.received} events received, "
+            f"{s.stored} stored, {s.duplicates} duplicates; run the same command again to continue",
+            soft_wrap=True,
+        )
+        console.print(_summary(engine.stats, elapsed, report.bad, cases))
+        return 128 + stop_signals[0]
     for number, reason in report.skipped[:20]:
         err.print(f"[yellow]line {number} skipped:[/] {reason}")
     if report.bad > 20:
@@ -174,6 +236,9 @@ async def _run_adapters(settings: Settings) -> int:
             await adapter.start(engine)
             started.append(adapter)
             logging.getLogger("groomguard").info("adapter %s started", adapter.name)
+        if adapters:
+            # Actions that waited in the outbox while the platforms were offline go out now.
+            await engine.redeliver()
         if settings.replay.path is not None:
             from adapters.replay import replay
 

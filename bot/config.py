@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -116,6 +116,28 @@ class DiscordSettings(Section):
         default_factory=dict, description='role name → band, e.g. {"13-15" = "minor", "18+" = "adult"}'
     )
     region_roles: dict[str, str] = Field(default_factory=dict, description="role name → region tag")
+    timeout_choices_minutes: list[int] = Field(
+        default_factory=lambda: [60, 1440, 10080, 40320],
+        description="durations offered by the Timeout control, in minutes (Discord's limit is 40320 = 28 days)",
+    )
+    ban_delete_message_hours: int = Field(
+        0, ge=0, le=168, description="hours of the banned account's messages Discord deletes; 0 keeps the evidence"
+    )
+
+    @field_validator("age_roles")
+    @classmethod
+    def _known_bands(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted({band for band in value.values() if band not in {"minor", "adult", "unknown"}})
+        if bad:
+            raise ValueError(f"age bands must be minor, adult or unknown; got {', '.join(bad)}")
+        return value
+
+    @field_validator("timeout_choices_minutes")
+    @classmethod
+    def _timeout_range(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= m <= 40_320 for m in value):
+            raise ValueError("each timeout must be 1 to 40320 minutes (Discord allows at most 28 days)")
+        return value
 
 
 class MatrixSettings(Section):
@@ -131,6 +153,26 @@ class MatrixSettings(Section):
     adult_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are adults")
     moderator_power_level: int = Field(50, ge=0, le=100, description="power level in the mod room needed to act")
     invite_expiry_hours: float = Field(72, gt=0, description="a pending invite older than this counts as expired")
+    community: str = Field(
+        "",
+        description="community id for events; empty = the bot's server name. Use the same value as the Synapse module's",
+    )
+    auto_join: bool = Field(
+        True, description="accept invites, so people can DM the bot and communities can add it to rooms it should watch"
+    )
+    mute_minutes: int = Field(60, ge=1, le=40_320, description="how long 🔇 mutes a suspect in the protected rooms")
+    sync_timeout_ms: int = Field(30_000, ge=0, le=120_000, description="long-poll time of each /sync request")
+    max_backoff_s: float = Field(60, gt=0, le=3600, description="longest wait between reconnect attempts")
+    timeline_limit: int = Field(
+        200, ge=10, le=1000, description="events per room per sync; gaps beyond it are back-filled"
+    )
+    device_name: str = Field("groomguard", description="device name used when logging in with a password")
+
+
+class MetricsSettings(Section):
+    enabled: bool = Field(False, description="serve Prometheus metrics at http://host:port/metrics")
+    host: str = Field("127.0.0.1", description="bind address; counts only, but keep it off the public internet")
+    port: int = Field(9464, ge=1, le=65535, description="TCP port for the metrics endpoint")
 
 
 class LoggingSettings(Section):
@@ -165,6 +207,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     matrix: MatrixSettings = Field(default_factory=MatrixSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.actions import ChildNotice, Enforcement, ModAlert, Sink
 from bot.cases import CaseBook
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 #: How long recent contact edges stay in memory; detector windows longer than this are capped.
 CONTACT_WINDOW_HOURS = 24 * 30
 PURGE_EVERY_BATCHES = 2_000
+REDELIVER_EVERY_S = 30.0
 
 
 @dataclass
@@ -90,6 +92,11 @@ class Engine:
         self._failure: BaseException | None = None
         self._batches = 0
         self._watermark_at: datetime | None = None
+        self._watermark = 0
+        #: Called with (detector name, seconds) after every inspect; bot.metrics plugs its histogram in here.
+        self.detector_timer: Callable[[str, float], None] | None = None
+        # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
+        self._lock = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -171,13 +178,6 @@ class Engine:
 
     # -- processing -----------------------------------------------------------------------
 
-    @property
-    def _lock(self) -> asyncio.Lock:
-        lock = getattr(self, "_lock_obj", None)
-        if lock is None:
-            lock = self._lock_obj = asyncio.Lock()
-        return lock
-
     async def _run(self) -> None:
         size = self.settings.engine.batch_size
         wait = self.settings.engine.batch_wait_ms / 1000
@@ -228,12 +228,16 @@ class Engine:
                 actions.extend(self.cases.decide(event))
                 continue
             for detector in self.detectors:
+                started = time.perf_counter()
                 try:
                     found = await detector.inspect(event, self.state)
                 except Exception:
                     self.stats.detector_errors += 1
                     log.exception("detector %s failed on event %s; skipped for this event", detector.name, event.key)
                     continue
+                finally:
+                    if self.detector_timer is not None:
+                        self.detector_timer(detector.name, time.perf_counter() - started)
                 for finding in found:
                     actions.extend(self._on_finding(finding, findings))
         last_seq, last_event = items[-1]
@@ -297,15 +301,40 @@ class Engine:
             self.cases.forget(account, community)
             return await self.store.forget(account, community)
 
+    async def audit(
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        detail: dict[str, Any],
+        community: str | None = None,
+        case_id: int | None = None,
+    ) -> None:
+        """Record something an adapter saw (a refused button press, a closed DM) outside any batch transaction."""
+        async with self._lock:
+            await self.store.audit(at, actor, action, detail, community=community, case_id=case_id)
+
     # -- output ---------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
         while True:
-            actions = await self._outbox.get()
+            try:
+                actions = await asyncio.wait_for(self._outbox.get(), REDELIVER_EVERY_S)
+            except TimeoutError:
+                # Quiet time: retry what a sink could not take earlier (a platform that was offline).
+                await self.redeliver()
+                continue
             try:
                 await self._deliver(actions)
             finally:
                 self._outbox.task_done()
+
+    async def redeliver(self) -> int:
+        """Hand every action still in the outbox to the sinks again; sinks dedupe on action_id."""
+        pending = await self.store.pending_actions()
+        if pending:
+            await self._deliver(pending)
+        return len(pending)
 
     async def _deliver(self, actions: Sequence[ActionT]) -> None:
         delivered: list[str] = []

@@ -80,6 +80,7 @@ class Decision(StrEnum):
     DISMISS = "dismiss"
     ESCALATE = "escalate"
     TIMEOUT = "timeout"
+    KICK = "kick"
     BAN = "ban"
 
 

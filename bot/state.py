@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+import math
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
-from bot.detectors.base import Account, ContactEdge
+from bot.detectors.base import Account, ContactEdge, RequestRecord, ViewerHour, ViewShare
 from bot.events import (
     REQUEST_KINDS,
     AgeBand,
@@ -32,6 +33,96 @@ SOURCE_RANK = {AgeSource.TEXT: 0, AgeSource.SELF: 1, AgeSource.ROLE: 2, AgeSourc
 
 AcceptedReader = Callable[[str, str], Awaitable[set[str]]]
 
+#: Hours of per-viewer history folded into a view baseline at most; older buckets are pruned.
+VIEW_HISTORY_HOURS = 24 * 14
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+#: Zero-view hours folded one by one into a baseline before it is simply treated as empty.
+MAX_ZERO_FOLD = 24 * 14
+
+
+class StateReader(Protocol):
+    """Cold reads the state makes from the store; everything the batch has not committed is merged in."""
+
+    async def accepted_contacts(self, community: str, account: str) -> set[str]: ...
+
+    async def contacts_from(
+        self, community: str, source: str, since: datetime, targets: Sequence[str]
+    ) -> list[ContactEdge]: ...
+
+    async def requests_from(self, community: str, source: str, since: datetime) -> list[RequestRecord]: ...
+
+    async def viewer_buckets(self, community: str, viewer: str, from_hour: int) -> list[tuple[int, int, int]]: ...
+
+    async def viewer_minor_authors(self, community: str, viewer: str, hour: int) -> set[str]: ...
+
+    async def community_view_buckets(self, community: str, from_hour: int) -> list[tuple[int, int, int]]: ...
+
+
+class _NullReader:
+    """Stands in for a store when the state is used alone (unit tests): nothing committed yet."""
+
+    def __init__(self, accepted: AcceptedReader) -> None:
+        self.accepted_contacts = accepted
+
+    async def contacts_from(
+        self, community: str, source: str, since: datetime, targets: Sequence[str]
+    ) -> list[ContactEdge]:
+        return []
+
+    async def requests_from(self, community: str, source: str, since: datetime) -> list[RequestRecord]:
+        return []
+
+    async def viewer_buckets(self, community: str, viewer: str, from_hour: int) -> list[tuple[int, int, int]]:
+        return []
+
+    async def viewer_minor_authors(self, community: str, viewer: str, hour: int) -> set[str]:
+        return set()
+
+    async def community_view_buckets(self, community: str, from_hour: int) -> list[tuple[int, int, int]]:
+        return []
+
+
+@dataclass(slots=True)
+class _ViewerStats:
+    """One viewer's current hour and EWMA baseline of earlier hours' views of minors' content."""
+
+    hour: int
+    to_minors: int = 0
+    total: int = 0
+    authors: set[str] = field(default_factory=set)
+    mean: float = 0.0
+    var: float = 0.0
+    hours: int = 0
+    alpha: float = 0.1
+
+    def fold(self, value: float) -> None:
+        diff = value - self.mean
+        incr = self.alpha * diff
+        self.mean += incr
+        self.var = (1 - self.alpha) * (self.var + diff * incr)
+        self.hours += 1
+
+    def advance(self, hour: int) -> None:
+        """Close the current hour (and any silent hours since) into the baseline."""
+        if hour <= self.hour:
+            return
+        self.fold(self.to_minors)
+        gap = hour - self.hour - 1
+        for _ in range(min(gap, MAX_ZERO_FOLD)):
+            self.fold(0.0)
+        self.hours += max(0, gap - MAX_ZERO_FOLD)
+        self.hour, self.to_minors, self.total, self.authors = hour, 0, 0, set()
+
+
+@dataclass(slots=True)
+class _Ranking:
+    """Latest value per account for one community metric, and a cached quantile of them."""
+
+    values: dict[str, tuple[float, datetime]] = field(default_factory=dict)
+    cached: tuple[int, float, int] | None = None  # (hour, threshold, population)
+    updates: int = 0
+
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
@@ -52,6 +143,7 @@ class PendingWrites:
     answers: list[tuple[str, str | None, str, str, str, str]] = field(default_factory=list)
     accepted: list[tuple[str, str, str, str]] = field(default_factory=list)
     views: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    view_authors: set[tuple[str, str, int, str]] = field(default_factory=set)
     conversations: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     messages: list[tuple[str, str, str, str, str, str]] = field(default_factory=list)
     deleted_messages: list[tuple[str, str]] = field(default_factory=list)
@@ -63,15 +155,39 @@ class PendingWrites:
 class CommunityState:
     """Accounts and recent contact, held in memory for speed; cold look-ups go to the store."""
 
-    def __init__(self, accepted_reader: AcceptedReader, contact_window: timedelta, keep_text: bool = True) -> None:
+    def __init__(
+        self,
+        accepted_reader: AcceptedReader,
+        contact_window: timedelta,
+        keep_text: bool = True,
+        reader: StateReader | None = None,
+    ) -> None:
         self._accepted_reader = accepted_reader
         self.contact_window = contact_window
         self.keep_text = keep_text
+        # Contact edges, requests and view buckets live in the store, not here, so memory stays flat
+        # however many edges a community has; the engine hands us the store's bound method, whose
+        # owner is the reader unless one is given.
+        owner = getattr(accepted_reader, "__self__", None)
+        self.reader: StateReader = reader or (
+            owner if hasattr(owner, "contacts_from") else _NullReader(accepted_reader)
+        )  # type: ignore[assignment]
         self.accounts: dict[tuple[str, str], Account] = {}
-        self.recent: dict[tuple[str, str], deque[ContactEdge]] = defaultdict(deque)
-        self._pairs_in_window: set[tuple[str, str, str]] = set()
         self._pending_accepted: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.pending = PendingWrites()
+        # Uncommitted rows of the current batch, by source, merged into store reads.
+        self._batch_edges: dict[tuple[str, str], dict[str, ContactEdge]] = defaultdict(dict)
+        self._batch_requests: dict[tuple[str, str], dict[tuple[str, str], RequestRecord]] = defaultdict(dict)
+        self._batch_answers: dict[tuple[str, str, str, str], tuple[str, datetime]] = {}
+        # Store reads are cached for the batch only: the store does not change until it commits.
+        self._edge_cache: dict[tuple[str, str], tuple[datetime, list[ContactEdge]]] = {}
+        self._request_cache: dict[tuple[str, str], tuple[datetime, list[RequestRecord]]] = {}
+        self._accepted_cache: dict[tuple[str, str], set[str]] = {}
+        # Bounded, lazily loaded view state: one entry per recently active viewer / community hour.
+        self._viewers: dict[tuple[str, str], _ViewerStats] = {}
+        self._community_views: dict[str, dict[int, list[int]]] = {}
+        self._view_sweep_hour: dict[str, int] = {}
+        self._rankings: dict[tuple[str, str], _Ranking] = {}
 
     # -- reads (DetectorState) ------------------------------------------------------------
 
@@ -79,14 +195,155 @@ class CommunityState:
         return self.accounts.get((community, account)) or Account(account)
 
     async def contacts_started(self, community: str, source: str, since: datetime) -> Sequence[ContactEdge]:
-        edges = self.recent.get((community, source))
-        if not edges:
-            return ()
-        return [edge for edge in edges if edge.at >= since]
+        """First contacts `source` started since `since`: committed ones plus this batch's new pairs."""
+        key = (community, source)
+        batch = self._batch_edges.get(key, {})
+        cached = self._edge_cache.get(key)
+        if cached is None or cached[0] > since:
+            rows = await self.reader.contacts_from(community, source, since, sorted(batch))
+            cached = (since, rows)
+            self._edge_cache[key] = cached
+        stored = {edge.target: edge for edge in cached[1]}
+        out = [edge for edge in cached[1] if edge.at >= since]
+        # A batch edge is a first contact only if the store has never seen the pair.
+        out.extend(edge for target, edge in batch.items() if target not in stored and edge.at >= since)
+        out.sort(key=lambda e: e.at)
+        return out
+
+    async def first_contact(self, community: str, source: str, target: str) -> ContactEdge | None:
+        """The first contact `source` ever started with `target`, if any (store, then this batch)."""
+        cached = self._edge_cache.get((community, source))
+        if cached is not None:
+            for edge in cached[1]:
+                if edge.target == target:
+                    return edge
+        rows = await self.reader.contacts_from(community, source, _FAR_FUTURE, [target])
+        if rows:
+            return rows[0]
+        return self._batch_edges.get((community, source), {}).get(target)
 
     async def accepted_contacts(self, community: str, account: str) -> frozenset[str]:
-        stored = await self._accepted_reader(community, account)
-        return frozenset(stored | self._pending_accepted.get((community, account), set()))
+        key = (community, account)
+        stored = self._accepted_cache.get(key)
+        if stored is None:
+            stored = self._accepted_cache[key] = set(await self._accepted_reader(community, account))
+        return frozenset(stored | self._pending_accepted.get(key, set()))
+
+    async def requests_sent(self, community: str, source: str, since: datetime) -> Sequence[RequestRecord]:
+        """Answerable requests `source` sent since `since`, with answers up to this event applied."""
+        key = (community, source)
+        cached = self._request_cache.get(key)
+        if cached is None or cached[0] > since:
+            cached = (since, await self.reader.requests_from(community, source, since))
+            self._request_cache[key] = cached
+        merged = {(r.target, r.request_id): r for r in cached[1] if r.requested_at >= since}
+        for rk, record in self._batch_requests.get(key, {}).items():
+            if record.requested_at >= since:
+                merged.setdefault(rk, record)
+        out = []
+        for (target, request_id), record in merged.items():
+            answer = self._batch_answers.get((community, source, target, request_id))
+            if answer is not None and record.status == "pending":
+                record = replace(record, status=answer[0], answered_at=answer[1])
+            out.append(record)
+        out.sort(key=lambda r: r.requested_at)
+        return out
+
+    async def viewer_hour(self, community: str, viewer: str, at: datetime, alpha: float) -> ViewerHour:
+        """The viewer's views this hour against their own baseline of earlier hours (EWMA)."""
+        stats = await self._viewer(community, viewer, hour_of(at), alpha)
+        std = math.sqrt(max(0.0, stats.var))
+        return ViewerHour(stats.hour, stats.to_minors, stats.total, len(stats.authors), stats.mean, std, stats.hours)
+
+    async def community_views(self, community: str, at: datetime, hours: int) -> ViewShare:
+        """Views across the community over the trailing `hours`, and how many went to minors."""
+        buckets = await self._community(community, hour_of(at))
+        start = hour_of(at) - hours
+        to_minors = total = 0
+        for hour, (tm, tot) in buckets.items():
+            if hour > start:
+                to_minors += tm
+                total += tot
+        return ViewShare(to_minors, total)
+
+    def record_rank(self, community: str, metric: str, account: str, value: float, at: datetime) -> None:
+        """Remember an account's latest value of a metric so others can be ranked against it."""
+        ranking = self._rankings.setdefault((community, metric), _Ranking())
+        if value > 0:
+            ranking.values[account] = (value, at)
+        else:
+            ranking.values.pop(account, None)
+        ranking.updates += 1
+
+    def rank_threshold(
+        self, community: str, metric: str, at: datetime, window: timedelta, quantile: float, min_population: int
+    ) -> float | None:
+        """The metric's `quantile` over accounts active in `window`, or None while too few are known.
+
+        Recomputed once an hour of event time or after ~5% of accounts changed, so it costs little per event.
+        """
+        ranking = self._rankings.get((community, metric))
+        if ranking is None:
+            return None
+        hour = hour_of(at)
+        if ranking.cached is None or ranking.cached[0] != hour or ranking.updates >= max(20, len(ranking.values) // 20):
+            horizon = at - window
+            for account in [a for a, (_, seen) in ranking.values.items() if seen < horizon]:
+                del ranking.values[account]
+            values = sorted(v for v, _ in ranking.values.values())
+            threshold = values[min(len(values) - 1, int(quantile * len(values)))] if values else 0.0
+            ranking.cached = (hour, threshold, len(values))
+            ranking.updates = 0
+        _, threshold, population = ranking.cached
+        return threshold if population >= min_population else None
+
+    def infer_minor(self, community: str, account: str, age: int, at: datetime) -> bool:
+        """Mark an account a likely minor from what it said; only tightens (see `declare_age`)."""
+        return self.declare_age(community, account, AgeBand.MINOR, age, AgeSource.TEXT, at)
+
+    async def _viewer(self, community: str, viewer: str, hour: int, alpha: float) -> _ViewerStats:
+        key = (community, viewer)
+        stats = self._viewers.get(key)
+        if stats is None:
+            # Cold viewer: rebuild the baseline from committed buckets plus this batch's, so a restart
+            # in the middle of a window keeps the counts.
+            rows = {
+                h: [tm, tot]
+                for h, tm, tot in await self.reader.viewer_buckets(community, viewer, hour - VIEW_HISTORY_HOURS)
+            }
+            for (c, v, h), (tm, tot) in self.pending.views.items():
+                if c == community and v == viewer:
+                    row = rows.setdefault(h, [0, 0])
+                    row[0] += tm
+                    row[1] += tot
+            ordered = sorted(rows)
+            stats = _ViewerStats(hour=ordered[0] if ordered else hour, alpha=alpha)
+            for h in ordered:
+                stats.advance(h)
+                stats.to_minors += rows[h][0]
+                stats.total += rows[h][1]
+            stats.advance(hour)
+            if stats.hour == hour and rows.get(hour, [0])[0]:
+                stats.authors = await self.reader.viewer_minor_authors(community, viewer, hour)
+                stats.authors |= {
+                    a for (c, v, h, a) in self.pending.view_authors if (c, v, h) == (community, viewer, hour)
+                }
+            self._viewers[key] = stats
+        stats.advance(hour)
+        return stats
+
+    async def _community(self, community: str, hour: int) -> dict[int, list[int]]:
+        buckets = self._community_views.get(community)
+        if buckets is None:
+            rows = await self.reader.community_view_buckets(community, hour - VIEW_HISTORY_HOURS)
+            buckets = {h: [tm, tot] for h, tm, tot in rows}
+            for (c, _v, h), (tm, tot) in self.pending.views.items():
+                if c == community:
+                    row = buckets.setdefault(h, [0, 0])
+                    row[0] += tm
+                    row[1] += tot
+            self._community_views[community] = buckets
+        return buckets
 
     # -- loading --------------------------------------------------------------------------
 
@@ -95,8 +352,7 @@ class CommunityState:
             self.accounts[(community, acc.account)] = acc
 
     def load_contact(self, community: str, edge: ContactEdge) -> None:
-        self.recent[(community, edge.source)].append(edge)
-        self._pairs_in_window.add((community, edge.source, edge.target))
+        """Kept for the engine's start-up; contact edges are read from the store on demand now."""
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -144,6 +400,7 @@ class CommunityState:
                 self._touch(c, event.target, at)
                 request_id = event.request_id or f"{event.source}>{event.target}"
                 self.pending.answers.append((event.answer.value, iso(at), c, event.source, event.target, request_id))
+                self._batch_answers.setdefault((c, event.source, event.target, request_id), (event.answer.value, at))
                 if event.answer is Answer.ACCEPTED:
                     self.pending.accepted.append((c, event.source, event.target, iso(at) or ""))
                     self.pending.accepted.append((c, event.target, event.source, iso(at) or ""))
@@ -189,43 +446,79 @@ class CommunityState:
             self.pending.requests.append(
                 (c, event.source, event.target, request_id, event.kind.value, iso(event.at) or "", event.key)
             )
-        pair = (c, event.source, event.target)
-        if pair in self._pairs_in_window:
+            self._batch_requests[(c, event.source)].setdefault(
+                (event.target, request_id),
+                RequestRecord(event.target, request_id, event.kind.value, event.at, "pending", None, event.key),
+            )
+        batch = self._batch_edges[(c, event.source)]
+        if event.target in batch:
             return
-        edge = ContactEdge(event.source, event.target, event.kind.value, event.at, event.key)
-        self._pairs_in_window.add(pair)
-        self.recent[(c, event.source)].append(edge)
+        # The store keeps only the first contact per pair (INSERT OR IGNORE), so repeats are harmless.
+        batch[event.target] = ContactEdge(event.source, event.target, event.kind.value, event.at, event.key)
         self.pending.contacts.append((c, event.source, event.target, event.kind.value, iso(event.at) or "", event.key))
-        self._prune(c, event.source, event.at)
 
     def _count_view(self, community: str, viewer: str, author: str, at: datetime, count: int) -> None:
-        to_minor = self.accounts.get((community, author))
-        bucket = self.pending.views.setdefault((community, viewer, hour_of(at)), [0, 0])
-        if to_minor is not None and to_minor.is_minor:
+        author_acc = self.accounts.get((community, author))
+        to_minor = author_acc is not None and author_acc.is_minor
+        hour = hour_of(at)
+        bucket = self.pending.views.setdefault((community, viewer, hour), [0, 0])
+        if to_minor:
             bucket[0] += count
+            self.pending.view_authors.add((community, viewer, hour, author))
         bucket[1] += count
+        stats = self._viewers.get((community, viewer))
+        if stats is not None:
+            stats.advance(hour)
+            if stats.hour == hour:
+                stats.total += count
+                if to_minor:
+                    stats.to_minors += count
+                    stats.authors.add(author)
+        buckets = self._community_views.get(community)
+        if buckets is not None:
+            row = buckets.setdefault(hour, [0, 0])
+            row[0] += count if to_minor else 0
+            row[1] += count
+        self._sweep_views(community, hour)
 
-    def _prune(self, community: str, source: str, now: datetime) -> None:
-        edges = self.recent[(community, source)]
-        horizon = now - self.contact_window
-        while edges and edges[0].at < horizon:
-            old = edges.popleft()
-            self._pairs_in_window.discard((community, old.source, old.target))
+    def _sweep_views(self, community: str, hour: int) -> None:
+        """Once per hour of event time, drop viewers and community buckets older than the view history."""
+        last = self._view_sweep_hour.get(community)
+        if last is not None and hour <= last:
+            return
+        self._view_sweep_hour[community] = hour
+        horizon = hour - VIEW_HISTORY_HOURS
+        for key in [k for k, v in self._viewers.items() if k[0] == community and v.hour < horizon]:
+            del self._viewers[key]
+        buckets = self._community_views.get(community)
+        if buckets:
+            for h in [h for h in buckets if h < horizon]:
+                del buckets[h]
 
     def take_pending(self) -> PendingWrites:
         """Hand the queued rows to the store and start a fresh buffer."""
         pending, self.pending = self.pending, PendingWrites()
         self._pending_accepted.clear()
+        self._batch_edges.clear()
+        self._batch_requests.clear()
+        self._batch_answers.clear()
+        self._edge_cache.clear()
+        self._request_cache.clear()
+        self._accepted_cache.clear()
         return pending
 
     def forget(self, account: str, community: str | None = None) -> None:
         """Drop everything held in memory about one account."""
-        for key in [k for k in self.accounts if k[1] == account and (community is None or k[0] == community)]:
+
+        def scoped(c: str) -> bool:
+            return community is None or c == community
+
+        for key in [k for k in self.accounts if k[1] == account and scoped(k[0])]:
             del self.accounts[key]
-        for key in [k for k in self.recent if k[1] == account]:
-            del self.recent[key]
-        for key, edges in self.recent.items():
-            kept = deque(e for e in edges if e.target != account)
-            if len(kept) != len(edges):
-                self.recent[key] = kept
-        self._pairs_in_window = {p for p in self._pairs_in_window if account not in (p[1], p[2])}
+        for key in [k for k in self._viewers if k[1] == account and scoped(k[0])]:
+            del self._viewers[key]
+        for (c, _metric), ranking in self._rankings.items():
+            if scoped(c):
+                ranking.values.pop(account, None)
+        # Community view totals are aggregates without ids; they are rebuilt from the store on next read.
+        self._community_views.clear()

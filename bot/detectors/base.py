@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -32,8 +32,12 @@ class Account:
 
     @property
     def may_be_adult(self) -> bool:
-        """Adults and unknown-age accounts are watched as possible suspects; minors are not."""
-        return self.band is not AgeBand.MINOR
+        """Adults and unknown-age accounts are watched as possible suspects; minors are not.
+
+        A minor band inferred only from text ("im 13") keeps the account watched too: adults who
+        pose as children must not escape the account-pattern detectors by saying so.
+        """
+        return self.band is not AgeBand.MINOR or self.band_source == "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,44 @@ class ContactEdge:
     event_key: str
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One answerable request (friend, follow, dm, invite) from `source` and how it ended so far."""
+
+    target: str
+    request_id: str
+    kind: str
+    requested_at: datetime
+    status: str
+    answered_at: datetime | None
+    event_key: str
+
+
+@dataclass(slots=True)
+class ViewerHour:
+    """A viewer's views in the current hour against their own EWMA baseline of earlier hours."""
+
+    hour: int
+    to_minors: int
+    total: int
+    minor_authors: int
+    baseline_mean: float
+    baseline_std: float
+    baseline_hours: int
+
+
+@dataclass(frozen=True, slots=True)
+class ViewShare:
+    """The community's views over a trailing window: how many went to minors' content."""
+
+    to_minors: int
+    total: int
+
+    @property
+    def share(self) -> float:
+        return self.to_minors / self.total if self.total else 0.0
+
+
 @runtime_checkable
 class DetectorState(Protocol):
     """The narrow, read-mostly view of community state a detector may use."""
@@ -56,6 +98,22 @@ class DetectorState(Protocol):
     async def contacts_started(self, community: str, source: str, since: datetime) -> Sequence[ContactEdge]: ...
 
     async def accepted_contacts(self, community: str, account: str) -> frozenset[str]: ...
+
+    async def first_contact(self, community: str, source: str, target: str) -> ContactEdge | None: ...
+
+    async def requests_sent(self, community: str, source: str, since: datetime) -> Sequence[RequestRecord]: ...
+
+    async def viewer_hour(self, community: str, viewer: str, at: datetime, alpha: float) -> ViewerHour: ...
+
+    async def community_views(self, community: str, at: datetime, hours: int) -> ViewShare: ...
+
+    def record_rank(self, community: str, metric: str, account: str, value: float, at: datetime) -> None: ...
+
+    def rank_threshold(
+        self, community: str, metric: str, at: datetime, window: timedelta, quantile: float, min_population: int
+    ) -> float | None: ...
+
+    def infer_minor(self, community: str, account: str, age: int, at: datetime) -> bool: ...
 
 
 class Detector(Protocol):

@@ -1,33 +1,157 @@
-"""fan_out: an adult (or unknown-age account) starting contact with many distinct minors in a window."""
+"""fan_out: an adult (or unknown-age account) starting contact with many distinct minors it shares nothing with."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.detectors.base import DetectorState
+from bot.detectors.base import Account, ContactEdge, DetectorState
 from bot.events import BaseEvent, ContactRequested
 from bot.findings import Evidence, Finding
 
+#: Name under which fan_out ranks accounts against their community.
+RANK_METRIC = "fan_out.minors"
+
 
 class FanOutSettings(BaseModel):
+    """Thresholds for fan_out; each says what it trades off."""
+
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="turn the detector on or off")
     window_hours: float = Field(
-        72, gt=0, le=24 * 30, description="rolling window; longer catches slow contact, costs more false alerts"
+        168,
+        gt=0,
+        le=24 * 30,
+        description="rolling window; longer catches slow, low-volume contact, but lets busy benign adults add up",
     )
     min_minors: int = Field(
-        5, ge=2, le=1000, description="distinct minors contacted before it fires; lower = earlier, noisier"
+        6,
+        ge=2,
+        le=1000,
+        description="absolute floor: cold-contacted minors (no mutual, no region) before it fires; lower = earlier, noisier",
     )
-    saturate_minors: int = Field(15, ge=3, le=5000, description="count at which the score reaches 1.0")
+    saturate_minors: int = Field(15, ge=3, le=5000, description="cold-contacted minors at which the score reaches 1.0")
+    floor_score: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="score at the floor; at or above cases.alert_threshold fan_out alerts alone, below it needs another signal",
+    )
+    rank_quantile: float = Field(
+        0.99,
+        ge=0.5,
+        lt=1,
+        description="in big communities the count must also beat this quantile of everyone's; higher = only the most extreme",
+    )
+    rank_min_population: int = Field(
+        200,
+        ge=10,
+        description="accounts contacting minors needed before the rank rule applies; small communities use the floor alone",
+    )
+
+    @model_validator(mode="after")
+    def _saturate_above_floor(self) -> FanOutSettings:
+        if self.saturate_minors <= self.min_minors:
+            raise ValueError("saturate_minors must be greater than min_minors")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class MinorContact:
+    """One minor an account started contact with, and why it does or does not look like a stranger."""
+
+    edge: ContactEdge
+    mutuals: int
+    shares_region: bool
+    answered_inbound: bool
+
+    @property
+    def cold(self) -> bool:
+        return self.mutuals == 0 and not self.shares_region and not self.answered_inbound
+
+
+async def minors_contacted(state: DetectorState, community: str, source: Account, since: datetime) -> list[ContactEdge]:
+    """Distinct minors `source` started contact with since `since`, first contact each."""
+    seen: dict[str, ContactEdge] = {}
+    for edge in await state.contacts_started(community, source.account, since):
+        if edge.target != source.account and edge.target not in seen:
+            target = await state.account(community, edge.target)
+            if target.is_minor:
+                seen[edge.target] = edge
+    return list(seen.values())
+
+
+async def classify(
+    state: DetectorState, community: str, source: Account, edges: Sequence[ContactEdge]
+) -> list[MinorContact]:
+    """Say for each contacted minor whether the two share a mutual accepted contact, a region, or who spoke first.
+
+    A mutual reached only through minors the source itself cold-contacted does not count: otherwise
+    a groomer's first accepted victims would vouch for the next ones.
+    """
+    own = await state.accepted_contacts(community, source.account)
+    contacted = {e.target for e in edges}
+    vouching = own - contacted - {source.account}
+    out = []
+    for edge in edges:
+        target = await state.account(community, edge.target)
+        mutuals = len((await state.accepted_contacts(community, edge.target)) & vouching - {edge.target})
+        inbound = await state.first_contact(community, edge.target, source.account)
+        out.append(
+            MinorContact(
+                edge=edge,
+                mutuals=mutuals,
+                shares_region=bool(source.regions & target.regions),
+                answered_inbound=inbound is not None and inbound.at <= edge.at,
+            )
+        )
+    return out
+
+
+def span_text(hours: float) -> str:
+    """A window as moderators say it: '3 days' or '12 hours'."""
+    days = hours / 24
+    return f"{days:g} days" if days >= 1 and days == int(days) else f"{hours:g} hours"
+
+
+def contact_reason(contacts: Sequence[MinorContact], span: str) -> str:
+    """'contacted 14 under-18 accounts in 3 days; 13 had no mutual contact; none share a region'."""
+    total = len(contacts)
+    no_mutual = sum(1 for c in contacts if c.mutuals == 0)
+    regional = sum(1 for c in contacts if c.shares_region)
+    inbound = sum(1 for c in contacts if c.answered_inbound)
+    region_text = "none share a region" if regional == 0 else f"{regional} share a region"
+    reason = f"contacted {total} under-18 accounts in {span}; {no_mutual} had no mutual contact; {region_text}"
+    if inbound:
+        reason += f"; {inbound} had contacted them first"
+    return reason
+
+
+def contact_evidence(contacts: Sequence[MinorContact], limit: int = 25) -> tuple[Evidence, ...]:
+    """One evidence line per contacted minor, cold ones first, with the event that started the contact."""
+    ordered = sorted(contacts, key=lambda c: (not c.cold, c.edge.at))
+    out = []
+    for c in ordered[:limit]:
+        facts = [
+            c.edge.kind,
+            c.edge.at.strftime("%Y-%m-%d %H:%M"),
+            "no mutual" if c.mutuals == 0 else f"{c.mutuals} mutual",
+        ]
+        facts.append("shares region" if c.shares_region else "no shared region")
+        if c.answered_inbound:
+            facts.append("they contacted first")
+        out.append(Evidence(kind="account", ref=c.edge.target, label=f"{'; '.join(facts)} (event {c.edge.event_key})"))
+    return tuple(out)
 
 
 class FanOutDetector:
-    """Counts distinct minors an account *started* contact with; inbound contact never counts."""
+    """Counts distinct minors an account *started* contact with and shares no mutual or region with."""
 
     name: ClassVar[str] = "fan_out"
 
@@ -37,37 +161,44 @@ class FanOutDetector:
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, ContactRequested) or event.source == event.target:
             return ()
-        source = await state.account(event.community, event.source)
-        target = await state.account(event.community, event.target)
+        c, s = event.community, self.settings
+        source = await state.account(c, event.source)
+        target = await state.account(c, event.target)
         if not source.may_be_adult or not target.is_minor:
             return ()
-        window = timedelta(hours=self.settings.window_hours)
-        edges = await state.contacts_started(event.community, event.source, event.at - window)
-        minors: dict[str, str] = {}
-        for edge in edges:
-            if edge.target not in minors and (await state.account(event.community, edge.target)).is_minor:
-                minors[edge.target] = edge.event_key
-        count = len(minors)
-        if count < self.settings.min_minors:
+        window = timedelta(hours=s.window_hours)
+        edges = await minors_contacted(state, c, source, event.at - window)
+        state.record_rank(c, RANK_METRIC, event.source, len(edges), event.at)
+        # Cheap test first: most accounts never reach the floor even counting warm contacts.
+        if len(edges) < s.min_minors:
             return ()
+        contacts = await classify(state, c, source, edges)
+        cold = [x for x in contacts if x.cold]
+        if len(cold) < s.min_minors or not any(x.cold and x.edge.target == event.target for x in contacts):
+            return ()
+        rank = state.rank_threshold(c, RANK_METRIC, event.at, window, s.rank_quantile, s.rank_min_population)
+        if rank is not None and len(edges) <= rank:
+            return ()
+        return (self._finding(event, contacts, len(cold), rank),)
+
+    def _finding(
+        self, event: ContactRequested, contacts: Sequence[MinorContact], cold: int, rank: float | None
+    ) -> Finding:
         s = self.settings
-        score = min(1.0, 0.55 + 0.45 * (count - s.min_minors) / max(1, s.saturate_minors - s.min_minors))
-        days = s.window_hours / 24
-        span = f"{days:g} days" if days >= 1 else f"{s.window_hours:g} hours"
-        return (
-            Finding(
-                detector=self.name,
-                platform=event.platform,
-                community=event.community,
-                suspect=event.source,
-                score=score,
-                reason=f"started contact with {count} under-18 accounts in {span}",
-                evidence=tuple(
-                    Evidence(kind="account", ref=minor, label=f"contacted (event {key})")
-                    for minor, key in list(minors.items())[:25]
-                ),
-                at=event.at,
-                event_key=event.key,
-                child=event.target,
-            ),
+        progress = (cold - s.min_minors) / (s.saturate_minors - s.min_minors)
+        score = min(1.0, s.floor_score + (1 - s.floor_score) * progress)
+        reason = contact_reason(contacts, span_text(s.window_hours))
+        if rank is not None:
+            reason += f"; more than {math.floor(s.rank_quantile * 100)}% of accounts here ({rank:g} or fewer)"
+        return Finding(
+            detector=self.name,
+            platform=event.platform,
+            community=event.community,
+            suspect=event.source,
+            score=round(score, 4),
+            reason=reason[:500],
+            evidence=contact_evidence(contacts),
+            at=event.at,
+            event_key=event.key,
+            child=event.target,
         )

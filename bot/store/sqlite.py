@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -15,7 +16,7 @@ from pydantic import TypeAdapter
 
 from bot.actions import Action
 from bot.cases import Case
-from bot.detectors.base import Account, ContactEdge
+from bot.detectors.base import Account, ContactEdge, RequestRecord
 from bot.events import AgeBand, BaseEvent, parse_event
 from bot.store import ActionT, BatchWrite, Snapshot
 
@@ -32,6 +33,21 @@ def migrations() -> list[tuple[int, str]]:
         if item.name.endswith(".sql") and item.name[:3].isdigit():
             found.append((int(item.name[:3]), item.read_text(encoding="utf-8")))
     return sorted(found)
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a migration into statements; comments may contain ';' (sqlite3.complete_statement decides)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--") and not current.strip():
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -74,6 +90,8 @@ class SqliteStore:
                 row = await cur.fetchone()
             self._next_seq = int(row[0]) + 1 if row else 1
         except (aiosqlite.Error, OSError) as error:
+            # Close the half-open connection: its worker thread would otherwise keep the process alive.
+            await self.close()
             raise StoreError(f"cannot open database {self.path}: {error}") from error
 
     async def _migrate(self) -> None:
@@ -90,9 +108,8 @@ class SqliteStore:
             log.info("applying migration %03d to %s", version, self.path)
             await db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in (s.strip() for s in sql.split(";")):
-                    if statement and not all(line.startswith("--") for line in statement.splitlines()):
-                        await db.execute(statement)
+                for statement in split_sql(sql):
+                    await db.execute(statement)
                 await db.execute("INSERT INTO schema_version VALUES (?, ?)", (version, datetime.now(UTC).isoformat()))
                 await db.execute("COMMIT")
             except BaseException:
@@ -136,6 +153,15 @@ class SqliteStore:
         self._next_seq += len(numbered)
         return numbered
 
+    async def known_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these event keys are already stored (lets ingest name duplicates)."""
+        known: set[str] = set()
+        for start in range(0, len(keys), 900):
+            chunk = list(keys[start : start + 900])
+            async with self.db.execute(f"SELECT key FROM events WHERE key IN ({','.join('?' * len(chunk))})", chunk) as cur:
+                known.update(row[0] for row in await cur.fetchall())
+        return known
+
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
         async with self.db.execute(
             "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
@@ -176,15 +202,8 @@ class SqliteStore:
                     )
                 )
         if snap.watermark_at is not None:
-            since = (snap.watermark_at - timedelta(hours=contact_window_hours)).isoformat()
-            async with self.db.execute(
-                "SELECT community, source, target, kind, first_at, event_key FROM contacts WHERE first_at >= ? ORDER BY first_at",
-                (since,),
-            ) as cur:
-                async for row in cur:
-                    snap.contacts.append(
-                        (row[0], ContactEdge(row[1], row[2], row[3], datetime.fromisoformat(row[4]), row[5]))
-                    )
+            # Contact edges are no longer loaded here: the state reads them per source from the store
+            # (contacts_from), so start-up memory does not grow with millions of stored edges.
             day_ago = (snap.watermark_at - timedelta(days=1)).isoformat()
             async with self.db.execute(
                 "SELECT community, child, suspect, at FROM notices WHERE at >= ? ORDER BY at", (day_ago,)
@@ -239,6 +258,8 @@ class SqliteStore:
                 )
             if s.accepted:
                 await db.executemany("INSERT OR IGNORE INTO accepted VALUES (?,?,?,?)", s.accepted)
+            if s.view_authors:
+                await db.executemany("INSERT OR IGNORE INTO view_authors VALUES (?,?,?,?)", sorted(s.view_authors))
             if s.views:
                 await db.executemany(
                     "INSERT INTO views VALUES (?,?,?,?,?) ON CONFLICT (community, viewer, hour) DO UPDATE SET to_minors = to_minors + excluded.to_minors, total = total + excluded.total",
@@ -314,6 +335,58 @@ class SqliteStore:
     async def accepted_contacts(self, community: str, account: str) -> set[str]:
         async with self.db.execute("SELECT b FROM accepted WHERE community = ? AND a = ?", (community, account)) as cur:
             return {row[0] for row in await cur.fetchall()}
+
+    # -- detector reads (bot.state.StateReader) -------------------------------------------
+
+    async def contacts_from(
+        self, community: str, source: str, since: datetime, targets: Sequence[str]
+    ) -> list[ContactEdge]:
+        """First contacts `source` started since `since`, plus its stored edges to `targets` of any age."""
+        sql = "SELECT target, kind, first_at, event_key FROM contacts WHERE community = ? AND source = ? AND (first_at >= ?"
+        args: list[Any] = [community, source, since.isoformat()]
+        if targets:
+            sql += f" OR target IN ({','.join('?' * len(targets))})"
+            args.extend(targets)
+        async with self.db.execute(sql + ")", args) as cur:
+            return [
+                ContactEdge(source, row[0], row[1], datetime.fromisoformat(row[2]), row[3])
+                for row in await cur.fetchall()
+            ]
+
+    async def requests_from(self, community: str, source: str, since: datetime) -> list[RequestRecord]:
+        """Answerable requests `source` sent since `since`, with their status so far."""
+        async with self.db.execute(
+            "SELECT target, request_id, kind, requested_at, status, answered_at, event_key FROM requests "
+            "WHERE community = ? AND source = ? AND requested_at >= ?",
+            (community, source, since.isoformat()),
+        ) as cur:
+            return [
+                RequestRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], _dt(r[5]), r[6])
+                for r in await cur.fetchall()
+            ]
+
+    async def viewer_buckets(self, community: str, viewer: str, from_hour: int) -> list[tuple[int, int, int]]:
+        """(hour, views of minors' content, all views) for one viewer since `from_hour`."""
+        async with self.db.execute(
+            "SELECT hour, to_minors, total FROM views WHERE community = ? AND viewer = ? AND hour >= ? ORDER BY hour",
+            (community, viewer, from_hour),
+        ) as cur:
+            return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+    async def viewer_minor_authors(self, community: str, viewer: str, hour: int) -> set[str]:
+        async with self.db.execute(
+            "SELECT author FROM view_authors WHERE community = ? AND viewer = ? AND hour = ?",
+            (community, viewer, hour),
+        ) as cur:
+            return {r[0] for r in await cur.fetchall()}
+
+    async def community_view_buckets(self, community: str, from_hour: int) -> list[tuple[int, int, int]]:
+        """(hour, views of minors' content, all views) summed over the community since `from_hour`."""
+        async with self.db.execute(
+            "SELECT hour, SUM(to_minors), SUM(total) FROM views WHERE community = ? AND hour >= ? GROUP BY hour",
+            (community, from_hour),
+        ) as cur:
+            return [(r[0], int(r[1]), int(r[2])) for r in await cur.fetchall()]
 
     # -- outbox ---------------------------------------------------------------------------
 
@@ -392,6 +465,7 @@ class SqliteStore:
             "requests": ("DELETE FROM requests WHERE " + scope + "(source = ? OR target = ?)", 2),
             "accepted": ("DELETE FROM accepted WHERE " + scope + "(a = ? OR b = ?)", 2),
             "views": ("DELETE FROM views WHERE " + scope + "viewer = ?", 1),
+            "view_authors": ("DELETE FROM view_authors WHERE " + scope + "(viewer = ? OR author = ?)", 2),
             "messages": ("DELETE FROM messages WHERE " + scope + "author = ?", 1),
             "notices": ("DELETE FROM notices WHERE " + scope + "(child = ? OR suspect = ?)", 2),
             "findings": ("DELETE FROM findings WHERE " + scope + "(suspect = ? OR child = ?)", 2),
@@ -447,6 +521,9 @@ class SqliteStore:
             "DELETE FROM events WHERE at < ? AND seq <= ?", ((now - timedelta(days=event_days)).isoformat(), watermark)
         )
         out["events"] = cur.rowcount
+        # Distinct-author rows only serve the current hour's spike check; two days is plenty.
+        cur = await self.db.execute("DELETE FROM view_authors WHERE hour < ?", (int(now.timestamp()) // 3600 - 48,))
+        out["view_authors"] = cur.rowcount
         return out
 
     async def counts(self) -> dict[str, int]:

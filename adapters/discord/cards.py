@@ -1,0 +1,193 @@
+"""Alert cards for the mod channel: embeds rendered from ModAlert, and persistent controls whose custom ids carry the case."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.actions import ModAlert
+from bot.events import Decision
+
+if TYPE_CHECKING:
+    from adapters.discord.cog import GroomGuardCog
+
+#: Cases whose status still takes decisions; closed cards keep only "View evidence".
+OPEN_STATUSES = frozenset({"open", "escalated", "confirmed"})
+STATUS_COLOUR = {
+    "open": discord.Colour.red(),
+    "escalated": discord.Colour.dark_red(),
+    "confirmed": discord.Colour.orange(),
+    "dismissed": discord.Colour.light_grey(),
+    "banned": discord.Colour.dark_grey(),
+}
+BUTTON_ACTIONS = ("confirm", "dismiss", "escalate", "ban", "banok", "bancancel", "evidence")
+COG_NAME = "GroomGuard"
+
+
+def custom_id(case_id: int, action: str) -> str:
+    """`gg:<case>:<action>` — everything a press needs is in the id, so no view state has to survive a restart."""
+    return f"gg:{case_id}:{action}"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mention(account: str) -> str:
+    """A user mention for embeds (embeds never ping); non-snowflake ids are shown as text."""
+    return f"<@{account}>" if account.isdigit() else discord.utils.escape_markdown(account)
+
+
+def duration_label(minutes: int) -> str:
+    if minutes % 1440 == 0:
+        days = minutes // 1440
+        return f"{days} day" + ("s" if days != 1 else "")
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return f"{hours} hour" + ("s" if hours != 1 else "")
+    return f"{minutes} minutes"
+
+
+def render_embed(alert: ModAlert, undelivered: Sequence[str] = ()) -> discord.Embed:
+    """The card: who, how risky, why (each detector's plain reason), which children, and delivery problems."""
+    embed = discord.Embed(
+        title=_clip(f"Case #{alert.case_id} · risk {alert.risk:.2f} · {alert.status}", 256),
+        description=f"Suspect: {mention(alert.suspect)} (`{alert.suspect}`)",
+        colour=STATUS_COLOUR.get(alert.status, discord.Colour.red()),
+        timestamp=alert.at,
+    )
+    for reason in alert.reasons[:10]:
+        embed.add_field(
+            name=_clip(f"{reason.detector} · {reason.score:.2f}", 256), value=_clip(reason.text, 1024), inline=False
+        )
+    if alert.children:
+        shown = ", ".join(mention(c) for c in alert.children[:15])
+        more = f" and {len(alert.children) - 15} more" if len(alert.children) > 15 else ""
+        embed.add_field(name="Young people involved", value=_clip(shown + more, 1024), inline=False)
+    if alert.evidence:
+        embed.add_field(name="Evidence", value=f"{len(alert.evidence)} item(s) — press **View evidence**", inline=False)
+    if undelivered:
+        names = ", ".join(mention(c) for c in undelivered[:15])
+        embed.add_field(
+            name="⚠️ Child notice not delivered",
+            value=_clip(
+                f"{names} could not be sent GroomGuard's private safety message because their DMs are closed. "
+                "Please check on them another way (a moderator they trust, or a private thread).",
+                1024,
+            ),
+            inline=False,
+        )
+    embed.set_footer(text=f"GroomGuard · case {alert.case_id} · update {alert.version}")
+    return embed
+
+
+def render_view(alert: ModAlert, timeout_choices: Sequence[int]) -> discord.ui.View:
+    """Persistent controls for a card; a closed case keeps only the evidence button."""
+    view = discord.ui.View(timeout=None)
+    case = alert.case_id
+    if alert.status in OPEN_STATUSES:
+        choices = set(alert.choices)
+        for decision, label, style in (
+            (Decision.CONFIRM, "Confirm", discord.ButtonStyle.danger),
+            (Decision.DISMISS, "Dismiss", discord.ButtonStyle.secondary),
+            (Decision.ESCALATE, "Escalate", discord.ButtonStyle.primary),
+        ):
+            if decision in choices:
+                view.add_item(CaseButton(case, decision.value, label, style, row=0))
+    view.add_item(CaseButton(case, "evidence", "View evidence", discord.ButtonStyle.secondary, row=0))
+    if alert.status in OPEN_STATUSES:
+        if Decision.BAN in alert.choices:
+            view.add_item(CaseButton(case, "ban", "Ban…", discord.ButtonStyle.danger, row=1))
+        if Decision.TIMEOUT in alert.choices and timeout_choices:
+            view.add_item(TimeoutSelect(case, timeout_choices, row=2))
+    return view
+
+
+def ban_confirm_view(case_id: int) -> discord.ui.View:
+    """The confirmation step behind Ban, sent ephemerally to the moderator who pressed it."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(CaseButton(case_id, "banok", "Yes, ban", discord.ButtonStyle.danger))
+    view.add_item(CaseButton(case_id, "bancancel", "Cancel", discord.ButtonStyle.secondary))
+    return view
+
+
+def _cog(interaction: discord.Interaction[Any]) -> GroomGuardCog | None:
+    client = interaction.client
+    get_cog = getattr(client, "get_cog", None)
+    cog = get_cog(COG_NAME) if get_cog is not None else None
+    return cog  # type: ignore[no-any-return]
+
+
+async def _unavailable(interaction: discord.Interaction[Any]) -> None:
+    await interaction.response.send_message("GroomGuard is not running on this bot right now.", ephemeral=True)
+
+
+class CaseButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=re.compile(r"gg:(?P<case>\d{1,12}):(?P<action>" + "|".join(BUTTON_ACTIONS) + r")"),
+):
+    """A card button; discord.py rebuilds it from the custom id on every press, so old cards keep working."""
+
+    def __init__(
+        self,
+        case_id: int,
+        action: str,
+        label: str = "",
+        style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+        row: int | None = None,
+    ) -> None:
+        super().__init__(
+            discord.ui.Button(label=label or action, style=style, custom_id=custom_id(case_id, action), row=row)
+        )
+        self.case_id = case_id
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> CaseButton:
+        return cls(int(match["case"]), match["action"], item.label or "", item.style)
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        cog = _cog(interaction)
+        if cog is None:
+            await _unavailable(interaction)
+            return
+        await cog.on_case_button(interaction, self.case_id, self.action)
+
+
+class TimeoutSelect(
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=re.compile(r"gg:(?P<case>\d{1,12}):timeout"),
+):
+    """Timeout with a duration choice; the chosen minutes arrive in the interaction's values."""
+
+    def __init__(self, case_id: int, choices: Sequence[int] = (), row: int | None = None) -> None:
+        options = [discord.SelectOption(label=f"Time out for {duration_label(m)}", value=str(m)) for m in choices[:25]]
+        super().__init__(
+            discord.ui.Select(
+                custom_id=custom_id(case_id, "timeout"),
+                placeholder="Time out…",
+                options=options or [discord.SelectOption(label="1 hour", value="60")],
+                row=row,
+            )
+        )
+        self.case_id = case_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Select[Any], match: re.Match[str], /
+    ) -> TimeoutSelect:
+        return cls(int(match["case"]), [int(o.value) for o in item.options if o.value.isdigit()])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        cog = _cog(interaction)
+        if cog is None:
+            await _unavailable(interaction)
+            return
+        values = (interaction.data or {}).get("values") or []  # type: ignore[union-attr]
+        minutes = int(values[0]) if values and str(values[0]).isdigit() else None
+        await cog.on_case_button(interaction, self.case_id, "timeout", minutes=minutes)

@@ -1,0 +1,194 @@
+"""Webhook ingest: an aiohttp server taking signed single events or batches, stored before it answers 2xx."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from bot.config import WebhookSettings, read_secret
+from bot.events import BaseEvent, EventError, parse_event
+
+if TYPE_CHECKING:
+    from bot.actions import ChildNotice, Enforcement, ModAlert
+    from bot.engine import Engine
+
+log = logging.getLogger(__name__)
+
+TIMESTAMP_HEADER = "X-GroomGuard-Timestamp"
+SIGNATURE_HEADER = "X-GroomGuard-Signature"
+PATH = "/events"
+#: Most events accepted in one request; the body limit usually bites first.
+MAX_BATCH = 5_000
+#: Distinct sources whose rate-limit buckets are remembered; past it the oldest are dropped.
+MAX_SOURCES = 10_000
+
+
+def sign(secret: str, timestamp: int | str, body: bytes) -> str:
+    """The signature header value a sender must send: HMAC-SHA256 over '<timestamp>.' + raw body."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+class RateLimiter:
+    """A token bucket per source (peer address): `rate` requests a second with a burst of the same size."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, source: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(source, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if len(self._buckets) >= MAX_SOURCES and source not in self._buckets:
+            self._buckets.pop(next(iter(self._buckets)))
+        if tokens < 1:
+            self._buckets[source] = (tokens, now)
+            return False
+        self._buckets[source] = (tokens - 1, now)
+        return True
+
+
+def problem(status: int, error: str, field: str | None = None, **extra: Any) -> web.Response:
+    """A 4xx/5xx JSON body that names the field at fault."""
+    return web.json_response({"error": error, "field": field, **extra}, status=status)
+
+
+class WebhookAdapter:
+    """Accepts events over HTTP from a platform that owns its data; it has no way to send actions back."""
+
+    name = "webhook"
+
+    def __init__(self, settings: WebhookSettings) -> None:
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_per_second)
+        self._secret: bytes | None = None
+        self._engine: Engine | None = None
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def app(self) -> web.Application:
+        """The aiohttp application (exposed for embedding behind another server)."""
+        # Our own limit is enforced while reading; aiohttp's is set just above it as a backstop.
+        app = web.Application(client_max_size=self.settings.max_body_bytes + 1)
+        app.router.add_post(PATH, self.handle)
+        app.router.add_get("/healthz", self.health)
+        return app
+
+    async def start(self, engine: Engine) -> None:
+        """Read the secret (refusing to start without one) and listen on settings.host:port."""
+        self._secret = read_secret(self.settings.secret, self.settings.secret_file, "webhook.secret").encode()
+        self._engine = engine
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        addresses = self._runner.addresses
+        self.port = addresses[0][1] if addresses else self.settings.port
+        log.info("webhook listening on %s:%s%s", self.settings.host, self.port, PATH)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def deliver(self, action: ModAlert | ChildNotice | Enforcement) -> None:
+        """Webhook platforms read alerts from the mod tools or JSONL output; nothing is pushed back."""
+        return None
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Check rate, size, timestamp and signature; validate every event; store them; then answer."""
+        source = request.remote or "unknown"
+        if not self.limiter.allow(source):
+            log.warning("webhook: rate limit hit by %s", source)
+            return problem(429, "too many requests; slow down", None, retry_after_s=1)
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return problem(413, f"body is larger than {limit} bytes; send smaller batches", "body")
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return problem(413, f"body is larger than {limit} bytes; send smaller batches", "body")
+        checked = self._check_signature(request, body)
+        if checked is not None:
+            log.warning("webhook: rejected request from %s: %s", source, checked.text)
+            return checked
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            return problem(400, f"body is not valid JSON: {error}", "body")
+        items = payload if isinstance(payload, list) else [payload]
+        if not items:
+            return problem(400, "empty batch; send an event object or a non-empty array of events", "body")
+        if len(items) > MAX_BATCH:
+            return problem(413, f"more than {MAX_BATCH} events in one request", "body")
+        events: list[BaseEvent] = []
+        for index, item in enumerate(items):
+            prefix = f"[{index}]" if isinstance(payload, list) else ""
+            if not isinstance(item, dict):
+                return problem(422, "each event must be a JSON object", prefix or "body", index=index)
+            try:
+                events.append(parse_event(item))  # type: ignore[arg-type]
+            except EventError as error:
+                field = ".".join(p for p in (prefix, error.field) if p) or None
+                return problem(422, error.reason, field, index=index)
+        return await self._store(events, source)
+
+    def _check_signature(self, request: web.Request, body: bytes) -> web.Response | None:
+        raw_ts = request.headers.get(TIMESTAMP_HEADER)
+        if raw_ts is None:
+            return problem(401, "missing timestamp header (unix seconds)", TIMESTAMP_HEADER)
+        try:
+            timestamp = int(raw_ts)
+        except ValueError:
+            return problem(400, "timestamp must be whole unix seconds", TIMESTAMP_HEADER)
+        skew = abs(time.time() - timestamp)
+        if skew > self.settings.max_skew_seconds:
+            return problem(
+                401,
+                f"timestamp is {int(skew)} s away from now; allowed {self.settings.max_skew_seconds} s (check the clock, do not replay)",
+                TIMESTAMP_HEADER,
+            )
+        given = request.headers.get(SIGNATURE_HEADER, "")
+        if not given.startswith("sha256="):
+            return problem(401, "missing or malformed signature; expected sha256=<hex>", SIGNATURE_HEADER)
+        assert self._secret is not None
+        expected = sign(self._secret.decode(), raw_ts, body)
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return problem(401, "signature does not match the body and timestamp", SIGNATURE_HEADER)
+        return None
+
+    async def _store(self, events: list[BaseEvent], source: str) -> web.Response:
+        engine = self._engine
+        if engine is None:
+            return problem(503, "not started", None)
+        keys = [e.key for e in events]
+        known: set[str] = set()
+        known_keys = getattr(engine.store, "known_keys", None)
+        if known_keys is not None:
+            known = await known_keys(keys)
+        seen: set[str] = set()
+        duplicate_ids = []
+        for event in events:
+            if event.key in known or event.key in seen:
+                duplicate_ids.append(event.event_id)
+            seen.add(event.key)
+        try:
+            fresh = await engine.ingest(events)
+        except Exception:
+            log.exception("webhook: could not store %d events from %s; asked the sender to retry", len(events), source)
+            return problem(503, "events were not stored; retry later", None, retry_after_s=5)
+        duplicates = len(events) - fresh
+        log.info("webhook: %d events from %s, %d new, %d duplicate", len(events), source, fresh, duplicates)
+        return web.json_response(
+            {"accepted": fresh, "duplicates": duplicates, "duplicate_ids": duplicate_ids[:100]}, status=200
+        )

@@ -1,0 +1,140 @@
+"""rejections: an account whose requests to minors are mostly rejected or left unanswered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bot.detectors.base import DetectorState, RequestRecord
+from bot.detectors.fan_out import span_text
+from bot.events import BaseEvent, ContactAnswered, ContactRequested
+from bot.findings import Evidence, Finding
+
+#: Request statuses that mean the child said no (or never said yes).
+REFUSED = frozenset({"rejected", "expired"})
+
+
+class RejectionsSettings(BaseModel):
+    """Thresholds for rejections; each says what it trades off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="turn the detector on or off")
+    window_hours: float = Field(
+        24 * 14,
+        gt=0,
+        le=24 * 30,
+        description="rolling window of requests; longer catches slow senders, but old refusals weigh on benign adults",
+    )
+    expire_after_hours: float = Field(
+        72,
+        gt=0,
+        le=24 * 30,
+        description="a request to a minor still unanswered after this counts as refused; shorter = earlier, but slow repliers count",
+    )
+    min_refused: int = Field(
+        4,
+        ge=2,
+        le=1000,
+        description="refused requests to minors before it fires, so one or two rejections never alert; lower = earlier, noisier",
+    )
+    min_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of settled requests to minors that were refused; lower catches groomers with some acceptances, flags more adults",
+    )
+    saturate_refused: int = Field(12, ge=3, le=5000, description="refused requests at which the score reaches its top")
+    floor_score: float = Field(
+        0.45,
+        gt=0,
+        le=1,
+        description="score at the floor; below cases.alert_threshold it alerts only with another signal or more refusals",
+    )
+    top_score: float = Field(0.9, gt=0, le=1, description="score at saturate_refused")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RejectionsSettings:
+        if self.saturate_refused <= self.min_refused:
+            raise ValueError("saturate_refused must be greater than min_refused")
+        if self.top_score < self.floor_score:
+            raise ValueError("top_score must be at least floor_score")
+        return self
+
+
+def settle(record: RequestRecord, now: datetime, expire_after: timedelta) -> str:
+    """The request's status as of `now`: a pending request past the expiry counts as expired."""
+    if record.status == "pending" and now - record.requested_at >= expire_after:
+        return "expired"
+    return record.status
+
+
+class RejectionsDetector:
+    """Counts requests to minors that were rejected or expired unanswered, with a count floor and a ratio."""
+
+    name: ClassVar[str] = "rejections"
+
+    def __init__(self, settings: RejectionsSettings) -> None:
+        self.settings = settings
+
+    async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
+        if isinstance(event, ContactAnswered):
+            if event.answer.value not in REFUSED:
+                return ()
+        elif not isinstance(event, ContactRequested):
+            return ()
+        c, s = event.community, self.settings
+        if event.source == event.target:
+            return ()
+        source = await state.account(c, event.source)
+        target = await state.account(c, event.target)
+        if not source.may_be_adult or not target.is_minor:
+            return ()
+        expire = timedelta(hours=s.expire_after_hours)
+        settled: list[tuple[RequestRecord, str]] = []
+        for record in await state.requests_sent(c, event.source, event.at - timedelta(hours=s.window_hours)):
+            if record.target == event.source or not (await state.account(c, record.target)).is_minor:
+                continue
+            status = settle(record, event.at, expire)
+            if status != "pending":
+                settled.append((record, status))
+        refused = [(r, st) for r, st in settled if st in REFUSED]
+        if len(refused) < s.min_refused or len(refused) / len(settled) < s.min_ratio:
+            return ()
+        # A new request only re-reports when it is what reveals requests left unanswered past the expiry.
+        if isinstance(event, ContactRequested) and not any(r.status == "pending" for r, _ in refused):
+            return ()
+        progress = min(1.0, (len(refused) - s.min_refused) / (s.saturate_refused - s.min_refused))
+        score = s.floor_score + (s.top_score - s.floor_score) * progress
+        rejected = sum(1 for _, st in refused if st == "rejected")
+        expired = len(refused) - rejected
+        minors = len({r.target for r, _ in settled})
+        reason = (
+            f"{len(refused)} of {len(settled)} requests to {minors} under-18 accounts in {span_text(s.window_hours)} "
+            f"were refused: {rejected} rejected, {expired} never answered"
+        )
+        evidence = tuple(
+            Evidence(
+                kind="request",
+                ref=r.request_id,
+                label=f"{r.kind} to {r.target} on {r.requested_at:%Y-%m-%d %H:%M}: {st} (event {r.event_key})",
+            )
+            for r, st in sorted(refused, key=lambda x: x[0].requested_at)[-25:]
+        )
+        return (
+            Finding(
+                detector=self.name,
+                platform=event.platform,
+                community=c,
+                suspect=event.source,
+                score=round(score, 4),
+                reason=reason,
+                evidence=evidence,
+                at=event.at,
+                event_key=event.key,
+                child=event.target,
+            ),
+        )

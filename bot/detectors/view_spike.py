@@ -1,0 +1,130 @@
+"""view_spike: a viewer suddenly seeing far more of minors' content than their own habit and the community's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.detectors.base import DetectorState
+from bot.events import BaseEvent, ContentViewed
+from bot.findings import Evidence, Finding
+
+#: Most viewers remembered for "already fired this hour"; past it the memory starts afresh.
+MAX_FIRED = 50_000
+
+
+class ViewSpikeSettings(BaseModel):
+    """Thresholds for view_spike; each says what it trades off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="turn the detector on or off")
+    ewma_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="weight of each new hour in the viewer's baseline; higher adapts faster, so a slow build-up hides",
+    )
+    z: float = Field(
+        4.0,
+        gt=0,
+        description="deviations above the viewer's own baseline an hour must reach; lower = more sensitive, more noise",
+    )
+    min_std: float = Field(
+        3.0,
+        gt=0,
+        description="smallest deviation assumed, so a viewer with no history is not flagged for a handful of views",
+    )
+    min_views: int = Field(
+        25,
+        ge=1,
+        description="views of minors' content in one hour before it fires; lower = earlier, flags more keen parents",
+    )
+    min_minor_authors: int = Field(
+        4,
+        ge=1,
+        description="distinct minors whose content was viewed that hour; keeps a parent watching one child's posts quiet",
+    )
+    share_ratio: float = Field(
+        2.0,
+        ge=1,
+        description="the viewer's share of views going to minors must be this many times the community's; busy adults who view everyone stay quiet",
+    )
+    community_hours: int = Field(
+        168, ge=1, le=24 * 14, description="trailing hours for the community's share of views going to minors"
+    )
+    saturate_views: int = Field(80, ge=2, description="views of minors' content in an hour at which the score tops out")
+    floor_score: float = Field(
+        0.5, gt=0, le=1, description="score at min_views; below the alert threshold it needs help"
+    )
+    top_score: float = Field(0.85, gt=0, le=1, description="score at saturate_views")
+
+
+class ViewSpikeDetector:
+    """Compares a viewer's hourly views of minors' content to their EWMA baseline and the community's share."""
+
+    name: ClassVar[str] = "view_spike"
+
+    def __init__(self, settings: ViewSpikeSettings) -> None:
+        self.settings = settings
+        # (community, viewer) -> (hour, views when it last fired): one finding per hour unless it doubles.
+        self._fired: dict[tuple[str, str], tuple[int, int]] = {}
+
+    async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
+        if not isinstance(event, ContentViewed) or event.viewer == event.author:
+            return ()
+        c, s = event.community, self.settings
+        author = await state.account(c, event.author)
+        if not author.is_minor:
+            return ()
+        viewer = await state.account(c, event.viewer)
+        if not viewer.may_be_adult:
+            return ()
+        hour = await state.viewer_hour(c, event.viewer, event.at, s.ewma_alpha)
+        if hour.to_minors < s.min_views or hour.minor_authors < s.min_minor_authors:
+            return ()
+        limit = hour.baseline_mean + s.z * max(hour.baseline_std, s.min_std)
+        if hour.to_minors <= limit:
+            return ()
+        community = await state.community_views(c, event.at, s.community_hours)
+        share = hour.to_minors / hour.total if hour.total else 0.0
+        needed = min(0.95, s.share_ratio * community.share)
+        if share < needed:
+            return ()
+        key = (c, event.viewer)
+        fired = self._fired.get(key)
+        if fired is not None and fired[0] == hour.hour and hour.to_minors < 2 * fired[1]:
+            return ()
+        if len(self._fired) >= MAX_FIRED:
+            self._fired.clear()
+        self._fired[key] = (hour.hour, hour.to_minors)
+        progress = min(1.0, (hour.to_minors - s.min_views) / max(1, s.saturate_views - s.min_views))
+        score = s.floor_score + (s.top_score - s.floor_score) * progress
+        reason = (
+            f"viewed {hour.to_minors} posts by {hour.minor_authors} under-18 accounts in one hour; "
+            f"usual is {hour.baseline_mean:.1f} ± {hour.baseline_std:.1f} an hour; "
+            f"{share:.0%} of their views went to minors against {community.share:.0%} across the community"
+        )
+        evidence = (
+            Evidence(
+                kind="view_bucket",
+                ref=f"{event.viewer}@{hour.hour}",
+                label=f"hour starting {event.at:%Y-%m-%d %H}:00 UTC: {hour.to_minors} of {hour.total} views to minors",
+            ),
+            Evidence(kind="account", ref=event.author, label=f"latest minor viewed (event {event.key})"),
+        )
+        return (
+            Finding(
+                detector=self.name,
+                platform=event.platform,
+                community=c,
+                suspect=event.viewer,
+                score=round(score, 4),
+                reason=reason,
+                evidence=evidence,
+                at=event.at,
+                event_key=event.key,
+            ),
+        )

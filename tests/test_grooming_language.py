@@ -1,0 +1,252 @@
+"""grooming_language with a deterministic fake classifier: who is scored, thresholds, progression, bounds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from detector_harness import engine_with, feed
+
+from bot.actions import ChildNotice, ModAlert
+from bot.classifier import FakeClassifier, ModelError
+from bot.detectors import REGISTRY
+from bot.detectors.base import Account, ContactEdge
+from bot.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
+from bot.events import AgeBand
+from bot.findings import Finding
+from bot.testing import EventFactory
+
+# Synthetic lines written for these tests.
+GROOMING = [
+    "hey how r u",
+    "how old are u? are ur parents home",
+    "ur so mature for ur age",
+    "dont tell anyone we talk, its our secret",
+    "add me on snap",
+    "send me a pic, just for me",
+]
+BENIGN = [
+    "great game today",
+    "practice is on thursday at 5",
+    "remember your water bottle",
+    "your passing was brilliant",
+    "see you at the match",
+    "well done everyone",
+]
+
+
+class FakeState:
+    """The narrow DetectorState with fixed age bands."""
+
+    def __init__(self, bands: dict[str, AgeBand]) -> None:
+        self.bands = bands
+
+    async def account(self, community: str, account: str) -> Account:
+        return Account(account=account, band=self.bands.get(account, AgeBand.UNKNOWN))
+
+    async def contacts_started(self, community: str, source: str, since: datetime) -> list[ContactEdge]:
+        return []
+
+    async def accepted_contacts(self, community: str, account: str) -> frozenset[str]:
+        return frozenset()
+
+
+def keyword_fake() -> FakeClassifier:
+    # Each keyword hit adds 0.3 to a 0.05 base: grooming windows saturate, benign stay low.
+    return FakeClassifier(keywords=("secret", "snap", "pic", "old are u", "parents home", "mature"))
+
+
+def detector(**kw: object) -> GroomingLanguageDetector:
+    return GroomingLanguageDetector(GroomingLanguageSettings(**kw), classifier=keyword_fake())  # type: ignore[arg-type]
+
+
+STATE = FakeState({"adult": AgeBand.ADULT, "kid": AgeBand.MINOR, "kid2": AgeBand.MINOR})
+
+
+async def run(
+    det: GroomingLanguageDetector,
+    f: EventFactory,
+    author: str,
+    lines: list[str],
+    recipients: tuple[str, ...] = ("kid",),
+    state: FakeState = STATE,
+) -> list[Finding]:
+    out: list[Finding] = []
+    for line in lines:
+        event = f.message(author, line, conversation="dm-1", private=True, recipients=recipients, at=f.tick(minutes=1))
+        out.extend(await det.inspect(event, state))
+    return out
+
+
+async def test_grooming_conversation_notifies_child_then_moderators() -> None:
+    f = EventFactory()
+    findings = await run(detector(child_notice_threshold=0.6, moderator_threshold=0.9), f, "adult", GROOMING)
+    assert findings, "expected findings"
+    first, last = findings[0], findings[-1]
+    assert first.child == "kid" and first.notify_child and first.suspect == "adult"
+    assert first.score <= GroomingLanguageSettings().child_only_score  # child notice alone: no mod alert
+    assert last.score >= 0.9
+    assert {"personal_info", "secrecy", "off_platform"} <= set(last.stages)
+    labels = [e.label for e in last.evidence]
+    assert any(label.startswith("secrecy:") for label in labels)
+    assert all(len(e.label) <= 300 for e in last.evidence)
+    assert sum(1 for x in findings if x.notify_child) == 1  # the child hears once
+
+
+async def test_benign_adult_to_child_is_silent() -> None:
+    assert await run(detector(), EventFactory(), "adult", BENIGN * 3) == []
+
+
+@pytest.mark.parametrize(
+    ("author", "recipients"),
+    [("kid", ("adult",)), ("kid2", ("kid",)), ("adult", ("other_adult",)), ("adult", ())],
+)
+async def test_only_adult_or_unknown_to_minor_is_scored(author: str, recipients: tuple[str, ...]) -> None:
+    state = FakeState(
+        {"adult": AgeBand.ADULT, "other_adult": AgeBand.ADULT, "kid": AgeBand.MINOR, "kid2": AgeBand.MINOR}
+    )
+    det = detector(child_notice_threshold=0.3)
+    assert await run(det, EventFactory(), author, GROOMING, recipients, state) == []
+    assert det.classifier.calls == []  # type: ignore[attr-defined]
+
+
+async def test_unknown_age_author_is_scored() -> None:
+    findings = await run(detector(child_notice_threshold=0.6), EventFactory(), "stranger", GROOMING)
+    assert findings and findings[0].suspect == "stranger"
+
+
+async def test_one_spike_does_not_alert() -> None:
+    # The model scores only the window that ends with the odd line high; the median over
+    # recent windows keeps one such window from alerting.
+    spike = "whatever you say lol"
+
+    class Spiky(FakeClassifier):
+        def classify(self, texts: list[str]) -> list[float]:  # type: ignore[override]
+            return [0.95 if t.endswith(spike) else 0.1 for t in texts]
+
+    det = GroomingLanguageDetector(GroomingLanguageSettings(child_notice_threshold=0.6), classifier=Spiky())
+    lines = ["hi", "how was your day", "nice", spike, "ok", "cool", "bye"]
+    assert await run(det, EventFactory(), "adult", lines) == []
+
+
+async def test_progression_adds_risk_beyond_model_score() -> None:
+    # Fixed model score 0.7 for every window: only stage progression can lift it over 0.8.
+    class Flat(FakeClassifier):
+        def classify(self, texts: list[str]) -> list[float]:  # type: ignore[override]
+            return [0.7] * len(texts)
+
+    lines = ["how old are u", "are ur parents home", "dont tell anyone", "add me on kik"]
+    det = GroomingLanguageDetector(GroomingLanguageSettings(child_notice_threshold=0.8), classifier=Flat())
+    findings = await run(det, EventFactory(), "adult", lines)
+    assert findings and findings[0].stages == ("personal_info", "secrecy", "off_platform")
+    calm = GroomingLanguageDetector(GroomingLanguageSettings(child_notice_threshold=0.8), classifier=Flat())
+    assert await run(calm, EventFactory(), "adult", ["hello", "how are you", "nice weather", "bye"]) == []
+
+
+async def test_bad_input_never_crashes() -> None:
+    lines = ["", "😀😀😀", "你好", "x" * 8000, "\x00\x01\x02" * 100, "   "]
+    assert await run(detector(), EventFactory(), "adult", lines) == []
+
+
+async def test_state_is_bounded_and_forgettable() -> None:
+    det = detector(max_conversations=10)
+    f = EventFactory()
+    state = FakeState({"adult": AgeBand.ADULT, **{f"k{i}": AgeBand.MINOR for i in range(30)}})
+    for i in range(30):
+        await run(det, f, "adult", ["hello"], (f"k{i}",), state)
+    assert len(det._conversations) == 10
+    det.forget("adult")
+    assert len(det._conversations) == 0
+
+
+async def test_two_children_in_one_message_are_scored_in_one_batch() -> None:
+    det = detector(child_notice_threshold=0.6)
+    findings = await run(det, EventFactory(), "adult", GROOMING, ("kid", "kid2"))
+    assert {x.child for x in findings} == {"kid", "kid2"}
+    assert all(len(batch) in (2,) for batch in det.classifier.calls)  # type: ignore[attr-defined]
+
+
+def test_settings_validate() -> None:
+    with pytest.raises(ValueError, match="moderator_threshold"):
+        GroomingLanguageSettings(child_notice_threshold=0.9, moderator_threshold=0.5)
+    for name, info in GroomingLanguageSettings.model_fields.items():
+        assert info.description, name
+
+
+def test_missing_model_is_a_startup_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"python -m models\.train"):
+        GroomingLanguageDetector(GroomingLanguageSettings(model_path=str(tmp_path / "none.onnx")))
+
+
+def test_registered_once() -> None:
+    rows = [spec for spec in REGISTRY if spec.name == "grooming_language"]
+    assert len(rows) == 1 and rows[0].settings_model is GroomingLanguageSettings
+
+
+async def test_through_the_engine_child_notice_and_mod_alert(tmp_path: Path) -> None:
+    f = EventFactory()
+    events = [f.joined("suspect7"), f.adult("suspect7"), f.joined("kid"), f.minor("kid")]
+    events += [
+        f.message("suspect7", line, conversation="dm-1", private=True, recipients=("kid",), at=f.tick(minutes=1))
+        for line in GROOMING
+    ]
+    det = detector(child_notice_threshold=0.6, moderator_threshold=0.85)
+    async with engine_with(tmp_path / "gg.db", [det]) as (engine, recorder):
+        await feed(engine, events, one_by_one=True)
+        await engine.drain()
+        sink = engine.sinks[0]
+    assert recorder.findings
+    notices = sink.of(ChildNotice)  # type: ignore[attr-defined]
+    assert len(notices) == 1 and notices[0].child == "kid"
+    assert "suspect7" not in notices[0].text
+    alerts = sink.of(ModAlert)  # type: ignore[attr-defined]
+    assert alerts and all(a.suspect == "suspect7" for a in alerts)
+
+
+# A longer synthetic grooming conversation, one message at a time, for the real model.
+SLOW_GROOMING = [
+    "hey there",
+    "hows ur day going",
+    "how old r u",
+    "cool, what grade r u in",
+    "u seem really mature for ur age",
+    "r ur parents home",
+    "when do they get back",
+    "do u have ur own phone",
+    "dont tell ur mom we talk ok",
+    "its our secret",
+    "u can delete the chat after",
+    "do u have snap",
+    "add me there its more private",
+    "send me a pic of u",
+    "we could meet at the park",
+]
+TEACHER = [
+    "hi class",
+    "homework is on page 42",
+    "remember the trip on friday",
+    "bring a packed lunch",
+    "ask your parents to sign the form",
+    "how old are you turning this year, 11?",
+    "great work on the poster",
+    "see you tomorrow",
+    "dont forget your pe kit",
+    "well done everyone",
+    "the bus leaves at 8",
+    "pick up is at 3 from the school gate",
+]
+
+
+@pytest.mark.model
+async def test_real_model_in_the_detector() -> None:
+    from bot.classifier import load_default_classifier
+
+    model = load_default_classifier()
+    det = GroomingLanguageDetector(GroomingLanguageSettings(), classifier=model)
+    findings = await run(det, EventFactory(), "adult", SLOW_GROOMING)
+    assert findings and findings[0].notify_child
+    assert {"secrecy", "off_platform"} <= set(findings[-1].stages)
+    assert max(x.score for x in findings) >= GroomingLanguageSettings().moderator_threshold
+    teacher = GroomingLanguageDetector(GroomingLanguageSettings(), classifier=model)
+    assert await run(teacher, EventFactory(), "adult", TEACHER) == []

@@ -1,0 +1,109 @@
+"""Tests for grooming-stage tagging on hand-written synthetic lines (never corpus text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.stages import STAGES, StageError, StageTagger, default_tagger
+from bot.text import normalize
+
+# One synthetic line per stage, plus the disguised forms the normaliser must unpick.
+STAGE_EXAMPLES = [
+    ("rapport", "you're so mature for your age"),
+    ("rapport", "ur so pretty"),
+    ("personal_info", "how old are u?"),
+    ("personal_info", "are your parents home right now"),
+    ("personal_info", "r u home alone"),
+    ("personal_info", "what school do you go to"),
+    ("secrecy", "don't tell anyone about us ok"),
+    ("secrecy", "delete this chat after"),
+    ("secrecy", "this is our little secret"),
+    ("secrecy", "d0nt t3ll ur mom"),
+    ("isolation", "your parents don't understand you like i do"),
+    ("isolation", "i'm the only one who understands you"),
+    ("gifts", "i can buy you robux"),
+    ("gifts", "want a steam gift card?"),
+    ("off_platform", "add me on snapchat"),
+    ("off_platform", "add me on s n a p"),
+    ("off_platform", "whats ur number"),
+    ("off_platform", "text me 07700 900 123"),
+    ("off_platform", "dm me"),
+    ("photos", "send me a pic"),
+    ("photos", "send me a p1c"),
+    ("photos", "turn on your cam"),
+    ("sexual", "are you a virgin"),
+    ("sexual", "what are you wearing"),
+    ("meeting", "we should meet up this weekend"),
+    ("meeting", "i can pick you up after school"),
+    ("meeting", "sneak out tonight"),
+]
+
+
+@pytest.mark.parametrize(("stage", "text"), STAGE_EXAMPLES)
+def test_each_stage_is_found(stage: str, text: str) -> None:
+    assert stage in default_tagger().stages(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "great game today, see you at practice on thursday",
+        "homework is on page 42",
+        "the bus leaves the school car park at 8",
+        "gg that was a close one",
+        "what's the weather like",
+        "",
+        "😀😀",
+    ],
+)
+def test_benign_lines_show_no_escalation(text: str) -> None:
+    tagger = default_tagger()
+    escalation = {d.name for d in tagger.definitions if d.escalation}
+    assert not escalation & set(tagger.stages(text))
+
+
+def test_matches_carry_spans_into_normalised_text() -> None:
+    folded = normalize("hey!! DON'T tell anyone and add me on snap")
+    matches = default_tagger().tag(folded)
+    by_stage = {m.stage: m for m in matches}
+    assert set(by_stage) >= {"secrecy", "off_platform"}
+    for m in matches:
+        assert folded.text[m.start : m.end] == m.span
+
+
+def test_progression_in_stage_order() -> None:
+    text = "how old are you? don't tell your mom. add me on kik"
+    assert default_tagger().stages(text) == ("personal_info", "secrecy", "off_platform")
+
+
+def test_every_stage_defined_with_weights() -> None:
+    tagger = default_tagger()
+    assert tuple(d.name for d in tagger.definitions) == STAGES
+    assert all(0 <= d.weight <= 1 for d in tagger.definitions)
+
+
+@pytest.mark.parametrize("raw", ["a" * 2_000_000, "\x00\x01\x02" * 1000, "你好吗", "🙂" * 500])
+def test_bad_input_never_crashes(raw: str) -> None:
+    assert isinstance(default_tagger().tag(raw), list)
+
+
+def test_missing_stage_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "stages.toml"
+    path.write_text('[stages.rapport]\npatterns = ["hi"]\n', encoding="utf-8")
+    with pytest.raises(StageError, match="lacks stages"):
+        StageTagger.from_file(path)
+
+
+def test_bad_pattern_is_a_clear_error(tmp_path: Path) -> None:
+    body = "".join(f'[stages.{s}]\npatterns = ["ok"]\n' for s in STAGES)
+    path = tmp_path / "stages.toml"
+    path.write_text(body.replace('["ok"]', '["(unclosed"]', 1), encoding="utf-8")
+    with pytest.raises(StageError, match="rapport"):
+        StageTagger.from_file(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StageError, match="cannot read"):
+        StageTagger.from_file(tmp_path / "nope.toml")

@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP)
 	bash tests/synapse/setup.sh
+	bash tests/postgres/setup.sh
 	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -31,6 +32,7 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(PY) bench/engine.py
+	$(PY) bench/store.py
 
 model: $(TEST_STAMP)
 	$(PY) -m models.train

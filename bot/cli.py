@@ -30,7 +30,7 @@ cases_app = typer.Typer(help="Look up cases.", no_args_is_help=True)
 app.add_typer(cases_app, name="cases")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (env GROOMGUARD_* overrides it)")
@@ -55,6 +55,11 @@ def _settings(config: Path | None, db: Path | None = None) -> Settings:
 
 def _setup_logging(settings: Settings, verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else getattr(logging, settings.logging.level)
+    if settings.logging.json_logs:
+        from bot.logs import configure_logging
+
+        configure_logging(level, json_logs=True)
+        return
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
     )
@@ -225,8 +230,12 @@ async def _run_adapters(settings: Settings) -> int:
 
     adapters = enabled_adapters(settings)
     engine = Engine(settings, [TerminalSink(console, show_updates=False), *adapters])
+    from bot.metrics import start_metrics
+
+    _metrics, metrics_server = await start_metrics(settings.metrics, engine)
     await engine.start()
     stop = asyncio.Event()
+    follower = await _follow_shared_log(settings, engine, stop)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -248,10 +257,28 @@ async def _run_adapters(settings: Settings) -> int:
                 stop.set()
         await stop.wait()
     finally:
+        if follower is not None:
+            await follower.stop()
         for adapter in reversed(started):
             await adapter.stop()
         await engine.stop()
+        if metrics_server is not None:
+            await metrics_server.stop()
+    if follower is not None and follower.takeover.is_set():
+        err.print("the processing lease is free: exiting with 75 so the supervisor restarts this engine as leader")
+        return 75
     return 0
+
+
+async def _follow_shared_log(settings: Settings, engine: Engine, stop: asyncio.Event):  # type: ignore[no-untyped-def]
+    """On PostgreSQL, keep the lease holder processing other engines' events; stop a follower that should take over."""
+    if not settings.store.database_url:
+        return None
+    from bot.store.postgres import LogFollower
+
+    follower = LogFollower(engine, on_takeover=stop.set)
+    await follower.start()
+    return follower
 
 
 @app.command()
@@ -366,6 +393,33 @@ def forget(
         console.print(f"nothing stored about {account}")
         return
     console.print(f"erased {account}: " + ", ".join(f"{n} {table}" for table, n in removed.items()))
+
+
+@app.command()
+def doctor(config: ConfigOption = None, db: DbOption = None) -> None:
+    """Check config, database, model file and platform settings; print what to fix (exit 1 on problems)."""
+    from rich.markup import escape
+
+    from bot.doctor import FAIL, WARN, diagnose
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as error:
+        err.print(f"[red]✖ config[/]: {len(error.problems)} problem(s)")
+        for problem in error.problems:
+            err.print(f"    {escape(str(problem.key))}: {escape(problem.problem)}\n      fix: {escape(problem.hint)}")
+        raise typer.Exit(1) from None
+    if db is not None:
+        settings.store.path = db
+    checks = diagnose(settings)
+    marks = {FAIL: "[red]✖[/]", WARN: "[yellow]![/]"}
+    for check in checks:
+        console.print(f"{marks.get(check.status, '[green]✔[/]')} {check.area}: {escape(check.detail)}", soft_wrap=True)
+        if check.fix and check.status in (FAIL, WARN):
+            console.print(f"    fix: {escape(check.fix)}", soft_wrap=True)
+    failed = sum(c.failed for c in checks)
+    console.print(f"{failed} problem(s) to fix" if failed else "[green]all checks passed[/]")
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()

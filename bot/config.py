@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,7 +27,9 @@ class Section(BaseModel):
 class StoreSettings(Section):
     path: Path = Field(Path("groomguard.db"), description="SQLite database file (created if missing)")
     database_url: str | None = Field(
-        None, description="postgresql://... to share state between instances; empty = SQLite at `path`"
+        None,
+        repr=False,  # may carry a password
+        description="postgresql://... to share state between instances; empty = SQLite at `path`",
     )
     message_retention_days: int = Field(
         30, ge=1, le=365, description="days message text is kept; longer helps review, shorter stores less"
@@ -96,7 +98,7 @@ class WebhookSettings(Section):
     enabled: bool = Field(False, description="accept events over HTTP")
     host: str = Field("127.0.0.1", description="bind address; keep loopback unless a proxy terminates TLS")
     port: int = Field(8787, ge=1, le=65535, description="TCP port")
-    secret: str | None = Field(
+    secret: SecretStr | None = Field(
         None, description="HMAC shared secret (prefer GROOMGUARD_WEBHOOK__SECRET or secret_file)"
     )
     secret_file: Path | None = Field(None, description="file holding the shared secret")
@@ -107,7 +109,7 @@ class WebhookSettings(Section):
 
 class DiscordSettings(Section):
     enabled: bool = Field(False, description="run the Discord bot")
-    token: str | None = Field(None, description="bot token (prefer GROOMGUARD_DISCORD__TOKEN or token_file)")
+    token: SecretStr | None = Field(None, description="bot token (prefer GROOMGUARD_DISCORD__TOKEN or token_file)")
     token_file: Path | None = Field(None, description="file holding the bot token")
     guild_ids: list[int] = Field(default_factory=list, description="servers to protect")
     mod_channel_id: int | None = Field(None, description="private channel for alert cards")
@@ -144,9 +146,9 @@ class MatrixSettings(Section):
     enabled: bool = Field(False, description="run the Matrix bot")
     homeserver: str = Field("http://127.0.0.1:8008", description="homeserver base URL")
     user_id: str = Field("", description="the bot's Matrix id, e.g. @groomguard:example.org")
-    access_token: str | None = Field(None, description="prefer GROOMGUARD_MATRIX__ACCESS_TOKEN or access_token_file")
+    access_token: SecretStr | None = Field(None, description="prefer GROOMGUARD_MATRIX__ACCESS_TOKEN or access_token_file")
     access_token_file: Path | None = Field(None, description="file holding the access token")
-    password: str | None = Field(None, description="used only when no access token is given")
+    password: SecretStr | None = Field(None, description="used only when no access token is given")
     mod_room: str = Field("", description="room id of the private moderators' room")
     protected_rooms: list[str] = Field(default_factory=list, description="room or space ids to protect")
     minor_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are minors")
@@ -309,8 +311,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(problems) from None
 
 
-def read_secret(value: str | None, file: Path | None, name: str) -> str:
+def read_secret(value: SecretStr | str | None, file: Path | None, name: str) -> str:
     """Return a secret from its value or file; the error names the setting, never the secret."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
     if value:
         return value.strip()
     if file is not None:

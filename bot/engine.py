@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,10 +113,7 @@ class Engine:
         self._watermark = snap.watermark
         self._watermark_at = snap.watermark_at
         await self._deliver(await self.store.pending_actions())
-        recovered = 0
-        while batch := await self.store.events_after(self._watermark, self.settings.engine.batch_size):
-            await self._process(batch)
-            recovered += len(batch)
+        recovered = await self.catch_up()
         if recovered:
             log.info("resumed after restart: processed %d stored events past the watermark", recovered)
         self.stats.started = time.perf_counter()
@@ -161,6 +158,20 @@ class Engine:
         self.stats.received += len(events)
         async with self._lock:
             return await self._handle(list(events))
+
+    async def catch_up(self, fetch: Callable[[int], Awaitable[list[tuple[int, BaseEvent]]]] | None = None) -> int:
+        """Process stored-but-unprocessed batches from `fetch(batch_size)` under the writer lock until none are left.
+
+        The default fetch resumes past the watermark (restart recovery); a shared PostgreSQL store
+        passes its own, for events other engines stored.
+        """
+        fetch = fetch or (lambda n: self.store.events_after(self._watermark, n))
+        done = 0
+        async with self._lock:
+            while batch := await fetch(self.settings.engine.batch_size):
+                await self._process(batch)
+                done += len(batch)
+        return done
 
     async def drain(self) -> None:
         """Wait until every queued event is processed and every action handed to the sinks."""

@@ -27,7 +27,11 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whites
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # Year 1 or 9999 with an offset cannot be expressed in UTC (found by the fuzzer).
+        raise ValueError("timestamp out of range") from None
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]

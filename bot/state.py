@@ -253,7 +253,16 @@ class CommunityState:
         """The viewer's views this hour against their own baseline of earlier hours (EWMA)."""
         stats = await self._viewer(community, viewer, hour_of(at), alpha)
         std = math.sqrt(max(0.0, stats.var))
-        return ViewerHour(stats.hour, stats.to_minors, stats.total, len(stats.authors), stats.mean, std, stats.hours)
+        return ViewerHour(
+            stats.hour,
+            stats.to_minors,
+            stats.total,
+            len(stats.authors),
+            stats.mean,
+            std,
+            stats.hours,
+            frozenset(stats.authors),
+        )
 
     async def community_views(self, community: str, at: datetime, hours: int) -> ViewShare:
         """Views across the community over the trailing `hours`, and how many went to minors."""

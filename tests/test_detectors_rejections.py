@@ -42,7 +42,7 @@ async def test_fires_on_the_fourth_rejection_with_evidence(tmp_path: Path) -> No
     assert len(rec.findings) == 1
     finding = rec.findings[0]
     assert (
-        finding.reason == "4 of 4 requests to 4 under-18 accounts in 14 days were refused: 4 rejected, 0 never answered"
+        finding.reason == "4 of 4 requests to 4 under-18 accounts in 28 days were refused: 4 rejected, 0 never answered"
     )
     assert [e.ref for e in finding.evidence] == [f"req-adult-kid{i}" for i in range(4)]
     assert finding.score == 0.45
@@ -102,7 +102,7 @@ async def test_explicit_expired_answers_count(tmp_path: Path) -> None:
 async def test_window_edge_drops_old_refusals(tmp_path: Path) -> None:
     f = EventFactory()
     events = cast(f) + requests(f, [Answer.REJECTED] * 3, gap_hours=1)
-    f.tick(hours=24 * 14)
+    f.tick(hours=24 * 28)
     events += requests(f, [None] * 3 + [Answer.REJECTED], gap_hours=0.1)[-2:]
     async with engine_with(tmp_path / "db", [detector()]) as (engine, rec):
         await feed(engine, events, one_by_one=True)

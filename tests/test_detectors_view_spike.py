@@ -55,8 +55,10 @@ async def test_fires_on_a_spike_above_own_baseline_and_community_share(tmp_path:
         await feed(engine, events)
     assert len(rec.findings) == 1
     finding = rec.findings[0]
-    assert finding.suspect == "watcher" and finding.score == 0.5
-    assert finding.reason.startswith("viewed 25 posts by 5 under-18 accounts in one hour; usual is 0.9 ± 0.3 an hour")
+    assert finding.suspect == "watcher" and finding.score == 0.5437
+    assert finding.reason.startswith(
+        "viewed 25 posts by 5 under-18 accounts in one hour (5 with no shared region or contact); usual is 0.9"
+    )
     assert "100% of their views went to minors against" in finding.reason
     assert finding.evidence[0].kind == "view_bucket"
 
@@ -126,3 +128,12 @@ async def test_old_viewers_are_pruned_from_memory(tmp_path: Path) -> None:
         await feed(engine, events)
         viewers = {v for (_c, v) in engine.state._viewers}
     assert viewers == {"later"}
+
+
+async def test_local_youth_worker_viewing_children_of_their_region_is_silent(tmp_path: Path) -> None:
+    f = EventFactory()
+    events = cast(f, ["worker"]) + [f.region(k, "north") for k in [*KIDS, "worker"]]
+    events += background(f, "worker", 24) + spike(f, "worker", 60, KIDS)
+    async with engine_with(tmp_path / "db", [detector()]) as (engine, rec):
+        await feed(engine, events)
+    assert rec.findings == []

@@ -81,18 +81,13 @@ def all_logs() -> Iterator[io.StringIO]:
 
 def test_secrets_come_from_env_and_files(secret_env: dict[str, str], tmp_path: Path) -> None:
     settings = load_settings(None)
-    assert settings.webhook.secret == secret_env["GROOMGUARD_WEBHOOK__SECRET"]
+    assert settings.webhook.secret is not None
+    assert settings.webhook.secret.get_secret_value() == secret_env["GROOMGUARD_WEBHOOK__SECRET"]
     token_file = tmp_path / "token"
     token_file.write_text("from-a-file-4242\n")
     assert read_secret(None, token_file, "discord.token") == "from-a-file-4242"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/config.py keeps secrets as plain str, so pydantic's repr shows them; proposed to the lead: "
-    "pydantic.SecretStr for webhook.secret, discord.token, matrix.access_token, matrix.password "
-    "(and a password-masked store.database_url)",
-)
 def test_settings_repr_never_shows_secrets(secret_env: dict[str, str]) -> None:
     settings = load_settings(None)
     shown = repr(settings) + str(settings) + repr(settings.webhook) + repr(settings.discord) + repr(settings.matrix)
@@ -201,11 +196,6 @@ def test_retention_defaults() -> None:
     assert store.message_retention_days == 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="retention purges the messages table after 30 days but raw message_sent events keep their text "
-    "for event_retention_days (90): purge_expired must also blank `text` in older event bodies (owner: store)",
-)
 async def test_message_text_is_gone_everywhere_after_retention(tmp_path: Path) -> None:
     db = tmp_path / "retention.db"
     ev = EventFactory(community="sec", platform="sec")

@@ -160,7 +160,7 @@ class MatrixAdapter:
             return
         if not s.password:
             read_secret(None, None, "matrix.access_token")  # raises ConfigError naming the setting
-        reply = await self.client.login(s.password, device_name=s.device_name)
+        reply = await self.client.login(s.password.get_secret_value(), device_name=s.device_name)
         if not isinstance(reply, LoginResponse):
             raise MatrixError(f"login failed for {s.user_id}: {reply}")
 

@@ -75,6 +75,7 @@ class ViewerHour:
     baseline_mean: float
     baseline_std: float
     baseline_hours: int
+    authors: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.detectors.base import Account, ContactEdge, DetectorState
-from bot.events import BaseEvent, ContactRequested
+from bot.events import AgeBand, BaseEvent, ContactRequested
 from bot.findings import Evidence, Finding
 
 #: Name under which fan_out ranks accounts against their community.
@@ -25,7 +25,7 @@ class FanOutSettings(BaseModel):
 
     enabled: bool = Field(True, description="turn the detector on or off")
     window_hours: float = Field(
-        168,
+        24 * 28,
         gt=0,
         le=24 * 30,
         description="rolling window; longer catches slow, low-volume contact, but lets busy benign adults add up",
@@ -43,11 +43,25 @@ class FanOutSettings(BaseModel):
         le=1,
         description="score at the floor; at or above cases.alert_threshold fan_out alerts alone, below it needs another signal",
     )
+    min_minor_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="share of everyone the account reached that were minors; keeps chatty adults who reply to all quiet, "
+        "but a groomer who also contacts many adults slips under it",
+    )
     rank_quantile: float = Field(
-        0.99,
+        0.5,
         ge=0.5,
         lt=1,
-        description="in big communities the count must also beat this quantile of everyone's; higher = only the most extreme",
+        description="quantile of the community's per-account counts used as its norm; a low quantile is robust to the "
+        "few groomers in it, a high one follows heavy-but-benign accounts",
+    )
+    rank_factor: float = Field(
+        4.0,
+        ge=1,
+        description="in big communities the count must also reach this many times the norm; higher = fewer alerts where "
+        "contacting strangers is common",
     )
     rank_min_population: int = Field(
         200,
@@ -76,28 +90,36 @@ class MinorContact:
         return self.mutuals == 0 and not self.shares_region and not self.answered_inbound
 
 
-async def minors_contacted(state: DetectorState, community: str, source: Account, since: datetime) -> list[ContactEdge]:
-    """Distinct minors `source` started contact with since `since`, first contact each."""
+async def minors_contacted(
+    state: DetectorState, community: str, source: Account, since: datetime
+) -> tuple[list[ContactEdge], set[str]]:
+    """Distinct minors `source` started contact with since `since` (first contact each), and all accounts it reached."""
     seen: dict[str, ContactEdge] = {}
+    everyone: set[str] = set()
     for edge in await state.contacts_started(community, source.account, since):
-        if edge.target != source.account and edge.target not in seen:
-            target = await state.account(community, edge.target)
-            if target.is_minor:
-                seen[edge.target] = edge
-    return list(seen.values())
+        if edge.target == source.account or edge.target in everyone:
+            continue
+        everyone.add(edge.target)
+        if (await state.account(community, edge.target)).is_minor:
+            seen[edge.target] = edge
+    return list(seen.values()), everyone
 
 
 async def classify(
-    state: DetectorState, community: str, source: Account, edges: Sequence[ContactEdge]
+    state: DetectorState, community: str, source: Account, edges: Sequence[ContactEdge], reached: set[str]
 ) -> list[MinorContact]:
     """Say for each contacted minor whether the two share a mutual accepted contact, a region, or who spoke first.
 
-    A mutual reached only through minors the source itself cold-contacted does not count: otherwise
-    a groomer's first accepted victims would vouch for the next ones.
+    A mutual that is a child or unknown-age account the source itself contacted in the window does not
+    count: otherwise a groomer's first accepted victims would vouch for the next ones.
     """
     own = await state.accepted_contacts(community, source.account)
-    contacted = {e.target for e in edges}
-    vouching = own - contacted - {source.account}
+    # Adults it reached out to (a coach to the parents) may vouch; children and unknown-age accounts may not.
+    unvouched = {e.target for e in edges} | {source.account}
+    for account in reached:
+        if (await state.account(community, account)).band is not AgeBand.ADULT:
+            unvouched.add(account)
+    vouching = own - unvouched
     out = []
     for edge in edges:
         target = await state.account(community, edge.target)
@@ -167,29 +189,35 @@ class FanOutDetector:
         if not source.may_be_adult or not target.is_minor:
             return ()
         window = timedelta(hours=s.window_hours)
-        edges = await minors_contacted(state, c, source, event.at - window)
-        state.record_rank(c, RANK_METRIC, event.source, len(edges), event.at)
+        edges, reached = await minors_contacted(state, c, source, event.at - window)
         # Cheap test first: most accounts never reach the floor even counting warm contacts.
         if len(edges) < s.min_minors:
+            state.record_rank(c, RANK_METRIC, event.source, len(edges), event.at)
             return ()
-        contacts = await classify(state, c, source, edges)
+        contacts = await classify(state, c, source, edges, reached)
         cold = [x for x in contacts if x.cold]
+        # Ranked on cold contacts, so teachers' many warm contacts do not raise the bar for strangers.
+        state.record_rank(c, RANK_METRIC, event.source, len(cold), event.at)
         if len(cold) < s.min_minors or not any(x.cold and x.edge.target == event.target for x in contacts):
             return ()
-        rank = state.rank_threshold(c, RANK_METRIC, event.at, window, s.rank_quantile, s.rank_min_population)
-        if rank is not None and len(edges) <= rank:
+        if len(edges) / len(reached) < s.min_minor_share:
             return ()
-        return (self._finding(event, contacts, len(cold), rank),)
+        rank = state.rank_threshold(c, RANK_METRIC, event.at, window, s.rank_quantile, s.rank_min_population)
+        if rank is not None and len(cold) < s.rank_factor * rank:
+            return ()
+        return (self._finding(event, contacts, len(cold), rank, len(reached)),)
 
     def _finding(
-        self, event: ContactRequested, contacts: Sequence[MinorContact], cold: int, rank: float | None
+        self, event: ContactRequested, contacts: Sequence[MinorContact], cold: int, rank: float | None, reached: int
     ) -> Finding:
         s = self.settings
         progress = (cold - s.min_minors) / (s.saturate_minors - s.min_minors)
         score = min(1.0, s.floor_score + (1 - s.floor_score) * progress)
         reason = contact_reason(contacts, span_text(s.window_hours))
+        if reached > len(contacts):
+            reason += f"; {len(contacts)} of the {reached} accounts it reached were minors"
         if rank is not None:
-            reason += f"; more than {math.floor(s.rank_quantile * 100)}% of accounts here ({rank:g} or fewer)"
+            reason += f"; {s.rank_factor:g}× or more what {math.floor(s.rank_quantile * 100)}% of accounts here reach ({rank:g})"
         return Finding(
             detector=self.name,
             platform=event.platform,

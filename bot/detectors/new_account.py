@@ -76,10 +76,10 @@ class NewAccountDetector:
         age = account_age_hours(source, event.at.timestamp() / 3600)
         if age is None or age > s.max_account_age_hours:
             return ()
-        edges = await minors_contacted(state, c, source, event.at - timedelta(hours=s.max_account_age_hours))
+        edges, reached = await minors_contacted(state, c, source, event.at - timedelta(hours=s.max_account_age_hours))
         if len(edges) < s.min_minors:
             return ()
-        contacts = await classify(state, c, source, edges)
+        contacts = await classify(state, c, source, edges, reached)
         cold = sum(1 for x in contacts if x.cold)
         if cold < s.min_minors or not any(x.cold and x.edge.target == event.target for x in contacts):
             return ()

@@ -24,7 +24,7 @@ class RejectionsSettings(BaseModel):
 
     enabled: bool = Field(True, description="turn the detector on or off")
     window_hours: float = Field(
-        24 * 14,
+        24 * 28,
         gt=0,
         le=24 * 30,
         description="rolling window of requests; longer catches slow senders, but old refusals weigh on benign adults",
@@ -46,6 +46,13 @@ class RejectionsSettings(BaseModel):
         gt=0,
         le=1,
         description="share of settled requests to minors that were refused; lower catches groomers with some acceptances, flags more adults",
+    )
+    min_minor_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="share of the account's requests that went to minors; keeps adults who friend everyone quiet, "
+        "but a groomer who also friends many adults slips under it",
     )
     saturate_refused: int = Field(12, ge=3, le=5000, description="refused requests at which the score reaches its top")
     floor_score: float = Field(
@@ -95,14 +102,19 @@ class RejectionsDetector:
             return ()
         expire = timedelta(hours=s.expire_after_hours)
         settled: list[tuple[RequestRecord, str]] = []
-        for record in await state.requests_sent(c, event.source, event.at - timedelta(hours=s.window_hours)):
+        sent = await state.requests_sent(c, event.source, event.at - timedelta(hours=s.window_hours))
+        to_minors = 0
+        for record in sent:
             if record.target == event.source or not (await state.account(c, record.target)).is_minor:
                 continue
+            to_minors += 1
             status = settle(record, event.at, expire)
             if status != "pending":
                 settled.append((record, status))
         refused = [(r, st) for r, st in settled if st in REFUSED]
         if len(refused) < s.min_refused or len(refused) / len(settled) < s.min_ratio:
+            return ()
+        if to_minors / len(sent) < s.min_minor_share:
             return ()
         # A new request only re-reports when it is what reveals requests left unanswered past the expiry.
         if isinstance(event, ContactRequested) and not any(r.status == "pending" for r, _ in refused):

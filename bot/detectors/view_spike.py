@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.detectors.base import DetectorState
+from bot.detectors.base import Account, DetectorState
 from bot.events import BaseEvent, ContentViewed
 from bot.findings import Evidence, Finding
 
@@ -45,7 +45,11 @@ class ViewSpikeSettings(BaseModel):
     min_minor_authors: int = Field(
         4,
         ge=1,
-        description="distinct minors whose content was viewed that hour; keeps a parent watching one child's posts quiet",
+        description="distinct minors viewed that hour who share no region or accepted contact with the viewer; keeps "
+        "parents and local youth workers quiet",
+    )
+    saturate_minor_authors: int = Field(
+        12, ge=2, description="distinct unconnected minors in an hour at which the score tops out"
     )
     share_ratio: float = Field(
         2.0,
@@ -72,6 +76,19 @@ class ViewSpikeDetector:
         # (community, viewer) -> (hour, views when it last fired): one finding per hour unless it doubles.
         self._fired: dict[tuple[str, str], tuple[int, int]] = {}
 
+    @staticmethod
+    async def _cold_authors(state: DetectorState, community: str, viewer: Account, authors: frozenset[str]) -> set[str]:
+        """Minors viewed who share no region and no accepted contact with the viewer."""
+        own = await state.accepted_contacts(community, viewer.account)
+        cold = set()
+        for author in authors:
+            if author in own:
+                continue
+            if viewer.regions & (await state.account(community, author)).regions:
+                continue
+            cold.add(author)
+        return cold
+
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, ContentViewed) or event.viewer == event.author:
             return ()
@@ -84,6 +101,9 @@ class ViewSpikeDetector:
             return ()
         hour = await state.viewer_hour(c, event.viewer, event.at, s.ewma_alpha)
         if hour.to_minors < s.min_views or hour.minor_authors < s.min_minor_authors:
+            return ()
+        cold = await self._cold_authors(state, c, viewer, hour.authors)
+        if len(cold) < s.min_minor_authors:
             return ()
         limit = hour.baseline_mean + s.z * max(hour.baseline_std, s.min_std)
         if hour.to_minors <= limit:
@@ -100,10 +120,13 @@ class ViewSpikeDetector:
         if len(self._fired) >= MAX_FIRED:
             self._fired.clear()
         self._fired[key] = (hour.hour, hour.to_minors)
-        progress = min(1.0, (hour.to_minors - s.min_views) / max(1, s.saturate_views - s.min_views))
+        by_views = (hour.to_minors - s.min_views) / max(1, s.saturate_views - s.min_views)
+        by_authors = (len(cold) - s.min_minor_authors) / max(1, s.saturate_minor_authors - s.min_minor_authors)
+        progress = min(1.0, max(by_views, by_authors))
         score = s.floor_score + (s.top_score - s.floor_score) * progress
         reason = (
-            f"viewed {hour.to_minors} posts by {hour.minor_authors} under-18 accounts in one hour; "
+            f"viewed {hour.to_minors} posts by {hour.minor_authors} under-18 accounts in one hour "
+            f"({len(cold)} with no shared region or contact); "
             f"usual is {hour.baseline_mean:.1f} ± {hour.baseline_std:.1f} an hour; "
             f"{share:.0%} of their views went to minors against {community.share:.0%} across the community"
         )
@@ -112,6 +135,10 @@ class ViewSpikeDetector:
                 kind="view_bucket",
                 ref=f"{event.viewer}@{hour.hour}",
                 label=f"hour starting {event.at:%Y-%m-%d %H}:00 UTC: {hour.to_minors} of {hour.total} views to minors",
+            ),
+            *(
+                Evidence(kind="account", ref=a, label="minor whose posts were viewed that hour")
+                for a in sorted(cold)[:20]
             ),
             Evidence(kind="account", ref=event.author, label=f"latest minor viewed (event {event.key})"),
         )

@@ -78,7 +78,13 @@ class Store(Protocol):
 def open_store(settings: StoreSettings) -> Store:
     """The store the settings ask for (SQLite unless a database_url is set)."""
     if settings.database_url:
-        raise NotImplementedError("PostgreSQL backend is not available yet; unset store.database_url to use SQLite")
+        try:
+            from bot.store.postgres import PostgresStore
+        except ImportError as error:
+            raise RuntimeError(
+                f"store.database_url is set but PostgreSQL support is missing ({error}): pip install 'groomguard[postgres]'"
+            ) from None
+        return PostgresStore(settings.database_url)
     from bot.store.sqlite import SqliteStore
 
     return SqliteStore(settings.path)

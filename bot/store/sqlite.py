@@ -158,7 +158,9 @@ class SqliteStore:
         known: set[str] = set()
         for start in range(0, len(keys), 900):
             chunk = list(keys[start : start + 900])
-            async with self.db.execute(f"SELECT key FROM events WHERE key IN ({','.join('?' * len(chunk))})", chunk) as cur:
+            async with self.db.execute(
+                f"SELECT key FROM events WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            ) as cur:
                 known.update(row[0] for row in await cur.fetchall())
         return known
 
@@ -342,7 +344,8 @@ class SqliteStore:
         self, community: str, source: str, since: datetime, targets: Sequence[str]
     ) -> list[ContactEdge]:
         """First contacts `source` started since `since`, plus its stored edges to `targets` of any age."""
-        sql = "SELECT target, kind, first_at, event_key FROM contacts WHERE community = ? AND source = ? AND (first_at >= ?"
+        # The unary + keeps SQLite on the primary key (one source's edges), never the community-wide time index.
+        sql = "SELECT target, kind, first_at, event_key FROM contacts WHERE community = ? AND source = ? AND (+first_at >= ?"
         args: list[Any] = [community, source, since.isoformat()]
         if targets:
             sql += f" OR target IN ({','.join('?' * len(targets))})"
@@ -354,10 +357,10 @@ class SqliteStore:
             ]
 
     async def requests_from(self, community: str, source: str, since: datetime) -> list[RequestRecord]:
-        """Answerable requests `source` sent since `since`, with their status so far."""
+        """Answerable requests `source` sent since `since`, with their status so far (primary-key range only)."""
         async with self.db.execute(
             "SELECT target, request_id, kind, requested_at, status, answered_at, event_key FROM requests "
-            "WHERE community = ? AND source = ? AND requested_at >= ?",
+            "WHERE community = ? AND source = ? AND +requested_at >= ?",
             (community, source, since.isoformat()),
         ) as cur:
             return [
@@ -524,6 +527,13 @@ class SqliteStore:
         # Distinct-author rows only serve the current hour's spike check; two days is plenty.
         cur = await self.db.execute("DELETE FROM view_authors WHERE hour < ?", (int(now.timestamp()) // 3600 - 48,))
         out["view_authors"] = cur.rowcount
+        # Raw events outlive message text: blank the text inside older message bodies too.
+        cur = await self.db.execute(
+            "UPDATE events SET body = json_set(body, '$.text', '') WHERE type IN ('message_sent', 'message_edited') "
+            "AND at < ? AND json_extract(body, '$.text') != ''",
+            ((now - timedelta(days=message_days)).isoformat(),),
+        )
+        out["event_text"] = cur.rowcount
         return out
 
     async def counts(self) -> dict[str, int]:

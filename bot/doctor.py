@@ -1,0 +1,263 @@
+"""`groomguard doctor`: check config, database, model file and platform settings, and say what to fix."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, read_secret
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding of the doctor: which area, how bad, what we saw and what to do about it."""
+
+    area: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+
+def check_database(settings: Settings) -> list[Check]:
+    """The store opens, its migrations are current (or will apply at start) and it is writable."""
+    if settings.store.database_url:
+        return _check_postgres(settings.store.database_url)
+    from bot.store.sqlite import migrations
+
+    path = Path(settings.store.path)
+    latest = max((v for v, _ in migrations()), default=0)
+    if not path.exists():
+        parent = path.parent if str(path.parent) else Path(".")
+        if parent.exists() and os.access(parent, os.W_OK):
+            return [
+                Check("database", OK, f"{path} does not exist yet; it is created with {latest} migrations at start")
+            ]
+        return [
+            Check("database", FAIL, f"cannot create {path}", f"create {parent} or make it writable, or set store.path")
+        ]
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+            has_versions = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            current = (
+                con.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0] if has_versions else 0
+            )
+        finally:
+            con.close()
+    except sqlite3.Error as error:
+        return [
+            Check("database", FAIL, f"cannot read {path}: {error}", "restore a backup or point store.path elsewhere")
+        ]
+    out = []
+    if verdict != "ok":
+        out.append(Check("database", FAIL, f"{path} integrity check: {verdict}", "restore from a backup"))
+    if current > latest:
+        out.append(
+            Check(
+                "database",
+                FAIL,
+                f"{path} is at migration {current}, newer than this version knows ({latest})",
+                "upgrade GroomGuard",
+            )
+        )
+    elif current < latest:
+        out.append(
+            Check(
+                "database",
+                WARN,
+                f"{path} is at migration {current} of {latest}",
+                "they apply automatically at the next start",
+            )
+        )
+    else:
+        out.append(Check("database", OK, f"{path} opens, migrations current ({current})"))
+    writable = os.access(path, os.W_OK) and os.access(path.parent if str(path.parent) else Path("."), os.W_OK)
+    if not writable:
+        out.append(
+            Check(
+                "database",
+                FAIL,
+                f"{path} or its folder is not writable",
+                "fix the file owner/permissions (WAL needs the folder too)",
+            )
+        )
+    return out
+
+
+def _check_postgres(url: str) -> list[Check]:
+    import asyncio
+
+    try:
+        from bot.store.postgres import PostgresStore
+    except ImportError as error:
+        return [
+            Check(
+                "database", FAIL, f"PostgreSQL support is not installed ({error})", "pip install 'groomguard[postgres]'"
+            )
+        ]
+
+    async def probe() -> tuple[int, int]:
+        store = PostgresStore(url)
+        return await store.check()
+
+    try:
+        current, latest = asyncio.run(probe())
+    except Exception as error:  # any connection problem is reported, never raised
+        return [
+            Check(
+                "database",
+                FAIL,
+                f"cannot use PostgreSQL: {type(error).__name__}: {_no_secrets(str(error), url)}",
+                "check store.database_url, the server and the role's rights",
+            )
+        ]
+    if current < latest:
+        return [
+            Check(
+                "database",
+                WARN,
+                f"PostgreSQL at migration {current} of {latest}",
+                "they apply automatically at the next start",
+            )
+        ]
+    return [Check("database", OK, f"PostgreSQL opens, writable, migrations current ({current})")]
+
+
+def _no_secrets(text: str, url: str) -> str:
+    from urllib.parse import urlsplit
+
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+def check_model(settings: Settings) -> list[Check]:
+    """The grooming-language model loads with onnxruntime when the detector is enabled."""
+    from bot.classifier import DEFAULT_MODEL_PATH
+
+    detector = getattr(settings.detectors, "grooming_language", None)
+    enabled = detector is not None and getattr(detector, "enabled", True)
+    if not DEFAULT_MODEL_PATH.exists():
+        status = FAIL if enabled else OK
+        return [
+            Check(
+                "model",
+                status,
+                f"{DEFAULT_MODEL_PATH.name} is missing",
+                "reinstall GroomGuard or run `python -m models.train`",
+            )
+        ]
+    try:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(DEFAULT_MODEL_PATH), options, providers=["CPUExecutionProvider"])
+        inputs = ", ".join(i.name for i in session.get_inputs())
+    except Exception as error:  # onnxruntime raises many unrelated types
+        return [
+            Check(
+                "model",
+                FAIL,
+                f"{DEFAULT_MODEL_PATH.name} does not load: {error}",
+                "reinstall GroomGuard or retrain the model",
+            )
+        ]
+    return [Check("model", OK, f"{DEFAULT_MODEL_PATH.name} loads (inputs: {inputs})")]
+
+
+def _secret(value: str | None, file: Path | None, name: str, area: str) -> Check | None:
+    try:
+        read_secret(value, file, name)
+    except ConfigError as error:
+        problem = error.problems[0]
+        return Check(area, FAIL, f"{problem.key}: {problem.problem}", problem.hint)
+    return None
+
+
+def check_platforms(settings: Settings) -> list[Check]:
+    """Settings each enabled platform needs; live permission checks happen when the adapter starts."""
+    out: list[Check] = []
+    s = settings
+    if s.webhook.enabled:
+        missing = _secret(s.webhook.secret, s.webhook.secret_file, "webhook.secret", "webhook")
+        out.append(missing or Check("webhook", OK, f"secret present; will listen on {s.webhook.host}:{s.webhook.port}"))
+        if s.webhook.host not in ("127.0.0.1", "::1", "localhost"):
+            out.append(Check("webhook", WARN, f"listens on {s.webhook.host}", "keep it on loopback behind a TLS proxy"))
+    if s.discord.enabled:
+        missing = _secret(s.discord.token, s.discord.token_file, "discord.token", "discord")
+        if missing:
+            out.append(missing)
+        if s.discord.mod_channel_id is None:
+            out.append(
+                Check(
+                    "discord",
+                    FAIL,
+                    "no mod_channel_id",
+                    "set [discord] mod_channel_id to a private moderators' channel",
+                )
+            )
+        if not s.discord.guild_ids:
+            out.append(Check("discord", FAIL, "no guild_ids", "list the servers to protect in [discord] guild_ids"))
+        if not s.discord.moderator_role_ids:
+            out.append(
+                Check("discord", WARN, "no moderator_role_ids", "only members with Manage Server can act on cases")
+            )
+        if not missing:
+            out.append(
+                Check(
+                    "discord", OK, "token present; intents, channel privacy and permissions are checked live at start"
+                )
+            )
+    if s.matrix.enabled:
+        if not (s.matrix.access_token or s.matrix.access_token_file or s.matrix.password):
+            out.append(
+                Check(
+                    "matrix",
+                    FAIL,
+                    "no access token or password",
+                    "set GROOMGUARD_MATRIX__ACCESS_TOKEN or matrix.access_token_file",
+                )
+            )
+        elif s.matrix.access_token_file and not s.matrix.access_token:
+            missing = _secret(None, s.matrix.access_token_file, "matrix.access_token", "matrix")
+            if missing:
+                out.append(missing)
+        if not s.matrix.user_id:
+            out.append(Check("matrix", FAIL, "no user_id", "set [matrix] user_id, e.g. @groomguard:example.org"))
+        if not s.matrix.mod_room:
+            out.append(Check("matrix", FAIL, "no mod_room", "set [matrix] mod_room to the private moderators' room id"))
+        if not any(c.area == "matrix" and c.failed for c in out):
+            out.append(
+                Check("matrix", OK, "credentials present; mod room privacy and power levels are checked live at start")
+            )
+    if not (s.webhook.enabled or s.discord.enabled or s.matrix.enabled or s.replay.path):
+        out.append(
+            Check(
+                "platforms",
+                WARN,
+                "no platform enabled",
+                "enable [webhook], [discord] or [matrix], or set [replay] path",
+            )
+        )
+    return out
+
+
+def diagnose(settings: Settings) -> list[Check]:
+    """Every check, in the order an operator should fix them."""
+    return [
+        Check("config", OK, "valid"),
+        *check_database(settings),
+        *check_model(settings),
+        *check_platforms(settings),
+    ]

@@ -1,0 +1,353 @@
+"""The PostgreSQL store against a real server: the SQLite contract, plus two engines sharing one database."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bot.actions import ModAlert
+from bot.engine import Engine
+from bot.events import BaseEvent
+from bot.simulate import CommunitySpec, generate
+from bot.sinks import MemorySink
+from bot.store import open_store
+from bot.store.postgres import LogFollower, PostgresStore, redact
+from bot.store.postgres import migrations as pg_migrations
+from bot.store.sqlite import migrations as sqlite_migrations
+from bot.testing import EventFactory, make_settings, running_engine
+
+CASE_COLUMNS = "community, suspect, status, round(risk::numeric, 6)::float8, alert_version, children, reasons"
+
+
+def test_both_stores_have_the_same_migration_numbers() -> None:
+    assert [v for v, _ in pg_migrations()] == [v for v, _ in sqlite_migrations()]
+
+
+def pg_settings(url: str, tmp_path: Path) -> Any:
+    settings = make_settings(tmp_path / "unused.db")
+    settings.store.database_url = url
+    return settings
+
+
+def _stream(seed: int = 11) -> list[BaseEvent]:
+    events, truth = generate(CommunitySpec(seed=seed))
+    assert truth.groomers
+    return events
+
+
+def sqlite_outcome(db: Path) -> dict[str, Any]:
+    con = sqlite3.connect(db)
+    try:
+        return {
+            "events": con.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM events").fetchone(),
+            "cases": [
+                tuple(r)
+                for r in con.execute(
+                    "SELECT community, suspect, status, round(risk, 6), alert_version, children, reasons FROM cases ORDER BY id"
+                )
+            ],
+            "findings": [
+                tuple(r)
+                for r in con.execute(
+                    "SELECT detector, community, suspect, score, reason, event_key FROM findings ORDER BY id"
+                )
+            ],
+            "actions": sorted(r[0] for r in con.execute("SELECT id FROM actions")),
+            "contacts": con.execute("SELECT COUNT(*) FROM contacts").fetchone()[0],
+            "views": sorted(
+                tuple(r) for r in con.execute("SELECT community, viewer, hour, to_minors, total FROM views")
+            ),
+        }
+    finally:
+        con.close()
+
+
+async def pg_outcome(url: str) -> dict[str, Any]:
+    con = await asyncpg.connect(url)
+    try:
+        return {
+            "events": tuple(await con.fetchrow("SELECT COUNT(*), COUNT(DISTINCT key) FROM events")),
+            "cases": [tuple(r) for r in await con.fetch(f"SELECT {CASE_COLUMNS} FROM cases ORDER BY id")],
+            "findings": [
+                tuple(r)
+                for r in await con.fetch(
+                    "SELECT detector, community, suspect, score, reason, event_key FROM findings ORDER BY id"
+                )
+            ],
+            "actions": sorted(r[0] for r in await con.fetch("SELECT id FROM actions")),
+            "contacts": await con.fetchval("SELECT COUNT(*) FROM contacts"),
+            "views": sorted(
+                tuple(r) for r in await con.fetch("SELECT community, viewer, hour, to_minors, total FROM views")
+            ),
+        }
+    finally:
+        await con.close()
+
+
+async def test_open_store_picks_postgres_from_database_url(pg_url: str, tmp_path: Path) -> None:
+    store = open_store(pg_settings(pg_url, tmp_path).store)
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    try:
+        assert store.leader
+        con = await asyncpg.connect(pg_url)
+        versions = [r[0] for r in await con.fetch("SELECT version FROM schema_version ORDER BY version")]
+        await con.close()
+        assert versions == [v for v, _ in pg_migrations()]
+    finally:
+        await store.close()
+    assert redact("postgresql://u:hunter2@h/db") == "postgresql://u:***@h/db"
+
+
+async def test_append_is_idempotent_and_numbered_by_a_sequence(pg_url: str, ev: EventFactory) -> None:
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        a, b = ev.message("x", "one"), ev.message("x", "nul \x00 inside")
+        first = await store.append_events([a, b, a])
+        again = await store.append_events([b, a])
+        assert [e.key for _, e in first] == [a.key, b.key]
+        assert again == []
+        assert (await store.counts())["events"] == 2
+        assert [e for _, e in await store.all_events_after(0, 10)] == [a, b]
+        assert await store.known_keys([a.key, "nope"]) == {a.key}
+    finally:
+        await store.close()
+
+
+async def test_same_outcome_as_sqlite(pg_url: str, tmp_path: Path) -> None:
+    events = _stream()
+    async with running_engine(tmp_path / "ref.db") as (engine, _):
+        await engine.ingest(events)
+    reference = sqlite_outcome(tmp_path / "ref.db")
+    assert reference["cases"]
+    engine = Engine(pg_settings(pg_url, tmp_path), [MemorySink()])
+    await engine.start()
+    try:
+        for start in range(0, len(events), 500):
+            await engine.ingest(events[start : start + 500])
+        await engine.drain()
+    finally:
+        await engine.stop()
+    assert await pg_outcome(pg_url) == reference
+
+
+async def test_restart_mid_replay_loses_and_doubles_nothing(pg_url: str, tmp_path: Path) -> None:
+    events = _stream()
+    async with running_engine(tmp_path / "ref.db") as (engine, _):
+        await engine.ingest(events)
+    reference = sqlite_outcome(tmp_path / "ref.db")
+    settings = pg_settings(pg_url, tmp_path)
+    cut, stored_only = int(len(events) * 0.4), int(len(events) * 0.5)
+    engine = Engine(settings, [MemorySink()])
+    await engine.start()
+    await engine.ingest(events[:cut])
+    # Stored but not processed, then the process "dies" without a graceful stop.
+    store = engine.store
+    assert isinstance(store, PostgresStore)
+    store.leader = False  # store only, like a follower, for this one call
+    await store.append_events(events[cut:stored_only])
+    await store.close()
+    again = Engine(settings, [MemorySink()])
+    await again.start()
+    try:
+        assert again.stats.processed == stored_only - cut
+        await again.ingest(events)
+        assert again.stats.duplicates == stored_only
+    finally:
+        await again.stop()
+    assert await pg_outcome(pg_url) == reference
+
+
+async def test_forget_leaves_no_trace(pg_url: str, tmp_path: Path, ev: EventFactory) -> None:
+    events = [ev.adult("suspect"), ev.region("suspect", "north")]
+    for i in range(12):
+        events += [ev.minor(f"kid{i}"), ev.contact("suspect", f"kid{i}"), ev.answer("suspect", f"kid{i}", "rejected")]
+    events += [
+        ev.message("suspect", "hello there", conversation="dm1", private=True, recipients=("kid0",)),
+        ev.view("suspect", "kid1"),
+    ]
+    engine = Engine(pg_settings(pg_url, tmp_path), [sink := MemorySink()])
+    await engine.start()
+    try:
+        await engine.ingest(events)
+        await engine.drain()
+        assert any(getattr(a, "suspect", None) == "suspect" for a in sink.actions)
+        removed = await engine.forget("suspect")
+        assert removed["cases"] == 1
+        assert removed["events"] == len(events) - 12
+    finally:
+        await engine.stop()
+    con = await asyncpg.connect(pg_url)
+    try:
+        hits = []
+        tables = [r[0] for r in await con.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            for row in await con.fetch(f"SELECT * FROM {table}"):
+                if any(isinstance(v, str) and "suspect" in v for v in row.values()):
+                    hits.append((table, dict(row)))
+        assert hits == []
+        assert await con.fetchval("SELECT COUNT(*) FROM audit WHERE action = 'forget'") == 1
+    finally:
+        await con.close()
+
+
+async def _wait_processed(url: str, seconds: float = 60) -> None:
+    con = await asyncpg.connect(url)
+    try:
+        for _ in range(int(seconds / 0.05)):
+            top = await con.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events")
+            mark = await con.fetchval("SELECT COALESCE(MAX(value::bigint), 0) FROM meta WHERE name = 'watermark'")
+            pending = await con.fetchval("SELECT COUNT(*) FROM actions WHERE delivered_at IS NULL")
+            if top and mark == top and pending == 0:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"leader did not catch up: seq {top}, watermark {mark}, pending {pending}")
+    finally:
+        await con.close()
+
+
+def _shards() -> tuple[list[BaseEvent], list[BaseEvent]]:
+    """Two communities, as two Discord shards would see them (distinct platforms keep event keys apart)."""
+    one = generate(CommunitySpec(community="shard-a", platform="shard-a", seed=11))[0]
+    two = generate(CommunitySpec(community="shard-b", platform="shard-b", seed=12))[0]
+    return one, two
+
+
+def _by_community(outcome: dict[str, Any]) -> dict[str, Any]:
+    """Outcome without case ids, which depend on how two communities interleave."""
+    # The stored risk is decayed to the newest event time of the whole log at commit, which depends on how
+    # the communities interleave; the reasons (each score and its time) that determine it must match.
+    return {
+        "cases": sorted(c[:3] + c[4:] for c in outcome["cases"]),
+        "findings": sorted(outcome["findings"]),
+        "views": outcome["views"],
+        "contacts": outcome["contacts"],
+        "events": outcome["events"],
+    }
+
+
+async def test_two_engines_on_one_database_never_double_alert(pg_url: str, tmp_path: Path) -> None:
+    one, two = _shards()
+    async with running_engine(tmp_path / "ref.db") as (engine, _):
+        await engine.ingest(one)
+        await engine.ingest(two)
+    reference = sqlite_outcome(tmp_path / "ref.db")
+    settings = pg_settings(pg_url, tmp_path)
+    sink_a, sink_b = MemorySink(), MemorySink()
+    a, b = Engine(settings, [sink_a]), Engine(settings, [sink_b])
+    await a.start()
+    await b.start()
+    followers = [LogFollower(a, interval_s=0.02), LogFollower(b, interval_s=0.02)]
+    for f in followers:
+        await f.start()
+    try:
+        assert [e.store.leader for e in (a, b)] == [True, False]  # type: ignore[attr-defined]
+
+        async def feed(engine: Engine, events: list[BaseEvent]) -> None:
+            for i, event in enumerate(events):
+                await engine.submit(event)
+                if i % 50 == 0:
+                    await asyncio.sleep(0)
+
+        # Each shard feeds its own community at the same time...
+        await asyncio.gather(feed(a, one), feed(b, two))
+        await a.drain()
+        await b.drain()
+        # ...then each re-sends half of the other's (at-least-once producers): all duplicates.
+        await asyncio.gather(feed(a, two[: len(two) // 2]), feed(b, one[: len(one) // 2]))
+        await a.drain()
+        await b.drain()
+        await _wait_processed(pg_url)
+    finally:
+        for f in followers:
+            await f.stop()
+        await a.stop()
+        await b.stop()
+    outcome = await pg_outcome(pg_url)
+    assert outcome["events"] == (len(one) + len(two), len(one) + len(two))
+    assert sink_b.actions == [], "a follower must never deliver"
+    first_cards = [x.case_id for x in sink_a.of(ModAlert) if x.version == 1]
+    assert len(first_cards) == len(set(first_cards)) == len(outcome["cases"]), "one first alert per case"
+    assert len({x.action_id for x in sink_a.actions}) == len(sink_a.actions)
+    # The leader processed every event exactly once: the same state and cases as one engine on SQLite.
+    assert _by_community(outcome) == _by_community(reference)
+
+
+async def test_follower_keeps_storing_and_a_restart_takes_over(pg_url: str, tmp_path: Path) -> None:
+    events = _stream()
+    half = len(events) // 2
+    settings = pg_settings(pg_url, tmp_path)
+    leader, follower = Engine(settings, [MemorySink()]), Engine(settings, [MemorySink()])
+    await leader.start()
+    await follower.start()
+    watch = LogFollower(follower, interval_s=0.02, lease_check_s=0.05)
+    await watch.start()
+    try:
+        await leader.ingest(events[:half])
+        await leader.stop()  # the leader goes away; its lease goes with its connection
+        await follower.ingest(events[half:])  # still stored, not processed
+        await asyncio.wait_for(watch.takeover.wait(), 10)
+    finally:
+        await watch.stop()
+        await follower.stop()
+    con = await asyncpg.connect(pg_url)
+    stored = await con.fetchval("SELECT COUNT(*) FROM events")
+    mark = int(await con.fetchval("SELECT value FROM meta WHERE name = 'watermark'"))
+    await con.close()
+    assert stored == len(events) and mark < stored
+    # Crash-only takeover: a new engine opens as leader and processes the backlog from the store.
+    again = Engine(settings, [MemorySink()])
+    await again.start()
+    try:
+        assert again.store.leader  # type: ignore[attr-defined]
+        assert again.stats.processed == len(events) - half
+    finally:
+        await again.stop()
+    async with running_engine(tmp_path / "ref.db") as (engine, _):
+        await engine.ingest(events)
+    reference = sqlite_outcome(tmp_path / "ref.db")
+    outcome = await pg_outcome(pg_url)
+    assert outcome["cases"] == reference["cases"] and outcome["actions"] == reference["actions"]
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\u200b\u202e" * 1000, "x" * 9_000])
+async def test_hostile_text_is_stored(pg_url: str, tmp_path: Path, ev: EventFactory, text: str) -> None:
+    engine = Engine(pg_settings(pg_url, tmp_path), [MemorySink()])
+    await engine.start()
+    try:
+        event = ev.message("a", text, conversation="c")
+        assert await engine.ingest([event]) == 1
+        stored = await engine.store.all_events_after(0, 10)  # type: ignore[attr-defined]
+        assert [e for _, e in stored] == [event]
+    finally:
+        await engine.stop()
+
+
+def test_doctor_checks_postgres(pg_server: Any, tmp_path: Path) -> None:
+    from bot.doctor import FAIL, OK, WARN, check_database
+
+    async def create() -> None:
+        con = await asyncpg.connect(pg_server.url())
+        await con.execute("CREATE DATABASE gg_doctor")
+        await con.close()
+
+    asyncio.run(create())
+    settings = pg_settings(pg_server.url("gg_doctor"), tmp_path)
+    assert [c.status for c in check_database(settings)] == [WARN]  # empty: migrations apply at start
+
+    async def migrate() -> None:
+        store = PostgresStore(settings.store.database_url)
+        await store.open()
+        await store.close()
+
+    asyncio.run(migrate())
+    assert [c.status for c in check_database(settings)] == [OK]
+    settings.store.database_url = pg_server.url("gg_missing").replace("groomguard@", "groomguard:pw-zz9@")
+    checks = check_database(settings)
+    assert [c.status for c in checks] == [FAIL] and "pw-zz9" not in checks[0].detail

@@ -192,9 +192,10 @@ def report(run: Run, truth: Truth, settings: Settings, out: list[str]) -> dict[s
 
 
 SWEEPS: dict[str, list[Any]] = {
-    "detectors.fan_out.min_minors": [4, 5, 6, 8, 10],
-    "detectors.rejections.min_refused": [3, 4, 6],
-    "detectors.view_spike.min_views": [15, 25, 40],
+    "detectors.fan_out.min_minors": [4, 8],
+    "detectors.fan_out.window_hours": [24 * 7, 24 * 14],
+    "detectors.rejections.min_refused": [3, 6],
+    "detectors.view_spike.min_views": [15, 40],
 }
 
 
@@ -246,7 +247,11 @@ def main() -> None:
     parser.add_argument("--adults", type=int, default=10_060)
     parser.add_argument("--minors", type=int, default=2_515)
     parser.add_argument("--days", type=int, default=28)
-    parser.add_argument("--sweep", action="store_true", help="also replay with each main threshold varied (slow)")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also replay with each main threshold varied away from its default (one full replay each, slow)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     summary = asyncio.run(main_async(args))

@@ -423,6 +423,49 @@ def doctor(config: ConfigOption = None, db: DbOption = None) -> None:
 
 
 @app.command()
+def score(
+    input: Annotated[Path, typer.Option("--input", "-i", help='JSON Lines of {"id": ..., "text": ...}')],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write id, score, label, stages")],
+    threshold: Annotated[float | None, typer.Option(help="override the shipped threshold")] = None,
+) -> None:
+    """Score messages or conversation segments with the shipped language model."""
+    from bot.classifier import ModelError
+    from bot.scoring import score_file
+
+    if not input.is_file():
+        err.print(f"[red]{input}: no such file[/]")
+        raise typer.Exit(1)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        written = score_file(input, output, threshold=threshold)
+    except ModelError as error:
+        err.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"scored {written} lines into {output}")
+
+
+@app.command("eval")
+def eval_cmd(
+    input: Annotated[Path, typer.Option("--input", "-i", help='JSON Lines of {"text": ..., "label": 0|1}')],
+    threshold: Annotated[float | None, typer.Option(help="override the shipped threshold")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Precision, recall, F1, F0.5, ROC AUC and the confusion matrix on labelled lines."""
+    from bot.classifier import ModelError
+    from bot.scoring import evaluate_file
+
+    if not input.is_file():
+        err.print(f"[red]{input}: no such file[/]")
+        raise typer.Exit(1)
+    try:
+        report = evaluate_file(input, threshold=threshold)
+    except ModelError as error:
+        err.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from importlib.metadata import version as pkg_version

@@ -310,6 +310,11 @@ class Engine:
         async with self._lock:
             self.state.forget(account, community)
             self.cases.forget(account, community)
+            for detector in self.detectors:
+                # Detectors that keep their own memory (conversation windows) erase it too.
+                forget = getattr(detector, "forget", None)
+                if callable(forget):
+                    forget(account, community)
             return await self.store.forget(account, community)
 
     async def audit(

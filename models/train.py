@@ -438,8 +438,7 @@ def fast_graph(onx: Any) -> Any:
         t_attrs["mode"] = "TFIDF"
         t_attrs["weights"] = [float(idf[i]) for i in indexes]
         dense = f"tfidf{k}"
-        keep.append(helper.make_node("TfIdfVectorizer", list(tfidf.input), [dense],
-                                     name=f"TfIdf{k}", **t_attrs))
+        keep.append(helper.make_node("TfIdfVectorizer", list(tfidf.input), [dense], name=f"TfIdf{k}", **t_attrs))
         width = idf.size
         w = weights[offset : offset + width].astype(np.float32).reshape(-1, 1)
         offset += width

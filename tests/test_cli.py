@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
@@ -84,3 +85,28 @@ def test_run_needs_something_to_run(tmp_path: Path) -> None:
     cfg.write_text("")
     result = runner.invoke(app, ["run", "--config", str(cfg)])
     assert result.exit_code == 1 and "nothing to run" in result.output
+
+
+@pytest.mark.model
+def test_score_and_eval_with_the_shipped_model(tmp_path: Path) -> None:
+    data, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = [
+        {
+            "id": "a",
+            "text": "you're so mature for your age. are your parents home? don't tell anyone, add me on snap",
+            "label": 1,
+        },
+        {"id": "b", "text": "great match today everyone, see you at practice on thursday", "label": 0},
+    ]
+    data.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    result = runner.invoke(app, ["score", "--input", str(data), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    scored = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(scored) == {"a", "b"}
+    assert scored["a"]["score"] > scored["b"]["score"]
+    assert {"secrecy", "off_platform"} <= set(scored["a"]["stages"]) and scored["b"]["stages"] == []
+    report = runner.invoke(app, ["eval", "--input", str(data), "--json"])
+    assert report.exit_code == 0, report.output
+    body = json.loads(report.output[report.output.index("{") :])
+    assert body["metrics"]["n"] == 2 and body["skipped"] == 1
+    assert body["metrics"]["roc_auc"] == 1.0

@@ -209,3 +209,27 @@ async def test_child_notice_goes_to_child_never_suspect(db: Path, ev: EventFacto
     assert "0800 1111" in notice.text and "secret" in notice.text
     assert "suspect-zed" not in notice.text and "talker" not in notice.text and "0.9" not in notice.text
     assert all(getattr(a, "child", None) != "suspect-zed" for a in sink.actions)
+
+
+async def test_forget_reaches_detectors_that_keep_memory(db: Path, ev: EventFactory) -> None:
+    class Remembering:
+        name: ClassVar[str] = "remembering"
+
+        def __init__(self) -> None:
+            self.seen: set[str] = set()
+
+        async def inspect(self, event: BaseEvent, state: object) -> Sequence[Finding]:
+            if isinstance(event, MessageSent):
+                self.seen.add(event.author)
+            return ()
+
+        def forget(self, account: str, community: str | None = None) -> None:
+            self.seen.discard(account)
+
+    detector = Remembering()
+    engine = Engine(make_settings(db), [], detectors=[detector])
+    await engine.start()
+    await engine.ingest([ev.message("alice", "hi"), ev.message("bob", "hi")])
+    await engine.forget("alice")
+    await engine.stop()
+    assert detector.seen == {"bob"}

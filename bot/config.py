@@ -146,7 +146,9 @@ class MatrixSettings(Section):
     enabled: bool = Field(False, description="run the Matrix bot")
     homeserver: str = Field("http://127.0.0.1:8008", description="homeserver base URL")
     user_id: str = Field("", description="the bot's Matrix id, e.g. @groomguard:example.org")
-    access_token: SecretStr | None = Field(None, description="prefer GROOMGUARD_MATRIX__ACCESS_TOKEN or access_token_file")
+    access_token: SecretStr | None = Field(
+        None, description="prefer GROOMGUARD_MATRIX__ACCESS_TOKEN or access_token_file"
+    )
     access_token_file: Path | None = Field(None, description="file holding the access token")
     password: SecretStr | None = Field(None, description="used only when no access token is given")
     mod_room: str = Field("", description="room id of the private moderators' room")

@@ -69,6 +69,7 @@ async def replay(
                 progress(len(raw) or MAX_LINE_BYTES)
             if not raw:
                 report.skipped.append((number, f"line longer than {MAX_LINE_BYTES} bytes"))
+                engine.reject("replay")
                 continue
             if not raw.strip():
                 continue
@@ -76,6 +77,7 @@ async def replay(
                 event = parse_event(raw)
             except EventError as error:
                 report.skipped.append((number, error.reason))
+                engine.reject("replay")
                 log.warning("line %d skipped: %s", number, error.reason)
                 continue
             await engine.submit(event)

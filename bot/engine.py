@@ -47,6 +47,8 @@ class EngineStats:
     detector_errors: int = 0
     delivery_errors: int = 0
     cases_opened: int = 0
+    #: Inputs refused before they became events (bad JSON lines, invalid webhook bodies), by source.
+    rejected: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def rate(self) -> float:
@@ -172,6 +174,10 @@ class Engine:
                 await self._process(batch)
                 done += len(batch)
         return done
+
+    def reject(self, source: str, count: int = 1) -> None:
+        """Count inputs an adapter refused as invalid, so /metrics and summaries show them."""
+        self.stats.rejected[source] = self.stats.rejected.get(source, 0) + count
 
     async def drain(self) -> None:
         """Wait until every queued event is processed and every action handed to the sinks."""

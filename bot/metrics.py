@@ -77,12 +77,16 @@ class Metrics:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.detector_seconds = Histogram()
-        self.rejected: dict[str, int] = defaultdict(int)
         engine.detector_timer = self.detector_seconds.observe
 
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Refused inputs by source, as counted by the adapters through Engine.reject."""
+        return self.engine.stats.rejected
+
     def reject(self, source: str, count: int = 1) -> None:
-        """Count inputs refused before they became events (bad JSON lines, 4xx webhook bodies), by source."""
-        self.rejected[source] += count
+        """Count inputs refused before they became events (kept for callers holding only a Metrics)."""
+        self.engine.reject(source, count)
 
     def render(self) -> str:
         """The Prometheus text exposition of every metric."""

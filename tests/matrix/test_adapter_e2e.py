@@ -1,20 +1,20 @@
 """End to end on a real Synapse: an adult fans out to minors, reads their messages, grooms one; moderators act.
 
-Synapse runs with the GroomGuard module posting to a recording webhook. `adapters/webhook.py` did not
-exist when this was written, so the test feeds the module's recorded events to `engine.ingest` the
-way the webhook ingest would. The grooming detector here is a deterministic stand-in registered
-under the name `grooming_language` (the real one needs its trained model and is tested on its own).
+Everything is real: Synapse runs the GroomGuard module, which posts to a real `WebhookAdapter`
+attached to the same engine as the Matrix adapter, and the engine runs the registry's detectors,
+including `grooming_language` with the shipped ONNX model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
+from aiohttp import web
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -30,73 +30,70 @@ from nio import (
     RoomVisibility,
     SyncResponse,
 )
+from pydantic import SecretStr
 
 from adapters.matrix.adapter import MatrixAdapter
-from bot.config import MatrixSettings
-from bot.detectors.base import DetectorState
+from adapters.webhook import WebhookAdapter
+from bot.config import MatrixSettings, WebhookSettings
 from bot.engine import Engine, build_detectors
-from bot.events import BaseEvent, MessageSent, parse_event
-from bot.findings import Evidence, Finding
+from bot.events import BaseEvent, parse_event
 from bot.testing import make_settings
-from tests.matrix.test_synapse_module import SECRET, Webhook, start_webhook
-from tests.synapse.homeserver import Homeserver, missing_reason, start_homeserver
+from tests.matrix.test_synapse_module import SECRET
+from tests.synapse.homeserver import Homeserver, free_port, missing_reason, start_homeserver
 
 pytestmark = pytest.mark.synapse
 
 COMMUNITY = "localhost"
 MINORS = 8
-GROOMING_WORDS = ("secret", "snap", "photo", "meet")
+
+#: A synthetic grooming conversation (written for this test) in the short, lower-case register of
+#: chat: flattery, age/school/parents probing, secrecy, "delete this", moving to Snapchat, a photo.
+GROOMING_CONVERSATION = (
+    "hey ur really good at this game",
+    "u seem so mature for ur age",
+    "how old r u? what school do u go to",
+    "r ur parents home rn",
+    "u can tell me anything, i get u better than they do",
+    "dont tell anyone we talk ok its our secret",
+    "delete this after u read it",
+    "do u have snap? add me there its more private",
+    "send me a pic of u, just for me",
+    "we could meet up sometime, i can pick u up",
+)
 
 
-class StandInGroomingDetector:
-    """Deterministic stand-in: a private adult→minor message with a grooming word scores 0.9."""
+class RecordingWebhook(WebhookAdapter):
+    """The real webhook ingest, keeping a copy of every batch it validated (for assertions)."""
 
-    name: ClassVar[str] = "grooming_language"
+    def __init__(self, settings: WebhookSettings, record: list[BaseEvent]) -> None:
+        super().__init__(settings)
+        self.record = record
 
-    async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
-        if not isinstance(event, MessageSent) or not event.private:
-            return ()
-        if not (await state.account(event.community, event.author)).may_be_adult:
-            return ()
-        hits = [w for w in GROOMING_WORDS if w in event.text.lower()]
-        minors = [r for r in event.recipients if (await state.account(event.community, r)).is_minor]
-        if not hits or not minors:
-            return ()
-        return (
-            Finding(
-                detector=self.name,
-                platform=event.platform,
-                community=event.community,
-                suspect=event.author,
-                score=0.9,
-                reason=f"asked a child for secrecy / to move off-platform ({', '.join(hits)})",
-                evidence=(Evidence(kind="message", ref=event.message_id, label="private message to a minor"),),
-                at=event.at,
-                event_key=event.key,
-                child=minors[0],
-                notify_child=True,
-                stages=("secrecy",),
-            ),
-        )
+    async def _store(self, events: list[BaseEvent], source: str) -> web.Response:
+        self.record.extend(events)
+        return await super()._store(events, source)
 
 
 @pytest.fixture(scope="module")
-def webhook() -> Iterator[Webhook]:
-    hook = start_webhook()
-    yield hook
-    hook.release.set()
-    hook.server.shutdown()
-    hook.server.server_close()
+def webhook_port() -> int:
+    return free_port()
 
 
 @pytest.fixture(scope="module")
-def homeserver(webhook: Webhook) -> Iterator[Homeserver]:
+def homeserver(webhook_port: int) -> Iterator[Homeserver]:
     reason = missing_reason()
     if reason:
         pytest.skip(reason)
     module = {
         "module": "adapters.matrix.synapse_module.GroomGuardModule",
-        "config": {"webhook_url": webhook.url, "secret": SECRET, "community": COMMUNITY, "flush_interval_ms": 50},
+        "config": {
+            "webhook_url": f"http://127.0.0.1:{webhook_port}/events",
+            "secret": SECRET,
+            "community": COMMUNITY,
+            "flush_interval_ms": 50,
+            "timeout_s": 2.0,
+            "max_backoff_s": 0.5,
+        },
     }
     server = start_homeserver(modules=[module])
     try:
@@ -118,13 +115,16 @@ async def wait_for(predicate: Callable[[], Any], what: str, limit_s: float = 10.
 
 
 class Scenario:
-    """The people, rooms and running bot of one test; the bot can be restarted with the same database."""
+    """The people, rooms and running bot of one test; the bot (Matrix adapter + webhook ingest + engine)
+    can be restarted with the same database."""
 
-    def __init__(self, server: Homeserver, db: Path) -> None:
-        self.server, self.db = server, db
+    def __init__(self, server: Homeserver, db: Path, webhook_port: int) -> None:
+        self.server, self.db, self.webhook_port = server, db, webhook_port
         self.clients: list[AsyncClient] = []
         self.engine: Engine | None = None
         self.adapter: MatrixAdapter | None = None
+        self.webhook: RecordingWebhook | None = None
+        self.reported: list[BaseEvent] = []
 
     def user(self, name: str) -> AsyncClient:
         user_id, token = self.server.register(name)
@@ -135,17 +135,22 @@ class Scenario:
 
     async def start_bot(self, settings: MatrixSettings) -> MatrixAdapter:
         engine_settings = make_settings(self.db)
-        detectors = [d for d in build_detectors(engine_settings) if d.name != "grooming_language"]
+        hook_settings = WebhookSettings(
+            enabled=True, host="127.0.0.1", port=self.webhook_port, secret=SecretStr(SECRET)
+        )
         adapter = MatrixAdapter(settings)
-        engine = Engine(engine_settings, [adapter], detectors=[*detectors, StandInGroomingDetector()])
+        webhook = RecordingWebhook(hook_settings, self.reported)
+        engine = Engine(engine_settings, [adapter, webhook], detectors=build_detectors(engine_settings))
         await engine.start()
+        await webhook.start(engine)
         await adapter.start(engine)
         assert adapter.ready
-        self.engine, self.adapter = engine, adapter
+        self.engine, self.adapter, self.webhook = engine, adapter, webhook
         return adapter
 
     async def stop_bot(self) -> None:
-        assert self.engine is not None and self.adapter is not None
+        assert self.engine is not None and self.adapter is not None and self.webhook is not None
+        await self.webhook.stop()  # the module keeps what it could not post and retries with back-off
         await self.engine.drain()
         await self.adapter.stop()
         await self.engine.stop()
@@ -177,6 +182,25 @@ async def timeline(client: AsyncClient, room_id: str) -> list[dict[str, Any]]:
     return [e.source for e in reversed(reply.chunk)]
 
 
+def grooming_edit(event: dict[str, Any], bot: str) -> bool:
+    content = event.get("content") or {}
+    return (
+        event.get("sender") == bot
+        and content.get("m.relates_to", {}).get("rel_type") == "m.replace"
+        and "Grooming language" in content.get("body", "")
+    )
+
+
+async def watch(client: AsyncClient, room_id: str, into: list[tuple[float, dict[str, Any]]]) -> None:
+    """Long-poll `client`'s sync forever, recording when each event of `room_id` arrived."""
+    while True:
+        reply = await client.sync(timeout=1000)
+        now = time.perf_counter()
+        joined = reply.rooms.join.get(room_id) if isinstance(reply, SyncResponse) else None
+        if joined is not None:
+            into.extend((now, e.source) for e in joined.timeline.events)
+
+
 def cards_in(events: list[dict[str, Any]], bot: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(original cards, m.replace edits) the bot posted."""
     mine = [e for e in events if e["sender"] == bot and e["type"] == "m.room.message"]
@@ -203,11 +227,11 @@ async def sync_until(
     raise AssertionError(f"no matching event in {room_id} within {limit_s}s")
 
 
-async def test_grooming_scenario_end_to_end(homeserver: Homeserver, webhook: Webhook, tmp_path: Path) -> None:
+async def test_grooming_scenario_end_to_end(homeserver: Homeserver, webhook_port: int, tmp_path: Path) -> None:
     started = time.monotonic()
-    s = Scenario(homeserver, tmp_path / "groomguard.db")
+    s = Scenario(homeserver, tmp_path / "groomguard.db", webhook_port)
     try:
-        await _scenario(s, webhook)
+        await _scenario(s)
     finally:
         if s.adapter is not None and s.adapter.ready:
             await s.stop_bot()
@@ -215,7 +239,7 @@ async def test_grooming_scenario_end_to_end(homeserver: Homeserver, webhook: Web
     print(f"\nmatrix e2e scenario took {time.monotonic() - started:.1f}s")
 
 
-async def _scenario(s: Scenario, webhook: Webhook) -> None:
+async def _scenario(s: Scenario) -> None:
     bot_id, bot_token = s.server.register("gg_bot")
     mod, junior, adult, adult2 = (s.user(n) for n in ("gg_mod", "gg_junior", "gg_adult", "gg_adult2"))
     kids = [s.user(f"gg_kid{i}") for i in range(MINORS)]
@@ -272,9 +296,12 @@ async def _scenario(s: Scenario, webhook: Webhook) -> None:
         expect(await adult2.room_invite(arcade, kid.user_id), RoomInviteResponse)
         expect(await kid.join(arcade), JoinResponse)
 
-    # An invite the bot cannot see (a private room without it): only the Synapse module reports it.
+    # Invites the bot cannot see (private rooms without it): only the Synapse module reports them,
+    # through the webhook ingest. One is refused, one (a DM) accepted.
     hidden = await room(adult, "hidden", {}, public=False, invite=[kids[0].user_id])
     expect(await kids[0].room_leave(hidden), RoomLeaveResponse)
+    hidden_dm = await room(adult, "", {}, public=False, is_direct=True, invite=[kids[1].user_id])
+    expect(await kids[1].join(hidden_dm), JoinResponse)
 
     # Restart mid-scenario: while the bot is down the kids post and the adult reads every post.
     await s.stop_bot()
@@ -308,20 +335,40 @@ async def _scenario(s: Scenario, webhook: Webhook) -> None:
     await wait_for(
         lambda: bot.translator.rooms.get(dm) and bot.translator.rooms[dm].members.get(bot_id) == "join", "bot in DM"
     )
+    [adult_case] = [c for c in s.engine.cases.by_id.values() if c.suspect == adult.user_id]  # type: ignore[union-attr]
+    assert "grooming_language" not in adult_case.reasons
     mod.next_batch = expect(await mod.sync(timeout=0), SyncResponse).next_batch
-    for text in ("hey you seem really mature", "this is our secret ok? add me on snap"):
-        sent_at = time.perf_counter()
-        expect(await adult.room_send(dm, "m.room.message", {"msgtype": "m.text", "body": text}), RoomSendResponse)
-    arrived = await sync_until(
-        mod,
-        mod_room,
-        lambda e: (
-            e["sender"] == bot_id
-            and e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"
-            and "Grooming language" in e["content"]["body"]
-        ),
-    )
-    latency_ms = (arrived - sent_at) * 1000
+    arrivals: list[tuple[float, dict[str, Any]]] = []
+    watcher = asyncio.create_task(watch(mod, mod_room, arrivals))
+    sent_at: list[float] = []
+    trigger: int | None = None
+    try:
+        for i, text in enumerate(GROOMING_CONVERSATION):
+            sent_at.append(time.perf_counter())
+            reply = await adult.room_send(dm, "m.room.message", {"msgtype": "m.text", "body": text})
+            event_id = expect(reply, RoomSendResponse).event_id
+            # Wait until this message is stored and judged, to know whether it is the one that put
+            # grooming on the case (latency is measured from that message's send).
+            for _ in range(250):
+                if event_id in {m["message_id"] for m in await s.events_of("message_sent")}:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError(f"message {i} of the conversation was never stored")
+            # Stored is not yet judged: the engine stores, then runs detectors, under its writer lock.
+            async with s.engine._lock:  # type: ignore[union-attr]
+                pass
+            if trigger is None and "grooming_language" in adult_case.reasons:
+                trigger = i
+        score = adult_case.reasons.get("grooming_language", {}).get("score", 0.0)
+        assert trigger is not None, "the real grooming model did not flag the conversation"
+        assert score >= 0.9, f"grooming finding stayed at child-notice level ({score:.2f})"
+        await wait_for(lambda: any(grooming_edit(e, bot_id) for _, e in arrivals), "the grooming card edit")
+    finally:
+        watcher.cancel()
+    arrived = min(t for t, e in arrivals if grooming_edit(e, bot_id))
+    latency_ms = (arrived - sent_at[trigger]) * 1000
+    print(f"\nreal model flagged message {trigger + 1} of {len(GROOMING_CONVERSATION)} (case score {score:.2f})")
     print(f"message-to-alert latency (card edit seen by a moderator): {latency_ms:.0f} ms")
     assert latency_ms < 1000
 
@@ -401,25 +448,32 @@ async def _scenario(s: Scenario, webhook: Webhook) -> None:
                 assert receipt.user_id != bot_id
         assert not [e for e in joined.timeline.events if e.source["type"] == "m.reaction" and e.sender == bot_id]
 
-    # The Synapse module saw the hidden invite; fed to the engine (as the webhook ingest would), the
-    # invites the bot also saw are duplicates and dedupe on the Matrix event id.
-    await wait_for(lambda: any(e["request_id"] == f"{hidden}|{kids[0].user_id}" for e in webhook.events()), "module")
-    reported = [parse_event(e) for e in webhook.events()]
+    # Module → webhook → engine: the hidden invites are stored events, the accepted one a contact edge.
+    hidden_ids = (f"{hidden}|{kids[0].user_id}", f"{hidden_dm}|{kids[1].user_id}")
+
+    async def stored_for(request_id: str) -> list[tuple[str, str]]:
+        rows = [*await s.events_of("contact_requested"), *await s.events_of("contact_answered")]
+        return sorted((r["type"], r.get("kind") or r.get("answer")) for r in rows if r["request_id"] == request_id)
+
+    for _ in range(250):
+        if [len(await stored_for(r)) for r in hidden_ids] == [2, 2]:
+            break
+        await asyncio.sleep(0.02)
+    assert await stored_for(hidden_ids[0]) == [("contact_answered", "rejected"), ("contact_requested", "invite")]
+    assert await stored_for(hidden_ids[1]) == [("contact_answered", "accepted"), ("contact_requested", "dm")]
+    contacts = await s.engine.state.accepted_contacts(COMMUNITY, adult.user_id)  # type: ignore[union-attr]
+    assert kids[1].user_id in contacts and kids[0].user_id not in contacts
+    assert all(e.key.startswith("matrix:$") for e in s.reported)
+
+    # The module also reported every invite the bot saw itself: same Matrix event ids, stored once.
     seen_by_bot = [
         e
-        for e in reported
-        if e.request_id.split("|")[0] in (games, arcade, dm) and bot_id not in e.request_id  # type: ignore[union-attr]
+        for e in s.reported
+        if e.request_id.split("|")[0] in (games, arcade, dm) and bot_id not in e.request_id  # type: ignore[attr-defined]
     ]
-    async with s.engine.store.db.execute("SELECT key FROM events") as cur:  # type: ignore[union-attr]
-        stored = {r[0] for r in await cur.fetchall()}
     assert len(seen_by_bot) >= 2 * MINORS + 7
-    assert {e.key for e in seen_by_bot} <= stored, "the bot stored the same invites under the same ids"
-    hidden_events = [e for e in reported if e.request_id == f"{hidden}|{kids[0].user_id}"]  # type: ignore[union-attr]
-    assert [e.type for e in hidden_events] == ["contact_requested", "contact_answered"]
-    assert not {e.key for e in hidden_events} & stored
-    await s.engine.ingest(reported)  # type: ignore[union-attr]
-    async with s.engine.store.db.execute("SELECT key FROM events") as cur:  # type: ignore[union-attr]
-        assert {e.key for e in hidden_events} <= {r[0] for r in await cur.fetchall()}
+    requested = [r["request_id"] for r in await s.events_of("contact_requested")]
+    assert len(requested) == len(set(requested)), "an invite was stored twice"
 
     # Nothing duplicated on the cards either, after the restart.
     originals_after, _ = cards_in(await timeline(mod, mod_room), bot_id)

@@ -107,6 +107,13 @@ class WebhookAdapter:
         return web.json_response({"ok": True})
 
     async def handle(self, request: web.Request) -> web.Response:
+        """Answer one POST; every refused request (4xx) is counted in the engine's rejected inputs."""
+        response = await self._answer(request)
+        if 400 <= response.status < 500 and self._engine is not None:
+            self._engine.reject("webhook")
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
         """Check rate, size, timestamp and signature; validate every event; store them; then answer."""
         source = request.remote or "unknown"
         if not self.limiter.allow(source):

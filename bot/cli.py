@@ -108,6 +108,9 @@ class _StoppableFeed:
     async def drain(self) -> None:
         await self.engine.drain()
 
+    def reject(self, source: str, count: int = 1) -> None:
+        self.engine.reject(source, count)
+
 
 def _install_stop_handlers(callback: Callable[[int], None]) -> list[int]:
     """Route SIGTERM/SIGINT to `callback` on the running loop; returns the signals it could take over."""

@@ -84,7 +84,11 @@ class Engine:
         self.store = store or open_store(settings.store)
         self.sinks = list(sinks)
         self.detectors = list(detectors) if detectors is not None else build_detectors(settings)
-        self.state = CommunityState(self.store.accepted_contacts, timedelta(hours=CONTACT_WINDOW_HOURS))
+        self.state = CommunityState(
+            self.store.accepted_contacts,
+            timedelta(hours=CONTACT_WINDOW_HOURS),
+            reader=self.store,  # type: ignore[arg-type]
+        )
         self.cases = CaseBook(settings.cases)
         self.notices = NoticeBook(settings.notices)
         self.stats = EngineStats()

@@ -36,14 +36,16 @@ BENIGN_LINES = (
     "the club trip form is due friday",
 )
 GROOMING_LINES = (
-    "hey you seem really mature for your age",
-    "how old are you btw? what school do you go to",
-    "are your parents home right now",
-    "this is just between us ok, don't tell anyone",
-    "delete these messages after you read them",
-    "add me on snap, it's easier to talk there",
-    "send me a pic of you, i won't show anyone",
-    "i could get you a gift card if you want",
+    "hey ur really good at this game",
+    "u seem so mature for ur age",
+    "how old r u btw? what school do u go to",
+    "are ur parents home rn",
+    "u can tell me anything, i get u better than they do",
+    "dont tell anyone about us ok, its our secret",
+    "delete this after u read it",
+    "do u have snap? add me there its more private",
+    "send me a pic of u, just for me",
+    "we could meet up sometime, i can pick u up",
 )
 
 

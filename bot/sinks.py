@@ -47,9 +47,8 @@ class TerminalSink:
                 title += f" · update {action.version}"
             self.console.print(Panel(alert_table(action), title=title, title_align="left", border_style="red"))
         elif isinstance(action, ChildNotice):
-            self.console.print(
-                f"[cyan]child notice → {action.child}[/] (case #{action.case_id}, helpline {action.helpline})"
-            )
+            title = f"private notice to {action.child} · case #{action.case_id} · never shown to the other account"
+            self.console.print(Panel(action.text, title=title, title_align="left", border_style="cyan"))
         else:
             self.console.print(
                 f"[yellow]{action.decision.value} {action.suspect}[/] by {action.moderator}: {action.reason}"

@@ -78,6 +78,7 @@ def test_demo_prints_alerts_and_summary(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--db", str(tmp_path / "demo.db")])
     assert result.exit_code == 0, result.output
     assert "case #1" in result.output and "events/s" in result.output
+    assert "private notice to" in result.output and "Childline" in result.output
 
 
 def test_run_needs_something_to_run(tmp_path: Path) -> None:

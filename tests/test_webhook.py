@@ -75,6 +75,7 @@ async def test_bad_signature_is_refused_and_nothing_stored(served: tuple[Client,
     status, body = await client.post(b"[]", headers={SIGNATURE_HEADER: "md5=abc"})
     assert status == 401 and body["field"] == SIGNATURE_HEADER
     assert (await engine.store.counts())["events"] == 0
+    assert engine.stats.rejected == {"webhook": 2}
 
 
 async def test_stale_or_missing_timestamp_is_refused(served: tuple[Client, Engine]) -> None:

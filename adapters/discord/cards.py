@@ -23,7 +23,18 @@ STATUS_COLOUR = {
     "dismissed": discord.Colour.light_grey(),
     "banned": discord.Colour.dark_grey(),
 }
-BUTTON_ACTIONS = ("confirm", "dismiss", "escalate", "ban", "banok", "bancancel", "evidence")
+BUTTON_ACTIONS = (
+    "confirm",
+    "dismiss",
+    "escalate",
+    "ban",
+    "banok",
+    "bancancel",
+    "kick",
+    "kickok",
+    "kickcancel",
+    "evidence",
+)
 COG_NAME = "GroomGuard"
 
 
@@ -99,6 +110,8 @@ def render_view(alert: ModAlert, timeout_choices: Sequence[int]) -> discord.ui.V
                 view.add_item(CaseButton(case, decision.value, label, style, row=0))
     view.add_item(CaseButton(case, "evidence", "View evidence", discord.ButtonStyle.secondary, row=0))
     if alert.status in OPEN_STATUSES:
+        if Decision.KICK in alert.choices:
+            view.add_item(CaseButton(case, "kick", "Kick…", discord.ButtonStyle.danger, row=1))
         if Decision.BAN in alert.choices:
             view.add_item(CaseButton(case, "ban", "Ban…", discord.ButtonStyle.danger, row=1))
         if Decision.TIMEOUT in alert.choices and timeout_choices:
@@ -106,11 +119,11 @@ def render_view(alert: ModAlert, timeout_choices: Sequence[int]) -> discord.ui.V
     return view
 
 
-def ban_confirm_view(case_id: int) -> discord.ui.View:
-    """The confirmation step behind Ban, sent ephemerally to the moderator who pressed it."""
+def confirm_view(case_id: int, action: str = "ban") -> discord.ui.View:
+    """The confirmation step behind Ban or Kick, sent ephemerally to the moderator who pressed it."""
     view = discord.ui.View(timeout=None)
-    view.add_item(CaseButton(case_id, "banok", "Yes, ban", discord.ButtonStyle.danger))
-    view.add_item(CaseButton(case_id, "bancancel", "Cancel", discord.ButtonStyle.secondary))
+    view.add_item(CaseButton(case_id, f"{action}ok", f"Yes, {action}", discord.ButtonStyle.danger))
+    view.add_item(CaseButton(case_id, f"{action}cancel", "Cancel", discord.ButtonStyle.secondary))
     return view
 
 

@@ -18,7 +18,7 @@ from adapters.discord.cards import (
     COG_NAME,
     CaseButton,
     TimeoutSelect,
-    ban_confirm_view,
+    confirm_view,
     duration_label,
     mention,
     render_embed,
@@ -49,6 +49,7 @@ _BUTTON_DECISIONS = {
     "dismiss": Decision.DISMISS,
     "escalate": Decision.ESCALATE,
     "banok": Decision.BAN,
+    "kickok": Decision.KICK,
     "timeout": Decision.TIMEOUT,
 }
 _PAST = {
@@ -56,6 +57,7 @@ _PAST = {
     Decision.DISMISS: "dismissed",
     Decision.ESCALATE: "escalated",
     Decision.BAN: "ban recorded",
+    Decision.KICK: "kick recorded",
     Decision.TIMEOUT: "timeout recorded",
 }
 
@@ -89,6 +91,9 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         self.skipped = 0
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_undelivered: dict[int, list[str]] = {}
+        # One delivery at a time: the engine's dispatcher, its idle redelivery and the connect-time
+        # nudge can hand over the same action concurrently, and is_done/mark_done must not interleave.
+        self._delivering = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         super().__init__()
 
@@ -151,22 +156,20 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         return guild_id is not None and (not self.settings.guild_ids or guild_id in self.settings.guild_ids)
 
     async def _redeliver(self) -> None:
-        """Deliver Discord actions left in the outbox while the bot was offline (the engine retries only at start)."""
+        """Nudge the engine to re-send its outbox now that Discord is reachable.
+
+        The engine re-sends on its own after `groomguard run` starts adapters and every 30 s when its
+        outbox is idle; this nudge is kept because a busy outbox never goes idle, and a reconnect
+        (or an extension loaded before the bot logs in) would otherwise leave held child notices
+        waiting. The engine marks what was delivered; `deliver` dedupes on action_id.
+        """
         try:
-            pending = [a for a in await self.engine.store.pending_actions() if a.platform == translate.PLATFORM]
+            count = await self.engine.redeliver()
         except Exception:
-            log.exception("could not read pending actions for redelivery")
+            log.exception("redelivery after connecting failed; the engine retries later")
             return
-        done = []
-        for action in pending:
-            try:
-                await self.deliver(action)
-                done.append(action.action_id)
-            except Exception:
-                log.exception("redelivery of %s failed; it stays pending", action.action_id)
-        if done:
-            await self.engine.store.mark_delivered(done, _now())
-            log.info("delivered %d discord actions held while offline", len(done))
+        if count:
+            log.info("re-sent %d outbox actions after connecting", count)
 
     # -- translation: gateway → events ----------------------------------------------------
 
@@ -209,12 +212,19 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:
         if not self._protected(after.guild.id):
             return
+        # Only added roles declare anything. Removing an age role emits nothing on purpose: the last
+        # declaration stands, so a child cannot lose protection by being talked into dropping "13-15"
+        # (or by a role clean-up). A new age role is a new declaration; moderators can always
+        # correct a band with /groomguard age.
         added = [r for r in after.roles if r not in before.roles]
+        removed = [r for r in before.roles if r not in after.roles]
         if added:
             stamp = str(int(_now().timestamp() * 1000))
             await self._emit(
                 translate.role_events(after, added, self.settings.age_roles, self.settings.region_roles, stamp)
             )
+        if any(translate.age_band_of(r, self.settings.age_roles) for r in removed):
+            log.info("member %s in %s lost an age role; their recorded band is kept", after.id, after.guild.id)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -250,7 +260,15 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
             await self._report_by_dm(message, guild, text)
 
     async def _report_by_dm(self, message: discord.Message, guild: discord.Guild, text: str) -> None:
+        """Forward a DM'd report to the moderators and thank the reporter; nobody else is contacted."""
         channel = self._checked_mod_channel(raise_=False)
+        await self.engine.audit(
+            _now(),
+            str(message.author.id),
+            "dm_report",
+            {"platform": translate.PLATFORM, "message": str(message.id), "forwarded": channel is not None},
+            community=str(guild.id),
+        )
         if channel is not None:
             embed = discord.Embed(
                 title="Report sent to GroomGuard by DM",
@@ -336,20 +354,23 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         case = found[0]
         if action == "evidence":
             await interaction.response.send_message(embed=self._evidence_embed(case_id, found), ephemeral=True)
-        elif action == "ban":
+        elif action in ("ban", "kick"):
+            what = "Ban" if action == "ban" else "Kick"
             await interaction.response.send_message(
-                f"Ban {mention(case.suspect)} from this server for case #{case_id}? "
+                f"{what} {mention(case.suspect)} from this server for case #{case_id}? "
                 "The reason goes into Discord's audit log and GroomGuard's.",
-                view=ban_confirm_view(case_id),
+                view=confirm_view(case_id, action),
                 ephemeral=True,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
-        elif action == "bancancel":
-            await interaction.response.edit_message(content="Ban cancelled; nothing was done.", view=None)
+        elif action in ("bancancel", "kickcancel"):
+            what = "Ban" if action == "bancancel" else "Kick"
+            await interaction.response.edit_message(content=f"{what} cancelled; nothing was done.", view=None)
         elif action in _BUTTON_DECISIONS:
             decision = _BUTTON_DECISIONS[action]
-            if action == "banok":
-                await interaction.response.edit_message(content=f"Banning for case #{case_id}…", view=None)
+            if action in ("banok", "kickok"):
+                doing = "Banning" if action == "banok" else "Kicking"
+                await interaction.response.edit_message(content=f"{doing} for case #{case_id}…", view=None)
             else:
                 await interaction.response.defer(ephemeral=True, thinking=True)
             if not case.active:
@@ -392,15 +413,16 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
             return
         if not self.bot.is_ready() or not self.ready.done() or self.ready.exception() is not None:
             raise DiscordNotReady(f"discord not ready; {action.action_id} stays in the outbox")
-        if await self.cards.is_done(action.action_id):
-            return
-        if isinstance(action, ModAlert):
-            await self._show_alert(action)
-        elif isinstance(action, ChildNotice):
-            await self._notify_child(action)
-        else:
-            await self._enforce(action)
-        await self.cards.mark_done(action.action_id)
+        async with self._delivering:
+            if await self.cards.is_done(action.action_id):
+                return
+            if isinstance(action, ModAlert):
+                await self._show_alert(action)
+            elif isinstance(action, ChildNotice):
+                await self._notify_child(action)
+            else:
+                await self._enforce(action)
+            await self.cards.mark_done(action.action_id)
 
     def _checked_mod_channel(self, raise_: bool = True) -> discord.TextChannel | None:
         cid = self.settings.mod_channel_id
@@ -508,7 +530,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
                 minutes = min(action.duration_minutes or 60, 40_320)
                 member = guild.get_member(target.id) or await guild.fetch_member(target.id)
                 await member.timeout(timedelta(minutes=minutes), reason=reason)
-            elif action.decision.value == "kick":
+            elif action.decision is Decision.KICK:
                 await guild.kick(target, reason=reason)
             else:
                 return

@@ -35,6 +35,7 @@ MAX_MENTION_EDGES = 20
 _USER_MENTION = re.compile(r"<@!?(\d{15,21})>")
 _ROLE_MENTION = re.compile(r"<@&(\d{15,21})>")
 _CHANNEL_MENTION = re.compile(r"<#(\d{15,21})>")
+_EVERYONE = re.compile(r"@(everyone|here)\b")
 _CUSTOM_EMOJI = re.compile(r"<a?:(\w{1,32}):\d{15,21}>")
 _TIMESTAMP = re.compile(r"<t:-?\d{1,13}(?::[tTdDfFR])?>")
 _SLASH_MENTION = re.compile(r"</([\w -]{1,100}):\d{15,21}>")
@@ -62,16 +63,29 @@ _DM_REQUEST = re.compile(
 
 
 def normalize_text(content: str, attachments: Iterable[discord.Attachment] = (), stickers: int = 0) -> str:
-    """Discord markup folded to plain text: mentions to placeholders, markdown and invisible characters removed.
+    """Discord markup folded to plain text: mentions dropped, markdown and invisible characters removed.
 
-    Mentions become ``@user``/``@role``/``#channel`` so detectors never see raw snowflakes (ids go in
-    `recipients` instead); attachments become ``[image]``-style markers so "send a pic" plus a photo reads
-    as one thing.
+    Where this sits relative to `bot.text.normalize_text`: this runs first and only here, and undoes
+    what is Discord's own (mention syntax, markdown, custom emoji, timestamps, masked links). It keeps
+    case, spelling and leetspeak as written, because the event text is the record. The general fold
+    (lower case, lookalikes, leetspeak, spaced letters, contact tokens like ``_handle_``) is *not*
+    applied here: the detectors that read words (grooming_language via `bot.text.normalize`, age_text
+    with its own lower-casing) fold the event text themselves, and folding twice would mangle tokens
+    (``_handle_`` read as markdown, "s n a p" joined twice). The NFKC and invisible-character pass is
+    repeated by `bot.text`, which is harmless (both are idempotent) and needed here for the adapter's
+    own phrase checks (`is_dm_request`, `self_declared_age`).
+
+    User and role mentions are removed rather than written as ``@user``: `bot.text` would lift
+    ``@user`` as an off-platform ``_handle_`` token, and the model treats a run of those as contact
+    sharing. The mentioned ids are not lost: they go into `recipients` and contact edges. ``@everyone``
+    and ``@here`` lose the "@" for the same reason. Attachments become ``[image]``-style markers so
+    "send a pic" plus a photo reads as one thing.
     """
     text = unicodedata.normalize("NFKC", content or "")
     text = text.translate(_INVISIBLE)
-    text = _USER_MENTION.sub("@user", text)
-    text = _ROLE_MENTION.sub("@role", text)
+    text = _USER_MENTION.sub("", text)
+    text = _ROLE_MENTION.sub("", text)
+    text = _EVERYONE.sub(r"\1", text)
     text = _CHANNEL_MENTION.sub("#channel", text)
     text = _SLASH_MENTION.sub(r"/\1", text)
     text = _CUSTOM_EMOJI.sub(r":\1:", text)
@@ -268,6 +282,11 @@ def leave_event(guild_id: int, user: discord.abc.User, now: datetime | None = No
     )
 
 
+def age_band_of(role: discord.Role, age_roles: Mapping[str, str]) -> str | None:
+    """The age band a role maps to (by name or id), or None."""
+    return age_roles.get(role.name) or age_roles.get(str(role.id))
+
+
 def role_events(
     member: discord.Member,
     roles: Iterable[discord.Role],
@@ -286,7 +305,7 @@ def role_events(
     out: list[BaseEvent] = []
     guild = member.guild.id
     for role in roles:
-        band = age_roles.get(role.name) or age_roles.get(str(role.id))
+        band = age_band_of(role, age_roles)
         if band is not None:
             out.append(
                 AgeDeclared(

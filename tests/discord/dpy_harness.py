@@ -73,6 +73,8 @@ class Rest:
     closed_dms: set[int] = field(default_factory=set)
     ids: ClassVar[itertools.count[int]] = itertools.count(1600000000000000001)
     dm_channels: dict[int, int] = field(default_factory=dict)
+    #: Seconds each REST call takes; above 0 lets concurrent deliveries interleave as they would live.
+    latency: float = 0.0
 
     def find(self, method: str, path: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path == path]
@@ -111,6 +113,8 @@ class Rest:
 
     async def request(self, route: discord.http.Route, **kwargs: Any) -> Any:
         """Replacement for discord.http.HTTPClient.request."""
+        if self.latency:
+            await asyncio.sleep(self.latency)
         body = kwargs.get("json")
         if body is None and kwargs.get("form"):
             body = json.loads(next(p["value"] for p in kwargs["form"] if p["name"] == "payload_json"))
@@ -186,6 +190,10 @@ class ScriptedLanguageDetector:
     name: ClassVar[str] = "grooming_language"
     PHRASES: ClassVar[tuple[str, ...]] = ("our little secret", "just between us", "add me on snap")
 
+    def __init__(self, score: float = 0.9) -> None:
+        # Below cases.alert_threshold (0.6) a finding notifies the child but opens no card.
+        self.score = score
+
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, MessageSent) or not any(p in event.text.lower() for p in self.PHRASES):
             return ()
@@ -200,7 +208,7 @@ class ScriptedLanguageDetector:
                         platform=event.platform,
                         community=event.community,
                         suspect=event.author,
-                        score=0.9,
+                        score=self.score,
                         reason="asked a young person to keep a secret and move to another app",
                         evidence=(Evidence(kind="message", ref=event.message_id, label="secrecy, off-platform"),),
                         at=event.at,

@@ -10,8 +10,9 @@ from adapters.discord.translate import is_dm_request, normalize_text, self_decla
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("hi <@123456789012345678> and <@!123456789012345678>", "hi @user and @user"),
-        ("in <#123456789012345678> ask <@&123456789012345678>", "in #channel ask @role"),
+        ("hi <@123456789012345678> and <@!123456789012345678> there", "hi and there"),
+        ("in <#123456789012345678> ask <@&123456789012345678>", "in #channel ask"),
+        ("@everyone and @here", "everyone and here"),
         ("s**n**ap me ||secret|| `code`", "snap me secret code"),
         ("add\u200bme on <https://example.test/x>", "addme on https://example.test/x"),
         ("nice <:pixel_heart:123456789012345678> <t:1767225600:R>", "nice :pixel_heart: [time]"),

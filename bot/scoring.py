@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 #: the literature and moderators treat as most urgent, whatever any one line scores.
 ESCALATION_BONUS: Final = 0.10
 PROBING_BONUS: Final = 0.05
+#: Distinct escalation stages after personal-information probing that make the pattern itself a signal.
+PATTERN_MIN_ESCALATIONS: Final = 3
+#: Conversation risk the full pattern guarantees: above the child-notice default (0.8), below the moderator one (0.9).
+PATTERN_FLOOR: Final = 0.85
 BATCH: Final = 512
 
 
@@ -273,7 +277,13 @@ def conversation_risk(
         bonus += ESCALATION_BONUS
         if probing_at is not None:
             bonus += PROBING_BONUS
-    return min(1.0, max(0.0, model_part + bonus))
+    risk = model_part + bonus
+    if probing_at is not None and len(escalation_seen) >= PATTERN_MIN_ESCALATIONS:
+        # The textbook sequence (probing, then secrecy, another app, photos or meeting) is enough for a
+        # kind notice to the child even when the model reads the wording as unfamiliar; moderators
+        # still need the model to agree (the floor sits below the moderator threshold).
+        risk = max(risk, PATTERN_FLOOR)
+    return min(1.0, max(0.0, risk))
 
 
 # -------------------------------------------------------------- early detection

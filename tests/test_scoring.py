@@ -151,3 +151,14 @@ def test_early_detection_with_no_alarms() -> None:
     report = early_detection([["hi"], []], [1, 0], FakeClassifier().classify, threshold=0.99)
     assert report.confusion == {"tp": 0, "fp": 0, "fn": 1, "tn": 1}
     assert report.latency_weighted_f1 == 0.0
+
+
+def test_the_full_stage_pattern_warns_the_child_but_not_moderators() -> None:
+    from bot.scoring import PATTERN_FLOOR
+
+    stages = [("personal_info",), (), ("secrecy",), ("off_platform",), ("photos",)]
+    risk = conversation_risk([0.2, 0.3, 0.25], stages)
+    assert risk == PATTERN_FLOOR
+    # Without the probing, or with only two escalation stages, the pattern is not enough on its own.
+    assert conversation_risk([0.2, 0.3, 0.25], stages[1:]) < 0.8
+    assert conversation_risk([0.2, 0.3, 0.25], [("personal_info",), ("secrecy",), ("off_platform",)]) < 0.8

@@ -36,8 +36,7 @@ THREAD_GROOMING = [
 
 #: What the shipped model gave THREAD_GROOMING when this test was written (window score per message,
 #: then conversation risk after smoothing and stage progression). It never reaches the 0.80
-#: child-notice threshold, so the test is a strict xfail: the assertion stays as it should be, and
-#: the day a retrained model flags this conversation the xfail turns into a failure to remove it.
+#: child-notice threshold; the stage pattern (probing, secrecy, another app, photos) still warns the child.
 RECORDED = (
     "scores 0.006 0.016 0.081 0.088 0.224 0.403 0.277 0.293 0.396 0.339; "
     "risk 0.006 0.016 0.016 0.081 0.088 0.224 0.277 0.443 0.443 0.489 (child notice at 0.80)"
@@ -66,7 +65,7 @@ async def _converse(make_harness: Any, tmp_path: Path, lines: list[str]) -> Harn
     return h
 
 
-async def _assert_child_notified_and_card_posted(h: Harness) -> None:
+async def _assert_child_notified(h: Harness) -> None:
     child = KIDS[0]
     opened = h.rest.find("POST", "/users/@me/channels")
     assert [c.json for c in opened] == [{"recipient_id": child}], h.rest.paths()
@@ -76,6 +75,10 @@ async def _assert_child_notified_and_card_posted(h: Harness) -> None:
     assert "You haven't done anything wrong" in body["content"] and str(SUSPECT) not in body["content"]
     assert body["allowed_mentions"] == {"parse": []}
 
+
+async def _assert_child_notified_and_card_posted(h: Harness) -> None:
+    child = KIDS[0]
+    await _assert_child_notified(h)
     cards = [c for c in h.card_calls() if c.method == "POST"]
     assert len(cards) == 1, h.rest.paths()
     fields = cards[0].json["embeds"][0]["fields"]
@@ -92,10 +95,20 @@ async def _assert_child_notified_and_card_posted(h: Harness) -> None:
     assert all(c.path.startswith(f"/channels/{MOD_CHANNEL}") for c in h.card_calls())
 
 
-@pytest.mark.xfail(strict=True, reason=f"the shipped model does not flag this conversation: {RECORDED}")
-async def test_real_model_flags_a_ten_message_thread_conversation(make_harness: Any, tmp_path: Path) -> None:
+async def test_grooming_pattern_warns_the_child_before_moderators_are_alerted(
+    make_harness: Any, tmp_path: Path
+) -> None:
+    # The model alone reads this chat-style wording as low risk (see RECORDED), but probing followed by
+    # secrecy, another app and a photo request is the pattern itself: the child is warned; the case is
+    # recorded below the moderators' alert threshold until the model agrees.
     h = await _converse(make_harness, tmp_path, THREAD_GROOMING)
-    await _assert_child_notified_and_card_posted(h)
+    await _assert_child_notified(h)
+    assert [c for c in h.card_calls() if c.method == "POST"] == []
+    found = await h.engine.store.get_case(1)
+    assert found is not None and found[0].suspect == str(SUSPECT)
+    assert "grooming_language" in found[0].reasons
+    for call in h.rest.calls:
+        assert not call.path.startswith((f"/channels/{THREAD}", f"/channels/{GENERAL}")), call
 
 
 async def test_real_model_in_a_thread_dms_the_child_and_posts_a_card(make_harness: Any, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bot.config import WebhookSettings, read_secret
-from bot.events import BaseEvent, EventError, parse_event
+from bot.events import AgeDeclared, AgeSource, BaseEvent, EventError, ModeratorDecision, parse_event
 
 if TYPE_CHECKING:
     from bot.actions import ChildNotice, Enforcement, ModAlert
@@ -144,10 +144,20 @@ class WebhookAdapter:
             if not isinstance(item, dict):
                 return problem(422, "each event must be a JSON object", prefix or "body", index=index)
             try:
-                events.append(parse_event(item))  # type: ignore[arg-type]
+                event = parse_event(item)  # type: ignore[arg-type]
             except EventError as error:
                 field = ".".join(p for p in (prefix, error.field) if p) or None
                 return problem(422, error.reason, field, index=index)
+            if not self.settings.allow_moderator_events and _speaks_for_a_moderator(event):
+                # The signature proves which platform sent this, not which moderator: decisions and
+                # moderator ages come through the platform adapters' own permission checks.
+                return problem(
+                    403,
+                    "moderator events are not accepted on this webhook (set webhook.allow_moderator_events)",
+                    ".".join(p for p in (prefix, "type") if p),
+                    index=index,
+                )
+            events.append(event)
         return await self._store(events, source)
 
     def _check_signature(self, request: web.Request, body: bytes) -> web.Response | None:
@@ -199,3 +209,10 @@ class WebhookAdapter:
         return web.json_response(
             {"accepted": fresh, "duplicates": duplicates, "duplicate_ids": duplicate_ids[:100]}, status=200
         )
+
+
+def _speaks_for_a_moderator(event: BaseEvent) -> bool:
+    """Events that carry a moderator's authority: decisions on cases and moderator-set ages."""
+    return isinstance(event, ModeratorDecision) or (
+        isinstance(event, AgeDeclared) and event.source is AgeSource.MODERATOR
+    )

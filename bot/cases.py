@@ -215,7 +215,7 @@ class CaseBook:
     def decide(self, event: ModeratorDecision) -> list[ModAlert | Enforcement]:
         """Apply a moderator's decision; returns the card update and any platform enforcement."""
         case = self.by_id.get(event.case_id)
-        if case is None or case.community != event.community:
+        if case is None or case.community != event.community or case.platform != event.platform:
             self.audit.append(
                 Audit(
                     event.at,
@@ -292,5 +292,9 @@ class CaseBook:
             self.by_id.pop(case.id, None)
             self.active.pop((case.community, case.suspect), None)
         for case in self.by_id.values():
+            if community is not None and case.community != community:
+                continue
             if account in case.children:
                 case.children.remove(account)
+            for reason in case.reasons.values():
+                reason["evidence"] = [e for e in reason.get("evidence", []) if e.get("ref") != account]

@@ -105,6 +105,11 @@ class WebhookSettings(Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
     max_skew_seconds: int = Field(300, ge=1, description="how old a signed timestamp may be (replay window)")
     rate_per_second: float = Field(200, gt=0, description="requests per second allowed per source")
+    allow_moderator_events: bool = Field(
+        False,
+        description="accept moderator_decision and moderator-sourced age_declared events; only for a platform "
+        "whose own moderation tool has already checked the moderator",
+    )
 
 
 class DiscordSettings(Section):

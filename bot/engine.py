@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CONTACT_WINDOW_HOURS = 24 * 30
 PURGE_EVERY_BATCHES = 2_000
 REDELIVER_EVERY_S = 30.0
+PURGE_EVERY_S = 3600.0
 
 
 @dataclass
@@ -120,6 +121,7 @@ class Engine:
         self._watermark_at = snap.watermark_at
         await self._deliver(await self.store.pending_actions())
         recovered = await self.catch_up()
+        await self.purge()
         if recovered:
             log.info("resumed after restart: processed %d stored events past the watermark", recovered)
         self.stats.started = time.perf_counter()
@@ -163,7 +165,14 @@ class Engine:
         self._raise_if_failed()
         self.stats.received += len(events)
         async with self._lock:
-            return await self._handle(list(events))
+            try:
+                return await self._handle(list(events))
+            except Exception as error:
+                # Stored-but-unprocessed events must not be skipped by a later batch's watermark:
+                # stop here, so a restart resumes from the last committed watermark.
+                log.exception("engine stopped: store failure while ingesting %d events", len(events))
+                self._failure = error
+                raise
 
     async def catch_up(self, fetch: Callable[[int], Awaitable[list[tuple[int, BaseEvent]]]] | None = None) -> int:
         """Process stored-but-unprocessed batches from `fetch(batch_size)` under the writer lock until none are left.
@@ -299,7 +308,8 @@ class Engine:
             else:
                 self.stats.alerts += 1
             out.append(alert)
-        notice = self.notices.notice_for(finding, case.id)
+        under_suspicion = finding.child is not None and (finding.community, finding.child) in self.cases.active
+        notice = self.notices.notice_for(finding, case.id, child_under_suspicion=under_suspicion)
         if notice is not None:
             self.stats.notices += 1
             out.append(notice)
@@ -308,6 +318,7 @@ class Engine:
 
     async def purge(self) -> dict[str, int]:
         """Apply retention: drop message text and raw events older than configured."""
+        self._last_purge = time.monotonic()
         if self._watermark_at is None:
             return {}
         s = self.settings.store
@@ -347,8 +358,12 @@ class Engine:
             try:
                 actions = await asyncio.wait_for(self._outbox.get(), REDELIVER_EVERY_S)
             except TimeoutError:
-                # Quiet time: retry what a sink could not take earlier (a platform that was offline).
+                # Quiet time: retry what a sink could not take earlier (a platform that was offline),
+                # and apply retention on a clock so quiet communities are purged too.
                 await self.redeliver()
+                if time.monotonic() - self._last_purge >= PURGE_EVERY_S:
+                    async with self._lock:
+                        await self.purge()
                 continue
             try:
                 await self._deliver(actions)
@@ -380,7 +395,12 @@ class Engine:
             if ok:
                 delivered.append(action.action_id)
         if delivered:
-            await self.store.mark_delivered(delivered, datetime.now(UTC))
+            await self.mark_delivered(delivered)
+
+    async def mark_delivered(self, action_ids: Sequence[str]) -> None:
+        """Record deliveries under the writer lock, so they never land inside a batch that may roll back."""
+        async with self._lock:
+            await self.store.mark_delivered(action_ids, datetime.now(UTC))
 
 
 __all__ = ["ChildNotice", "Engine", "EngineError", "EngineStats", "ModAlert", "build_detectors"]

@@ -48,10 +48,16 @@ class NoticeBook:
         for community, child, suspect, at in rows:
             self.sent[(community, child)].append((at, suspect))
 
-    def notice_for(self, finding: Finding, case_id: int | None) -> ChildNotice | None:
-        """A notice for the finding's child, or None when rate-limited or not applicable."""
+    def notice_for(
+        self, finding: Finding, case_id: int | None, child_under_suspicion: bool = False
+    ) -> ChildNotice | None:
+        """A notice for the finding's child, or None when rate-limited or not applicable.
+
+        An account that is itself an active suspect (an adult posing as a child) never gets one:
+        the notice would tell it that conversations are being read.
+        """
         child = finding.child
-        if not finding.notify_child or not child or child == finding.suspect:
+        if not finding.notify_child or not child or child == finding.suspect or child_under_suspicion:
             return None
         history = self.sent[(finding.community, child)]
         while history and history[0][0] < finding.at - timedelta(days=1):

@@ -233,3 +233,68 @@ async def test_forget_reaches_detectors_that_keep_memory(db: Path, ev: EventFact
     await engine.forget("alice")
     await engine.stop()
     assert detector.seen == {"bob"}
+
+
+async def test_decision_from_another_platform_is_refused(db: Path, ev: EventFactory) -> None:
+    async with running_engine(db) as (engine, sink):
+        await engine.ingest(fan_out_events(ev, "g", kids=12))
+        await engine.drain()
+        case_id = sink.of(ModAlert)[0].case_id
+        other = EventFactory(community=ev.community, platform="webhook", start=ev.tick())
+        await engine.ingest([other.decision("mod", case_id, "ban")])
+        await engine.drain()
+        found = await engine.store.get_case(case_id)
+    assert sink.of(Enforcement) == []
+    assert found is not None and found[0].status == "open"
+    assert [a["action"] for a in found[2]] == ["decision_rejected"]
+
+
+async def test_self_declared_minor_is_still_watched_and_never_notified_as_a_child(db: Path, ev: EventFactory) -> None:
+    # An adult who tells the bot "I'm 14" must neither escape the detectors nor receive child notices
+    # while it is itself a suspect.
+    events: list[BaseEvent] = [ev.age("poser", "minor", source="self", age=14)]
+    for i in range(12):
+        events += [ev.minor(f"kid{i}"), ev.contact("poser", f"kid{i}")]
+    async with running_engine(db) as (engine, sink):
+        await engine.ingest(events)
+        await engine.drain()
+        assert {a.suspect for a in sink.of(ModAlert)} == {"poser"}
+        finding = Finding(
+            detector="t",
+            platform=ev.platform,
+            community=ev.community,
+            suspect="other",
+            score=0.3,
+            reason="r",
+            at=ev.tick(),
+            event_key="k",
+            child="poser",
+            notify_child=True,
+        )
+        actions = engine._on_finding(finding, [])
+        assert not [a for a in actions if isinstance(a, ChildNotice)]
+
+
+async def test_failed_ingest_stops_the_engine_instead_of_skipping_events(db: Path, ev: EventFactory) -> None:
+    import sqlite3
+
+    import pytest
+
+    from bot.engine import EngineError
+
+    engine = Engine(make_settings(db), [])
+    await engine.start()
+    real = engine.store.commit_batch
+
+    async def failing(batch):  # type: ignore[no-untyped-def]
+        raise sqlite3.OperationalError("disk I/O error")
+
+    engine.store.commit_batch = failing  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError):
+        await engine.ingest([ev.message("a", "hi")])
+    engine.store.commit_batch = real  # type: ignore[method-assign]
+    with pytest.raises(EngineError):
+        await engine.ingest([ev.message("a", "again")])
+    await engine.stop()
+    async with running_engine(db) as (again, _):
+        assert again.stats.processed == 1  # the stored event is processed on restart, not skipped

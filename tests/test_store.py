@@ -159,3 +159,24 @@ def test_demo_data_is_valid_jsonl() -> None:
     assert lines == [dump_event(e) for e in events], (
         "examples/community.jsonl is stale: run python examples/generate.py"
     )
+
+
+async def test_forget_a_child_scrubs_them_from_other_accounts_cases(db: Path, ev: EventFactory) -> None:
+    events = [ev.adult("suspect")]
+    for i in range(12):
+        events += [ev.minor(f"kid{i}"), ev.contact("suspect", f"kid{i}")]
+    async with running_engine(db) as (engine, _sink):
+        await engine.ingest(events)
+        await engine.drain()
+        await engine.forget("kid5")
+        card = engine.cases.render(engine.cases.active[("test-community", "suspect")], ev.tick())
+    assert "kid5" not in card.model_dump_json()
+    con = sqlite3.connect(db)
+    leftovers = []
+    for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+        for row in con.execute(f"SELECT * FROM {table}"):
+            if any((isinstance(v, str) and '"kid5"' in v) or v == "kid5" for v in row):
+                leftovers.append(table)
+    assert leftovers == []
+    # The suspect's case survives the child's erasure.
+    assert con.execute("SELECT COUNT(*) FROM cases WHERE suspect = 'suspect'").fetchone()[0] == 1

@@ -148,3 +148,17 @@ async def test_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     async with running_engine(tmp_path / "db") as (engine, _sink):
         with pytest.raises(ConfigError, match=r"webhook\.secret"):
             await adapter.start(engine)
+
+
+async def test_moderator_events_are_refused_unless_allowed(served: tuple[Client, Engine]) -> None:
+    client, engine = served
+    f = EventFactory()
+    decision = json.loads(dump_event(f.decision("mod", 1, "ban")))
+    forged_age = json.loads(dump_event(f.age("kid1", "adult", source="moderator")))
+    for body in ([decision], [json.loads(dump_event(f.contact("a", "b"))), forged_age]):
+        status, out = await client.post(json.dumps(body).encode())
+        assert status == 403 and "allow_moderator_events" in out["error"]
+    assert (await engine.store.counts())["events"] == 0
+    # A self-declared age is ordinary platform data and still welcome.
+    status, _ = await client.post(json.dumps([json.loads(dump_event(f.age("kid1", "minor", source="self")))]).encode())
+    assert status == 200

@@ -450,7 +450,7 @@ class MatrixAdapter:
                 log.warning("pending action %s not delivered yet: %s", action.action_id, error)
         if done:
             # Acknowledge in the engine's outbox too, as the engine would have had we been started.
-            await self.engine.store.mark_delivered(done, datetime.now(UTC))
+            await self.engine.mark_delivered(done)
             log.info("delivered %d matrix actions left over from before start", len(done))
 
     async def _post_card(self, alert: ModAlert) -> str | None:
@@ -485,14 +485,26 @@ class MatrixAdapter:
         room = await self.mstore.dm_room(child)
         if room is not None:
             info = self.translator.rooms.get(room)
-            if info is None or (
-                info.members.get(child) in ("join", "invite") and info.members.get(self.settings.user_id) == "join"
+            # Reuse the room only while it is exactly the bot and the child: anyone else in it (a suspect
+            # the child was talked into inviting) would read every notice.
+            if (
+                info is not None
+                and info.present() == {self.settings.user_id, child}
+                and info.members.get(self.settings.user_id) == "join"
             ):
                 return room
         reply = await self._call(
             f"open a DM with {child}",
             self.client.room_create(
-                visibility=RoomVisibility.private, is_direct=True, invite=[child], preset=RoomPreset.private_chat
+                visibility=RoomVisibility.private,
+                is_direct=True,
+                invite=[child],
+                preset=RoomPreset.private_chat,
+                # Only the bot may invite others; members read history only from their own invite on.
+                power_level_override={"invite": 100},
+                initial_state=[
+                    {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}}
+                ],
             ),
         )
         assert isinstance(reply, RoomCreateResponse)

@@ -477,7 +477,14 @@ class Translator:
         at: datetime,
         batch: SyncBatch,
     ) -> None:
-        in_dm = room_id != self.config.mod_room
+        if room_id == self.config.mod_room:
+            in_dm = False
+        elif self.is_bot_dm(room_id):
+            in_dm = True
+        else:
+            # Commands typed in community rooms are ignored: any reply there would be public
+            # (a child's stated age, a moderator's action) and could tip off a suspect.
+            return
         relates = content.get("m.relates_to") if isinstance(content.get("m.relates_to"), dict) else {}
         if etype == "m.reaction" and not in_dm:
             target, key = relates.get("event_id"), relates.get("key")

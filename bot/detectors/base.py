@@ -34,10 +34,11 @@ class Account:
     def may_be_adult(self) -> bool:
         """Adults and unknown-age accounts are watched as possible suspects; minors are not.
 
-        A minor band inferred only from text ("im 13") keeps the account watched too: adults who
-        pose as children must not escape the account-pattern detectors by saying so.
+        A minor band the account gave itself (text such as "im 13", or telling the bot its age) keeps
+        it watched too: adults who pose as children must not escape the detectors by saying so. Only a
+        role or a moderator exempts an account.
         """
-        return self.band is not AgeBand.MINOR or self.band_source == "text"
+        return self.band is not AgeBand.MINOR or self.band_source in ("text", "self")
 
 
 @dataclass(frozen=True, slots=True)

@@ -481,7 +481,6 @@ class SqliteStore:
             "messages": ("DELETE FROM messages WHERE " + scope + "author = ?", 1),
             "notices": ("DELETE FROM notices WHERE " + scope + "(child = ? OR suspect = ?)", 2),
             "findings": ("DELETE FROM findings WHERE " + scope + "(suspect = ? OR child = ?)", 2),
-            "actions": ("DELETE FROM actions WHERE subject = ?", 1),
             "cases": ("DELETE FROM cases WHERE " + scope + "suspect = ?", 1),
         }
         await self.db.execute("BEGIN IMMEDIATE")
@@ -495,15 +494,43 @@ class SqliteStore:
                 cur2 = await self.db.execute(f"DELETE FROM actions WHERE case_id IN ({marks})", case_ids)
                 removed["actions"] = cur2.rowcount
             for table, (sql, n) in statements.items():
-                params = (*args, *([account] * n)) if table != "actions" else (account,)
-                cur2 = await self.db.execute(sql, params)
+                cur2 = await self.db.execute(sql, (*args, *([account] * n)))
                 removed[table] = removed.get(table, 0) + max(0, cur2.rowcount)
+            # Anything else that names the account as a JSON string: outbox payloads (alert cards list
+            # the children), other suspects' case and finding evidence, and audit details.
+            token = json.dumps(account)
+            action_scope = "json_extract(payload, '$.community') = ? AND " if community else ""
+            cur2 = await self.db.execute(
+                "DELETE FROM actions WHERE " + action_scope + "(subject = ? OR instr(payload, ?) > 0)",
+                (*args, account, token),
+            )
+            removed["actions"] = removed.get("actions", 0) + max(0, cur2.rowcount)
             async with self.db.execute(
-                "SELECT id, children FROM cases WHERE children LIKE ?", (f"%{json.dumps(account)}%",)
+                "SELECT id, children, reasons FROM cases WHERE "
+                + scope
+                + "(instr(children, ?) > 0 OR instr(reasons, ?) > 0)",
+                (*args, token, token),
             ) as cur:
                 for row in await cur.fetchall():
                     kids = [k for k in json.loads(row[1]) if k != account]
-                    await self.db.execute("UPDATE cases SET children = ? WHERE id = ?", (json.dumps(kids), row[0]))
+                    extra = json.loads(row[2])
+                    for reason in extra.get("reasons", {}).values():
+                        reason["evidence"] = [e for e in reason.get("evidence", []) if e.get("ref") != account]
+                    await self.db.execute(
+                        "UPDATE cases SET children = ?, reasons = ? WHERE id = ?",
+                        (json.dumps(kids), json.dumps(extra), row[0]),
+                    )
+            async with self.db.execute(
+                "SELECT id, evidence FROM findings WHERE " + scope + "instr(evidence, ?) > 0", (*args, token)
+            ) as cur:
+                for row in await cur.fetchall():
+                    kept = [e for e in json.loads(row[1]) if e.get("ref") != account]
+                    await self.db.execute("UPDATE findings SET evidence = ? WHERE id = ?", (json.dumps(kept), row[0]))
+            cur2 = await self.db.execute(
+                "UPDATE audit SET detail = '{\"redacted\": true}' WHERE " + scope + "instr(detail, ?) > 0",
+                (*args, token),
+            )
+            removed["audit (redacted)"] = max(0, cur2.rowcount)
             await self.db.execute(
                 "INSERT INTO audit (at, actor, action, community, detail) VALUES (?,?,?,?,?)",
                 (

@@ -244,3 +244,32 @@ def _msg(event_id: str, sender: str, body: str) -> dict[str, Any]:
         "origin_server_ts": 1_700_000_000_000,
         "content": {"msgtype": "m.text", "body": body},
     }
+
+
+def test_commands_in_community_rooms_are_ignored_and_bot_dms_are_private() -> None:
+    t = translator(mod_room="!mod:localhost")
+    kid, other = "@kid:localhost", "@someone:localhost"
+    payload = {
+        "next_batch": "s1",
+        "rooms": {
+            "join": {
+                "!public:localhost": {
+                    "state": {
+                        "events": [
+                            _member("$p1", BOT, BOT, "join"),
+                            _member("$p2", kid, kid, "join"),
+                            _member("$p3", other, other, "join"),
+                        ]
+                    },
+                    "timeline": {"events": [_msg("$age1", kid, "!gg age 13")]},
+                },
+                "!dm:localhost": {
+                    "state": {"events": [_member("$d1", BOT, BOT, "join"), _member("$d2", kid, kid, "join")]},
+                    "timeline": {"events": [_msg("$age2", kid, "!gg age 13")]},
+                },
+            }
+        },
+    }
+    batch = t.translate(payload, NOW)
+    # A reply in the public room would announce the child's age to everyone there, suspects included.
+    assert [(i.room_id, i.in_dm) for i in batch.interactions] == [("!dm:localhost", True)]

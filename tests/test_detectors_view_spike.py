@@ -137,3 +137,20 @@ async def test_local_youth_worker_viewing_children_of_their_region_is_silent(tmp
     async with engine_with(tmp_path / "db", [detector()]) as (engine, rec):
         await feed(engine, events)
     assert rec.findings == []
+
+
+def test_silent_hours_fold_in_closed_form_exactly() -> None:
+    from bot.state import _ViewerStats
+
+    stepwise, closed = (
+        _ViewerStats(hour=0, mean=12.0, var=30.0, alpha=0.05),
+        _ViewerStats(hour=0, mean=12.0, var=30.0, alpha=0.05),
+    )
+    for _ in range(40):
+        stepwise.fold(0.0)
+    closed.fold_zeros(40)
+    assert (closed.hours, round(closed.mean, 9), round(closed.var, 6)) == (
+        stepwise.hours,
+        round(stepwise.mean, 9),
+        round(stepwise.var, 6),
+    )

@@ -158,6 +158,7 @@ class PendingWrites:
     view_authors: set[tuple[str, str, int, str]] = field(default_factory=set)
     conversations: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     messages: list[tuple[str, str, str, str, str, str]] = field(default_factory=list)
+    edited_messages: list[tuple[str, str, str]] = field(default_factory=list)  # (text, community, message_id)
     deleted_messages: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -433,15 +434,14 @@ class CommunityState:
                 conv = self.pending.conversations.setdefault((c, event.conversation), [event.private, stamp, stamp, 0])
                 conv[2] = stamp
                 conv[3] += 1
-                if self.keep_text and event.text:
+                if self.keep_text and event.text and self._text_worth_keeping(c, event):
                     self.pending.messages.append(
                         (c, event.message_id, event.conversation, event.author, stamp, event.text)
                     )
             case MessageEdited():
                 if self.keep_text:
-                    self.pending.messages.append(
-                        (c, event.message_id, event.conversation, event.author, stamp, event.text)
-                    )
+                    # Only messages already kept are updated: an edit never adds text we chose not to store.
+                    self.pending.edited_messages.append((event.text, c, event.message_id))
             case MessageDeleted():
                 self.pending.deleted_messages.append((c, event.message_id))
             case ContentViewed():
@@ -458,6 +458,12 @@ class CommunityState:
                     self.pending.regions.append((c, event.account, event.region))
             case _:
                 pass
+
+    def _text_worth_keeping(self, community: str, event: MessageSent) -> bool:
+        """Store the minimum: keep text only of private messages and messages addressed to a minor."""
+        if event.private:
+            return True
+        return any((acc := self.accounts.get((community, r))) is not None and acc.is_minor for r in event.recipients)
 
     def _record_contact(self, event: ContactRequested) -> None:
         c = event.community

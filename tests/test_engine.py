@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from bot.actions import ChildNotice, Enforcement, ModAlert
 from bot.engine import Engine
-from bot.events import BaseEvent, MessageSent
+from bot.events import BaseEvent, ContentViewed, MessageSent
 from bot.findings import Finding
 from bot.simulate import generate
 from bot.sinks import MemorySink
@@ -298,3 +298,21 @@ async def test_failed_ingest_stops_the_engine_instead_of_skipping_events(db: Pat
     await engine.stop()
     async with running_engine(db) as (again, _):
         assert again.stats.processed == 1  # the stored event is processed on restart, not skipped
+
+
+async def test_detectors_only_receive_the_event_types_they_declare(db: Path, ev: EventFactory) -> None:
+    seen: list[str] = []
+
+    class OnlyViews:
+        name: ClassVar[str] = "only_views"
+        handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContentViewed,)
+
+        async def inspect(self, event: BaseEvent, state: object) -> Sequence[Finding]:
+            seen.append(event.type)  # type: ignore[attr-defined]
+            return ()
+
+    engine = Engine(make_settings(db), [], detectors=[OnlyViews()])
+    await engine.start()
+    await engine.ingest([ev.message("a", "hi"), ev.view("a", "b"), ev.contact("a", "b"), ev.view("b", "a")])
+    await engine.stop()
+    assert seen == ["content_viewed", "content_viewed"]

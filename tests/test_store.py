@@ -141,9 +141,9 @@ async def test_forget_erases_every_trace(db: Path, ev: EventFactory) -> None:
 
 
 async def test_retention_purges_old_text_but_not_unprocessed_events(db: Path, ev: EventFactory) -> None:
-    old = ev.message("a", "old words")
+    old = ev.message("a", "old words", conversation="dm", private=True, recipients=("b",))
     ev.tick(days=40)
-    new = ev.message("a", "new words")
+    new = ev.message("a", "new words", conversation="dm", private=True, recipients=("b",))
     async with running_engine(db) as (engine, _):
         await engine.ingest([old, new])
         removed = await engine.purge()
@@ -180,3 +180,35 @@ async def test_forget_a_child_scrubs_them_from_other_accounts_cases(db: Path, ev
     assert leftovers == []
     # The suspect's case survives the child's erasure.
     assert con.execute("SELECT COUNT(*) FROM cases WHERE suspect = 'suspect'").fetchone()[0] == 1
+
+
+async def test_only_text_worth_keeping_is_stored(db: Path, ev: EventFactory) -> None:
+    from bot.events import MessageEdited
+
+    public = ev.message("adult", "public chatter")
+    to_minor = ev.message("adult", "hi there", recipients=("kid",))
+    private = ev.message("adult", "a dm", conversation="dm", private=True, recipients=("friend",))
+    edit_public = MessageEdited(
+        event_id="edit1",
+        platform=ev.platform,
+        community=ev.community,
+        at=ev.tick(),
+        message_id=public.message_id,
+        author="adult",
+        conversation="general",
+        text="edited chatter",
+    )
+    edit_kept = MessageEdited(
+        event_id="edit2",
+        platform=ev.platform,
+        community=ev.community,
+        at=ev.tick(),
+        message_id=to_minor.message_id,
+        author="adult",
+        conversation="general",
+        text="hi there (edited)",
+    )
+    async with running_engine(db) as (engine, _):
+        await engine.ingest([ev.minor("kid"), public, to_minor, private, edit_public, edit_kept])
+    con = sqlite3.connect(db)
+    assert sorted(r[0] for r in con.execute("SELECT text FROM messages")) == ["a dm", "hi there (edited)"]

@@ -64,6 +64,13 @@ class AgeTextDetector:
 
     name: ClassVar[str] = "age_text"
 
+    #: The only event types this detector reads; the engine feeds it nothing else.
+
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (
+        MessageSent,
+        MessageEdited,
+    )
+
     def __init__(self, settings: AgeTextSettings) -> None:
         self.settings = settings
 

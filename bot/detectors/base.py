@@ -119,7 +119,10 @@ class DetectorState(Protocol):
 
 
 class Detector(Protocol):
-    """A named detector; `inspect` must not do platform I/O and must tolerate unknown accounts."""
+    """A named detector; `inspect` must not do platform I/O and must tolerate unknown accounts.
+
+    A detector may declare `handles: ClassVar[tuple[type[BaseEvent], ...]]`, the event types it
+    reads; the engine then feeds it only those (without it, every event)."""
 
     name: ClassVar[str]
 

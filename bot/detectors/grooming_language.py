@@ -101,6 +101,13 @@ class GroomingLanguageDetector:
 
     name: ClassVar[str] = "grooming_language"
 
+    #: The only event types this detector reads; the engine feeds it nothing else.
+
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (
+        MessageSent,
+        MessageEdited,
+    )
+
     def __init__(
         self,
         settings: GroomingLanguageSettings,

@@ -84,6 +84,13 @@ class RejectionsDetector:
 
     name: ClassVar[str] = "rejections"
 
+    #: The only event types this detector reads; the engine feeds it nothing else.
+
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (
+        ContactRequested,
+        ContactAnswered,
+    )
+
     def __init__(self, settings: RejectionsSettings) -> None:
         self.settings = settings
 

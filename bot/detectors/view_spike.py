@@ -71,6 +71,10 @@ class ViewSpikeDetector:
 
     name: ClassVar[str] = "view_spike"
 
+    #: The only event types this detector reads; the engine feeds it nothing else.
+
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContentViewed,)
+
     def __init__(self, settings: ViewSpikeSettings) -> None:
         self.settings = settings
         # (community, viewer) -> (hour, views when it last fired): one finding per hour unless it doubles.

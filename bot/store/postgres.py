@@ -373,6 +373,10 @@ class PostgresStore:
                     "SET conversation = excluded.conversation, author = excluded.author, at = excluded.at, text = excluded.text",
                     _rows(s.messages),
                 )
+            if s.edited_messages:
+                await db.executemany(
+                    "UPDATE messages SET text = $1 WHERE community = $2 AND message_id = $3", _rows(s.edited_messages)
+                )
             if s.deleted_messages:
                 await db.executemany(
                     "DELETE FROM messages WHERE community = $1 AND message_id = $2", _rows(s.deleted_messages)

@@ -289,6 +289,10 @@ class SqliteStore:
                 )
             if s.messages:
                 await db.executemany("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?)", s.messages)
+            if s.edited_messages:
+                await db.executemany(
+                    "UPDATE messages SET text = ? WHERE community = ? AND message_id = ?", s.edited_messages
+                )
             if s.deleted_messages:
                 await db.executemany("DELETE FROM messages WHERE community = ? AND message_id = ?", s.deleted_messages)
             if batch.cases:

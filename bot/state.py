@@ -35,6 +35,7 @@ AcceptedReader = Callable[[str, str], Awaitable[set[str]]]
 
 #: Hours of per-viewer history folded into a view baseline at most; older buckets are pruned.
 VIEW_HISTORY_HOURS = 24 * 14
+VIEW_SWEEP_EVERY_HOURS = 24
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 
 #: Zero-view hours folded one by one into a baseline before it is simply treated as empty.
@@ -508,9 +509,11 @@ class CommunityState:
         self._sweep_views(community, hour)
 
     def _sweep_views(self, community: str, hour: int) -> None:
-        """Once per hour of event time, drop viewers and community buckets older than the view history."""
+        """Once a day of event time, drop viewers and community buckets older than the view history."""
         last = self._view_sweep_hour.get(community)
-        if last is not None and hour <= last:
+        # Viewers idle for the whole history window are rare; a daily sweep keeps memory bounded
+        # without walking every viewer each hour.
+        if last is not None and hour < last + VIEW_SWEEP_EVERY_HOURS:
             return
         self._view_sweep_hour[community] = hour
         horizon = hour - VIEW_HISTORY_HOURS

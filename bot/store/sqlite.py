@@ -148,14 +148,17 @@ class SqliteStore:
         for start in range(0, len(keys), 900):
             chunk = keys[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            async with self.db.execute(f"SELECT key FROM events WHERE key IN ({marks})", chunk) as cur:
-                known.update(row[0] for row in await cur.fetchall())
-        fresh = [e for k, e in unique.items() if k not in known]
+            # Every earlier append is committed, so the read-only connection sees all known keys.
+            known.update(row[0] for row in self._read(f"SELECT key FROM events WHERE key IN ({marks})", chunk))
+        fresh = [(k, e) for k, e in unique.items() if k not in known]
         if not fresh:
             return []
         now = datetime.now(UTC).isoformat()
-        numbered = [(self._next_seq + i, e) for i, e in enumerate(fresh)]
-        rows = [(seq, e.key, e.type, e.community, e.at.isoformat(), now, e.model_dump_json()) for seq, e in numbered]  # type: ignore[attr-defined]
+        numbered = [(self._next_seq + i, e) for i, (_, e) in enumerate(fresh)]
+        rows = [
+            (self._next_seq + i, k, e.type, e.community, e.at.isoformat(), now, e.model_dump_json())  # type: ignore[attr-defined]
+            for i, (k, e) in enumerate(fresh)
+        ]
         await self.db.execute("BEGIN IMMEDIATE")
         try:
             await self.db.executemany(

@@ -48,8 +48,13 @@ class AgeTextSettings(BaseModel):
     )
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def stated_age(text: str) -> int | None:
     """The age a message says its author is, if it says one plainly; None otherwise."""
+    if _DIGIT.search(text) is None:
+        return None  # every pattern needs a number: most chat lines stop here
     lowered = text.lower().replace("\u2019", "'")
     for pattern, offset in PATTERNS:
         match = pattern.search(lowered)
@@ -65,7 +70,6 @@ class AgeTextDetector:
     name: ClassVar[str] = "age_text"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
-
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (
         MessageSent,
         MessageEdited,

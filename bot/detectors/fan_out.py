@@ -178,7 +178,6 @@ class FanOutDetector:
     name: ClassVar[str] = "fan_out"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
-
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContactRequested,)
 
     def __init__(self, settings: FanOutSettings) -> None:

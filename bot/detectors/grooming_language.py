@@ -102,7 +102,6 @@ class GroomingLanguageDetector:
     name: ClassVar[str] = "grooming_language"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
-
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (
         MessageSent,
         MessageEdited,

@@ -64,7 +64,6 @@ class NewAccountDetector:
     name: ClassVar[str] = "new_account_contact"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
-
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContactRequested,)
 
     def __init__(self, settings: NewAccountSettings) -> None:

@@ -85,7 +85,6 @@ class RejectionsDetector:
     name: ClassVar[str] = "rejections"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
-
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (
         ContactRequested,
         ContactAnswered,

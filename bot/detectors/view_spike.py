@@ -72,7 +72,6 @@ class ViewSpikeDetector:
     name: ClassVar[str] = "view_spike"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
-
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContentViewed,)
 
     def __init__(self, settings: ViewSpikeSettings) -> None:

@@ -586,7 +586,6 @@ class PostgresStore:
             "messages": f"DELETE FROM messages WHERE {scope}author = $1",
             "notices": f"DELETE FROM notices WHERE {scope}(child = $1 OR suspect = $1)",
             "findings": f"DELETE FROM findings WHERE {scope}(suspect = $1 OR child = $1)",
-            "actions": "DELETE FROM actions WHERE subject = $1",
             "cases": f"DELETE FROM cases WHERE {scope}suspect = $1",
         }
         removed: dict[str, int] = {}
@@ -597,14 +596,53 @@ class PostgresStore:
                     await self.db.execute("DELETE FROM findings WHERE case_id = ANY($1)", case_ids)
                 )
                 removed["actions"] = _n(await self.db.execute("DELETE FROM actions WHERE case_id = ANY($1)", case_ids))
-            for table, sql in statements.items():
-                params = (account,) if table == "actions" else args
-                removed[table] = removed.get(table, 0) + _n(await self.db.execute(sql, *params))
+            for sql in statements.values():
+                table = sql.split()[2]
+                removed[table] = removed.get(table, 0) + _n(await self.db.execute(sql, *args))
+            # Anything else naming the account as a JSON string (same as the SQLite store): outbox
+            # payloads, other suspects' case and finding evidence, audit details.
+            token = json.dumps(account)
+            if community:
+                removed["actions"] = removed.get("actions", 0) + _n(
+                    await self.db.execute(
+                        "DELETE FROM actions WHERE payload::json->>'community' = $3 AND (subject = $1 OR strpos(payload, $2) > 0)",
+                        account,
+                        token,
+                        _t(community),
+                    )
+                )
+            else:
+                removed["actions"] = removed.get("actions", 0) + _n(
+                    await self.db.execute(
+                        "DELETE FROM actions WHERE subject = $1 OR strpos(payload, $2) > 0", account, token
+                    )
+                )
+            tscope = "community = $2 AND " if community else ""
+            targs: tuple[Any, ...] = (token, _t(community)) if community else (token,)
             for row in await self.db.fetch(
-                "SELECT id, children FROM cases WHERE children LIKE $1", f"%{json.dumps(account)}%"
+                f"SELECT id, children, reasons FROM cases WHERE {tscope}(strpos(children, $1) > 0 OR strpos(reasons, $1) > 0)",
+                *targs,
             ):
                 kids = [k for k in json.loads(row[1]) if k != account]
-                await self.db.execute("UPDATE cases SET children = $1 WHERE id = $2", json.dumps(kids), row[0])
+                extra = json.loads(row[2])
+                for reason in extra.get("reasons", {}).values():
+                    reason["evidence"] = [e for e in reason.get("evidence", []) if e.get("ref") != account]
+                await self.db.execute(
+                    "UPDATE cases SET children = $1, reasons = $2 WHERE id = $3",
+                    json.dumps(kids),
+                    json.dumps(extra),
+                    row[0],
+                )
+            for row in await self.db.fetch(
+                f"SELECT id, evidence FROM findings WHERE {tscope}strpos(evidence, $1) > 0", *targs
+            ):
+                kept = [e for e in json.loads(row[1]) if e.get("ref") != account]
+                await self.db.execute("UPDATE findings SET evidence = $1 WHERE id = $2", json.dumps(kept), row[0])
+            removed["audit (redacted)"] = _n(
+                await self.db.execute(
+                    f"""UPDATE audit SET detail = '{{"redacted": true}}' WHERE {tscope}strpos(detail, $1) > 0""", *targs
+                )
+            )
             await self.db.execute(
                 "INSERT INTO audit (at, actor, action, community, detail) VALUES ($1,$2,$3,$4,$5)",
                 datetime.now(UTC).isoformat(),

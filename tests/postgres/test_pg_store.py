@@ -197,6 +197,34 @@ async def test_forget_leaves_no_trace(pg_url: str, tmp_path: Path, ev: EventFact
         await con.close()
 
 
+async def test_forget_a_child_scrubs_them_from_other_accounts_cases(
+    pg_url: str, tmp_path: Path, ev: EventFactory
+) -> None:
+    events: list[BaseEvent] = [ev.adult("suspect")]
+    for i in range(12):
+        events += [ev.minor(f"kid{i}"), ev.contact("suspect", f"kid{i}")]
+    engine = Engine(pg_settings(pg_url, tmp_path), [MemorySink()])
+    await engine.start()
+    try:
+        await engine.ingest(events)
+        await engine.drain()
+        await engine.forget("kid5")
+    finally:
+        await engine.stop()
+    con = await asyncpg.connect(pg_url)
+    try:
+        leftovers = []
+        tables = [r[0] for r in await con.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            for row in await con.fetch(f"SELECT * FROM {table}"):
+                if any((isinstance(v, str) and '"kid5"' in v) or v == "kid5" for v in row.values()):
+                    leftovers.append(table)
+        assert leftovers == []
+        assert await con.fetchval("SELECT COUNT(*) FROM cases WHERE suspect = 'suspect'") == 1
+    finally:
+        await con.close()
+
+
 async def _wait_processed(url: str, seconds: float = 60) -> None:
     con = await asyncpg.connect(url)
     try:

@@ -120,7 +120,24 @@ class CardStore:
     async def forget(self, account: str) -> int:
         """Drop cards about `account` (as suspect); the Discord messages themselves are deleted by the caller."""
         cur = await self.db.execute("DELETE FROM discord_cards WHERE json_extract(alert, '$.suspect') = ?", (account,))
-        return max(0, cur.rowcount)
+        removed = max(0, cur.rowcount)
+        # Cards about other suspects may name this account as a child or in evidence: scrub the stored copy.
+        token = json.dumps(account)
+        async with self.db.execute(
+            "SELECT case_id, alert, undelivered FROM discord_cards WHERE instr(alert, ?) > 0 OR instr(undelivered, ?) > 0",
+            (token, token),
+        ) as cur2:
+            rows = await cur2.fetchall()
+        for case_id, alert_json, undelivered_json in rows:
+            alert = json.loads(alert_json)
+            alert["children"] = [c for c in alert.get("children", []) if c != account]
+            alert["evidence"] = [e for e in alert.get("evidence", []) if e.get("ref") != account]
+            undelivered = [c for c in json.loads(undelivered_json) if c != account]
+            await self.db.execute(
+                "UPDATE discord_cards SET alert = ?, undelivered = ? WHERE case_id = ?",
+                (json.dumps(alert), json.dumps(undelivered), case_id),
+            )
+        return removed
 
     async def cards_for(self, account: str) -> list[Card]:
         async with self.db.execute(

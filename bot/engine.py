@@ -119,8 +119,6 @@ class Engine:
         snap = await self.store.snapshot(CONTACT_WINDOW_HOURS)
         for community, acc in snap.accounts:
             self.state.accounts[(community, acc.account)] = acc
-        for community, edge in snap.contacts:
-            self.state.load_contact(community, edge)
         self.cases.load(snap.cases, snap.next_case_id, snap.dismissals)
         self.notices.load(snap.notices)
         self._watermark = snap.watermark

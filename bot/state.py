@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -367,15 +367,6 @@ class CommunityState:
                     row[1] += tot
             self._community_views[community] = buckets
         return buckets
-
-    # -- loading --------------------------------------------------------------------------
-
-    def load_accounts(self, rows: Iterable[Account], community_of: Iterable[str]) -> None:
-        for community, acc in zip(community_of, rows, strict=True):
-            self.accounts[(community, acc.account)] = acc
-
-    def load_contact(self, community: str, edge: ContactEdge) -> None:
-        """Kept for the engine's start-up; contact edges are read from the store on demand now."""
 
     # -- writes ---------------------------------------------------------------------------
 

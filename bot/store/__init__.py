@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from bot.actions import ChildNotice, Enforcement, ModAlert
 from bot.cases import Audit, Case
 from bot.config import StoreSettings
-from bot.detectors.base import Account, ContactEdge
+from bot.detectors.base import Account
 from bot.events import BaseEvent
 from bot.findings import Finding
 from bot.state import PendingWrites
@@ -35,10 +35,9 @@ class BatchWrite:
 
 @dataclass
 class Snapshot:
-    """What the engine needs in memory at start: accounts, recent contacts, cases, notice history."""
+    """What the engine needs in memory at start: accounts, open cases, notice history, the watermark."""
 
     accounts: list[tuple[str, Account]] = field(default_factory=list)
-    contacts: list[tuple[str, ContactEdge]] = field(default_factory=list)
     cases: list[Case] = field(default_factory=list)
     next_case_id: int = 1
     dismissals: dict[tuple[str, str], int] = field(default_factory=dict)

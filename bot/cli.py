@@ -14,6 +14,7 @@ from typing import Annotated, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -39,14 +40,19 @@ DbOption = Annotated[Path | None, typer.Option("--db", help="SQLite database fil
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _settings(config: Path | None, db: Path | None = None) -> Settings:
+def _load_or_exit(config: Path | None, header: str) -> Settings:
+    """Load settings, or print every config problem with its key and fix hint and exit 1."""
     try:
-        settings = load_settings(config)
+        return load_settings(config)
     except ConfigError as error:
-        err.print(f"[red]config problems ({len(error.problems)}):[/]")
+        err.print(f"[red]{escape(header)}: {len(error.problems)} problem(s)[/]")
         for problem in error.problems:
-            err.print(f"  • {problem}")
+            err.print(f"  • [bold]{escape(problem.key)}[/]: {escape(problem.problem)}\n    fix: {escape(problem.hint)}")
         raise typer.Exit(1) from None
+
+
+def _settings(config: Path | None, db: Path | None = None) -> Settings:
+    settings = _load_or_exit(config, f"{config or 'config'}")
     if db is not None:
         settings.store.path = db
     return settings
@@ -301,13 +307,7 @@ def run(config: ConfigOption = None, verbose: bool = False) -> None:
 @app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="TOML config file to check")]) -> None:
     """Validate a config file and report every problem with its key and a fix hint."""
-    try:
-        settings = load_settings(file)
-    except ConfigError as error:
-        err.print(f"[red]{file}: {len(error.problems)} problem(s)[/]")
-        for problem in error.problems:
-            err.print(f"  • [bold]{problem.key}[/]: {problem.problem}\n    fix: {problem.hint}")
-        raise typer.Exit(1) from None
+    settings = _load_or_exit(file, str(file))
     enabled = [
         name for name in type(settings.detectors).model_fields if getattr(settings.detector(name), "enabled", True)
     ]
@@ -400,19 +400,9 @@ def forget(
 @app.command()
 def doctor(config: ConfigOption = None, db: DbOption = None) -> None:
     """Check config, database, model file and platform settings; print what to fix (exit 1 on problems)."""
-    from rich.markup import escape
-
     from bot.doctor import FAIL, WARN, diagnose
 
-    try:
-        settings = load_settings(config)
-    except ConfigError as error:
-        err.print(f"[red]✖ config[/]: {len(error.problems)} problem(s)")
-        for problem in error.problems:
-            err.print(f"    {escape(str(problem.key))}: {escape(problem.problem)}\n      fix: {escape(problem.hint)}")
-        raise typer.Exit(1) from None
-    if db is not None:
-        settings.store.path = db
+    settings = _settings(config, db)
     checks = diagnose(settings)
     marks = {FAIL: "[red]✖[/]", WARN: "[yellow]![/]"}
     for check in checks:

@@ -137,3 +137,9 @@ class DetectorSpec:
     summary: str
     settings_model: type[BaseModel]
     factory: Callable[[Any], Detector]
+
+
+def ramp(count: float, at_floor: float, at_top: float, floor: float, top: float) -> float:
+    """A score rising linearly from `floor` (at `at_floor`) to `top` (at `at_top` and beyond)."""
+    progress = min(1.0, max(0.0, (count - at_floor) / (at_top - at_floor)))
+    return floor + (top - floor) * progress

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.detectors.base import Account, ContactEdge, DetectorState
+from bot.detectors.base import Account, ContactEdge, DetectorState, ramp
 from bot.events import AgeBand, BaseEvent, ContactRequested
 from bot.findings import Evidence, Finding
 
@@ -214,8 +214,7 @@ class FanOutDetector:
         self, event: ContactRequested, contacts: Sequence[MinorContact], cold: int, rank: float | None, reached: int
     ) -> Finding:
         s = self.settings
-        progress = (cold - s.min_minors) / (s.saturate_minors - s.min_minors)
-        score = min(1.0, s.floor_score + (1 - s.floor_score) * progress)
+        score = ramp(cold, s.min_minors, s.saturate_minors, s.floor_score, 1.0)
         reason = contact_reason(contacts, span_text(s.window_hours))
         if reached > len(contacts):
             reason += f"; {len(contacts)} of the {reached} accounts it reached were minors"

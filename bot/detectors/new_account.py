@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.detectors.base import Account, DetectorState
+from bot.detectors.base import Account, DetectorState, ramp
 from bot.detectors.fan_out import classify, contact_evidence, contact_reason, minors_contacted, span_text
 from bot.events import BaseEvent, ContactRequested
 from bot.findings import Finding
@@ -86,8 +86,7 @@ class NewAccountDetector:
         cold = sum(1 for x in contacts if x.cold)
         if cold < s.min_minors or not any(x.cold and x.edge.target == event.target for x in contacts):
             return ()
-        progress = min(1.0, (cold - s.min_minors) / (s.saturate_minors - s.min_minors))
-        score = s.floor_score + (s.top_score - s.floor_score) * progress
+        score = ramp(cold, s.min_minors, s.saturate_minors, s.floor_score, s.top_score)
         reason = f"account is {span_text(round(max(age, 1)))} old and " + contact_reason(contacts, "that time")
         return (
             Finding(

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.detectors.base import DetectorState, RequestRecord
+from bot.detectors.base import DetectorState, RequestRecord, ramp
 from bot.detectors.fan_out import span_text
 from bot.events import BaseEvent, ContactAnswered, ContactRequested
 from bot.findings import Evidence, Finding
@@ -125,8 +125,7 @@ class RejectionsDetector:
         # A new request only re-reports when it is what reveals requests left unanswered past the expiry.
         if isinstance(event, ContactRequested) and not any(r.status == "pending" for r, _ in refused):
             return ()
-        progress = min(1.0, (len(refused) - s.min_refused) / (s.saturate_refused - s.min_refused))
-        score = s.floor_score + (s.top_score - s.floor_score) * progress
+        score = ramp(len(refused), s.min_refused, s.saturate_refused, s.floor_score, s.top_score)
         rejected = sum(1 for _, st in refused if st == "rejected")
         expired = len(refused) - rejected
         minors = len({r.target for r, _ in settled})

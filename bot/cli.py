@@ -420,12 +420,15 @@ def score(
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write id, score, label, stages")],
     threshold: Annotated[float | None, typer.Option(help="override the shipped threshold")] = None,
 ) -> None:
-    """Score messages or conversation segments with the shipped language model."""
+    """Score messages or conversation segments; languages no model covers are reported 'not scored'."""
     from bot.classifier import ModelError
     from bot.scoring import score_file
 
     if not input.is_file():
         err.print(f"[red]{input}: no such file[/]")
+        raise typer.Exit(1)
+    if not output.parent.is_dir():
+        err.print(f"[red]{output}: folder {output.parent} does not exist; create it or choose another --output[/]")
         raise typer.Exit(1)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
@@ -433,19 +436,39 @@ def score(
     except ModelError as error:
         err.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
+    except OSError as error:
+        err.print(f"[red]cannot write {output}: {error.strerror or error}[/]")
+        raise typer.Exit(1) from None
     console.print(f"scored {written} lines into {output}")
 
 
 @app.command("eval")
 def eval_cmd(
-    input: Annotated[Path, typer.Option("--input", "-i", help='JSON Lines of {"text": ..., "label": 0|1}')],
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help='JSON Lines of {"text": ..., "label": 0|1}')
+    ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            "--corpus",
+            help="the shared data folder (pj_transcripts.jsonl, negatives/): replay conversations the way the "
+            "detector reads them and report notice/alert shares per source",
+        ),
+    ] = None,
     threshold: Annotated[float | None, typer.Option(help="override the shipped threshold")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Precision, recall, F1, F0.5, ROC AUC and the confusion matrix on labelled lines."""
+    """Measure the shipped model: window metrics on a labelled file, or the product view on the corpora."""
     from bot.classifier import ModelError
     from bot.scoring import evaluate_file
 
+    if (input is None) == (corpus is None):
+        err.print("[red]give exactly one of --input FILE (labelled lines) or --corpus DIR (the shared data)[/]")
+        raise typer.Exit(2)
+    if corpus is not None:
+        _eval_corpus(corpus, as_json)
+        return
+    assert input is not None
     if not input.is_file():
         err.print(f"[red]{input}: no such file[/]")
         raise typer.Exit(1)
@@ -455,6 +478,45 @@ def eval_cmd(
         err.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+
+
+def _eval_corpus(corpus: Path, as_json: bool) -> None:
+    """`eval --corpus`: held-back splits of the fit sources, the evaluation-only corpora and the probes."""
+    from bot.classifier import ModelError, load_default_classifier
+    from bot.corpora import load_chitchat, load_negatives, load_pj, load_probes, load_synthetic, split_of
+    from bot.evaluation import ProductThresholds, format_report, product_report
+    from bot.language_routing import default_router
+
+    if not (corpus / "pj_transcripts.jsonl").is_file() or not (corpus / "negatives").is_dir():
+        err.print(f"[red]{corpus}: expected pj_transcripts.jsonl and negatives/ (the shared data folder)[/]")
+        raise typer.Exit(1)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        model = load_default_classifier()
+    except ModelError as error:
+        err.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    fit = load_pj(corpus / "pj_transcripts.jsonl") + load_negatives(corpus, "sms") + load_negatives(corpus, "irc")
+    try:
+        fit += load_chitchat()
+    except ImportError:
+        err.print("chitchat-dataset is not installed (pip install 'groomguard[train]'): skipping that source")
+    fit += load_synthetic()
+    held_back = [c for c in fit if split_of(c.group or c.id) == "test"]
+    eval_only = load_negatives(corpus, "nps") + load_negatives(corpus, "conda")
+    thresholds = ProductThresholds(notice=model.info.notice_threshold, moderator=model.info.moderator_threshold)
+    report = product_report(
+        model.classify_folded,
+        model.informative,
+        thresholds,
+        model.base_rate,
+        held_back,
+        eval_only,
+        load_probes(),
+        default_router(),
+    )
+    report["thresholds"] = {"notice": thresholds.notice, "moderator": thresholds.moderator, "model": model.info.version}
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
 @app.command()

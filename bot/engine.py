@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +30,8 @@ CONTACT_WINDOW_HOURS = 24 * 30
 PURGE_EVERY_BATCHES = 2_000
 REDELIVER_EVERY_S = 30.0
 PURGE_EVERY_S = 3600.0
+#: Detector-memory name under which each community's clock (latest event time processed) is kept.
+CLOCK_MEMORY = "engine.clock"
 
 
 @dataclass
@@ -80,8 +83,11 @@ class Engine:
         sinks: Sequence[Sink] = (),
         store: Store | None = None,
         detectors: Sequence[Detector] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
+        #: The wall clock (injectable for tests): retention and the future-time bound use it.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.store = store or open_store(settings.store)
         self.sinks = list(sinks)
         self.detectors = list(detectors) if detectors is not None else build_detectors(settings)
@@ -106,6 +112,9 @@ class Engine:
         self._batches = 0
         self._watermark_at: datetime | None = None
         self._watermark = 0
+        #: Latest event time processed per community since start: each community's own clock, for
+        #: decaying its cases and expiring its detector memory (one community never moves another's).
+        self._clocks: dict[str, datetime] = {}
         #: Called with (detector name, seconds) after every inspect; bot.metrics plugs its histogram in here.
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
@@ -123,6 +132,10 @@ class Engine:
         self.notices.load(snap.notices)
         self._watermark = snap.watermark
         self._watermark_at = snap.watermark_at
+        await self.state.restore()
+        for row in await self.state.memory_book.rows(CLOCK_MEMORY):
+            if row.value is not None:
+                self._clocks[row.community] = datetime.fromisoformat(json.loads(row.value))
         await self._deliver(await self.store.pending_actions())
         recovered = await self.catch_up()
         await self.purge()
@@ -245,7 +258,33 @@ class Engine:
             for _ in batch:
                 self._queue.task_done()
 
+    def time_problem(self, event: BaseEvent) -> str | None:
+        """Why an event's time is refused (more than engine.max_future_seconds ahead of now), or None."""
+        ahead = (event.at - self.clock()).total_seconds()
+        allowed = self.settings.engine.max_future_seconds
+        if ahead > allowed:
+            return (
+                f"at: {event.at.isoformat()} is {int(ahead)} s in the future; at most {allowed} s is allowed "
+                "(check the sender's clock, or raise engine.max_future_seconds)"
+            )
+        return None
+
+    def _admit(self, batch: list[BaseEvent]) -> list[BaseEvent]:
+        """Drop events dated too far in the future, counted and logged: one bad clock must not age all data."""
+        kept = []
+        for event in batch:
+            problem = self.time_problem(event)
+            if problem is None:
+                kept.append(event)
+                continue
+            self.reject("future_time")
+            log.warning("refused event %s from %s: %s", event.key, event.community, problem)
+        return kept
+
     async def _handle(self, batch: list[BaseEvent]) -> int:
+        batch = self._admit(batch)
+        if not batch:
+            return 0
         fresh = await self.store.append_events(batch)
         self.stats.duplicates += len(batch) - len(fresh)
         self.stats.stored += len(fresh)
@@ -256,7 +295,11 @@ class Engine:
     async def _process(self, items: list[tuple[int, BaseEvent]]) -> None:
         actions: list[ActionT] = []
         findings: list[tuple[int, Finding]] = []
+        clocks: dict[str, datetime] = {}
         for _seq, event in items:
+            seen = clocks.get(event.community)
+            if seen is None or event.at > seen:
+                clocks[event.community] = event.at
             self.state.apply(event)
             if isinstance(event, ModeratorDecision):
                 actions.extend(self.cases.decide(event))
@@ -277,6 +320,13 @@ class Engine:
         last_seq, last_event = items[-1]
         self._watermark = last_seq
         self._watermark_at = max(self._watermark_at or last_event.at, last_event.at)
+        for community, at in clocks.items():
+            known = self._clocks.get(community)
+            if known is None or at > known:
+                self._clocks[community] = known = at
+                # Persisted with the batch so a restart decays and expires with the same clock.
+                self.state.memory_book.put(CLOCK_MEMORY, community, "", at.isoformat(), ())
+            clocks[community] = known
         dirty_cases, audit = self.cases.take_dirty()
         await self.store.commit_batch(
             BatchWrite(
@@ -289,6 +339,8 @@ class Engine:
                 watermark=last_seq,
                 watermark_at=self._watermark_at,
                 half_life_hours=self.settings.cases.half_life_hours,
+                memory=self.state.memory_book.take_pending(),
+                clocks=clocks,
             )
         )
         self.stats.processed += len(items)
@@ -321,12 +373,18 @@ class Engine:
         return out
 
     async def purge(self) -> dict[str, int]:
-        """Apply retention: drop message text and raw events older than configured."""
+        """Apply retention on the wall clock: drop message text and raw events older than configured.
+
+        Retention is measured from now, never from event time: an event dated in the future cannot make
+        everything look old (ingest also refuses events too far ahead, see `_admit`). Detector memory
+        expires against each community's own event clock, so a replay of old data keeps its windows.
+        """
         self._last_purge = time.monotonic()
-        if self._watermark_at is None:
-            return {}
         s = self.settings.store
-        removed = await self.store.purge_expired(self._watermark_at, s.message_retention_days, s.event_retention_days)
+        removed = await self.store.purge_expired(self.clock(), s.message_retention_days, s.event_retention_days)
+        purge_memory = getattr(self.store, "purge_memory", None)
+        if purge_memory is not None and self._clocks:
+            removed["detector_memory"] = await purge_memory(dict(self._clocks))
         log.info("retention purge removed %s", removed)
         return removed
 

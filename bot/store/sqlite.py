@@ -18,6 +18,7 @@ from bot.actions import Action
 from bot.cases import Case
 from bot.detectors.base import Account, ContactEdge, RequestRecord
 from bot.events import AgeBand, BaseEvent, parse_event
+from bot.memory import MemoryRow
 from bot.store import ActionT, BatchWrite, Snapshot
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,17 @@ class SqliteStore:
                 known.update(row[0] for row in await cur.fetchall())
         return known
 
+    async def known_bodies(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored bodies of these event keys, so ingest can tell a resend from a reused id."""
+        known: dict[str, str] = {}
+        for start in range(0, len(keys), 900):
+            chunk = list(keys[start : start + 900])
+            async with self.db.execute(
+                f"SELECT key, body FROM events WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            ) as cur:
+                known.update((row[0], row[1]) for row in await cur.fetchall())
+        return known
+
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
         async with self.db.execute(
             "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
@@ -301,7 +313,10 @@ class SqliteStore:
             if batch.cases:
                 await db.executemany(
                     "INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [case.to_row(batch.watermark_at, batch.half_life_hours) for case in batch.cases],
+                    [
+                        case.to_row(batch.clocks.get(case.community, batch.watermark_at), batch.half_life_hours)
+                        for case in batch.cases
+                    ],
                 )
             if batch.findings:
                 await db.executemany(
@@ -347,6 +362,19 @@ class SqliteStore:
                         for a in batch.audit
                     ],
                 )
+            if batch.memory:
+                gone = [(r.detector, r.community, r.key) for r in batch.memory if r.value is None]
+                kept = [
+                    (r.detector, r.community, r.key, r.value, json.dumps(r.accounts), _iso(r.expires_at))
+                    for r in batch.memory
+                    if r.value is not None
+                ]
+                if gone:
+                    await db.executemany(
+                        "DELETE FROM detector_memory WHERE detector = ? AND community = ? AND key = ?", gone
+                    )
+                if kept:
+                    await db.executemany("INSERT OR REPLACE INTO detector_memory VALUES (?,?,?,?,?,?)", kept)
             await db.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                 [("watermark", str(batch.watermark)), ("watermark_at", batch.watermark_at.isoformat())],
@@ -406,6 +434,36 @@ class SqliteStore:
             (community, from_hour),
         )
         return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+    # -- detector memory (bot.memory.MemoryReader) ---------------------------------------
+
+    async def memory_row(self, detector: str, community: str, key: str) -> MemoryRow | None:
+        rows = self._read(
+            "SELECT value, accounts, expires_at FROM detector_memory WHERE detector = ? AND community = ? AND key = ?",
+            (detector, community, key),
+        )
+        if not rows:
+            return None
+        value, accounts, expires = rows[0]
+        return MemoryRow(detector, community, key, value, tuple(json.loads(accounts)), _dt(expires))
+
+    async def memory_rows(self, detector_prefix: str) -> list[MemoryRow]:
+        rows = self._read(
+            "SELECT detector, community, key, value, accounts, expires_at FROM detector_memory "
+            "WHERE substr(detector, 1, ?) = ? ORDER BY detector, community, key",
+            (len(detector_prefix), detector_prefix),
+        )
+        return [MemoryRow(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), _dt(r[5])) for r in rows]
+
+    async def purge_memory(self, clocks: dict[str, datetime]) -> int:
+        """Delete memory rows that expired before their own community's clock (event time)."""
+        if not clocks:
+            return 0
+        cur = await self.db.executemany(
+            "DELETE FROM detector_memory WHERE community = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+            [(c, at.isoformat()) for c, at in clocks.items()],
+        )
+        return max(0, cur.rowcount)
 
     # -- outbox ---------------------------------------------------------------------------
 
@@ -489,6 +547,12 @@ class SqliteStore:
             "notices": ("DELETE FROM notices WHERE " + scope + "(child = ? OR suspect = ?)", 2),
             "findings": ("DELETE FROM findings WHERE " + scope + "(suspect = ? OR child = ?)", 2),
             "cases": ("DELETE FROM cases WHERE " + scope + "suspect = ?", 1),
+            "detector_memory": (
+                "DELETE FROM detector_memory WHERE "
+                + scope
+                + "(key = ? OR EXISTS (SELECT 1 FROM json_each(accounts) WHERE value = ?))",
+                2,
+            ),
         }
         await self.db.execute("BEGIN IMMEDIATE")
         try:

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.actions import ChildNotice, Enforcement, ModAlert, Sink
-from bot.cases import CaseBook
+from bot.cases import Audit, CaseBook
 from bot.config import Settings
 from bot.detectors import REGISTRY
 from bot.detectors.base import Detector
-from bot.events import EVENT_TYPES, BaseEvent, ModeratorDecision
+from bot.events import EVENT_TYPES, AgeBand, AgeDeclared, BaseEvent, ModeratorDecision
 from bot.findings import Finding
 from bot.notices import NoticeBook
 from bot.state import CommunityState
@@ -296,11 +296,15 @@ class Engine:
         actions: list[ActionT] = []
         findings: list[tuple[int, Finding]] = []
         clocks: dict[str, datetime] = {}
+        lifted: list[Audit] = []
         for _seq, event in items:
             seen = clocks.get(event.community)
             if seen is None or event.at > seen:
                 clocks[event.community] = event.at
-            self.state.apply(event)
+            if isinstance(event, AgeDeclared) and event.band is not AgeBand.MINOR:
+                lifted.extend(self._age_lift(event))
+            else:
+                self.state.apply(event)
             if isinstance(event, ModeratorDecision):
                 actions.extend(self.cases.decide(event))
                 continue
@@ -328,6 +332,7 @@ class Engine:
                 self.state.memory_book.put(CLOCK_MEMORY, community, "", at.isoformat(), ())
             clocks[community] = known
         dirty_cases, audit = self.cases.take_dirty()
+        audit.extend(lifted)
         await self.store.commit_batch(
             BatchWrite(
                 state=self.state.take_pending(),
@@ -349,6 +354,25 @@ class Engine:
             await self.purge()
         if actions:
             self._outbox.put_nowait(actions)
+
+    def _age_lift(self, event: AgeDeclared) -> list[Audit]:
+        """Apply an age that would lift a minor band: only a moderator may, and that is audited."""
+        before = self.state.accounts.get((event.community, event.account))
+        self.state.apply(event)
+        if before is None or not before.is_minor:
+            return []
+        after = self.state.accounts.get((event.community, event.account))
+        if after is not None and after.is_minor:
+            log.info(
+                "kept %s in %s a minor: a %s declaration (event %s) may not lift a minor band, only a moderator",
+                event.account,
+                event.community,
+                event.source.value,
+                event.key,
+            )
+            return []
+        detail = {"account": event.account, "from": "minor", "to": event.band.value, "event": event.key}
+        return [Audit(event.at, "moderator", "age_band_lifted", event.community, None, detail)]
 
     def _on_finding(self, finding: Finding, findings: list[tuple[int, Finding]]) -> list[ActionT]:
         self.stats.findings += 1

@@ -400,15 +400,18 @@ class Engine:
         """Apply retention on the wall clock: drop message text and raw events older than configured.
 
         Retention is measured from now, never from event time: an event dated in the future cannot make
-        everything look old (ingest also refuses events too far ahead, see `_admit`). Detector memory
-        expires against each community's own event clock, so a replay of old data keeps its windows.
+        everything look old (ingest also refuses events too far ahead, see `_admit`). Expired detector
+        memory is hidden from detectors at once (in event time) and deleted once it expired longer ago
+        than message retention: events can arrive late or out of order, and a row deleted too early
+        would let a detector repeat a finding.
         """
         self._last_purge = time.monotonic()
         s = self.settings.store
-        removed = await self.store.purge_expired(self.clock(), s.message_retention_days, s.event_retention_days)
+        now = self.clock()
+        removed = await self.store.purge_expired(now, s.message_retention_days, s.event_retention_days)
         purge_memory = getattr(self.store, "purge_memory", None)
-        if purge_memory is not None and self._clocks:
-            removed["detector_memory"] = await purge_memory(dict(self._clocks))
+        if purge_memory is not None:
+            removed["detector_memory"] = await purge_memory(now - timedelta(days=s.message_retention_days))
         log.info("retention purge removed %s", removed)
         return removed
 

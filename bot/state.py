@@ -221,7 +221,7 @@ class CommunityState:
                 ranking.cached = tuple(data[0]) if data[0] is not None else None  # type: ignore[assignment]
                 ranking.updates = int(data[1])
             else:
-                ranking.values[row.key] = (float(data[0]), datetime.fromisoformat(data[1]))
+                ranking.values[row.key] = (data[0], datetime.fromisoformat(data[1]))
 
     def memory(self, detector: str) -> DetectorMemory:
         """The persistent memory of one detector (see bot.detectors.base.DetectorMemory)."""
@@ -527,7 +527,11 @@ class CommunityState:
             self.pending.view_authors.add((community, viewer, hour, author))
         bucket[1] += count
         stats = self._viewers.get((community, viewer))
-        if stats is not None:
+        if stats is not None and hour < stats.hour:
+            # A late view for an earlier hour: the running baseline cannot fold it in after the fact.
+            # Drop it, so the next read rebuilds from the buckets exactly as a restart would.
+            del self._viewers[(community, viewer)]
+        elif stats is not None:
             stats.advance(hour)
             if stats.hour == hour:
                 stats.total += count

@@ -89,9 +89,10 @@ async def test_a_failed_commit_leaves_no_memory_behind(db: Path, ev: EventFactor
     assert again.seen == [2], "the replayed event recomputes the memory once: not lost, not doubled"
 
 
-async def test_memory_expires_in_event_time_and_is_purged_by_the_community_clock(db: Path, ev: EventFactory) -> None:
+async def test_memory_expires_in_event_time_and_is_purged_after_retention(db: Path, ev: EventFactory) -> None:
     detector = Counter()
-    engine = await _engine(db, detector)
+    engine = await _engine(db, detector, clock=lambda: ev.now + timedelta(days=30, hours=1))
+    engine.settings.store.message_retention_days = 30
     await engine.ingest([ev.message("adult", "hi", conversation="dm1")])
     ev.tick(hours=2)
     await engine.ingest([ev.message("adult", "hi", conversation="dm1")])

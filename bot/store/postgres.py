@@ -707,18 +707,13 @@ class PostgresStore:
         return [MemoryRow(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), _dt(r[5])) for r in rows]
 
     @_serialized
-    async def purge_memory(self, clocks: dict[str, datetime]) -> int:
-        """Delete memory rows that expired before their own community's clock (event time)."""
-        removed = 0
-        for community, at in clocks.items():
-            removed += _n(
-                await self.db.execute(
-                    "DELETE FROM detector_memory WHERE community = $1 AND expires_at IS NOT NULL AND expires_at <= $2",
-                    _t(community),
-                    at.isoformat(),
-                )
+    async def purge_memory(self, before: datetime) -> int:
+        """Delete memory rows that expired before `before` (they are already hidden from detectors)."""
+        return _n(
+            await self.db.execute(
+                "DELETE FROM detector_memory WHERE expires_at IS NOT NULL AND expires_at < $1", before.isoformat()
             )
-        return removed
+        )
 
     @_serialized
     async def purge_expired(self, now: datetime, message_days: int, event_days: int) -> dict[str, int]:

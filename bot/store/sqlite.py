@@ -455,13 +455,10 @@ class SqliteStore:
         )
         return [MemoryRow(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), _dt(r[5])) for r in rows]
 
-    async def purge_memory(self, clocks: dict[str, datetime]) -> int:
-        """Delete memory rows that expired before their own community's clock (event time)."""
-        if not clocks:
-            return 0
-        cur = await self.db.executemany(
-            "DELETE FROM detector_memory WHERE community = ? AND expires_at IS NOT NULL AND expires_at <= ?",
-            [(c, at.isoformat()) for c, at in clocks.items()],
+    async def purge_memory(self, before: datetime) -> int:
+        """Delete memory rows that expired before `before` (they are already hidden from detectors)."""
+        cur = await self.db.execute(
+            "DELETE FROM detector_memory WHERE expires_at IS NOT NULL AND expires_at < ?", (before.isoformat(),)
         )
         return max(0, cur.rowcount)
 

@@ -420,6 +420,7 @@ class Engine:
         async with self._lock:
             self.state.forget(account, community)
             self.cases.forget(account, community)
+            self.notices.forget(account, community)
             for detector in self.detectors:
                 # Detectors that keep their own memory (conversation windows) erase it too.
                 forget = getattr(detector, "forget", None)

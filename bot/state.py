@@ -583,6 +583,9 @@ class CommunityState:
             del self.accounts[key]
         for key in [k for k in self._viewers if k[1] == account and scoped(k[0])]:
             del self._viewers[key]
+        for (c, _viewer), stats in self._viewers.items():
+            if scoped(c):
+                stats.authors.discard(account)
         for (c, _metric), ranking in self._rankings.items():
             if scoped(c):
                 ranking.values.pop(account, None)

@@ -38,6 +38,7 @@ from bot.cases import Case
 from bot.detectors.base import Account, ContactEdge, RequestRecord
 from bot.events import AgeBand, BaseEvent, parse_event
 from bot.memory import MemoryRow
+from bot.privacy import mentions, needles, scrub
 from bot.store import ActionT, BatchWrite, Snapshot
 
 if TYPE_CHECKING:
@@ -672,6 +673,8 @@ class PostgresStore:
                     f"""UPDATE audit SET detail = '{{"redacted": true}}' WHERE {tscope}strpos(detail, $1) > 0""", *targs
                 )
             )
+            for table, n in (await self._sweep(account, community)).items():
+                removed[table] = removed.get(table, 0) + n
             await self.db.execute(
                 "INSERT INTO audit (at, actor, action, community, detail) VALUES ($1,$2,$3,$4,$5)",
                 datetime.now(UTC).isoformat(),
@@ -714,6 +717,56 @@ class PostgresStore:
                 "DELETE FROM detector_memory WHERE expires_at IS NOT NULL AND expires_at < $1", before.isoformat()
             )
         )
+
+    async def _sweep(self, account: str, community: str | None) -> dict[str, int]:
+        """Find the id in every column of every table and remove it (the SQLite store's `_sweep`, on PostgreSQL).
+
+        Rows are removed logically; PostgreSQL keeps dead row versions until VACUUM reuses the space,
+        so the operator's storage encryption and VACUUM schedule decide when the bytes are gone.
+        """
+        removed: dict[str, int] = {}
+        tables = [
+            r[0]
+            for r in await self.db.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+                "AND table_type = 'BASE TABLE' AND table_name NOT IN ('schema_version', 'meta') ORDER BY 1"
+            )
+        ]
+        keep = {"cases", "findings", "audit"}
+        forms = needles(account)
+        for table in tables:
+            columns = [
+                r[0]
+                for r in await self.db.fetch(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                    "AND table_name = $1 ORDER BY ordinal_position",
+                    table,
+                )
+            ]
+            if community is not None and "community" not in columns:
+                continue
+            marks = " OR ".join(f'strpos("{c}"::text, ${i + 1}) > 0' for c in columns for i in range(len(forms)))
+            args: list[Any] = [_t(f) for f in forms]
+            sql = f'SELECT ctid AS gg_ctid, * FROM "{table}" WHERE ({marks})'
+            if community is not None:
+                sql += f" AND community = ${len(args) + 1}"
+                args.append(_t(community))
+            for row in await self.db.fetch(sql, *args):
+                values = {c: row[c] for c in columns}
+                texts = {c: str(v) for c, v in values.items() if v is not None}
+                if not any(mentions(t, account) for t in texts.values()):
+                    continue
+                if table not in keep and (table == "events" or account in texts.values()):
+                    await self.db.execute(f'DELETE FROM "{table}" WHERE ctid = $1', row["gg_ctid"])
+                    removed[table] = removed.get(table, 0) + 1
+                    continue
+                changed = {
+                    c: scrub(v, account) for c, v in values.items() if isinstance(v, str) and mentions(v, account)
+                }
+                sets = ", ".join(f'"{c}" = ${i + 2}' for i, c in enumerate(changed))
+                await self.db.execute(f'UPDATE "{table}" SET {sets} WHERE ctid = $1', row["gg_ctid"], *changed.values())
+                removed[f"{table} (scrubbed)"] = removed.get(f"{table} (scrubbed)", 0) + 1
+        return removed
 
     @_serialized
     async def purge_expired(self, now: datetime, message_days: int, event_days: int) -> dict[str, int]:

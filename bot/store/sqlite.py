@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from bot.cases import Case
 from bot.detectors.base import Account, ContactEdge, RequestRecord
 from bot.events import AgeBand, BaseEvent, parse_event
 from bot.memory import MemoryRow
+from bot.privacy import mentions, needles, scrub
 from bot.store import ActionT, BatchWrite, Snapshot
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,23 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600), or tighten an existing one.
+
+    SQLite creates the -wal and -shm files with the database file's permissions, so they follow.
+    """
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        return
+    for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if part.exists() and part.stat().st_mode & 0o077:
+                part.chmod(0o600)
+                log.warning("%s was readable by others; made it 0600 (it holds children's data)", part)
+        except PermissionError:
+            log.warning("%s is readable by others and not ours to chmod; run chmod 600 on it", part)
+
+
 class StoreError(RuntimeError):
     """The database cannot be used (locked, corrupt, unwritable); the message says which file."""
 
@@ -78,8 +97,11 @@ class SqliteStore:
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
             self._db.row_factory = aiosqlite.Row
+            # Deleted rows are overwritten with zeros, so an erased account leaves no bytes in free pages.
+            await self._db.execute("PRAGMA secure_delete=ON")
             await self._db.execute("PRAGMA journal_mode=WAL")
             await self._db.execute("PRAGMA synchronous=NORMAL")
             await self._db.execute("PRAGMA foreign_keys=ON")
@@ -599,6 +621,8 @@ class SqliteStore:
                 (*args, token),
             )
             removed["audit (redacted)"] = max(0, cur2.rowcount)
+            for table, n in (await self._sweep(account, community)).items():
+                removed[table] = removed.get(table, 0) + n
             await self.db.execute(
                 "INSERT INTO audit (at, actor, action, community, detail) VALUES (?,?,?,?,?)",
                 (
@@ -613,7 +637,68 @@ class SqliteStore:
         except BaseException:
             await self.db.execute("ROLLBACK")
             raise
+        await self._checkpoint()
         return {k: v for k, v in removed.items() if v}
+
+    async def _sweep(self, account: str, community: str | None) -> dict[str, int]:
+        """Find the id in every column of every table (adapters' tables too) and remove it.
+
+        The targeted deletes above know which columns name accounts; this catches the rest: the id
+        inside conversation ids, request refs, reasons ("friend to kid5 on ..."), cards and payloads.
+        Raw events naming it are deleted; rows with a column equal to it are deleted; elsewhere (other
+        suspects' cases, findings, audit, cards) the id is replaced by "[erased]" and the row kept.
+        """
+        removed: dict[str, int] = {}
+        async with self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN ('schema_version', 'meta') "
+            "AND name NOT LIKE 'sqlite_%'"
+        ) as cur:
+            tables = [r[0] for r in await cur.fetchall()]
+        keep = {"cases", "findings", "audit"}
+        for table in tables:
+            async with self.db.execute(f'PRAGMA table_info("{table}")') as cur:
+                info = await cur.fetchall()
+            columns = [r[1] for r in info]
+            pk = [r[1] for r in sorted(info, key=lambda r: r[5]) if r[5] > 0]
+            if community is not None and "community" not in columns:
+                continue  # a community-scoped erasure cannot tell which community these rows belong to
+            ident = pk or ["rowid"]
+            marks = " OR ".join(f'instr(CAST("{c}" AS TEXT), ?) > 0' for c in columns for _ in needles(account))
+            args: list[Any] = [n for _ in columns for n in needles(account)]
+            sql = f'SELECT {", ".join(ident)}, * FROM "{table}" WHERE ({marks})'
+            if community is not None:
+                sql += " AND community = ?"
+                args.append(community)
+            async with self.db.execute(sql, args) as cur:
+                rows = await cur.fetchall()
+            where = " AND ".join(f'"{c}" IS ?' if c != "rowid" else "rowid = ?" for c in ident)
+            for row in rows:
+                key, values = tuple(row[: len(ident)]), dict(zip(columns, row[len(ident) :], strict=True))
+                texts = {c: str(v) for c, v in values.items() if v is not None}
+                if not any(mentions(t, account) for t in texts.values()):
+                    continue  # only inside a longer id ("kid50" for "kid5"): someone else's
+                if table not in keep and (table == "events" or account in texts.values()):
+                    await self.db.execute(f'DELETE FROM "{table}" WHERE {where}', key)
+                    removed[table] = removed.get(table, 0) + 1
+                    continue
+                changed = {
+                    c: scrub(v, account) for c, v in values.items() if isinstance(v, str) and mentions(v, account)
+                }
+                sets = ", ".join(f'"{c}" = ?' for c in changed)
+                await self.db.execute(
+                    f'UPDATE OR REPLACE "{table}" SET {sets} WHERE {where}', (*changed.values(), *key)
+                )
+                removed[f"{table} (scrubbed)"] = removed.get(f"{table} (scrubbed)", 0) + 1
+        return removed
+
+    async def _checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it, so erased rows leave no copy in the -wal file."""
+        async with self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+            row = await cur.fetchone()
+        if row is not None and row[0]:
+            log.warning(
+                "WAL checkpoint after erasure was blocked by a reader; the -wal file is cleared on the next one"
+            )
 
     async def purge_expired(self, now: datetime, message_days: int, event_days: int) -> dict[str, int]:
         """Delete message text and raw events past their retention period."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -273,18 +274,65 @@ def replay_cmd(
     raise typer.Exit(asyncio.run(_replay(settings, source, out, quiet)))
 
 
+class StartFailure(Exception):
+    """Start-up failed for a reason the operator can fix; the message is one line naming the fix."""
+
+
+def _one_line(part: str, error: BaseException, settings: Settings) -> str:
+    """A start-up error as one line that says what to fix, instead of a 100-line traceback."""
+    import errno
+
+    problems = getattr(error, "problems", None)
+    if isinstance(error, ConfigError) and problems:
+        return f"{part}: " + "; ".join(f"{p.key}: {p.problem} (fix: {p.hint})" for p in problems)
+    if problems and all(isinstance(p, str) for p in problems):  # the Discord adapter's StartupError
+        return f"{part}: " + "; ".join(problems)
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        section = {"webhook": settings.webhook, "metrics": settings.metrics}.get(part)
+        where = f"{section.host}:{section.port}" if section is not None else "its address"
+        return f"{part}: {where} is already in use: stop the other process or set [{part}] port to a free one"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, OSError | TimeoutError) or type(error).__module__.startswith(("aiohttp", "nio")):
+        return f"{part}: cannot connect ({text}): check the network, the address and that the service is up"
+    return f"{part}: {type(error).__name__}: {text} (run with --verbose for details)"
+
+
+async def _start_part(part: str, settings: Settings, start: Awaitable[object]) -> object:
+    try:
+        return await start
+    except (Exception, asyncio.CancelledError) as error:
+        logging.getLogger("groomguard").debug("%s failed to start", part, exc_info=True)
+        raise StartFailure(_one_line(part, error, settings)) from None
+
+
 async def _run_adapters(settings: Settings) -> int:
     """Start the engine and every enabled adapter; stop cleanly on SIGINT/SIGTERM."""
     import signal
 
     from adapters import enabled_adapters
+    from bot.config import read_secret
 
+    # Secrets before anything starts: a missing one is one line, with nothing half-started to hang on.
+    for enabled, value, file, name in (
+        (settings.webhook.enabled, settings.webhook.secret, settings.webhook.secret_file, "webhook.secret"),
+        (settings.discord.enabled, settings.discord.token, settings.discord.token_file, "discord.token"),
+    ):
+        if enabled:
+            try:
+                read_secret(value, file, name)
+            except ConfigError as error:
+                raise StartFailure(_one_line(name.split(".")[0], error, settings)) from None
     adapters = enabled_adapters(settings)
     engine = Engine(settings, [TerminalSink(console, show_updates=False), *adapters])
     from bot.metrics import start_metrics
 
-    _metrics, metrics_server = await start_metrics(settings.metrics, engine)
-    await engine.start()
+    _metrics, metrics_server = await _start_part("metrics", settings, start_metrics(settings.metrics, engine))  # type: ignore[misc]
+    try:
+        await _start_part("store", settings, engine.start())
+    except StartFailure:
+        if metrics_server is not None:
+            await metrics_server.stop()
+        raise
     stop = asyncio.Event()
     follower = await _follow_shared_log(settings, engine, stop)
     loop = asyncio.get_running_loop()
@@ -293,7 +341,12 @@ async def _run_adapters(settings: Settings) -> int:
     started = []
     try:
         for adapter in adapters:
-            await adapter.start(engine)
+            try:
+                await _start_part(adapter.name, settings, adapter.start(engine))
+            except StartFailure:
+                with contextlib.suppress(Exception):
+                    await adapter.stop()  # release what it opened (connections, threads) so exit cannot hang
+                raise
             started.append(adapter)
             logging.getLogger("groomguard").info("adapter %s started", adapter.name)
         if adapters:
@@ -344,7 +397,12 @@ def run(config: ConfigOption = None, verbose: bool = False) -> None:
             "[red]nothing to run[/]: enable [webhook], [discord] or [matrix], or set [replay] path, in the config"
         )
         raise typer.Exit(1)
-    raise typer.Exit(asyncio.run(_run_adapters(settings)))
+    try:
+        code = asyncio.run(_run_adapters(settings))
+    except StartFailure as failure:
+        err.print(f"[red]cannot start[/] {escape(str(failure))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 @app.command("check-config")

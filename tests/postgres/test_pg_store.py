@@ -381,3 +381,32 @@ def test_doctor_checks_postgres(pg_server: Any, tmp_path: Path) -> None:
     settings.store.database_url = pg_server.url("gg_missing").replace("groomguard@", "groomguard:pw-zz9@")
     checks = check_database(settings)
     assert [c.status for c in checks] == [FAIL] and "pw-zz9" not in checks[0].detail
+
+
+async def test_forget_child_leaves_the_id_in_no_column_and_twice_is_consistent(pg_url: str, tmp_path: Path) -> None:
+    """Issue 12: conversation ids, request refs, other suspects' reasons and detector memory, on PostgreSQL."""
+    from tests.test_erasure import KID, OTHER, _scenario
+
+    engine = Engine(pg_settings(pg_url, tmp_path), [MemorySink()])
+    await engine.start()
+    try:
+        await engine.ingest(_scenario(EventFactory()))
+        await engine.drain()
+        assert await engine.forget(KID)
+        assert await engine.forget(KID) == {}
+        assert KID not in str(engine.cases.active[("test-community", OTHER)].reasons)
+    finally:
+        await engine.stop()
+    con = await asyncpg.connect(pg_url)
+    try:
+        hits = []
+        tables = [r[0] for r in await con.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        assert "detector_memory" in tables
+        for table in tables:
+            for row in await con.fetch(f"SELECT * FROM {table}"):
+                if any(KID in str(v) for v in row.values()):
+                    hits.append((table, dict(row)))
+        assert hits == []
+        assert await con.fetchval("SELECT COUNT(*) FROM cases WHERE suspect = $1", OTHER) == 1
+    finally:
+        await con.close()

@@ -392,6 +392,15 @@ class MatrixAdapter:
             return "the bot is not a member of the mod room; invite it"
         if info.join_rule not in ("invite", "private"):
             return f"its join rule is {info.join_rule or 'unknown'!r}; make the room invite-only"
+        if info.history_visibility not in ("joined", "invited"):
+            # Anyone invited later (a new moderator, or someone invited by mistake) would read every past card.
+            return (
+                f"its history visibility is {info.history_visibility!r}, so members invited later read every past "
+                "card; set m.room.history_visibility to 'invited' (Room settings → Security & Privacy → "
+                "Who can read history? → Members only, since they were invited)"
+            )
+        if info.guest_access == "can_join":
+            return "guest access is on ('can_join'); set m.room.guest_access to 'forbidden' (Room settings → Security)"
         outsiders = sorted(u for u in info.present() if u != bot and info.power_of(u) < s.moderator_power_level)
         if outsiders:
             shown = ", ".join(outsiders[:5]) + (" ..." if len(outsiders) > 5 else "")

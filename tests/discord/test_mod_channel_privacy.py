@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,15 @@ async def test_slash_commands_default_to_moderators(make_harness: Any) -> None:
 
 
 # -- loading as an extension --------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def keep_adapter_modules() -> Iterator[None]:
+    """discord.py drops an extension's modules from sys.modules when loading fails; put them back, so
+    later tests keep comparing against the same StartupError class they imported."""
+    saved = {k: v for k, v in sys.modules.items() if k == "adapters.discord" or k.startswith("adapters.discord.")}
+    yield
+    sys.modules.update(saved)
 
 
 async def test_extension_refuses_a_config_path_that_names_no_file(

@@ -413,6 +413,8 @@ class _Webhook:
 
     def close(self) -> None:
         self.loop.run_until_complete(self.session.close())
+        # Let the server's connection handlers see the client go, so none is left pending at exit.
+        self.loop.run_until_complete(asyncio.sleep(0.2))
         self.loop.run_until_complete(self.adapter.stop())
         self.loop.run_until_complete(self.engine.stop())
 

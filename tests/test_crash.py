@@ -251,7 +251,8 @@ def _in_flight_windows(db: Path, order: list[str]) -> dict[str, list[tuple[int, 
     fan_out: the campaign's ranking), so a kill with the watermark inside the window interrupts it.
     """
     index = {key: i for i, key in enumerate(order)}
-    kinds = {"view_spike": "view_burst", "fan_out": "fan_out"}
+    # grooming_language's windows become "conversation" once it keeps them in bot.memory (see IN_FLIGHT).
+    kinds = {"view_spike": "view_burst", "fan_out": "fan_out", "grooming_language": "conversation"}
     con = sqlite3.connect(db)
     try:
         rows = con.execute("SELECT detector, suspect, event_key FROM findings ORDER BY id").fetchall()

@@ -506,7 +506,7 @@ def doctor(config: ConfigOption = None, db: DbOption = None) -> None:
     """Check config, database, model file and platform settings; print what to fix (exit 1 on problems)."""
     from bot.doctor import FAIL, WARN, diagnose
 
-    settings = _settings(config, db)
+    settings = _data_settings(config, db, must_exist=False)
     checks = diagnose(settings)
     marks = {FAIL: "[red]✖[/]", WARN: "[yellow]![/]"}
     for check in checks:

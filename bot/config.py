@@ -135,7 +135,14 @@ class DiscordSettings(Section):
     token: SecretStr | None = Field(None, description="bot token (prefer GROOMGUARD_DISCORD__TOKEN or token_file)")
     token_file: Path | None = Field(None, description="file holding the bot token")
     guild_ids: list[int] = Field(default_factory=list, description="servers to protect")
-    mod_channel_id: int | None = Field(None, description="private channel for alert cards")
+    mod_channel_id: int | None = Field(
+        None, description="private channel for alert cards, when GroomGuard protects one server (or as the default)"
+    )
+    mod_channels: dict[str, int] = Field(
+        default_factory=dict,
+        description='server id → that server\'s private mod channel id, e.g. {"1100..." = 1100...}; cases of a '
+        "server only ever go to its own channel",
+    )
     moderator_role_ids: list[int] = Field(default_factory=list, description="roles allowed to act on cases")
     age_roles: dict[str, str] = Field(
         default_factory=dict, description='role name → band, e.g. {"13-15" = "minor", "18+" = "adult"}'
@@ -148,6 +155,18 @@ class DiscordSettings(Section):
     ban_delete_message_hours: int = Field(
         0, ge=0, le=168, description="hours of the banned account's messages Discord deletes; 0 keeps the evidence"
     )
+
+    @field_validator("mod_channels")
+    @classmethod
+    def _server_ids(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = sorted(k for k in value if not k.isdigit())
+        if bad:
+            raise ValueError(f"mod_channels keys must be server ids (digits); got {', '.join(bad)}")
+        return value
+
+    def mod_channel_for(self, guild_id: int) -> int | None:
+        """The mod channel configured for one server: its own entry, else the single mod_channel_id."""
+        return self.mod_channels.get(str(guild_id), self.mod_channel_id)
 
     @field_validator("age_roles")
     @classmethod

@@ -200,13 +200,23 @@ def check_platforms(settings: Settings) -> list[Check]:
         missing = _secret(s.discord.token, s.discord.token_file, "discord.token", "discord")
         if missing:
             out.append(missing)
-        if s.discord.mod_channel_id is None:
+        if s.discord.mod_channel_id is None and not s.discord.mod_channels:
             out.append(
                 Check(
                     "discord",
                     FAIL,
                     "no mod_channel_id",
                     "set [discord] mod_channel_id to a private moderators' channel",
+                )
+            )
+        unassigned = [g for g in s.discord.guild_ids if s.discord.mod_channel_for(g) is None]
+        if s.discord.mod_channels and unassigned:
+            out.append(
+                Check(
+                    "discord",
+                    FAIL,
+                    f"no mod channel for server(s) {', '.join(map(str, unassigned))}",
+                    "add each to [discord.mod_channels], or set mod_channel_id as the default",
                 )
             )
         if not s.discord.guild_ids:

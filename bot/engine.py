@@ -112,8 +112,8 @@ class Engine:
         self._batches = 0
         self._watermark_at: datetime | None = None
         self._watermark = 0
-        #: Latest event time processed per community since start: each community's own clock, for
-        #: decaying its cases and expiring its detector memory (one community never moves another's).
+        #: Latest event time processed per community (persisted as detector memory, restored at start):
+        #: each community's own clock for decaying its cases, so one community never moves another's.
         self._clocks: dict[str, datetime] = {}
         #: Called with (detector name, seconds) after every inspect; bot.metrics plugs its histogram in here.
         self.detector_timer: Callable[[str, float], None] | None = None

@@ -280,6 +280,13 @@ def test_parse_event_never_crashes_on_raw_bytes(raw: bytes | str) -> None:
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
+    # Connection handlers of the webhook server may still wait on a closed keep-alive connection:
+    # finish them before closing, so none is destroyed pending at exit.
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
 
 
@@ -413,6 +420,8 @@ class _Webhook:
 
     def close(self) -> None:
         self.loop.run_until_complete(self.session.close())
+        # Let the server's connection handlers see the client go, so none is left pending at exit.
+        self.loop.run_until_complete(asyncio.sleep(0.2))
         self.loop.run_until_complete(self.adapter.stop())
         self.loop.run_until_complete(self.engine.stop())
 

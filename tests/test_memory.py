@@ -190,3 +190,42 @@ async def test_only_a_moderator_lifts_a_minor_band_and_it_is_audited(db: Path, e
     con = sqlite3.connect(db)
     rows = con.execute("SELECT actor, action, detail FROM audit WHERE action = 'age_band_lifted'").fetchall()
     assert len(rows) == 1 and rows[0][0] == "moderator" and json.loads(rows[0][2])["account"] == "kid"
+
+
+class _Talker:
+    """Every message to a child is a finding that asks for a child notice."""
+
+    name: ClassVar[str] = "talker"
+
+    async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
+        if not isinstance(event, MessageSent) or not event.recipients:
+            return ()
+        return (
+            Finding(
+                detector="talker", platform=event.platform, community=event.community, suspect=event.author,
+                score=0.9, reason="asked to keep a secret", at=event.at, event_key=event.key,
+                child=event.recipients[0], notify_child=True, stages=("secrecy",),
+            ),
+        )  # fmt: skip
+
+
+async def test_a_lagging_community_keeps_its_notice_rate_limit_across_a_restart(db: Path) -> None:
+    """Notice history is restored per community clock: a community replaying older data is not reset."""
+    now = datetime.now(UTC)
+    slow = EventFactory(community="slow", platform="slow", start=now - timedelta(days=10))
+    live = EventFactory(community="live", platform="live", start=now - timedelta(minutes=5))
+
+    def engine() -> Engine:
+        return Engine(make_settings(db), [MemorySink()], detectors=[_Talker()])
+
+    first = engine()
+    await first.start()
+    await first.ingest([slow.minor("kid"), slow.message("adult", "secret", conversation="dm", recipients=("kid",))])
+    await first.ingest([live.message("someone", "hi")])  # the live community is ten days ahead
+    assert first.stats.notices == 1
+    await first.stop()
+    second = engine()
+    await second.start()
+    await second.ingest([slow.message("adult", "secret again", conversation="dm", recipients=("kid",))])
+    await second.stop()
+    assert second.stats.notices == 0, "the child was warned about this account minutes ago (event time)"

@@ -139,3 +139,16 @@ async def test_doctor_checks_the_discord_token_live(tmp_path: Path, fake_discord
         assert len(checks) == 1 and expected in checks[0].detail, checks
         assert checks[0].failed == (token == "bad")
         assert token not in checks[0].detail
+
+
+def test_unreachable_homeserver_is_one_line_not_an_endless_retry(tmp_path: Path) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text(
+        f'[store]\npath = "{tmp_path / "g.db"}"\n[matrix]\nenabled = true\nhomeserver = "http://127.0.0.1:9"\n'
+        'user_id = "@bot:localhost"\naccess_token = "syt_x"\nmod_room = "!m:localhost"\n'
+    )
+    rc, output, seconds = _run(config, limit=90)
+    assert rc == 1, output
+    lines = _failure_lines(output)
+    assert len(lines) == 1 and lines[0].startswith("cannot start matrix: cannot connect"), output
+    assert "Traceback" not in output and seconds < 60

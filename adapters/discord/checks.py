@@ -79,14 +79,69 @@ def portal_problems(flags: Any) -> list[str]:
     return problems
 
 
-def mod_channel_problems(channel: object, channel_id: int | None) -> list[str]:
-    """Why the configured mod channel cannot be used: missing, unreadable by the bot, or readable by @everyone."""
+def _is_moderator_role(role: discord.Role, moderator_role_ids: set[int]) -> bool:
+    perms = role.permissions
+    return role.id in moderator_role_ids or perms.administrator or perms.manage_guild
+
+
+def _is_moderator_member(member: discord.Member, moderator_role_ids: set[int]) -> bool:
+    perms = member.guild_permissions
+    return perms.administrator or perms.manage_guild or any(r.id in moderator_role_ids for r in member.roles)
+
+
+def viewer_problems(channel: discord.TextChannel, moderator_role_ids: set[int]) -> list[str]:
+    """Roles and members other than moderators and the bot who can view the channel, each named.
+
+    Checked: @everyone, every role (its server permissions with the channel's overwrites) and every
+    member overwrite. A "Verified" or "18+" role, or one ordinary member allowed in, would let a
+    suspect read the alerts about them.
+    """
+    guild = channel.guild
+    me = guild.me
+    fix = "Channel settings → Permissions → deny View Channel to it (allow only your moderator roles)"
+    problems = []
+    if channel.permissions_for(guild.default_role).view_channel:
+        problems.append(
+            f"#{channel.name} ({channel.id}) can be read by @everyone; GroomGuard will not post alerts there. "
+            "Channel settings → Permissions → @everyone → deny View Channel, then allow your moderator role"
+        )
+    mine = {r.id for r in me.roles} if me is not None else set()
+    for role in guild.roles:
+        if role.is_default() or role.id in mine or _is_moderator_role(role, moderator_role_ids):
+            continue
+        if channel.permissions_for(role).view_channel:
+            problems.append(
+                f"#{channel.name} ({channel.id}) can be read by the role @{role.name} ({role.id}), which is not a "
+                f"moderator role; GroomGuard will not post alerts there. {fix}, or add it to moderator_role_ids"
+            )
+    for target, overwrite in channel.overwrites.items():
+        if not isinstance(target, discord.Member) or (me is not None and target.id == me.id):
+            continue
+        if overwrite.view_channel and not _is_moderator_member(target, moderator_role_ids):
+            problems.append(
+                f"#{channel.name} ({channel.id}) has a permission overwrite letting member {target} ({target.id}) "
+                f"read it, who is not a moderator; GroomGuard will not post alerts there. {fix}"
+            )
+    return problems
+
+
+def mod_channel_problems(
+    channel: object, channel_id: int | None, moderator_role_ids: set[int] | None = None, guild_id: int | None = None
+) -> list[str]:
+    """Why a mod channel cannot be used: missing, in another server, unusable by the bot, or readable by others."""
     if channel_id is None:
-        return ["set [discord] mod_channel_id to the id of a private moderators' channel"]
+        where = f" for server {guild_id}" if guild_id is not None else ""
+        return [f"set [discord] mod_channel_id (or mod_channels) to the id of a private moderators' channel{where}"]
     if not isinstance(channel, discord.TextChannel):
         return [
             f"mod channel {channel_id} was not found as a text channel the bot can see: check the id "
             "(Developer Mode → right-click the channel → Copy Channel ID) and that the bot is in that server"
+        ]
+    if guild_id is not None and channel.guild.id != guild_id:
+        return [
+            f"mod channel #{channel.name} ({channel.id}) is in server {channel.guild.name} ({channel.guild.id}), "
+            f"not in server {guild_id}: cases of one server never go to another's moderators. Set "
+            f'[discord.mod_channels] "{guild_id}" = <a private channel id in that server>'
         ]
     problems = []
     mine = channel.permissions_for(channel.guild.me)
@@ -96,11 +151,7 @@ def mod_channel_problems(channel: object, channel_id: int | None) -> list[str]:
             f"give the bot {', '.join(missing)} in #{channel.name} ({channel.id}): "
             "Channel settings → Permissions → add the bot's role and allow them"
         )
-    if channel.permissions_for(channel.guild.default_role).view_channel:
-        problems.append(
-            f"#{channel.name} ({channel.id}) can be read by @everyone; GroomGuard will not post alerts there. "
-            "Channel settings → Permissions → @everyone → deny View Channel, then allow your moderator role"
-        )
+    problems += viewer_problems(channel, moderator_role_ids or set())
     return problems
 
 

@@ -78,6 +78,10 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# /groomguard is hidden from members without Manage Server until a server admin allows the moderator
+# role under Server Settings → Integrations; every command checks the moderator again when used.
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.guild_only()
 class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     """Translates gateway events for the engine and renders its actions; never decides anything itself."""
 
@@ -131,8 +135,10 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     async def _on_connected(self) -> None:
         """Run the start-up checks once connected; record problems so `start` and /groomguard status can say them."""
         problems = intent_problems(self.bot.intents) + portal_problems(getattr(self.bot, "application_flags", None))
-        channel = self.bot.get_channel(self.settings.mod_channel_id) if self.settings.mod_channel_id else None
-        problems += mod_channel_problems(channel, self.settings.mod_channel_id)
+        for guild_id in self.settings.guild_ids or [g.id for g in self._guilds()]:
+            cid = self.settings.mod_channel_for(guild_id)
+            channel = self.bot.get_channel(cid) if cid else None
+            problems += mod_channel_problems(channel, cid, set(self.settings.moderator_role_ids), guild_id)
         self.problems = problems
         self.warnings = [w for g in self._guilds() for w in enforcement_problems(g)]
         for warning in self.warnings:
@@ -261,7 +267,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
 
     async def _report_by_dm(self, message: discord.Message, guild: discord.Guild, text: str) -> None:
         """Forward a DM'd report to the moderators and thank the reporter; nobody else is contacted."""
-        channel = self._checked_mod_channel(raise_=False)
+        channel = self._checked_mod_channel(guild.id, raise_=False)
         await self.engine.audit(
             _now(),
             str(message.author.id),
@@ -424,10 +430,11 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
                 await self._enforce(action)
             await self.cards.mark_done(action.action_id)
 
-    def _checked_mod_channel(self, raise_: bool = True) -> discord.TextChannel | None:
-        cid = self.settings.mod_channel_id
+    def _checked_mod_channel(self, guild_id: int | str, raise_: bool = True) -> discord.TextChannel | None:
+        """The private mod channel of this server, checked now (permissions change while we run)."""
+        cid = self.settings.mod_channel_for(int(guild_id))
         channel = self.bot.get_channel(cid) if cid else None
-        problems = mod_channel_problems(channel, cid)
+        problems = mod_channel_problems(channel, cid, set(self.settings.moderator_role_ids), int(guild_id))
         if problems:
             if raise_:
                 raise ModChannelUnusable("; ".join(problems))
@@ -441,7 +448,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
             return
         if card is not None and card.version == alert.version and undelivered is None:
             return
-        channel = self._checked_mod_channel()
+        channel = self._checked_mod_channel(alert.community)
         assert channel is not None
         notes = undelivered if undelivered is not None else (card.undelivered if card else [])
         notes = list(dict.fromkeys(notes + self._pending_undelivered.pop(alert.case_id, [])))
@@ -501,7 +508,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
             return
         # No card yet (the case is under the alert threshold): hold the note for the first card, and say it now.
         self._pending_undelivered.setdefault(notice.case_id, []).append(notice.child)
-        channel = self._checked_mod_channel()
+        channel = self._checked_mod_channel(notice.community)
         assert channel is not None
         await channel.send(
             embed=discord.Embed(

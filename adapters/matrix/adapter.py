@@ -31,6 +31,7 @@ from nio import (
     RoomPreset,
     RoomSendResponse,
     RoomVisibility,
+    WhoamiError,
 )
 from nio.api import Api
 
@@ -63,6 +64,8 @@ T = TypeVar("T")
 BAN_REASON = "Removed by the community's moderators"
 #: Receipt targets looked up per sync when their author is unknown (after a restart).
 MAX_LOOKUPS_PER_SYNC = 50
+#: Longest wait at start for the homeserver to confirm the access token.
+LOGIN_TIMEOUT_S = 20.0
 BACKFILL_PAGES = 10
 
 
@@ -157,6 +160,16 @@ class MatrixAdapter:
         if s.access_token or s.access_token_file:
             self.client.access_token = read_secret(s.access_token, s.access_token_file, "matrix.access_token")
             self.client.user_id = s.user_id
+            # Prove the token once at start: a wrong token or homeserver is one clear error now, not an
+            # endless retry loop (later outages are retried with back-off by the sync loop).
+            reply = await asyncio.wait_for(self.client.whoami(), LOGIN_TIMEOUT_S)
+            if isinstance(reply, WhoamiError):
+                raise MatrixError(
+                    f"the homeserver {s.homeserver} refused the access token ({reply.status_code or ''} "
+                    f"{reply.message}): log in again and set GROOMGUARD_MATRIX__ACCESS_TOKEN"
+                )
+            if s.user_id and reply.user_id != s.user_id:
+                raise MatrixError(f"the access token belongs to {reply.user_id}, not {s.user_id}: fix [matrix] user_id")
             return
         if not s.password:
             read_secret(None, None, "matrix.access_token")  # raises ConfigError naming the setting
@@ -392,6 +405,15 @@ class MatrixAdapter:
             return "the bot is not a member of the mod room; invite it"
         if info.join_rule not in ("invite", "private"):
             return f"its join rule is {info.join_rule or 'unknown'!r}; make the room invite-only"
+        if info.history_visibility not in ("joined", "invited"):
+            # Anyone invited later (a new moderator, or someone invited by mistake) would read every past card.
+            return (
+                f"its history visibility is {info.history_visibility!r}, so members invited later read every past "
+                "card; set m.room.history_visibility to 'invited' (Room settings → Security & Privacy → "
+                "Who can read history? → Members only, since they were invited)"
+            )
+        if info.guest_access == "can_join":
+            return "guest access is on ('can_join'); set m.room.guest_access to 'forbidden' (Room settings → Security)"
         outsiders = sorted(u for u in info.present() if u != bot and info.power_of(u) < s.moderator_power_level)
         if outsiders:
             shown = ", ".join(outsiders[:5]) + (" ..." if len(outsiders) > 5 else "")

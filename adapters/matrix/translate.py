@@ -82,6 +82,9 @@ class RoomInfo:
     invited_by: dict[str, tuple[str, str]] = field(default_factory=dict)
     direct: bool = False
     join_rule: str = ""
+    #: The spec's defaults when the state event is absent: history "shared", guests "forbidden".
+    history_visibility: str = "shared"
+    guest_access: str = "forbidden"
     power: dict[str, Any] = field(default_factory=dict)
     #: Room v12+ creators outrank every power level and are not listed in `users`.
     creators: frozenset[str] = frozenset()
@@ -133,6 +136,10 @@ class RoomInfo:
             self.power = content
         elif etype == "m.room.join_rules" and isinstance(content.get("join_rule"), str):
             self.join_rule = content["join_rule"]
+        elif etype == "m.room.history_visibility" and isinstance(content.get("history_visibility"), str):
+            self.history_visibility = content["history_visibility"]
+        elif etype == "m.room.guest_access" and isinstance(content.get("guest_access"), str):
+            self.guest_access = content["guest_access"]
 
 
 @dataclass(frozen=True)

@@ -122,9 +122,13 @@ class DetectorMemory(Protocol):
     - `accounts` names every account id the row is about (also ids inside `value`): `forget(account)`
       deletes every row that lists it, in the store and in memory. A key equal to the account id is
       erased too. List them all: an unlisted id would survive an erasure request.
-    - `expires_at` (event time) hides the row from `get(..., at=t)` once `t >= expires_at`, and lets
-      retention delete it once the community's clock has passed it. Without it a row lives until
-      deleted or forgotten.
+    - `expires_at` (event time) hides the row from `get(..., at=t)` once `t >= expires_at` (without
+      `at`, expiry is not checked). Retention deletes a row once it expired longer ago than
+      `store.message_retention_days` by the wall clock (late or out-of-order events must still find
+      it). Without `expires_at` a row lives until deleted or forgotten: delete what you no longer need.
+    - Keys and values are per community; use any string key (an account id, a conversation id, a
+      composite such as f"{adult}|{child}"). Values should stay small (they are re-encoded per `put`).
+    - Outside the engine (a bare CommunityState in unit tests) the same API works in memory only.
     """
 
     async def get(self, community: str, key: str, at: datetime | None = None) -> Any | None: ...

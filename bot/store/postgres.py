@@ -296,7 +296,12 @@ class PostgresStore:
                 )
             )
         if snap.watermark_at is not None:
-            day_ago = (snap.watermark_at - timedelta(days=1)).isoformat()
+            # A day back from the slowest community's clock: each community's own notice history.
+            slowest_text = await self.db.fetchval(
+                "SELECT MIN(value::json #>> '{}') FROM detector_memory WHERE detector = 'engine.clock'"
+            )
+            slowest = min(snap.watermark_at, _dt(slowest_text) or snap.watermark_at)
+            day_ago = (slowest - timedelta(days=1)).isoformat()
             rows = await self.db.fetch(
                 "SELECT community, child, suspect, at FROM notices WHERE at >= $1 ORDER BY at", day_ago
             )

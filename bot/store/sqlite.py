@@ -258,7 +258,13 @@ class SqliteStore:
         if snap.watermark_at is not None:
             # Contact edges are no longer loaded here: the state reads them per source from the store
             # (contacts_from), so start-up memory does not grow with millions of stored edges.
-            day_ago = (snap.watermark_at - timedelta(days=1)).isoformat()
+            # A day back from the slowest community's clock: each community's own notice history.
+            async with self.db.execute(
+                "SELECT MIN(json_extract(value, '$')) FROM detector_memory WHERE detector = 'engine.clock'"
+            ) as cur:
+                row = await cur.fetchone()
+            slowest = min(snap.watermark_at, _dt(row[0]) or snap.watermark_at) if row else snap.watermark_at
+            day_ago = (slowest - timedelta(days=1)).isoformat()
             async with self.db.execute(
                 "SELECT community, child, suspect, at FROM notices WHERE at >= ? ORDER BY at", (day_ago,)
             ) as cur:

@@ -22,6 +22,7 @@ from nio import (
     RoomInviteResponse,
     RoomKickResponse,
     RoomPreset,
+    RoomPutStateResponse,
     RoomSendResponse,
     RoomVisibility,
     SyncResponse,
@@ -123,11 +124,19 @@ async def bench(synapse: Homeserver, tmp_path: Path) -> AsyncIterator[Bench]:
         await b.close()
 
 
+PRIVATE_STATE = [
+    {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}},
+    {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
+]
+
+
 async def room(owner: AsyncClient, power: dict[str, int], public: bool = False, **kw: Any) -> str:
     reply = await owner.room_create(
         visibility=RoomVisibility.private,
         preset=RoomPreset.public_chat if public else RoomPreset.private_chat,
         power_level_override={"users": power, "invite": 0},
+        # A private room reads like a mod room must: history for members since their invite, no guests.
+        initial_state=[] if public else PRIVATE_STATE,
         **kw,
     )
     return str(expect(reply, RoomCreateResponse).room_id)
@@ -381,3 +390,30 @@ async def test_reconnects_with_backoff_when_the_homeserver_goes_away(
     async with engine.store.db.execute("SELECT body FROM events WHERE type = 'message_sent'") as cur:  # type: ignore[attr-defined]
         assert event_id in (await cur.fetchone())[0]  # type: ignore[index]
     await proxy.stop()
+
+
+@pytest.mark.parametrize(
+    ("event_type", "content", "reason"),
+    [
+        ("m.room.history_visibility", {"history_visibility": "shared"}, "its history visibility is 'shared'"),
+        ("m.room.history_visibility", {"history_visibility": "world_readable"}, "is 'world_readable'"),
+        ("m.room.guest_access", {"guest_access": "can_join"}, "guest access is on ('can_join')"),
+    ],
+    ids=["shared-history", "world-readable", "guests"],
+)
+async def test_mod_room_with_readable_history_or_guests_is_refused(
+    bench: Bench, event_type: str, content: dict[str, str], reason: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 12: a member invited later must not read past cards, and guests must not join."""
+    tag = request.node.callspec.id.replace("-", "_")
+    bot_id, bot_token = bench.server.register(f"hist_bot_{tag}")
+    mod = bench.user(f"hist_mod_{tag}")
+    mod_room = await room(mod, {bot_id: 100}, invite=[bot_id])
+    settings = MatrixSettings(
+        enabled=True, homeserver=bench.server.url, user_id=bot_id, access_token=bot_token, mod_room=mod_room
+    )
+    _engine, bot = await bench.start(settings)
+    assert bot.mod_room_problem is None, "the private room as created passes"
+    expect(await mod.room_put_state(mod_room, event_type, content), RoomPutStateResponse)
+    await until(lambda: bot.mod_room_problem is not None, "the bot to refuse the mod room")
+    assert reason in (bot.mod_room_problem or "")

@@ -166,12 +166,20 @@ class Scenario:
             await client.close()
 
 
+PRIVATE_STATE = [
+    {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}},
+    {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
+]
+
+
 async def room(owner: AsyncClient, name: str, power: dict[str, int], public: bool = True, **kw: Any) -> str:
     reply = await owner.room_create(
         name=name or None,
         visibility=RoomVisibility.private,
         preset=RoomPreset.public_chat if public else RoomPreset.private_chat,
         power_level_override={"users": power, "invite": 0},
+        # A private room reads like a mod room must: history for members since their invite, no guests.
+        initial_state=[] if public else PRIVATE_STATE,
         **kw,
     )
     return str(expect(reply, RoomCreateResponse).room_id)

@@ -1,9 +1,15 @@
-"""`groomguard doctor` checks the Matrix access token live against the real local Synapse (issue 12)."""
+"""The Matrix access token is checked live, by `groomguard doctor` and at start, against the real Synapse (issue 12)."""
 
 from __future__ import annotations
 
-from bot.config import load_settings
+from pathlib import Path
+
+import pytest
+
+from adapters.matrix.adapter import MatrixAdapter, MatrixError
+from bot.config import MatrixSettings, load_settings
 from bot.doctor import check_live
+from bot.testing import running_engine
 from tests.synapse.homeserver import Homeserver
 
 
@@ -27,3 +33,16 @@ def test_doctor_accepts_a_good_token_and_names_a_wrong_or_refused_one(synapse: H
     [down] = check_live(settings)
     assert down.failed and "cannot reach http://127.0.0.1:9" in down.detail
     assert token not in good.detail + wrong.detail + refused.detail + down.detail
+
+
+async def test_adapter_start_with_a_refused_token_is_one_clear_error(synapse: Homeserver, tmp_path: Path) -> None:
+    """Start-up proves the token once: a wrong one is an error naming the fix, not an endless retry loop."""
+    user_id, _token = synapse.register("wrongtokenbot")
+    settings = MatrixSettings(
+        enabled=True, homeserver=synapse.url, user_id=user_id, access_token="syt_wrong", mod_room="!x:localhost"
+    )
+    adapter = MatrixAdapter(settings)
+    async with running_engine(tmp_path / "m.db") as (engine, _sink):
+        with pytest.raises(MatrixError, match="refused the access token"):
+            await adapter.start(engine)
+        await adapter.stop()

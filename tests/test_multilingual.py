@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.langid import LanguageGuess, detect_conversation_language, detect_language, language_name
+from bot.langid import (
+    ConversationLanguage,
+    LanguageGuess,
+    detect_conversation_language,
+    detect_language,
+    language_name,
+)
 from bot.multilingual import (
     COVERED_LANGUAGES,
     STAGES_DIR,
@@ -112,6 +118,33 @@ def test_conversation_language_reads_terse_lines_together() -> None:
     assert sum(detect_language(x).reliable for x in lines) <= 2  # one by one: mostly too short
     guess = detect_conversation_language(lines)
     assert (guess.code, guess.reliable) == ("es", True)
+
+
+def test_short_lines_follow_the_conversation_language() -> None:
+    conv = ConversationLanguage()
+    guesses = [conv.add(x) for x in ["hola que tal estas hoy", "vale", "donde vives", "jaja", "estas sola en casa?"]]
+    # From the third line on, the conversation is long enough to name, and every line follows it.
+    assert [(g.code, g.reliable) for g in guesses[2:]] == [("es", True)] * 3
+    assert not detect_language("jaja").reliable
+    assert conv.current().code == "es"
+    assert conv.lines[-1] == "estas sola en casa?"
+
+
+def test_english_conversation_stays_english_and_scripts_stand_alone() -> None:
+    conv = ConversationLanguage()
+    for line in ["hey how was school", "im here", "lol", "ok see you at practice tomorrow"]:
+        assert conv.add(line).english_or_unknown
+    arabic = conv.add("مرحبا")
+    assert (arabic.code, arabic.reliable) == ("ar", True)
+    assert not conv.add("😀").reliable
+
+
+def test_conversation_language_resumes_from_persisted_lines() -> None:
+    first = ConversationLanguage()
+    for line in ["hoi hoe gaat het met je", "wat doe je vandaag", "leuk"]:
+        first.add(line)
+    resumed = ConversationLanguage(lines=first.lines)
+    assert resumed.add("oke").code == "nl"
 
 
 def test_language_guess_is_frozen() -> None:
@@ -395,3 +428,38 @@ def test_real_model_separates_grooming_from_benign_windows(real_scorer: Multilin
     benign = "te recojo a las cinco\nhas hecho los deberes?\nla cena esta lista"
     g, b = real_scorer.classify([grooming, benign])
     assert g > 0.5 > 0.1 > b
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("lang", "text", "stage"),
+    [
+        ("es", "¿tu madre trabaja de noche?", "personal_info"),
+        ("de", "niemand wird davon erfahren", "secrecy"),
+        ("fr", "personne le saura jamais", "secrecy"),
+        ("nl", "niemand komt erachter", "secrecy"),
+    ],
+)
+def test_example_index_tags_paraphrases_the_lexicon_misses(
+    real_scorer: MultilingualScorer, lang: str, text: str, stage: str
+) -> None:
+    assert stage not in real_scorer.lexicon(lang).stages(text)
+    tagger = real_scorer.tagger(lang)
+    assert stage in tagger.stages(text)
+    match = next(m for m in tagger.tag(text) if m.stage == stage)
+    assert match.start == 0 and match.span  # a semantic tag spans the whole folded message
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("es", "vale"),
+        ("es", "ok jaja"),
+        ("de", "gutes spiel heute"),
+        ("fr", "t'as fini tes devoirs ?"),
+        ("nl", "hoe was school vandaag"),
+    ],
+)
+def test_example_index_leaves_everyday_lines_untagged(real_scorer: MultilingualScorer, lang: str, text: str) -> None:
+    assert real_scorer.tagger(lang).stages(text) == ()

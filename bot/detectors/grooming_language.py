@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bot.addressing import addressees
 from bot.classifier import OnnxClassifier, TextClassifier, load_default_classifier
-from bot.detectors.base import DetectorState
+from bot.detectors.base import DetectorMemory, DetectorState
 from bot.events import BaseEvent, MessageEdited, MessageSent
-from bot.evidence import ConversationEvidence, EvidenceSettings
+from bot.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid
 from bot.findings import Evidence, Finding
+from bot.memory import MemoryBook
 from bot.stages import STAGES, StageTagger, default_tagger
 from bot.text import content_words, model_text, normalize
 
@@ -43,8 +46,9 @@ STAGE_WORDS: dict[str, str] = {
 class LanguageRouter(Protocol):
     """Which language a message is in and, for covered non-English languages, how to score it."""
 
-    def language(self, text: str) -> tuple[str, str]:
-        """(ISO code, plain name) of a message; ("en", "English") when English or too short to tell."""
+    def language(self, text: str, recent: Sequence[str] = ()) -> tuple[str, str]:
+        """(ISO code, plain name) of a message read with the speaker's `recent` lines; ("en", "English")
+        when English or too short to tell."""
         ...
 
     def covers(self, code: str) -> bool:
@@ -106,8 +110,12 @@ class GroomingLanguageSettings(BaseModel):
     rise_to_update: float = Field(
         0.05, ge=0, le=1, description="risk increase after an alert that refreshes the finding"
     )
-    max_conversations: int = Field(
-        20_000, ge=10, le=1_000_000, description="adult→minor conversations kept in memory (least recent dropped)"
+    memory_days: int = Field(
+        30,
+        ge=1,
+        le=365,
+        description="how long a quiet adult→minor conversation is remembered (its evidence window, stages and "
+        "alert level, stored with the batch so restarts resume exactly); store retention still applies",
     )
     max_excerpts: int = Field(5, ge=0, le=25, description="short matched phrases shown to moderators")
     excerpt_chars: int = Field(60, ge=10, le=200, description="longest excerpt shown to moderators")
@@ -139,6 +147,11 @@ class _Conversation:
     level: int = 0  # 0 nothing sent, 1 child notice, 2 moderator finding
     alerted_risk: float = 0.0
     alerted_stages: frozenset[str] = frozenset()
+    #: The adult's last few raw lines, only for telling the conversation's language (short lines follow it).
+    lang_lines: deque[str] = field(default_factory=deque)
+    #: 1.0 for a private conversation; below 1 when the pair only talks in a group room (reply, mention,
+    #: turn-taking: `bot.addressing`), so open-room evidence counts for less than a DM.
+    weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready snapshot; `from_dict` restores it exactly."""
@@ -150,6 +163,8 @@ class _Conversation:
             "level": self.level,
             "alerted_risk": self.alerted_risk,
             "alerted_stages": sorted(self.alerted_stages),
+            "lang_lines": list(self.lang_lines),
+            "weight": self.weight,
         }
 
     @classmethod
@@ -163,6 +178,8 @@ class _Conversation:
             level=int(data.get("level", 0)),
             alerted_risk=float(data.get("alerted_risk", 0.0)),
             alerted_stages=frozenset(str(x) for x in data.get("alerted_stages", ())),
+            lang_lines=deque(str(x) for x in data.get("lang_lines", ())),
+            weight=float(data.get("weight", 1.0)),
         )
 
     def stages(self) -> set[str]:
@@ -215,7 +232,8 @@ class GroomingLanguageDetector:
         moderator = settings.moderator_threshold or getattr(classifier, "moderator_threshold", 0.9)
         self.notice_threshold = float(notice)
         self.moderator_threshold = max(float(moderator), self.notice_threshold)
-        self._conversations: OrderedDict[tuple[str, str, str, str], _Conversation] = OrderedDict()
+        #: Used only when the caller's state has no store behind it (unit tests driving `inspect` directly).
+        self._local = MemoryBook()
         #: Messages per language that were reported "not scored" (read by metrics).
         self.unscored_messages: dict[str, int] = {}
 
@@ -229,22 +247,44 @@ class GroomingLanguageDetector:
             joiner=joiner,
         )
 
+    def _memory(self, state: DetectorState) -> DetectorMemory:
+        memory = getattr(state, "memory", None)
+        return memory(self.name) if memory is not None else self._local.view(self.name)  # type: ignore[return-value]
+
+    @staticmethod
+    def _key(conversation: str, author: str, child: str) -> str:
+        return f"{conversation}\x1f{author}\x1f{child}"
+
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
-        """Score a message from a possible adult to minor recipients; findings on threshold crossings."""
+        """Score a message from a possible adult to minor recipients; findings on threshold crossings.
+
+        What a conversation has shown so far lives in the detector memory (written with the batch), so
+        a restart or kill -9 resumes exactly where the last committed batch left it.
+        """
         if not isinstance(event, MessageSent | MessageEdited):
             return ()
         author = await state.account(event.community, event.author)
         if not author.may_be_adult:
             return ()
-        children = await self._minor_recipients(event, state)
-        if not children:
+        memory = self._memory(state)
+        weighted = await self._minor_recipients(event, state, memory)
+        if not weighted:
             return ()
+        children = list(weighted)
         folded = normalize(event.text)
         if folded.binary or not folded.text.strip():
             return ()
+        expires = event.at + timedelta(days=self.settings.memory_days)
+        convs: list[tuple[str, str, _Conversation]] = []
+        for child in children:
+            key = self._key(event.conversation, event.author, child)
+            raw = await memory.get(event.community, key, at=event.at)
+            conv = _Conversation.from_dict(raw) if raw else _Conversation(weight=weighted[child])
+            conv.weight = max(conv.weight, weighted[child])
+            convs.append((child, key, conv))
         code, language = (ENGLISH, "English")
         if self.languages is not None:
-            code, language = self.languages.language(event.text)
+            code, language = self.languages.language(event.text, list(convs[0][2].lang_lines))
         classifier, tagger, joiner = self.classifier, self.tagger, " "
         scored = code == ENGLISH or (self.languages is not None and self.languages.covers(code))
         if code != ENGLISH and scored and self.languages is not None:
@@ -259,66 +299,68 @@ class GroomingLanguageDetector:
         matches = tagger.tag(folded) if scored else []
         message_stages = tuple(s for s in STAGES if any(m.stage == s for m in matches))
         settings = self._evidence_settings(tagger, joiner)
-        pending: list[tuple[str, _Conversation, ConversationEvidence, str]] = []
-        touched: list[tuple[str, _Conversation]] = []
-        for child in children:
-            conv = self._conversation((event.community, event.conversation, event.author, child))
+        keep = self.settings.window_messages
+        pending: list[tuple[ConversationEvidence, str]] = []
+        for _, _, conv in convs:
             conv.count += 1
             conv.message_ids.append(event.message_id)
-            while len(conv.message_ids) > self.settings.window_messages:
+            conv.lang_lines.append(event.text[:300])
+            while len(conv.message_ids) > keep:
                 conv.message_ids.popleft()
+            while len(conv.lang_lines) > keep:
+                conv.lang_lines.popleft()
             if matches:
                 conv.matches.append((event.message_id, [(m.stage, m.span) for m in matches]))
-                while len(conv.matches) > self.settings.window_messages:
+                while len(conv.matches) > keep:
                     conv.matches.popleft()
             evidence = conv.evidence.setdefault(code if scored else ENGLISH, ConversationEvidence())
             if not scored:
                 evidence.note_unscored(language)
                 self.unscored_messages[language] = self.unscored_messages.get(language, 0) + 1
-                touched.append((child, conv))
                 continue
             window = evidence.add(window_text, informative, message_stages, settings)
             if window is not None:
-                pending.append((child, conv, evidence, window))
-            touched.append((child, conv))
+                pending.append((evidence, window))
         if pending:
             # One batched call for every child this message reached; the model runs off the loop.
-            scores = await asyncio.to_thread(classifier.classify_folded, [w for *_, w in pending])
-            for (_, _, evidence, _), score in zip(pending, scores, strict=True):
+            scores = await asyncio.to_thread(classifier.classify_folded, [w for _, w in pending])
+            for (evidence, _), score in zip(pending, scores, strict=True):
                 evidence.record(float(score), settings)
         findings = []
-        for child, conv in touched:
+        for child, key, conv in convs:
             finding = self._judge(event, child, conv)
+            memory.put(event.community, key, conv.to_dict(), accounts=(event.author, child), expires_at=expires)
             if finding is not None:
                 findings.append(finding)
+        if isinstance(event, MessageSent):
+            index = self._key(event.conversation, event.author, "")
+            known = await memory.get(event.community, index, at=event.at) or []
+            merged = sorted(set(known) | set(children))
+            if merged != known:
+                memory.put(event.community, index, merged, accounts=(event.author, *merged), expires_at=expires)
         return findings
 
-    async def _minor_recipients(self, event: MessageSent | MessageEdited, state: DetectorState) -> list[str]:
+    async def _minor_recipients(
+        self, event: MessageSent | MessageEdited, state: DetectorState, memory: DetectorMemory
+    ) -> dict[str, float]:
+        """Children this message is addressed to, with how much it counts (1 private, less in a group room)."""
+        candidates: dict[str, float] = {}
         if isinstance(event, MessageSent):
-            candidates = [r for r in event.recipients[:10] if r != event.author]
+            candidates = {r: 1.0 for r in event.recipients[:10] if r != event.author}
+            if not candidates and not event.private and hasattr(state, "recent_turns"):
+                # A group room or channel: replies, mentions and turn-taking say who is addressed;
+                # a message naming several children (a coach's practice times) addresses none.
+                found = await addressees(event, state)  # type: ignore[arg-type]
+                candidates = {a.account: a.weight for a in found[:10]}
         else:
             # Edits carry no recipients: reuse the children already seen in this conversation.
-            candidates = [
-                key[3]
-                for key in self._conversations
-                if key[0] == event.community and key[1] == event.conversation and key[2] == event.author
-            ]
-        children = []
-        for recipient in candidates:
+            index = self._key(event.conversation, event.author, "")
+            candidates = dict.fromkeys(await memory.get(event.community, index, at=event.at) or [], 1.0)
+        children: dict[str, float] = {}
+        for recipient, weight in candidates.items():
             if (await state.account(event.community, recipient)).is_minor:
-                children.append(recipient)
+                children[recipient] = weight
         return children
-
-    def _conversation(self, key: tuple[str, str, str, str]) -> _Conversation:
-        conv = self._conversations.get(key)
-        if conv is None:
-            conv = _Conversation()
-            self._conversations[key] = conv
-            while len(self._conversations) > self.settings.max_conversations:
-                self._conversations.popitem(last=False)
-        else:
-            self._conversations.move_to_end(key)
-        return conv
 
     def risk(self, conv: _Conversation) -> float:
         """The conversation's risk now: the highest over the languages it was written in."""
@@ -331,6 +373,9 @@ class GroomingLanguageDetector:
             if code != ENGLISH and self.languages is not None and self.languages.covers(code):
                 tagger = self.languages.tagger(code)
             best = max(best, evidence.risk(self._evidence_settings(tagger, " "), base))
+        if conv.weight < 1.0 and best > 0.0:
+            # Open-room evidence counts for less: shrink its distance from the base rate in log-odds.
+            best = sigmoid(logit(base) + conv.weight * (logit(best) - logit(base)))
         return best
 
     def _judge(self, event: MessageSent | MessageEdited, child: str, conv: _Conversation) -> Finding | None:
@@ -421,11 +466,8 @@ class GroomingLanguageDetector:
         return out
 
     def forget(self, account: str, community: str | None = None) -> None:
-        """Drop remembered text of conversations where `account` is suspect or child."""
-        for key in [
-            k for k in self._conversations if account in (k[2], k[3]) and (community is None or k[0] == community)
-        ]:
-            del self._conversations[key]
+        """Drop what this process holds about `account` (the store's memory rows go in the store's forget)."""
+        self._local.forget(account, community)
 
 
 __all__ = ["STAGE_WORDS", "GroomingLanguageDetector", "GroomingLanguageSettings", "LanguageRouter"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -451,3 +452,47 @@ async def test_detector_memory_survives_a_restart_on_postgres(pg_url: str, tmp_p
         assert [tuple(r) for r in rows] == [("view_spike", "watcher", '["watcher"]')]
     finally:
         await con.close()
+
+
+async def test_layout_and_addressing_state_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    """Issue 13 on the real server: standings survive a restart, hubs are counted by degree, group
+    messages resolve replies and turns, and forget and retention remove what addressing remembers."""
+    from bot.actions import ModAlert
+    from bot.addressing import addressees
+    from tests.test_layout import ADULT, MOD, hub_layout
+
+    ev = EventFactory()
+    settings = pg_settings(pg_url, tmp_path)
+    setup = hub_layout(ev, declare="moderator")
+    dms = [e for e in setup if getattr(e, "kind", None) is not None and e.kind.value == "dm"]  # type: ignore[attr-defined]
+    said = ev.message("@kid0:hs", "anyone on?")
+    reply = ev.message(ADULT, "me", reply_to=said.message_id)
+    # Retention runs on the wall clock (issue 12): the engines' "now" follows the scenario instead.
+    now = [reply.at + timedelta(hours=1)]
+    engine = Engine(settings, [MemorySink()], clock=lambda: now[0])
+    await engine.start()
+    try:
+        await engine.ingest([e for e in setup if e not in dms] + [said, reply])
+        assert await engine.state.accepted_degree("test-community", MOD) == 9
+    finally:
+        await engine.stop()
+    engine = Engine(settings, [sink := MemorySink()], clock=lambda: now[0])
+    await engine.start()
+    try:
+        assert (await engine.state.account("test-community", MOD)).standings == frozenset({"moderator"})
+        assert await engine.state.message_author("test-community", said.message_id) == "@kid0:hs"
+        assert [(a.account, a.how) for a in await addressees(reply, engine.state)] == [("@kid0:hs", "reply")]
+        await engine.ingest(dms)
+        await engine.drain()
+        assert {a.suspect for a in sink.of(ModAlert)} == {ADULT}
+        removed = await engine.forget("@kid0:hs")
+        assert removed["message_turns"] == 1
+        assert (await engine.forget(MOD))["standings"] == 1
+        later = ev.message("@kid1:hs", "later", at=ev.tick(days=340))
+        now[0] = reply.at + timedelta(days=366)  # tests keep 365 days of messages
+        await engine.ingest([later])
+        await engine.purge()  # the adult's reply is past retention now (the engine may have purged already)
+        assert await engine.state.message_author("test-community", reply.message_id) is None
+        assert await engine.state.message_author("test-community", later.message_id) == "@kid1:hs"
+    finally:
+        await engine.stop()

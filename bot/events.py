@@ -51,6 +51,8 @@ class AgeSource(StrEnum):
     TEXT = "text"
     SELF = "self"
     ROLE = "role"
+    #: The platform itself knows the age (verified at sign-up, a school roster): trusted like a role.
+    PLATFORM = "platform"
     MODERATOR = "moderator"
 
 
@@ -75,6 +77,15 @@ class Answer(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     EXPIRED = "expired"
+
+
+class StandingKind(StrEnum):
+    """A standing in the community that connects an account to many people without a personal tie."""
+
+    MODERATOR = "moderator"
+    BOT = "bot"
+    #: Created (or owns) a room, space or server, and so invites or admits people into it.
+    CREATOR = "creator"
 
 
 class Decision(StrEnum):
@@ -151,6 +162,10 @@ class MessageSent(BaseEvent):
     text: str = ""
     reply_to: Id | None = None
     truncated: bool = False
+    #: Accounts the message names on purpose (Discord mentions, Matrix `m.mentions` or pills), author excluded.
+    mentions: tuple[Id, ...] = ()
+    #: Who wrote the message `reply_to` points at, when the adapter knows it (the store is asked otherwise).
+    reply_to_author: Id | None = None
 
     @field_validator("text", mode="before")
     @classmethod
@@ -219,6 +234,21 @@ class RegionDeclared(BaseEvent):
     region: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, to_lower=True)]
 
 
+class StandingDeclared(BaseEvent):
+    """An account is (or, with `held=False`, no longer is) a moderator, bot or room/space/server creator.
+
+    Such accounts invite or admit everyone, so a contact they share with two people is no sign that
+    those two know each other; `fan_out` and `new_account_contact` never count them as a mutual.
+    `scope` says where the standing holds (a room or space id), for the record only.
+    """
+
+    type: Literal["standing_declared"] = "standing_declared"
+    account: Id
+    standing: StandingKind
+    held: bool = True
+    scope: Id | None = None
+
+
 class ModeratorDecision(BaseEvent):
     """A moderator acted on a case; adapters emit it only after checking the moderator's rights."""
 
@@ -242,7 +272,8 @@ Event = Annotated[
     | ReactionAdded
     | AgeDeclared
     | RegionDeclared
-    | ModeratorDecision,
+    | ModeratorDecision
+    | StandingDeclared,
     Field(discriminator="type"),
 ]
 
@@ -262,6 +293,7 @@ EVENT_TYPES: dict[str, type[BaseEvent]] = {
         AgeDeclared,
         RegionDeclared,
         ModeratorDecision,
+        StandingDeclared,
     )
 }
 

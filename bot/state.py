@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from bot.detectors.base import Account, ContactEdge, RequestRecord, ViewerHour, ViewShare
+from bot.detectors.base import Account, ContactEdge, RequestRecord, Turn, ViewerHour, ViewShare
 from bot.events import (
     REQUEST_KINDS,
     AgeBand,
@@ -26,10 +26,20 @@ from bot.events import (
     MessageSent,
     ReactionAdded,
     RegionDeclared,
+    StandingDeclared,
 )
 
 #: Which age sources may overwrite which: a stronger source always wins.
-SOURCE_RANK = {AgeSource.TEXT: 0, AgeSource.SELF: 1, AgeSource.ROLE: 2, AgeSource.MODERATOR: 3}
+SOURCE_RANK = {
+    AgeSource.TEXT: 0,
+    AgeSource.SELF: 1,
+    AgeSource.ROLE: 2,
+    AgeSource.PLATFORM: 2,  # an age the platform verified itself is as good as a role
+    AgeSource.MODERATOR: 3,
+}
+
+#: Most recent messages of one group conversation read back for addressing (alternating turns).
+TURNS_READ = 32
 
 AcceptedReader = Callable[[str, str], Awaitable[set[str]]]
 
@@ -59,6 +69,12 @@ class StateReader(Protocol):
 
     async def community_view_buckets(self, community: str, from_hour: int) -> list[tuple[int, int, int]]: ...
 
+    async def accepted_degree(self, community: str, account: str) -> int: ...
+
+    async def message_author(self, community: str, message_id: str) -> str | None: ...
+
+    async def recent_turns(self, community: str, conversation: str, since: datetime, limit: int) -> list[Turn]: ...
+
 
 class _NullReader:
     """Stands in for a store when the state is used alone (unit tests): nothing committed yet."""
@@ -81,6 +97,15 @@ class _NullReader:
         return set()
 
     async def community_view_buckets(self, community: str, from_hour: int) -> list[tuple[int, int, int]]:
+        return []
+
+    async def accepted_degree(self, community: str, account: str) -> int:
+        return len(await self.accepted_contacts(community, account))
+
+    async def message_author(self, community: str, message_id: str) -> str | None:
+        return None
+
+    async def recent_turns(self, community: str, conversation: str, since: datetime, limit: int) -> list[Turn]:
         return []
 
 
@@ -161,6 +186,10 @@ class PendingWrites:
     messages: list[tuple[str, str, str, str, str, str]] = field(default_factory=list)
     edited_messages: list[tuple[str, str, str]] = field(default_factory=list)  # (text, community, message_id)
     deleted_messages: list[tuple[str, str]] = field(default_factory=list)
+    #: (community, account, standing, held 0/1, at) from StandingDeclared.
+    standings: list[tuple[str, str, str, int, str]] = field(default_factory=list)
+    #: (community, message_id, conversation, author, at) of group messages, for bot.addressing.
+    turns: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(bool(getattr(self, name)) for name in self.__dataclass_fields__)
@@ -202,6 +231,11 @@ class CommunityState:
         self._community_views: dict[str, dict[int, list[int]]] = {}
         self._view_sweep_hour: dict[str, int] = {}
         self._rankings: dict[tuple[str, str], _Ranking] = {}
+        # Accounts per community (hub rule), counted once from memory and kept up to date by _touch.
+        self._sizes: dict[str, int] | None = None
+        self._degree_cache: dict[tuple[str, str], int] = {}
+        # This batch's group messages by (community, message_id), merged into addressing reads.
+        self._batch_turns: dict[tuple[str, str], tuple[str, Turn]] = {}
 
     # -- reads (DetectorState) ------------------------------------------------------------
 
@@ -242,6 +276,43 @@ class CommunityState:
         if stored is None:
             stored = self._accepted_cache[key] = set(await self._accepted_reader(community, account))
         return frozenset(stored | self._pending_accepted.get(key, set()))
+
+    async def accepted_degree(self, community: str, account: str) -> int:
+        """How many accounts `account` has accepted contact with (both directions count once)."""
+        key = (community, account)
+        stored = self._degree_cache.get(key)
+        if stored is None:
+            stored = self._degree_cache[key] = await self.reader.accepted_degree(community, account)
+        # Pairs accepted in this batch may repeat stored ones; an overcount of a few only matters at
+        # the hub boundary, where a few contacts either way make no difference.
+        return stored + len(self._pending_accepted.get(key, ()))
+
+    def community_size(self, community: str) -> int:
+        """Accounts known in the community (the denominator of the hub share)."""
+        if self._sizes is None:
+            sizes: dict[str, int] = defaultdict(int)
+            for c, _account in self.accounts:
+                sizes[c] += 1
+            self._sizes = dict(sizes)
+        return self._sizes.get(community, 0)
+
+    async def message_author(self, community: str, message_id: str) -> str | None:
+        """Who wrote a group message, from this batch or the store (kept for the message retention)."""
+        batch = self._batch_turns.get((community, message_id))
+        if batch is not None:
+            return batch[1].author
+        return await self.reader.message_author(community, message_id)
+
+    async def recent_turns(self, community: str, conversation: str, since: datetime) -> Sequence[Turn]:
+        """The latest group messages in `conversation` since `since`, oldest first (at most TURNS_READ)."""
+        stored = await self.reader.recent_turns(community, conversation, since, TURNS_READ)
+        seen = {t.message_id for t in stored}
+        merged = list(stored)
+        for (c, message_id), (conv, turn) in self._batch_turns.items():
+            if c == community and conv == conversation and turn.at >= since and message_id not in seen:
+                merged.append(turn)
+        merged.sort(key=lambda t: (t.at, t.message_id))
+        return merged[-TURNS_READ:]
 
     async def requests_sent(self, community: str, source: str, since: datetime) -> Sequence[RequestRecord]:
         """Answerable requests `source` sent since `since`, with answers up to this event applied."""
@@ -377,6 +448,8 @@ class CommunityState:
             acc = Account(account, first_seen=at)
             self.accounts[key] = acc
             self.pending.accounts[key] = acc
+            if self._sizes is not None:
+                self._sizes[community] = self._sizes.get(community, 0) + 1
         return acc
 
     def _set_account(self, community: str, acc: Account) -> None:
@@ -430,6 +503,13 @@ class CommunityState:
                     self.pending.messages.append(
                         (c, event.message_id, event.conversation, event.author, stamp, event.text)
                     )
+                if not event.private:
+                    # Who said what when in group rooms, so bot.addressing can resolve replies and turns.
+                    self.pending.turns.append((c, event.message_id, event.conversation, event.author, stamp))
+                    self._batch_turns[(c, event.message_id)] = (
+                        event.conversation,
+                        Turn(event.author, at, event.message_id),
+                    )
             case MessageEdited():
                 if self.keep_text:
                     # Only messages already kept are updated: an edit never adds text we chose not to store.
@@ -443,6 +523,14 @@ class CommunityState:
                 self._touch(c, event.account, at)
             case AgeDeclared():
                 self.declare_age(c, event.account, event.band, event.age, event.source, at)
+            case StandingDeclared():
+                acc = self._touch(c, event.account, at)
+                standings = (
+                    acc.standings | {event.standing.value} if event.held else acc.standings - {event.standing.value}
+                )
+                if standings != acc.standings:
+                    self._set_account(c, replace(acc, standings=standings))
+                self.pending.standings.append((c, event.account, event.standing.value, int(event.held), stamp))
             case RegionDeclared():
                 acc = self._touch(c, event.account, at)
                 if event.region not in acc.regions:
@@ -525,6 +613,8 @@ class CommunityState:
         self._edge_cache.clear()
         self._request_cache.clear()
         self._accepted_cache.clear()
+        self._degree_cache.clear()
+        self._batch_turns.clear()
         return pending
 
     def forget(self, account: str, community: str | None = None) -> None:
@@ -535,6 +625,7 @@ class CommunityState:
 
         for key in [k for k in self.accounts if k[1] == account and scoped(k[0])]:
             del self.accounts[key]
+        self._sizes = None
         for key in [k for k in self._viewers if k[1] == account and scoped(k[0])]:
             del self._viewers[key]
         for (c, _metric), ranking in self._rankings.items():

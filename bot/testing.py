@@ -24,6 +24,8 @@ from bot.events import (
     MessageSent,
     ModeratorDecision,
     RegionDeclared,
+    StandingDeclared,
+    StandingKind,
 )
 from bot.sinks import MemorySink
 
@@ -75,6 +77,11 @@ class EventFactory:
     def region(self, account: str, region: str, at: datetime | None = None) -> RegionDeclared:
         return RegionDeclared(**self._base(at), account=account, region=region)
 
+    def standing(
+        self, account: str, standing: StandingKind | str, held: bool = True, at: datetime | None = None
+    ) -> StandingDeclared:
+        return StandingDeclared(**self._base(at), account=account, standing=StandingKind(standing), held=held)
+
     def contact(
         self,
         source: str,
@@ -102,6 +109,9 @@ class EventFactory:
         private: bool = False,
         recipients: tuple[str, ...] = (),
         at: datetime | None = None,
+        mentions: tuple[str, ...] = (),
+        reply_to: str | None = None,
+        reply_to_author: str | None = None,
     ) -> MessageSent:
         base = self._base(at)
         return MessageSent(
@@ -112,6 +122,9 @@ class EventFactory:
             private=private,
             recipients=recipients,
             text=text,
+            mentions=mentions,
+            reply_to=reply_to,
+            reply_to_author=reply_to_author,
         )
 
     def view(self, viewer: str, author: str, count: int = 1, at: datetime | None = None) -> ContentViewed:

@@ -184,6 +184,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
             events += translate.role_events(
                 member, member.roles, self.settings.age_roles, self.settings.region_roles, "sweep"
             )
+            events += translate.standing_events(member, self.settings.moderator_role_ids, "sweep")
         await self._emit(events)
         if events:
             log.info("guild %s: %d age/region role declarations from start-up sweep", guild.id, len(events))
@@ -198,6 +199,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         events += translate.role_events(
             member, member.roles, self.settings.age_roles, self.settings.region_roles, stamp
         )
+        events += translate.standing_events(member, self.settings.moderator_role_ids, stamp)
         await self._emit(events)
 
     @commands.Cog.listener()
@@ -222,6 +224,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
             stamp = str(int(_now().timestamp() * 1000))
             await self._emit(
                 translate.role_events(after, added, self.settings.age_roles, self.settings.region_roles, stamp)
+                + translate.standing_events(after, self.settings.moderator_role_ids, stamp)
             )
         if any(translate.age_band_of(r, self.settings.age_roles) for r in removed):
             log.info("member %s in %s lost an age role; their recorded band is kept", after.id, after.guild.id)

@@ -24,6 +24,8 @@ from bot.events import (
     MessageSent,
     ReactionAdded,
     RegionDeclared,
+    StandingDeclared,
+    StandingKind,
 )
 
 PLATFORM = "discord"
@@ -31,6 +33,8 @@ PLATFORM = "discord"
 #: Mentions beyond this many in one message are not turned into contact edges: a mass-mention
 #: is spam, not a relationship, and one message must not fan out into hundreds of events.
 MAX_MENTION_EDGES = 20
+#: Mentions kept on the message itself (for addressing); Discord allows far more, none of them personal.
+MAX_MENTIONS_KEPT = 50
 
 _USER_MENTION = re.compile(r"<@!?(\d{15,21})>")
 _ROLE_MENTION = re.compile(r"<@&(\d{15,21})>")
@@ -162,6 +166,9 @@ def message_events(message: discord.Message, community: int | None = None) -> li
     if isinstance(message.channel, discord.DMChannel):
         recipients[message.channel.me.id] = None
     at = message.created_at
+    # Mentions stay apart from recipients so bot.addressing can tell "@amy @ben @cas practice at 5"
+    # (a broadcast) from a message to one child.
+    mention_ids = tuple(str(uid) for uid in dict.fromkeys(mentioned))[:MAX_MENTIONS_KEPT]
     events: list[BaseEvent] = [
         MessageSent(
             **_base(f"msg:{message.id}", guild_id, at),  # type: ignore[arg-type]
@@ -173,6 +180,8 @@ def message_events(message: discord.Message, community: int | None = None) -> li
             text=text,
             reply_to=str(ref.message_id) if ref is not None and ref.message_id else None,
             truncated=len(text) > 8_000,
+            mentions=mention_ids,
+            reply_to_author=str(reply_target) if reply_target is not None else None,
         )
     ]
     if message.guild is None:
@@ -325,6 +334,35 @@ def role_events(
                 )
             )
     return out
+
+
+def standing_events(
+    member: discord.Member, moderator_role_ids: Iterable[int], tag: str, now: datetime | None = None
+) -> list[BaseEvent]:
+    """Standings with no personal tie behind them: bots, the server owner, and moderators.
+
+    Moderators are the configured moderator roles or anyone with Manage Server, as for the controls.
+    They reach everyone by role, so fan_out never counts them as a mutual contact, nor their public
+    replies and mentions as contact of their own. `tag` makes the event id, as in `role_events`.
+    """
+    guild = member.guild
+    found: list[StandingKind] = []
+    if member.bot:
+        found.append(StandingKind.BOT)
+    if guild.owner_id == member.id:
+        found.append(StandingKind.CREATOR)
+    allowed = set(moderator_role_ids)
+    if member.guild_permissions.manage_guild or any(r.id in allowed for r in member.roles):
+        found.append(StandingKind.MODERATOR)
+    return [
+        StandingDeclared(
+            **_base(f"standing:{guild.id}:{member.id}:{kind.value}:{tag}", guild.id, now),  # type: ignore[arg-type]
+            account=str(member.id),
+            standing=kind,
+            scope=str(guild.id),
+        )
+        for kind in found
+    ]
 
 
 def thread_invite_events(thread: discord.Thread, added: Iterable[int], now: datetime | None = None) -> list[BaseEvent]:

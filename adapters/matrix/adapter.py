@@ -98,6 +98,8 @@ class MatrixAdapter:
                 mod_room=settings.mod_room,
                 minor_rooms=frozenset(settings.minor_rooms),
                 adult_rooms=frozenset(settings.adult_rooms),
+                layout_rooms=frozenset([*settings.protected_rooms, *settings.minor_rooms, *settings.adult_rooms]),
+                moderator_power_level=settings.moderator_power_level,
             )
         )
         self.mod_room_problem: str | None = "not synced yet"

@@ -35,6 +35,8 @@ from bot.events import (
     MessageEdited,
     MessageSent,
     ReactionAdded,
+    StandingDeclared,
+    StandingKind,
 )
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ MESSAGES_PER_ROOM = 2_000
 #: What a room v12+ creator's power compares as (they have no number; they outrank everyone).
 CREATOR_POWER = 2**53
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
+#: A user pill in formatted bodies, for clients that do not send `m.mentions`.
+_PILL = re.compile(r"""href=["']https://matrix\.to/#/(@[^"'?/]+:[^"'?/]+)["'?]""")
+#: Mentions beyond this many in one message are cut: a mass mention is a broadcast, not an address.
+MAX_MENTIONS = 50
 
 
 def request_id(room_id: str, invitee: str) -> str:
@@ -85,6 +91,8 @@ class RoomInfo:
     power: dict[str, Any] = field(default_factory=dict)
     #: Room v12+ creators outrank every power level and are not listed in `users`.
     creators: frozenset[str] = frozenset()
+    #: Who created the room (any room version), from `m.room.create`.
+    created_by: str = ""
 
     def joined(self) -> set[str]:
         return {u for u, m in self.members.items() if m == "join"}
@@ -124,6 +132,8 @@ class RoomInfo:
                 else:
                     self.invited_by.pop(target, None)
         elif etype == "m.room.create":
+            if isinstance(event.get("sender"), str):
+                self.created_by = event["sender"]
             version = content.get("room_version", "1")
             if isinstance(version, str) and version.isdigit() and int(version) >= 12:
                 extra = content.get("additional_creators")
@@ -169,6 +179,10 @@ class TranslatorConfig:
     mod_room: str = ""
     minor_rooms: frozenset[str] = frozenset()
     adult_rooms: frozenset[str] = frozenset()
+    #: The community's own rooms and spaces (protected, minor and adult rooms): their creators and
+    #: moderators invite everyone, so they are declared with a standing (see StandingDeclared).
+    layout_rooms: frozenset[str] = frozenset()
+    moderator_power_level: int = 50
 
 
 class Translator:
@@ -184,6 +198,7 @@ class Translator:
         self._messages: dict[str, deque[tuple[str, str]]] = {}
         self._read_at: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._fresh: set[str] = set()
+        self._declared: set[tuple[str, str]] = set()
 
     # -- room questions the adapter asks -------------------------------------------------
 
@@ -273,12 +288,50 @@ class Translator:
                         room_id,
                         type(error).__name__,
                     )
+        self._standings(room_id, info, now, batch)
         for raw in _events(room, "ephemeral"):
             try:
                 self._ephemeral(room_id, info, raw, now, batch)
             except (ValidationError, ValueError, TypeError, KeyError, AttributeError):
                 self.skipped["malformed"] += 1
                 log.warning("skipped malformed ephemeral event in %s", room_id)
+
+    def _standings(self, room_id: str, info: RoomInfo, now: datetime, batch: SyncBatch) -> None:
+        """Declare the creators of the community's rooms and the moderators of those rooms and the mod room.
+
+        Once per account and standing: the event id is stable, so restarts and later syncs repeat nothing.
+        Only the configured rooms count; a creator of any other room (a groomer's own group chat) gets no
+        standing, because a standing exempts room invitations from fan_out.
+        """
+        layout = room_id in self.config.layout_rooms
+        if not layout and room_id != self.config.mod_room:
+            return
+        found: list[tuple[str, StandingKind]] = []
+        if layout:
+            found += [(u, StandingKind.CREATOR) for u in sorted({info.created_by, *info.creators} - {""})]
+        users = info.power.get("users")
+        if isinstance(users, dict):
+            level = self.config.moderator_power_level
+            found += [
+                (u, StandingKind.MODERATOR)
+                for u, p in sorted(users.items())
+                if isinstance(u, str) and isinstance(p, int) and not isinstance(p, bool) and p >= level
+            ]
+        for user, standing in found:
+            if user == self.config.bot_user or (user, standing.value) in self._declared:
+                continue
+            self._declared.add((user, standing.value))
+            batch.events.append(
+                StandingDeclared(
+                    event_id=f"standing:{user}:{standing.value}",
+                    platform=PLATFORM,
+                    community=self.config.community,
+                    at=now,
+                    account=user,
+                    standing=standing,
+                    scope=room_id,
+                )
+            )
 
     def _event(self, room_id: str, info: RoomInfo, raw: Any, now: datetime, batch: SyncBatch, timeline: bool) -> None:
         if not isinstance(raw, dict):
@@ -427,6 +480,7 @@ class Translator:
             text = normalise_text(body, reply_to is not None) if msgtype in TEXT_MSGTYPES else ""
             others = info.joined() - {self.config.bot_user}
             private = info.direct or len(others) <= 2
+            mentions = self._mentions(content, sender)
             self._messages.setdefault(room_id, deque(maxlen=MESSAGES_PER_ROOM)).append((event_id, sender))
             self._fresh.add(event_id)
             batch.events.append(
@@ -440,6 +494,8 @@ class Translator:
                     text=text,
                     reply_to=reply_to if isinstance(reply_to, str) else None,
                     truncated=len(text) > 8_000,
+                    mentions=mentions,
+                    reply_to_author=self.author_of(reply_to) if isinstance(reply_to, str) else None,
                 )
             )
         elif etype == "m.reaction":
@@ -465,6 +521,19 @@ class Translator:
             self.skipped["encrypted"] += 1
         else:
             self.skipped["ignored_type"] += 1
+
+    def _mentions(self, content: dict[str, Any], sender: str) -> tuple[str, ...]:
+        """Users the message names: `m.mentions.user_ids`, else user pills in the formatted body."""
+        declared = content.get("m.mentions")
+        ids: list[Any] = []
+        if isinstance(declared, dict) and isinstance(declared.get("user_ids"), list):
+            ids = declared["user_ids"]
+        elif isinstance(content.get("formatted_body"), str):
+            ids = _PILL.findall(content["formatted_body"][:65_536])
+        out = dict.fromkeys(
+            u for u in ids if isinstance(u, str) and u.startswith("@") and u not in (sender, self.config.bot_user)
+        )
+        return tuple(u[:256] for u in list(out)[:MAX_MENTIONS])
 
     def _interaction(
         self,

@@ -25,6 +25,8 @@ class Account:
     created_at: datetime | None = None
     joined_at: datetime | None = None
     first_seen: datetime | None = None
+    #: Standings with no personal tie behind them (moderator, bot, creator); see `StandingDeclared`.
+    standings: frozenset[str] = frozenset()
 
     @property
     def is_minor(self) -> bool:
@@ -39,6 +41,15 @@ class Account:
         role or a moderator exempts an account.
         """
         return self.band is not AgeBand.MINOR or self.band_source in ("text", "self")
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One message in a group conversation: who wrote it, when, and its id (for addressing)."""
+
+    author: str
+    at: datetime
+    message_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +111,14 @@ class DetectorState(Protocol):
     async def contacts_started(self, community: str, source: str, since: datetime) -> Sequence[ContactEdge]: ...
 
     async def accepted_contacts(self, community: str, account: str) -> frozenset[str]: ...
+
+    async def accepted_degree(self, community: str, account: str) -> int: ...
+
+    def community_size(self, community: str) -> int: ...
+
+    async def message_author(self, community: str, message_id: str) -> str | None: ...
+
+    async def recent_turns(self, community: str, conversation: str, since: datetime) -> Sequence[Turn]: ...
 
     async def first_contact(self, community: str, source: str, target: str) -> ContactEdge | None: ...
 

@@ -11,8 +11,11 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.detectors.base import Account, ContactEdge, DetectorState, ramp
-from bot.events import AgeBand, BaseEvent, ContactRequested
+from bot.events import AgeBand, BaseEvent, ContactKind, ContactRequested
 from bot.findings import Evidence, Finding
+
+#: Contact made in front of everyone; from a moderator, bot or creator it is the role, not a relationship.
+_PUBLIC_KINDS = frozenset({ContactKind.REPLY.value, ContactKind.MENTION.value})
 
 #: Name under which fan_out ranks accounts against their community.
 RANK_METRIC = "fan_out.minors"
@@ -68,12 +71,52 @@ class FanOutSettings(BaseModel):
         ge=10,
         description="accounts contacting minors needed before the rank rule applies; small communities use the floor alone",
     )
+    hub_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="an account with accepted contact to this share of the community's accounts is a hub and never "
+        "counts as a mutual; lower = fewer contacts warmed by busy accounts, but well-connected friends stop vouching",
+    )
+    hub_min_degree: int = Field(
+        50,
+        ge=2,
+        description="a hub also needs at least this many accepted contacts, so in small communities ordinary friends "
+        "are not hubs (moderators, bots and room creators never count, whatever their degree)",
+    )
 
     @model_validator(mode="after")
     def _saturate_above_floor(self) -> FanOutSettings:
         if self.saturate_minors <= self.min_minors:
             raise ValueError("saturate_minors must be greater than min_minors")
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class HubRule:
+    """When an account is connected to so many others that sharing it proves no personal tie."""
+
+    share: float = 0.1
+    min_degree: int = 50
+
+    def threshold(self, community_size: int) -> float:
+        return max(float(self.min_degree), self.share * community_size)
+
+
+async def impersonal(state: DetectorState, community: str, account: str, hubs: HubRule) -> str | None:
+    """Why `account` cannot vouch for a connection ("moderator", "bot", "creator", "hub"), or None if it can.
+
+    Moderators, bots and room or space creators invite or admit everyone; a hub is connected to a
+    large share of the community by degree. Someone both sides know through one of them may still be
+    a stranger to both, so they never make a contact warm.
+    """
+    acc = await state.account(community, account)
+    if acc.standings:
+        return sorted(acc.standings)[0]
+    degree = await state.accepted_degree(community, account)
+    if degree >= hubs.threshold(state.community_size(community)):
+        return "hub"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +127,8 @@ class MinorContact:
     mutuals: int
     shares_region: bool
     answered_inbound: bool
+    #: Mutual contacts left out because they are moderators, bots, creators or hubs.
+    impersonal_mutuals: int = 0
 
     @property
     def cold(self) -> bool:
@@ -91,14 +136,27 @@ class MinorContact:
 
 
 async def minors_contacted(
-    state: DetectorState, community: str, source: Account, since: datetime
+    state: DetectorState, community: str, source: Account, since: datetime, hubs: HubRule | None = None
 ) -> tuple[list[ContactEdge], set[str]]:
-    """Distinct minors `source` started contact with since `since` (first contact each), and all accounts it reached."""
+    """Distinct minors `source` started contact with since `since` (first contact each), and all accounts it reached.
+
+    A moderator's, bot's or creator's invitations into rooms are the community's layout at work (the
+    moderator who invites every child into `teens`), and so are a hub's; so are a moderator's public
+    replies and mentions. They are left out. DMs, friend requests and follows always count.
+    """
     seen: dict[str, ContactEdge] = {}
     everyone: set[str] = set()
+    layout: bool | None = None
     for edge in await state.contacts_started(community, source.account, since):
         if edge.target == source.account or edge.target in everyone:
             continue
+        if source.standings and edge.kind in _PUBLIC_KINDS:
+            continue  # a moderator answering children in the open channels is doing the job
+        if edge.kind == ContactKind.INVITE.value:
+            if layout is None:
+                layout = await impersonal(state, community, source.account, hubs or HubRule()) is not None
+            if layout:
+                continue
         everyone.add(edge.target)
         if (await state.account(community, edge.target)).is_minor:
             seen[edge.target] = edge
@@ -106,13 +164,21 @@ async def minors_contacted(
 
 
 async def classify(
-    state: DetectorState, community: str, source: Account, edges: Sequence[ContactEdge], reached: set[str]
+    state: DetectorState,
+    community: str,
+    source: Account,
+    edges: Sequence[ContactEdge],
+    reached: set[str],
+    hubs: HubRule | None = None,
 ) -> list[MinorContact]:
     """Say for each contacted minor whether the two share a mutual accepted contact, a region, or who spoke first.
 
     A mutual that is a child or unknown-age account the source itself contacted in the window does not
-    count: otherwise a groomer's first accepted victims would vouch for the next ones.
+    count: otherwise a groomer's first accepted victims would vouch for the next ones. Nor does a
+    moderator, bot, creator or hub (see `impersonal`): the moderator who invited both into the
+    community's rooms is no personal connection between them.
     """
+    hubs = hubs or HubRule()
     own = await state.accepted_contacts(community, source.account)
     # Adults it reached out to (a coach to the parents) may vouch; children and unknown-age accounts may not.
     unvouched = {e.target for e in edges} | {source.account}
@@ -120,17 +186,27 @@ async def classify(
         if (await state.account(community, account)).band is not AgeBand.ADULT:
             unvouched.add(account)
     vouching = own - unvouched
+    shared = {
+        edge.target: (await state.accepted_contacts(community, edge.target)) & vouching - {edge.target}
+        for edge in edges
+    }
+    # Only accounts that actually sit between the two are checked, so a busy source costs little.
+    excluded = set()
+    for account in set().union(*shared.values()) if shared else ():
+        if await impersonal(state, community, account, hubs) is not None:
+            excluded.add(account)
     out = []
     for edge in edges:
         target = await state.account(community, edge.target)
-        mutuals = len((await state.accepted_contacts(community, edge.target)) & vouching - {edge.target})
         inbound = await state.first_contact(community, edge.target, source.account)
+        mutual = shared[edge.target]
         out.append(
             MinorContact(
                 edge=edge,
-                mutuals=mutuals,
+                mutuals=len(mutual - excluded),
                 shares_region=bool(source.regions & target.regions),
                 answered_inbound=inbound is not None and inbound.at <= edge.at,
+                impersonal_mutuals=len(mutual & excluded),
             )
         )
     return out
@@ -150,6 +226,9 @@ def contact_reason(contacts: Sequence[MinorContact], span: str) -> str:
     inbound = sum(1 for c in contacts if c.answered_inbound)
     region_text = "none share a region" if regional == 0 else f"{regional} share a region"
     reason = f"contacted {total} under-18 accounts in {span}; {no_mutual} had no mutual contact; {region_text}"
+    via_hub = sum(1 for c in contacts if c.mutuals == 0 and c.impersonal_mutuals)
+    if via_hub:
+        reason += f"; {via_hub} shared only a moderator, bot, room creator or hub account (not counted)"
     if inbound:
         reason += f"; {inbound} had contacted them first"
     return reason
@@ -165,6 +244,8 @@ def contact_evidence(contacts: Sequence[MinorContact], limit: int = 25) -> tuple
             c.edge.at.strftime("%Y-%m-%d %H:%M"),
             "no mutual" if c.mutuals == 0 else f"{c.mutuals} mutual",
         ]
+        if c.impersonal_mutuals:
+            facts.append(f"{c.impersonal_mutuals} moderator/hub in common, not counted")
         facts.append("shares region" if c.shares_region else "no shared region")
         if c.answered_inbound:
             facts.append("they contacted first")
@@ -192,12 +273,13 @@ class FanOutDetector:
         if not source.may_be_adult or not target.is_minor:
             return ()
         window = timedelta(hours=s.window_hours)
-        edges, reached = await minors_contacted(state, c, source, event.at - window)
+        hubs = HubRule(s.hub_share, s.hub_min_degree)
+        edges, reached = await minors_contacted(state, c, source, event.at - window, hubs)
         # Cheap test first: most accounts never reach the floor even counting warm contacts.
         if len(edges) < s.min_minors:
             state.record_rank(c, RANK_METRIC, event.source, len(edges), event.at)
             return ()
-        contacts = await classify(state, c, source, edges, reached)
+        contacts = await classify(state, c, source, edges, reached, hubs)
         cold = [x for x in contacts if x.cold]
         # Ranked on cold contacts, so teachers' many warm contacts do not raise the bar for strangers.
         state.record_rank(c, RANK_METRIC, event.source, len(cold), event.at)

@@ -9,7 +9,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.detectors.base import Account, DetectorState, ramp
-from bot.detectors.fan_out import classify, contact_evidence, contact_reason, minors_contacted, span_text
+from bot.detectors.fan_out import HubRule, classify, contact_evidence, contact_reason, minors_contacted, span_text
 from bot.events import BaseEvent, ContactRequested
 from bot.findings import Finding
 
@@ -40,6 +40,10 @@ class NewAccountSettings(BaseModel):
         description="score at the floor; kept below the alert threshold so it mostly adds to other signals",
     )
     top_score: float = Field(0.7, gt=0, le=1, description="score at saturate_minors")
+    hub_share: float = Field(
+        0.1, gt=0, le=1, description="as fan_out.hub_share: accounts connected to this share of the community never vouch"
+    )
+    hub_min_degree: int = Field(50, ge=2, description="as fan_out.hub_min_degree: the least degree a hub needs")
 
     @model_validator(mode="after")
     def _ordered(self) -> NewAccountSettings:
@@ -79,10 +83,12 @@ class NewAccountDetector:
         age = account_age_hours(source, event.at.timestamp() / 3600)
         if age is None or age > s.max_account_age_hours:
             return ()
-        edges, reached = await minors_contacted(state, c, source, event.at - timedelta(hours=s.max_account_age_hours))
+        hubs = HubRule(s.hub_share, s.hub_min_degree)
+        since = event.at - timedelta(hours=s.max_account_age_hours)
+        edges, reached = await minors_contacted(state, c, source, since, hubs)
         if len(edges) < s.min_minors:
             return ()
-        contacts = await classify(state, c, source, edges, reached)
+        contacts = await classify(state, c, source, edges, reached, hubs)
         cold = sum(1 for x in contacts if x.cold)
         if cold < s.min_minors or not any(x.cold and x.edge.target == event.target for x in contacts):
             return ()

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.detectors.base import DetectorState, RequestRecord, ramp
 from bot.detectors.fan_out import span_text
-from bot.events import BaseEvent, ContactAnswered, ContactRequested
+from bot.events import BaseEvent, ContactAnswered, ContactKind, ContactRequested
 from bot.findings import Evidence, Finding
 
 #: Request statuses that mean the child said no (or never said yes).
@@ -112,6 +112,9 @@ class RejectionsDetector:
         to_minors = 0
         for record in sent:
             if record.target == event.source or not (await state.account(c, record.target)).is_minor:
+                continue
+            if source.standings and record.kind == ContactKind.INVITE.value:
+                # A moderator's or creator's room invitations are the layout, not personal requests.
                 continue
             to_minors += 1
             status = settle(record, event.at, expire)

@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 
 from bot.actions import Action
 from bot.cases import Case
-from bot.detectors.base import Account, ContactEdge, RequestRecord
+from bot.detectors.base import Account, ContactEdge, RequestRecord, Turn
 from bot.events import AgeBand, BaseEvent, parse_event
 from bot.store import ActionT, BatchWrite, Snapshot
 
@@ -271,6 +271,9 @@ class PostgresStore:
         regions: dict[tuple[str, str], set[str]] = {}
         for row in await self.db.fetch("SELECT community, account, region FROM regions"):
             regions.setdefault((row[0], row[1]), set()).add(row[2])
+        standings: dict[tuple[str, str], set[str]] = {}
+        for row in await self.db.fetch("SELECT community, account, standing FROM standings WHERE held = 1"):
+            standings.setdefault((row[0], row[1]), set()).add(row[2])
         for row in await self.db.fetch("SELECT * FROM accounts"):
             snap.accounts.append(
                 (
@@ -284,6 +287,7 @@ class PostgresStore:
                         _dt(row["created_at"]),
                         _dt(row["joined_at"]),
                         _dt(row["first_seen"]),
+                        frozenset(standings.get((row["community"], row["account"]), ())),
                     ),
                 )
             )
@@ -380,6 +384,19 @@ class PostgresStore:
             if s.deleted_messages:
                 await db.executemany(
                     "DELETE FROM messages WHERE community = $1 AND message_id = $2", _rows(s.deleted_messages)
+                )
+                await db.executemany(
+                    "DELETE FROM message_turns WHERE community = $1 AND message_id = $2", _rows(s.deleted_messages)
+                )
+            if s.standings:
+                await db.executemany(
+                    "INSERT INTO standings VALUES ($1,$2,$3,$4,$5) ON CONFLICT (community, account, standing) "
+                    "DO UPDATE SET held = excluded.held, at = excluded.at",
+                    _rows(s.standings),
+                )
+            if s.turns:
+                await db.executemany(
+                    "INSERT INTO message_turns VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING", _rows(s.turns)
                 )
             if batch.cases:
                 await db.executemany(
@@ -505,6 +522,36 @@ class PostgresStore:
         )
         return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
+    @_serialized
+    async def accepted_degree(self, community: str, account: str) -> int:
+        """How many accounts `account` has accepted contact with (the hub rule's degree)."""
+        value = await self.db.fetchval(
+            "SELECT COUNT(*) FROM accepted WHERE community = $1 AND a = $2", _t(community), _t(account)
+        )
+        return int(value or 0)
+
+    @_serialized
+    async def message_author(self, community: str, message_id: str) -> str | None:
+        value = await self.db.fetchval(
+            "SELECT author FROM message_turns WHERE community = $1 AND message_id = $2",
+            _t(community),
+            _t(message_id),
+        )
+        return str(value) if value is not None else None
+
+    @_serialized
+    async def recent_turns(self, community: str, conversation: str, since: datetime, limit: int) -> list[Turn]:
+        """The newest `limit` group messages in `conversation` since `since`, oldest first."""
+        rows = await self.db.fetch(
+            "SELECT author, at, message_id FROM message_turns WHERE community = $1 AND conversation = $2 "
+            "AND at >= $3 ORDER BY at DESC LIMIT $4",
+            _t(community),
+            _t(conversation),
+            since.isoformat(),
+            limit,
+        )
+        return [Turn(r[0], datetime.fromisoformat(r[1]), r[2]) for r in reversed(rows)]
+
     # -- outbox ---------------------------------------------------------------------------
 
     @_serialized
@@ -573,9 +620,12 @@ class PostgresStore:
         statements = {
             "events": f"DELETE FROM events WHERE {scope}({body}->>'account' = $1 OR {body}->>'source' = $1 "
             f"OR {body}->>'target' = $1 OR {body}->>'author' = $1 OR {body}->>'viewer' = $1 "
-            f"OR {body}->>'moderator' = $1 OR EXISTS (SELECT 1 FROM json_array_elements_text("
+            f"OR {body}->>'moderator' = $1 OR {body}->>'reply_to_author' = $1 "
+            f"OR EXISTS (SELECT 1 FROM json_array_elements_text("
             f"CASE WHEN json_typeof({body}->'recipients') = 'array' THEN {body}->'recipients' ELSE '[]'::json END"
-            ") AS r(v) WHERE r.v = $1))",
+            ") AS r(v) WHERE r.v = $1) OR EXISTS (SELECT 1 FROM json_array_elements_text("
+            f"CASE WHEN json_typeof({body}->'mentions') = 'array' THEN {body}->'mentions' ELSE '[]'::json END"
+            ") AS m(v) WHERE m.v = $1))",
             "accounts": f"DELETE FROM accounts WHERE {scope}account = $1",
             "regions": f"DELETE FROM regions WHERE {scope}account = $1",
             "contacts": f"DELETE FROM contacts WHERE {scope}(source = $1 OR target = $1)",
@@ -584,6 +634,8 @@ class PostgresStore:
             "views": f"DELETE FROM views WHERE {scope}viewer = $1",
             "view_authors": f"DELETE FROM view_authors WHERE {scope}(viewer = $1 OR author = $1)",
             "messages": f"DELETE FROM messages WHERE {scope}author = $1",
+            "standings": f"DELETE FROM standings WHERE {scope}account = $1",
+            "message_turns": f"DELETE FROM message_turns WHERE {scope}author = $1",
             "notices": f"DELETE FROM notices WHERE {scope}(child = $1 OR suspect = $1)",
             "findings": f"DELETE FROM findings WHERE {scope}(suspect = $1 OR child = $1)",
             "cases": f"DELETE FROM cases WHERE {scope}suspect = $1",
@@ -663,6 +715,11 @@ class PostgresStore:
                 )
             )
         }
+        out["message_turns"] = _n(
+            await self.db.execute(
+                "DELETE FROM message_turns WHERE at < $1", (now - timedelta(days=message_days)).isoformat()
+            )
+        )
         watermark = int(await self._meta("watermark") or 0)
         out["events"] = _n(
             await self.db.execute(

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 
 from bot.actions import Action
 from bot.cases import Case
-from bot.detectors.base import Account, ContactEdge, RequestRecord
+from bot.detectors.base import Account, ContactEdge, RequestRecord, Turn
 from bot.events import AgeBand, BaseEvent, parse_event
 from bot.store import ActionT, BatchWrite, Snapshot
 
@@ -204,6 +204,10 @@ class SqliteStore:
         async with self.db.execute("SELECT community, account, region FROM regions") as cur:
             async for row in cur:
                 regions.setdefault((row[0], row[1]), set()).add(row[2])
+        standings: dict[tuple[str, str], set[str]] = {}
+        async with self.db.execute("SELECT community, account, standing FROM standings WHERE held = 1") as cur:
+            async for row in cur:
+                standings.setdefault((row[0], row[1]), set()).add(row[2])
         async with self.db.execute("SELECT * FROM accounts") as cur:
             async for row in cur:
                 snap.accounts.append(
@@ -218,6 +222,7 @@ class SqliteStore:
                             _dt(row["created_at"]),
                             _dt(row["joined_at"]),
                             _dt(row["first_seen"]),
+                            frozenset(standings.get((row["community"], row["account"]), ())),
                         ),
                     )
                 )
@@ -298,6 +303,14 @@ class SqliteStore:
                 )
             if s.deleted_messages:
                 await db.executemany("DELETE FROM messages WHERE community = ? AND message_id = ?", s.deleted_messages)
+            if s.standings:
+                await db.executemany("INSERT OR REPLACE INTO standings VALUES (?,?,?,?,?)", s.standings)
+            if s.turns:
+                await db.executemany("INSERT OR IGNORE INTO message_turns VALUES (?,?,?,?,?)", s.turns)
+            if s.deleted_messages:
+                await db.executemany(
+                    "DELETE FROM message_turns WHERE community = ? AND message_id = ?", s.deleted_messages
+                )
             if batch.cases:
                 await db.executemany(
                     "INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -407,6 +420,26 @@ class SqliteStore:
         )
         return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
+    async def accepted_degree(self, community: str, account: str) -> int:
+        """How many accounts `account` has accepted contact with (the hub rule's degree)."""
+        rows = self._read("SELECT COUNT(*) FROM accepted WHERE community = ? AND a = ?", (community, account))
+        return int(rows[0][0]) if rows else 0
+
+    async def message_author(self, community: str, message_id: str) -> str | None:
+        rows = self._read(
+            "SELECT author FROM message_turns WHERE community = ? AND message_id = ?", (community, message_id)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def recent_turns(self, community: str, conversation: str, since: datetime, limit: int) -> list[Turn]:
+        """The newest `limit` group messages in `conversation` since `since`, oldest first."""
+        rows = self._read(
+            "SELECT author, at, message_id FROM message_turns WHERE community = ? AND conversation = ? AND at >= ? "
+            "ORDER BY at DESC LIMIT ?",
+            (community, conversation, since.isoformat(), limit),
+        )
+        return [Turn(r[0], datetime.fromisoformat(r[1]), r[2]) for r in reversed(rows)]
+
     # -- outbox ---------------------------------------------------------------------------
 
     async def pending_actions(self) -> list[ActionT]:
@@ -475,8 +508,10 @@ class SqliteStore:
                 + scope
                 + "(json_extract(body, '$.account') = ? OR json_extract(body, '$.source') = ? "
                 "OR json_extract(body, '$.target') = ? OR json_extract(body, '$.author') = ? OR json_extract(body, '$.viewer') = ? "
-                "OR json_extract(body, '$.moderator') = ? OR EXISTS (SELECT 1 FROM json_each(body, '$.recipients') WHERE value = ?))",
-                7,
+                "OR json_extract(body, '$.moderator') = ? OR json_extract(body, '$.reply_to_author') = ? "
+                "OR EXISTS (SELECT 1 FROM json_each(body, '$.recipients') WHERE value = ?) "
+                "OR EXISTS (SELECT 1 FROM json_each(body, '$.mentions') WHERE value = ?))",
+                9,
             ),
             "accounts": ("DELETE FROM accounts WHERE " + scope + "account = ?", 1),
             "regions": ("DELETE FROM regions WHERE " + scope + "account = ?", 1),
@@ -486,6 +521,8 @@ class SqliteStore:
             "views": ("DELETE FROM views WHERE " + scope + "viewer = ?", 1),
             "view_authors": ("DELETE FROM view_authors WHERE " + scope + "(viewer = ? OR author = ?)", 2),
             "messages": ("DELETE FROM messages WHERE " + scope + "author = ?", 1),
+            "standings": ("DELETE FROM standings WHERE " + scope + "account = ?", 1),
+            "message_turns": ("DELETE FROM message_turns WHERE " + scope + "author = ?", 1),
             "notices": ("DELETE FROM notices WHERE " + scope + "(child = ? OR suspect = ?)", 2),
             "findings": ("DELETE FROM findings WHERE " + scope + "(suspect = ? OR child = ?)", 2),
             "cases": ("DELETE FROM cases WHERE " + scope + "suspect = ?", 1),
@@ -561,6 +598,10 @@ class SqliteStore:
             "DELETE FROM messages WHERE at < ?", ((now - timedelta(days=message_days)).isoformat(),)
         )
         out["messages"] = cur.rowcount
+        cur = await self.db.execute(
+            "DELETE FROM message_turns WHERE at < ?", ((now - timedelta(days=message_days)).isoformat(),)
+        )
+        out["message_turns"] = cur.rowcount
         watermark = int(await self._meta("watermark") or 0)
         # Never delete unprocessed events: they are still owed to the detectors.
         cur = await self.db.execute(

@@ -188,7 +188,12 @@ def test_mod_room_reactions_and_commands_become_interactions_not_events() -> Non
         },
     }
     batch = t.translate(payload, NOW)
-    assert batch.events == [] and batch.mod_room_changed
+    # The only event: the mod room's moderator is declared, so they never count as a mutual contact.
+    assert [(e.type, e.account, e.standing.value) for e in batch.events] == [  # type: ignore[attr-defined]
+        ("standing_declared", "@mod:localhost", "moderator")
+    ]
+    assert batch.mod_room_changed
+    assert t.translate(payload, NOW).events == []  # declared once
     assert [(i.kind, i.text) for i in batch.interactions] == [("reaction", "✅"), ("command", "!gg cases")]
     info = t.rooms["!mod:localhost"]
     assert info.join_rule == "invite" and info.power_of("@mod:localhost") == 50 and info.power_of("@x:y") == 0

@@ -37,8 +37,14 @@ class ModAlert(BaseModel):
     status: str = "open"
     reasons: tuple[Reason, ...]
     evidence: tuple[Evidence, ...] = ()
+    #: Every child the case counts (cards list them all, each openable by the moderator).
     children: tuple[str, ...] = ()
     choices: tuple[Decision, ...] = tuple(Decision)
+    #: The risk in words ("moderate", "high"...) and what moderators should do about it.
+    band: str = ""
+    recommended: str = ""
+    #: On an edit, what changed since the card as last posted (the first card has none).
+    changes: tuple[str, ...] = ()
     at: datetime
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.actions import Enforcement, ModAlert, Reason
@@ -26,6 +26,30 @@ STATUS_AFTER = {
 }
 #: Risk must move at least this much before an already-posted card is edited again.
 MIN_RISK_CHANGE = 0.05
+#: Children a case keeps (and a card lists); beyond it the oldest are dropped.
+MAX_CHILDREN = 200
+
+#: Plain-words risk bands, lowest first: (floor, band, what a moderator should do).
+BANDS = (
+    (0.0, "low", "keep an eye on it"),
+    (0.5, "moderate", "review the evidence"),
+    (0.7, "high", "review now and check on the children involved"),
+    (0.85, "very high", "act now: restrict the account and check on the children involved"),
+)
+CLOSED_ACTION = {"dismissed": "none (dismissed)", "banned": "none (banned)"}
+
+
+def risk_band(risk: float) -> str:
+    """'low', 'moderate', 'high' or 'very high' (what the cards print)."""
+    return next(name for floor, name, _ in reversed(BANDS) if risk >= floor)
+
+
+def recommended_action(risk: float, status: str) -> str:
+    """What the card asks moderators to do; a closed case asks nothing."""
+    if status in CLOSED_ACTION:
+        return CLOSED_ACTION[status]
+    action = next(todo for floor, _, todo in reversed(BANDS) if risk >= floor)
+    return f"{action} (escalated)" if status == "escalated" else action
 
 
 def decayed(score: float, since: datetime, now: datetime, half_life_hours: float) -> float:
@@ -47,6 +71,10 @@ class Case:
     updated_at: datetime
     alert_version: int = 0
     alerted_risk: float = 0.0
+    #: Event time the card was last posted or edited, and how many children it listed then.
+    alerted_at: datetime | None = None
+    alerted_children: int = 0
+    alerted_status: str = ""
     dismissals: int = 0
     children: list[str] = field(default_factory=list)
     reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -76,7 +104,15 @@ class Case:
             self.alert_version,
             self.dismissals,
             json.dumps(self.children),
-            json.dumps({"reasons": self.reasons, "alerted_risk": self.alerted_risk}),
+            json.dumps(
+                {
+                    "reasons": self.reasons,
+                    "alerted_risk": self.alerted_risk,
+                    "alerted_at": self.alerted_at.isoformat() if self.alerted_at else None,
+                    "alerted_children": self.alerted_children,
+                    "alerted_status": self.alerted_status,
+                }
+            ),
         )
 
     @classmethod
@@ -92,6 +128,9 @@ class Case:
             updated_at=datetime.fromisoformat(row["updated_at"]),
             alert_version=row["alert_version"],
             alerted_risk=extra.get("alerted_risk", 0.0),
+            alerted_at=datetime.fromisoformat(extra["alerted_at"]) if extra.get("alerted_at") else None,
+            alerted_children=extra.get("alerted_children", 0),
+            alerted_status=extra.get("alerted_status", ""),
             dismissals=row["dismissals"],
             children=json.loads(row["children"]),
             reasons=extra.get("reasons", {}),
@@ -119,6 +158,8 @@ class CaseBook:
         self.next_id = 1
         self.dirty: dict[int, Case] = {}
         self.audit: list[Audit] = []
+        #: Card edits skipped by the edit interval (they show on a later edit).
+        self.held_back = 0
 
     def load(self, cases: list[Case], next_id: int, dismissals: dict[tuple[str, str], int]) -> None:
         for case in cases:
@@ -159,38 +200,78 @@ class CaseBook:
                 "at": finding.at.isoformat(),
                 "evidence": evidence,
             }
-        if finding.child and finding.child not in case.children:
-            case.children.append(finding.child)
-            del case.children[: max(0, len(case.children) - 50)]
+            if previous is not None and "alerted_text" in previous:
+                # What the posted card shows, so the next edit can say what changed since.
+                case.reasons[finding.detector]["alerted_text"] = previous["alerted_text"]
+        # Every child the finding counts, not only the one whose event triggered it.
+        for child in (*finding.children, finding.child):
+            if child and child not in case.children and child != case.suspect:
+                case.children.append(child)
+        del case.children[: max(0, len(case.children) - MAX_CHILDREN)]
         case.updated_at = max(case.updated_at, finding.at)
         self.dirty[case.id] = case
         return case, self._maybe_alert(case, finding.at)
 
     def _maybe_alert(self, case: Case, now: datetime) -> ModAlert | None:
+        """Post the first card at the threshold; after that edit it only when something a moderator
+        would act on changed, and at most once per `card_edit_interval_minutes` unless the risk band or
+        the recommended action moved. A held-back change shows on the next edit, counted from the card
+        as last posted."""
         risk = case.risk(now, self.settings.half_life_hours)
-        if case.alert_version == 0 and risk < self.threshold_for(case.community, case.suspect):
+        if case.alert_version == 0:
+            if risk < self.threshold_for(case.community, case.suspect):
+                return None
+            return self._alert(case, now, risk)
+        changes = self.changes(case, risk)
+        if not changes:
             return None
-        if (
-            case.alert_version > 0
-            and abs(risk - case.alerted_risk) < MIN_RISK_CHANGE
-            and not self._reasons_changed(case)
-        ):
+        urgent = risk_band(risk) != risk_band(case.alerted_risk) or recommended_action(
+            risk, case.status
+        ) != recommended_action(case.alerted_risk, case.alerted_status or case.status)
+        interval = timedelta(minutes=self.settings.card_edit_interval_minutes)
+        if not urgent and case.alerted_at is not None and now - case.alerted_at < interval:
+            self.held_back += 1
             return None
-        return self._alert(case, now, risk)
+        return self._alert(case, now, risk, changes)
 
-    def _reasons_changed(self, case: Case) -> bool:
-        return any(r.get("alerted_text") != r["text"] for r in case.reasons.values())
+    def changes(self, case: Case, risk: float) -> list[str]:
+        """What differs from the card as last posted, in moderators' words (empty: nothing to edit)."""
+        out = []
+        old_band, new_band = risk_band(case.alerted_risk), risk_band(risk)
+        if old_band != new_band:
+            out.append(f"risk {case.alerted_risk:.2f} → {risk:.2f} ({old_band} → {new_band})")
+        elif abs(risk - case.alerted_risk) >= MIN_RISK_CHANGE:
+            out.append(f"risk {case.alerted_risk:.2f} → {risk:.2f}")
+        for detector, r in sorted(case.reasons.items()):
+            if "alerted_text" not in r:
+                out.append(f"new signal · {detector}: {r['text'][:200]}")
+            elif r["alerted_text"] != r["text"]:
+                out.append(f"{detector}: {r['text'][:200]}")
+        added = len(case.children) - case.alerted_children
+        if added > 0:
+            out.append(f"{added} more child{'ren' if added > 1 else ''} involved ({len(case.children)} in all)")
+        if out:
+            before = recommended_action(case.alerted_risk, case.alerted_status or case.status)
+            after = recommended_action(risk, case.status)
+            if before != after:
+                out.append(f"recommended: {after}")
+        return out
 
-    def _alert(self, case: Case, now: datetime, risk: float | None = None) -> ModAlert:
+    def _alert(
+        self, case: Case, now: datetime, risk: float | None = None, changes: list[str] | tuple[str, ...] = ()
+    ) -> ModAlert:
         risk = case.risk(now, self.settings.half_life_hours) if risk is None else risk
         case.alert_version += 1
         case.alerted_risk = risk
+        case.alerted_at = now
+        case.alerted_children = len(case.children)
+        case.alerted_status = case.status
         for r in case.reasons.values():
             r["alerted_text"] = r["text"]
         self.dirty[case.id] = case
-        return self.render(case, now, risk)
+        return self.render(case, now, risk, tuple(changes))
 
-    def render(self, case: Case, now: datetime, risk: float | None = None) -> ModAlert:
+    def render(self, case: Case, now: datetime, risk: float | None = None, changes: tuple[str, ...] = ()) -> ModAlert:
         """The alert card for a case as it stands (also used by `cases show`)."""
         risk = case.risk(now, self.settings.half_life_hours) if risk is None else risk
         ordered = sorted(case.reasons.items(), key=lambda kv: -kv[1]["score"])
@@ -208,7 +289,10 @@ class CaseBook:
             status=case.status,
             reasons=tuple(Reason(detector=d, text=r["text"], score=round(r["score"], 3)) for d, r in ordered),
             evidence=tuple(evidence[: self.settings.max_evidence]),
-            children=tuple(case.children[:20]),
+            children=tuple(case.children),
+            band=risk_band(risk),
+            recommended=recommended_action(risk, case.status),
+            changes=changes,
             at=now,
         )
 
@@ -240,6 +324,7 @@ class CaseBook:
                 )
             )
             return []
+        before = case.status
         case.status = STATUS_AFTER[event.decision]
         case.updated_at = max(case.updated_at, event.at)
         if event.decision is Decision.DISMISS:
@@ -262,7 +347,9 @@ class CaseBook:
             )
         )
         self.dirty[case.id] = case
-        out: list[ModAlert | Enforcement] = [self._alert(case, event.at)]
+        # A decision always edits the card at once: moderators must see who acted.
+        what = [f"{event.decision.value} by a moderator (status {before} → {case.status})"]
+        out: list[ModAlert | Enforcement] = [self._alert(case, event.at, changes=what)]
         if event.decision in (Decision.BAN, Decision.TIMEOUT, Decision.KICK):
             out.append(
                 Enforcement(

@@ -59,6 +59,13 @@ class CaseSettings(Section):
         0.15, ge=0, le=0.5, description="extra risk needed to re-alert on a suspect per past dismissal (feedback)"
     )
     max_evidence: int = Field(25, ge=1, le=500, description="evidence items kept on an alert card")
+    card_edit_interval_minutes: float = Field(
+        10,
+        ge=0,
+        le=24 * 60,
+        description="an alert card is edited at most this often (event time) unless its risk band or recommended "
+        "action changes; lower = fresher cards, more noise (Discord also rate-limits edits)",
+    )
 
 
 class Helpline(Section):

@@ -16,7 +16,7 @@ from bot.cases import CaseBook
 from bot.config import Settings
 from bot.detectors import REGISTRY
 from bot.detectors.base import Detector
-from bot.events import EVENT_TYPES, BaseEvent, ModeratorDecision
+from bot.events import EVENT_TYPES, BaseEvent, ContactRequested, MessageSent, ModeratorDecision
 from bot.findings import Finding
 from bot.notices import NoticeBook
 from bot.state import CommunityState
@@ -29,6 +29,8 @@ CONTACT_WINDOW_HOURS = 24 * 30
 PURGE_EVERY_BATCHES = 2_000
 REDELIVER_EVERY_S = 30.0
 PURGE_EVERY_S = 3600.0
+#: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
+PATTERN_DETECTORS = frozenset({"fan_out", "rejections", "new_account_contact"})
 
 
 @dataclass
@@ -274,6 +276,7 @@ class Engine:
                         self.detector_timer(detector.name, time.perf_counter() - started)
                 for finding in found:
                     actions.extend(self._on_finding(finding, findings))
+            actions.extend(self._pattern_notices(event))
         last_seq, last_event = items[-1]
         self._watermark = last_seq
         self._watermark_at = max(self._watermark_at or last_event.at, last_event.at)
@@ -317,6 +320,39 @@ class Engine:
         if notice is not None:
             self.stats.notices += 1
             out.append(notice)
+        self.stats.notices_suppressed = self.notices.suppressed
+        return out
+
+    def _pattern_notices(self, event: BaseEvent) -> list[ChildNotice]:
+        """Warn children whom an account with an open fan_out, rejections or new-account case contacts.
+
+        A contact request reaches its target; a private message its recipients; a group message the
+        children it mentions or replies to. Only once the case has an alert card, only minors who are not
+        suspects themselves, rate-limited like every notice; nothing goes to the suspect.
+        """
+        if isinstance(event, ContactRequested):
+            sender, children = event.source, (event.target,)
+        elif isinstance(event, MessageSent):
+            sender = event.author
+            children = event.recipients if event.private else (*event.mentions, event.reply_to_author or "")
+        else:
+            return []
+        case = self.cases.active.get((event.community, sender))
+        # Only a case moderators have a card for: a finding below the alert threshold (a new account's
+        # first few requests) is not enough to tell a child to be careful of someone.
+        if case is None or case.alert_version == 0 or not PATTERN_DETECTORS & case.reasons.keys():
+            return []
+        out = []
+        for child in dict.fromkeys(c for c in children if c and c != sender):
+            account = self.state.accounts.get((event.community, child))
+            if account is None or not account.is_minor or (event.community, child) in self.cases.active:
+                continue
+            notice = self.notices.pattern_notice(
+                event.platform, event.community, child, sender, case.id, event.at, f"pattern:{event.key}"
+            )
+            if notice is not None:
+                self.stats.notices += 1
+                out.append(notice)
         self.stats.notices_suppressed = self.notices.suppressed
         return out
 

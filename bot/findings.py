@@ -34,6 +34,8 @@ class Finding(BaseModel):
     event_key: str = Field(description="the event that produced this finding")
     #: The child this finding protects, when there is one (language, fan-out to a minor).
     child: str | None = None
+    #: Every child the finding counts (fan_out's contacted minors, rejections' refusers); cards list them all.
+    children: tuple[str, ...] = ()
     #: Ask for a kind, private notice to `child` (rate-limited downstream).
     notify_child: bool = False
     #: Grooming stages seen, for language findings; also shapes the child notice.

@@ -59,33 +59,70 @@ class NoticeBook:
         child = finding.child
         if not finding.notify_child or not child or child == finding.suspect or child_under_suspicion:
             return None
-        history = self.sent[(finding.community, child)]
-        while history and history[0][0] < finding.at - timedelta(days=1):
+        if not self._allow(finding.community, child, finding.suspect, finding.at):
+            return None
+        return self._notice(
+            self.templates.pick(finding.stages),
+            finding.platform,
+            finding.community,
+            child,
+            case_id,
+            finding.at,
+            finding.event_key,
+        )
+
+    def pattern_notice(
+        self, platform: str, community: str, child: str, suspect: str, case_id: int, at: datetime, event_key: str
+    ) -> ChildNotice | None:
+        """The account-pattern notice for a child `suspect` just contacted, or None when rate-limited.
+
+        The caller has checked that `suspect` has an open fan_out, rejections or new-account case and
+        that `child` is a minor who is not under suspicion. Same limits as every notice: one per child
+        and account per `min_hours_between`, `max_per_child_per_day` in all.
+        """
+        if not child or child == suspect or not self._allow(community, child, suspect, at):
+            return None
+        template = self.templates.texts.get("account_pattern") or self.templates.texts["general"]
+        return self._notice(template, platform, community, child, case_id, at, event_key)
+
+    def _allow(self, community: str, child: str, suspect: str, at: datetime) -> bool:
+        """Apply the rate limit and, when allowed, record the notice (in memory and for the store)."""
+        history = self.sent[(community, child)]
+        while history and history[0][0] < at - timedelta(days=1):
             history.popleft()
         recent_same = any(
-            s == finding.suspect and finding.at - at < timedelta(hours=self.settings.min_hours_between)
-            for at, s in history
+            s == suspect and at - sent < timedelta(hours=self.settings.min_hours_between) for sent, s in history
         )
         if recent_same or len(history) >= self.settings.max_per_child_per_day:
             self.suppressed += 1
-            return None
-        history.append((finding.at, finding.suspect))
-        self.pending.append((finding.community, child, finding.suspect, finding.at.isoformat()))
+            return False
+        history.append((at, suspect))
+        self.pending.append((community, child, suspect, at.isoformat()))
+        return True
+
+    def _notice(
+        self,
+        template: str,
+        platform: str,
+        community: str,
+        child: str,
+        case_id: int | None,
+        at: datetime,
+        event_key: str,
+    ) -> ChildNotice:
         helpline = self.settings.helpline()
-        text = (
-            self.templates.pick(finding.stages)
-            .format(helpline_name=helpline.name, helpline_contact=helpline.contact, helpline_url=helpline.url)
-            .strip()
-        )
+        text = template.format(
+            helpline_name=helpline.name, helpline_contact=helpline.contact, helpline_url=helpline.url
+        ).strip()
         return ChildNotice(
-            action_id=f"notice:{finding.event_key}:{child}",
-            platform=finding.platform,
-            community=finding.community,
+            action_id=f"notice:{event_key}:{child}",
+            platform=platform,
+            community=community,
             child=child,
             text=text,
             helpline=f"{helpline.name} {helpline.contact}",
             case_id=case_id,
-            at=finding.at,
+            at=at,
         )
 
     def take_pending(self) -> list[tuple[str, str, str, str]]:

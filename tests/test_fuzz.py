@@ -157,6 +157,8 @@ _FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "recipients": st.lists(ids, max_size=4),
         "text": hostile_text,
         "reply_to": st.none() | ids,
+        "mentions": st.lists(ids, max_size=6),
+        "reply_to_author": st.none() | ids,
     },
     "message_edited": {"message_id": ids, "author": ids, "conversation": ids, "text": hostile_text},
     "message_deleted": {"message_id": ids, "conversation": ids, "author": st.none() | ids},
@@ -171,7 +173,7 @@ _FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "account": ids,
         "band": st.sampled_from(["minor", "adult", "unknown", "child"]),
         "age": st.none() | st.integers(0, 200),
-        "source": st.sampled_from(["text", "self", "role", "moderator", "rumour"]),
+        "source": st.sampled_from(["text", "self", "role", "platform", "moderator", "rumour"]),
     },
     "region_declared": {"account": ids, "region": st.text(max_size=70)},
     "moderator_decision": {
@@ -180,6 +182,12 @@ _FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "decision": st.sampled_from(["confirm", "dismiss", "escalate", "timeout", "ban", "nuke"]),
         "duration_minutes": st.none() | st.integers(-1, 50_000),
         "note": st.text(max_size=1_100),
+    },
+    "standing_declared": {
+        "account": ids,
+        "standing": st.sampled_from(["moderator", "bot", "creator", "king"]),
+        "held": st.booleans() | st.just("yes"),
+        "scope": st.none() | ids,
     },
 }
 assert set(_FIELDS) == set(EVENT_TYPES), "a new event type needs a fuzz strategy"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from adapters.replay import replay
-from bot.events import Answer, BaseEvent, ContactKind, dump_event
 from bot.actions import ModAlert
+from bot.events import Answer, BaseEvent, ContactKind, dump_event
 from bot.sinks import MemorySink
 from bot.testing import EventFactory, running_engine
 

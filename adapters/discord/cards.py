@@ -36,6 +36,11 @@ BUTTON_ACTIONS = (
     "evidence",
 )
 COG_NAME = "GroomGuard"
+#: Embed fields given to the children list (1024 characters each, about 40 mentions a field): enough
+#: for every child a case keeps (bot.cases.MAX_CHILDREN).
+CHILD_FIELDS = 5
+#: Discord refuses an embed longer than this in all.
+EMBED_LIMIT = 6000
 
 
 def custom_id(case_id: int, action: str) -> str:
@@ -62,22 +67,50 @@ def duration_label(minutes: int) -> str:
     return f"{minutes} minutes"
 
 
+def child_fields(children: Sequence[str], case_id: int) -> list[tuple[str, str]]:
+    """'Children involved' as embed fields: every child as a mention (a moderator clicks it to open the
+    profile), packed into fields of at most 1024 characters; past CHILD_FIELDS fields the rest are counted
+    and `/groomguard case` lists them."""
+    fields: list[list[str]] = [[]]
+    for i, child in enumerate(children):
+        item = mention(child)
+        if sum(len(x) + 2 for x in fields[-1]) + len(item) > 1000:
+            if len(fields) == CHILD_FIELDS:
+                fields[-1].append(f"+{len(children) - i} more (see `groomguard cases show {case_id}`)")
+                break
+            fields.append([])
+        fields[-1].append(item)
+    name = f"Children involved ({len(children)})"
+    return [(name if n == 0 else "\u200b", ", ".join(items)) for n, items in enumerate(fields) if items]
+
+
 def render_embed(alert: ModAlert, undelivered: Sequence[str] = ()) -> discord.Embed:
     """The card: who, how risky, why (each detector's plain reason), which children, and delivery problems."""
+    band = f" ({alert.band})" if alert.band else ""
+    description = f"Suspect: {mention(alert.suspect)} (`{alert.suspect}`)"
+    if alert.recommended:
+        description += f"\nRecommended: {alert.recommended}"
     embed = discord.Embed(
-        title=_clip(f"Case #{alert.case_id} · risk {alert.risk:.2f} · {alert.status}", 256),
-        description=f"Suspect: {mention(alert.suspect)} (`{alert.suspect}`)",
+        title=_clip(f"Case #{alert.case_id} · risk {alert.risk:.2f}{band} · {alert.status}", 256),
+        description=_clip(description, 4096),
         colour=STATUS_COLOUR.get(alert.status, discord.Colour.red()),
         timestamp=alert.at,
     )
+    if alert.changes:
+        embed.add_field(
+            name=f"What changed (update {alert.version})",
+            value=_clip("\n".join(f"• {c}" for c in alert.changes), 1024),
+            inline=False,
+        )
     for reason in alert.reasons[:10]:
         embed.add_field(
             name=_clip(f"{reason.detector} · {reason.score:.2f}", 256), value=_clip(reason.text, 1024), inline=False
         )
-    if alert.children:
-        shown = ", ".join(mention(c) for c in alert.children[:15])
-        more = f" and {len(alert.children) - 15} more" if len(alert.children) > 15 else ""
-        embed.add_field(name="Young people involved", value=_clip(shown + more, 1024), inline=False)
+    for name, value in child_fields(alert.children, alert.case_id):
+        if len(embed) + len(name) + len(value) > EMBED_LIMIT - 400:
+            embed.add_field(name="\u200b", value="more children: see the case record", inline=False)
+            break
+        embed.add_field(name=name, value=value, inline=False)
     if alert.evidence:
         embed.add_field(name="Evidence", value=f"{len(alert.evidence)} item(s) — press **View evidence**", inline=False)
     if undelivered:

@@ -6,7 +6,7 @@ from html import escape
 from typing import Any
 
 from bot.actions import ModAlert
-from bot.cases import Case
+from bot.cases import Case, recommended_action, risk_band
 
 #: Plain-words titles for detectors; unknown detectors fall back to their name.
 DETECTOR_TITLES = {
@@ -20,13 +20,12 @@ MAX_EVIDENCE_SHOWN = 8
 
 
 def risk_words(risk: float) -> str:
-    if risk >= 0.85:
-        return "very high"
-    if risk >= 0.7:
-        return "high"
-    if risk >= 0.5:
-        return "moderate"
-    return "low"
+    return risk_band(risk)
+
+
+def user_link(user_id: str) -> str:
+    """A Matrix user pill: clients show the person and open their profile on a click."""
+    return f'<a href="https://matrix.to/#/{escape(user_id, quote=True)}">{escape(user_id)}</a>'
 
 
 def detector_title(name: str) -> str:
@@ -56,19 +55,28 @@ def alert_card(alert: ModAlert) -> dict[str, Any]:
     risk = f"Risk {alert.risk:.2f} ({risk_words(alert.risk)}) · status: {status}"
     if alert.version > 1:
         risk += f" · update {alert.version}"
-    plain = [f"🚨 {head}", risk, "Why:"]
-    html = [f"<h4>🚨 {escape(head)}</h4>", f"<p><b>{escape(risk)}</b></p>", "<p>Why:</p><ul>"]
+    plain = [f"🚨 {head}", risk]
+    html = [f"<h4>🚨 {escape(head)}</h4>", f"<p><b>{escape(risk)}</b></p>"]
+    if alert.recommended:
+        plain.append(f"Recommended: {alert.recommended}")
+        html.append(f"<p>Recommended: {escape(alert.recommended)}</p>")
+    if alert.changes:
+        plain.append("What changed:")
+        plain.extend(f" • {c}" for c in alert.changes)
+        html.append("<p>What changed:</p><ul>" + "".join(f"<li>{escape(c)}</li>" for c in alert.changes) + "</ul>")
+    plain.append("Why:")
+    html.append("<p>Why:</p><ul>")
     for reason in alert.reasons:
         title = detector_title(reason.detector)
         plain.append(f" • {title}: {reason.text} ({reason.score:.2f})")
         html.append(f"<li><b>{escape(title)}</b>: {escape(reason.text)} <i>({reason.score:.2f})</i></li>")
     html.append("</ul>")
     if alert.children:
-        kids = ", ".join(alert.children[:10]) + (
-            f" (+{len(alert.children) - 10} more)" if len(alert.children) > 10 else ""
+        # Every child counted, each a pill a moderator can open.
+        plain.append(f"Children involved ({len(alert.children)}): {', '.join(alert.children)}")
+        html.append(
+            f"<p>Children involved ({len(alert.children)}): {', '.join(user_link(c) for c in alert.children)}</p>"
         )
-        plain.append(f"Children involved: {kids}")
-        html.append(f"<p>Children involved: {escape(kids)}</p>")
     if alert.evidence:
         plain.append("Evidence:")
         html.append("<p>Evidence:</p><ul>")
@@ -115,8 +123,12 @@ def case_detail(case: Case, findings: list[dict[str, Any]], audit: list[dict[str
         html.append(f"<li>{escape(line)}</li>")
     html.append("</ul>")
     if case.children:
-        plain.append("Children involved: " + ", ".join(case.children[:20]))
-        html.append(f"<p>Children involved: {escape(', '.join(case.children[:20]))}</p>")
+        plain.append(f"Children involved ({len(case.children)}): " + ", ".join(case.children))
+        html.append(
+            f"<p>Children involved ({len(case.children)}): {', '.join(user_link(c) for c in case.children)}</p>"
+        )
+    plain.append(f"Recommended: {recommended_action(risk, case.status)}")
+    html.append(f"<p>Recommended: {escape(recommended_action(risk, case.status))}</p>")
     plain.append(f"{len(findings)} findings.")
     html.append(f"<p>{len(findings)} findings.</p>")
     if audit:

@@ -313,4 +313,5 @@ class FanOutDetector:
             at=event.at,
             event_key=event.key,
             child=event.target,
+            children=tuple(dict.fromkeys(x.edge.target for x in contacts)),
         )

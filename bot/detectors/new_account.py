@@ -41,7 +41,10 @@ class NewAccountSettings(BaseModel):
     )
     top_score: float = Field(0.7, gt=0, le=1, description="score at saturate_minors")
     hub_share: float = Field(
-        0.1, gt=0, le=1, description="as fan_out.hub_share: accounts connected to this share of the community never vouch"
+        0.1,
+        gt=0,
+        le=1,
+        description="as fan_out.hub_share: accounts connected to this share of the community never vouch",
     )
     hub_min_degree: int = Field(50, ge=2, description="as fan_out.hub_min_degree: the least degree a hub needs")
 
@@ -106,5 +109,6 @@ class NewAccountDetector:
                 at=event.at,
                 event_key=event.key,
                 child=event.target,
+                children=tuple(dict.fromkeys(x.edge.target for x in contacts)),
             ),
         )

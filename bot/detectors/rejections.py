@@ -156,5 +156,6 @@ class RejectionsDetector:
                 at=event.at,
                 event_key=event.key,
                 child=event.target,
+                children=tuple(dict.fromkeys(r.target for r, _ in settled)),
             ),
         )

@@ -93,7 +93,7 @@ async def test_grooming_in_a_private_thread_dms_the_child_and_opens_a_case(make_
     assert len(cards) == 1
     fields = cards[0].json["embeds"][0]["fields"]
     assert any(f["name"].startswith("grooming_language") for f in fields)
-    assert any(f["name"] == "Young people involved" and child in f["value"] for f in fields)
+    assert any(f["name"].startswith("Children involved") and child in f["value"] for f in fields)
 
     found = await h.engine.store.get_case(1)
     assert found is not None and found[0].suspect == str(SUSPECT) and child in found[0].children

@@ -9,13 +9,15 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import web
 
+from bot.actions import ChildNotice
 from bot.config import WebhookSettings, read_secret
 from bot.events import AgeDeclared, AgeSource, BaseEvent, EventError, ModeratorDecision, parse_event
 
 if TYPE_CHECKING:
-    from bot.actions import ChildNotice, Enforcement, ModAlert
+    from bot.actions import Enforcement, ModAlert
     from bot.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,13 @@ PATH = "/events"
 MAX_BATCH = 5_000
 #: Distinct sources whose rate-limit buckets are remembered; past it the oldest are dropped.
 MAX_SOURCES = 10_000
+#: Platforms whose own adapters deliver child notices; the webhook leaves theirs alone by default.
+SELF_DELIVERING = frozenset({"discord", "matrix"})
+NOTICE_TIMEOUT_S = 10.0
+
+
+class NoticeRefused(RuntimeError):
+    """The platform did not take a child notice; it stays in the outbox and is sent again later."""
 
 
 def sign(secret: str, timestamp: int | str, body: bytes) -> str:
@@ -100,8 +109,39 @@ class WebhookAdapter:
             self._runner = None
 
     async def deliver(self, action: ModAlert | ChildNotice | Enforcement) -> None:
-        """Webhook platforms read alerts from the mod tools or JSONL output; nothing is pushed back."""
-        return None
+        """POST child notices to the platform's `notice_url`, which shows them to the child privately.
+
+        Alerts and enforcement are not pushed back (moderators read them in GroomGuard's mod tools or
+        the --out JSON Lines). A notice the platform does not acknowledge with a 2xx raises, so it stays
+        in the outbox and is sent again; the platform dedupes on `action_id`. The body names the child
+        only: the suspect is never in it.
+        """
+        url = self.settings.notice_url
+        if not isinstance(action, ChildNotice) or not url or not self._delivers_for(action.platform):
+            return
+        if self._secret is None:
+            self._secret = read_secret(self.settings.secret, self.settings.secret_file, "webhook.secret").encode()
+        body = action.model_dump_json().encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self._secret.decode(), timestamp, body),
+        }
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=NOTICE_TIMEOUT_S)) as session,
+                session.post(url, data=body, headers=headers) as reply,
+            ):
+                if not 200 <= reply.status < 300:
+                    raise NoticeRefused(f"{url} answered HTTP {reply.status} to notice {action.action_id}")
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise NoticeRefused(f"could not post notice {action.action_id} to {url}: {error}") from error
+        log.info("webhook: child notice %s handed to the platform", action.action_id)
+
+    def _delivers_for(self, platform: str) -> bool:
+        wanted = self.settings.notice_platforms
+        return platform in wanted if wanted else platform not in SELF_DELIVERING
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})

@@ -112,11 +112,28 @@ class WebhookSettings(Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
     max_skew_seconds: int = Field(300, ge=1, description="how old a signed timestamp may be (replay window)")
     rate_per_second: float = Field(200, gt=0, description="requests per second allowed per source")
+    notice_url: str | None = Field(
+        None,
+        description="the platform's endpoint that shows a child GroomGuard's private notice; each ChildNotice is POSTed "
+        "there as JSON, signed like incoming events (empty = notices only go to --out and the terminal)",
+    )
+    notice_platforms: list[str] = Field(
+        default_factory=list,
+        description="platforms whose notices go to notice_url; empty = every platform but discord and matrix, "
+        "whose adapters deliver their own",
+    )
     allow_moderator_events: bool = Field(
         False,
         description="accept moderator_decision and moderator-sourced age_declared events; only for a platform "
         "whose own moderation tool has already checked the moderator",
     )
+
+    @field_validator("notice_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("notice_url must be an http:// or https:// URL")
+        return value or None
 
 
 class DiscordSettings(Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,11 +45,21 @@ def risk_band(risk: float) -> str:
     return next(name for floor, name, _ in reversed(BANDS) if risk >= floor)
 
 
-def recommended_action(risk: float, status: str) -> str:
-    """What the card asks moderators to do; a closed case asks nothing."""
+#: Detectors whose evidence is a conversation happening now: moderators should read it, not only the pattern.
+CONVERSATION_DETECTORS = frozenset({"grooming_language"})
+
+
+def recommended_action(risk: float, status: str, detectors: Iterable[str] = ()) -> str:
+    """What the card asks moderators to do; a closed case asks nothing.
+
+    The band sets the urgency; grooming language on the case adds "read the conversation", so the
+    first language finding on a case that already had a card changes the action (and edits at once).
+    """
     if status in CLOSED_ACTION:
         return CLOSED_ACTION[status]
     action = next(todo for floor, _, todo in reversed(BANDS) if risk >= floor)
+    if CONVERSATION_DETECTORS & set(detectors) and risk >= BANDS[1][0]:
+        action += "; read the conversation"
     return f"{action} (escalated)" if status == "escalated" else action
 
 
@@ -225,9 +236,9 @@ class CaseBook:
         changes = self.changes(case, risk)
         if not changes:
             return None
-        urgent = risk_band(risk) != risk_band(case.alerted_risk) or recommended_action(
-            risk, case.status
-        ) != recommended_action(case.alerted_risk, case.alerted_status or case.status)
+        urgent = risk_band(risk) != risk_band(case.alerted_risk) or self._recommended(case, risk) != self._recommended(
+            case, None
+        )
         interval = timedelta(minutes=self.settings.card_edit_interval_minutes)
         if not urgent and case.alerted_at is not None and now - case.alerted_at < interval:
             self.held_back += 1
@@ -251,11 +262,18 @@ class CaseBook:
         if added > 0:
             out.append(f"{added} more child{'ren' if added > 1 else ''} involved ({len(case.children)} in all)")
         if out:
-            before = recommended_action(case.alerted_risk, case.alerted_status or case.status)
-            after = recommended_action(risk, case.status)
+            before, after = self._recommended(case, None), self._recommended(case, risk)
             if before != after:
                 out.append(f"recommended: {after}")
         return out
+
+    @staticmethod
+    def _recommended(case: Case, risk: float | None) -> str:
+        """The recommended action now (`risk` given) or as the posted card showed it (`risk` None)."""
+        if risk is not None:
+            return recommended_action(risk, case.status, case.reasons)
+        shown = [d for d, r in case.reasons.items() if "alerted_text" in r]
+        return recommended_action(case.alerted_risk, case.alerted_status or case.status, shown)
 
     def _alert(
         self, case: Case, now: datetime, risk: float | None = None, changes: list[str] | tuple[str, ...] = ()
@@ -291,7 +309,7 @@ class CaseBook:
             evidence=tuple(evidence[: self.settings.max_evidence]),
             children=tuple(case.children),
             band=risk_band(risk),
-            recommended=recommended_action(risk, case.status),
+            recommended=recommended_action(risk, case.status, case.reasons),
             changes=changes,
             at=now,
         )

@@ -66,6 +66,19 @@ def test_bands_and_actions_cover_the_scale() -> None:
     assert [risk_band(r) for r in (0.1, 0.5, 0.7, 0.85, 1.0)] == ["low", "moderate", "high", "very high", "very high"]
     assert recommended_action(0.9, "dismissed") == "none (dismissed)"
     assert recommended_action(0.9, "escalated").endswith("(escalated)")
+    assert recommended_action(0.9, "open", ["fan_out", "grooming_language"]).endswith("; read the conversation")
+
+
+def test_the_first_grooming_language_finding_on_a_carded_case_edits_at_once() -> None:
+    book = CaseBook(CaseSettings())
+    book.add_finding(finding("fan_out", 0.9, 0))
+    # Already "very high": the band cannot move, but the action does (read the conversation).
+    _, edit = book.add_finding(finding("grooming_language", 0.5, 1, "asked for secrecy"))
+    assert edit is not None and edit.version == 2
+    assert (
+        edit.changes[-1]
+        == "recommended: act now: restrict the account and check on the children involved; read the conversation"
+    )
 
 
 async def test_every_child_counted_is_listed_and_openable(db: Path, ev: EventFactory) -> None:

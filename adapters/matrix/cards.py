@@ -127,8 +127,8 @@ def case_detail(case: Case, findings: list[dict[str, Any]], audit: list[dict[str
         html.append(
             f"<p>Children involved ({len(case.children)}): {', '.join(user_link(c) for c in case.children)}</p>"
         )
-    plain.append(f"Recommended: {recommended_action(risk, case.status)}")
-    html.append(f"<p>Recommended: {escape(recommended_action(risk, case.status))}</p>")
+    plain.append(f"Recommended: {recommended_action(risk, case.status, case.reasons)}")
+    html.append(f"<p>Recommended: {escape(recommended_action(risk, case.status, case.reasons))}</p>")
     plain.append(f"{len(findings)} findings.")
     html.append(f"<p>{len(findings)} findings.</p>")
     if audit:

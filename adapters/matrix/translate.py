@@ -310,13 +310,14 @@ class Translator:
         if layout:
             found += [(u, StandingKind.CREATOR) for u in sorted({info.created_by, *info.creators} - {""})]
         users = info.power.get("users")
-        if isinstance(users, dict):
-            level = self.config.moderator_power_level
-            found += [
-                (u, StandingKind.MODERATOR)
-                for u, p in sorted(users.items())
-                if isinstance(u, str) and isinstance(p, int) and not isinstance(p, bool) and p >= level
-            ]
+        listed = {u for u in users if isinstance(u, str)} if isinstance(users, dict) else set()
+        level = self.config.moderator_power_level
+        # Room v12+ creators are not in `users` but outrank everyone (power_of knows).
+        found += [
+            (u, StandingKind.MODERATOR)
+            for u in sorted(listed | info.creators | info.joined())
+            if info.power_of(u) >= level
+        ]
         for user, standing in found:
             if user == self.config.bot_user or (user, standing.value) in self._declared:
                 continue
@@ -411,6 +412,10 @@ class Translator:
                     )
                 )
             batch.events.append(MemberJoined(**base, event_id=f"{event_id}#joined", account=target))
+            # The room's creator and moderators are in it to run it, not because of their age.
+            runs_it = target in (info.created_by, *info.creators) or (
+                bool(info.power) and info.power_of(target) >= self.config.moderator_power_level
+            )
             band = (
                 AgeBand.MINOR
                 if room_id in self.config.minor_rooms
@@ -418,7 +423,7 @@ class Translator:
                 if room_id in self.config.adult_rooms
                 else None
             )
-            if band is not None:
+            if band is not None and not runs_it:
                 batch.events.append(
                     AgeDeclared(**base, event_id=f"{event_id}#age", account=target, band=band, source=AgeSource.ROLE)
                 )

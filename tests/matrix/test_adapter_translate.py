@@ -24,6 +24,7 @@ from bot.events import (
     MessageEdited,
     MessageSent,
     ReactionAdded,
+    StandingDeclared,
 )
 from bot.findings import Evidence
 
@@ -70,7 +71,8 @@ def test_initial_sync_becomes_invites_answers_message_reaction_and_receipt() -> 
     joined = {e.account for e in batch.events if isinstance(e, MemberJoined)}
     assert joined == {ALICE, BOB}  # never the bot itself
     ages = {(e.account, e.band) for e in batch.events if type(e).__name__ == "AgeDeclared"}
-    assert ages == {(ALICE, AgeBand.MINOR), (BOB, AgeBand.MINOR)}
+    # Alice created the room: its creator runs it, and gets no age band from it (issue 13).
+    assert ages == {(BOB, AgeBand.MINOR)}
     assert "ContactRequested" in kinds and len({e.key for e in batch.events}) == len(batch.events)
 
 
@@ -278,3 +280,47 @@ def test_commands_in_community_rooms_are_ignored_and_bot_dms_are_private() -> No
     batch = t.translate(payload, NOW)
     # A reply in the public room would announce the child's age to everyone there, suspects included.
     assert [(i.room_id, i.in_dm) for i in batch.interactions] == [("!dm:localhost", True)]
+
+
+def test_group_messages_carry_mentions_and_the_reply_authors_for_addressing() -> None:
+    t = translator(layout_rooms=frozenset({"!general:localhost"}))
+    people = ["@kid:localhost", "@adult:localhost", "@a:localhost", "@b:localhost"]
+    pill = '<a href="https://matrix.to/#/@kid:localhost">kid</a> hi'
+    kid_says = _msg("$k1", "@kid:localhost", "anyone on?")
+    reply = _msg("$a1", "@adult:localhost", "> <@kid:localhost> anyone on?\n\nme")
+    reply["content"]["m.relates_to"] = {"m.in_reply_to": {"event_id": "$k1"}}
+    reply["content"]["m.mentions"] = {"user_ids": ["@kid:localhost", "@adult:localhost", 7]}
+    pilled = _msg("$a2", "@adult:localhost", "kid hi")
+    pilled["content"].update({"format": "org.matrix.custom.html", "formatted_body": pill})
+    payload = {
+        "next_batch": "s1",
+        "rooms": {
+            "join": {
+                "!general:localhost": {
+                    "state": {
+                        "events": [
+                            {
+                                "type": "m.room.create",
+                                "state_key": "",
+                                "sender": "@mod:localhost",
+                                "event_id": "$create",
+                                "content": {"room_version": "10"},
+                            },
+                            *(_member(f"$j{i}", p, p, "join") for i, p in enumerate([BOT, *people])),
+                        ]
+                    },
+                    "timeline": {"events": [kid_says, reply, pilled]},
+                }
+            }
+        },
+    }
+    batch = t.translate(payload, NOW)
+    sent = {e.message_id: e for e in batch.events if isinstance(e, MessageSent)}
+    assert not sent["$a1"].private and sent["$a1"].reply_to == "$k1"
+    assert sent["$a1"].reply_to_author == "@kid:localhost"
+    assert sent["$a1"].mentions == ("@kid:localhost",)  # the author and junk are dropped
+    assert sent["$a1"].text == "me"
+    assert sent["$a2"].mentions == ("@kid:localhost",) and sent["$a2"].reply_to_author is None
+    # The creator of a community room is declared: they vouch for no one.
+    standings = [(e.account, e.standing.value) for e in batch.events if isinstance(e, StandingDeclared)]
+    assert standings == [("@mod:localhost", "creator")]

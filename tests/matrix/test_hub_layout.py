@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from nio import JoinResponse, RoomInviteResponse, SyncResponse
+from nio import JoinResponse, RoomInviteResponse, RoomSendResponse, SyncResponse
 
+from bot.addressing import addressees
 from bot.config import MatrixSettings
+from bot.events import MessageSent
 from tests.matrix.test_adapter_e2e import (  # noqa: F401 - fixtures reused: one Synapse for this module
     COMMUNITY,
     Scenario,
@@ -59,12 +61,14 @@ async def _hub_layout(s: Scenario) -> None:
     mod_room = await room(mod, "moderators", bot_power, public=False, invite=[bot_id])
     teens = await room(mod, "teens", bot_power, public=False, invite=[bot_id])
     adults = await room(mod, "adults", bot_power, public=False, invite=[bot_id])
+    general = await room(mod, "general", bot_power, invite=[bot_id])
     settings = MatrixSettings(
         enabled=True,
         homeserver=s.server.url,
         user_id=bot_id,
         access_token=bot_token,
         mod_room=mod_room,
+        protected_rooms=[general],
         minor_rooms=[teens],
         adult_rooms=[adults],
         sync_timeout_ms=10_000,
@@ -98,6 +102,42 @@ async def _hub_layout(s: Scenario) -> None:
         await engine.drain()
     mod_account = engine.state.accounts[(COMMUNITY, mod.user_id)]
     assert {"moderator", "creator"} <= mod_account.standings, mod_account
+
+    # In `general` (a group room, not private): what bot.addressing needs reaches the events.
+    for member in [adult, *kids[:4]]:
+        expect(await member.join(general), JoinResponse)
+    said = expect(
+        await kids[0].room_send(general, "m.room.message", {"msgtype": "m.text", "body": "anyone on tonight?"}),
+        RoomSendResponse,
+    ).event_id
+    reply_content = {
+        "msgtype": "m.text",
+        "body": f"> <{kids[0].user_id}> anyone on tonight?\n\nim on, u play?",
+        "m.relates_to": {"m.in_reply_to": {"event_id": said}},
+        "m.mentions": {"user_ids": [kids[0].user_id]},
+    }
+    reply_id = expect(await adult.room_send(general, "m.room.message", reply_content), RoomSendResponse).event_id
+    practice = {
+        "msgtype": "m.text",
+        "body": "practice at 5",
+        "m.mentions": {"user_ids": [k.user_id for k in kids[1:4]]},
+    }
+    practice_id = expect(await mod.room_send(general, "m.room.message", practice), RoomSendResponse).event_id
+
+    async def group_messages() -> dict[str, MessageSent]:
+        rows = await s.events_of("message_sent")
+        return {r["message_id"]: MessageSent(**r) for r in rows if r["conversation"] == general}
+
+    deadline = time.monotonic() + 10
+    while not {reply_id, practice_id} <= set(await group_messages()):
+        assert time.monotonic() < deadline, "the group messages were not stored"
+        await engine.drain()
+    stored = await group_messages()
+    reply = stored[reply_id]
+    assert not reply.private and reply.reply_to == said and reply.reply_to_author == kids[0].user_id
+    assert reply.mentions == (kids[0].user_id,) and reply.text == "im on, u play?"
+    assert [(a.account, a.how) for a in await addressees(reply, engine.state)] == [(kids[0].user_id, "reply")]
+    assert await addressees(stored[practice_id], engine.state) == []  # three children at once: a broadcast
 
     # The adult DM-invites all eight children in rooms the bot is not in; nobody answers.
     alert_after: int | None = None

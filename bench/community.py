@@ -57,14 +57,18 @@ class Recorder:
 
 
 class AlertCollector:
-    """A sink that remembers when each suspect was first alerted on."""
+    """A sink that remembers when each suspect was first alerted on, and how often each card changed."""
 
     def __init__(self) -> None:
         self.first: dict[str, datetime] = {}
+        #: case id -> highest card version seen (edits = version - 1).
+        self.versions: dict[int, int] = {}
 
     async def deliver(self, action: object) -> None:
-        if isinstance(action, ModAlert) and not action.is_update:
-            self.first.setdefault(action.suspect, action.at)
+        if isinstance(action, ModAlert):
+            self.versions[action.case_id] = max(self.versions.get(action.case_id, 0), action.version)
+            if not action.is_update:
+                self.first.setdefault(action.suspect, action.at)
 
 
 @dataclass
@@ -124,6 +128,7 @@ class Run:
     findings: dict[str, list[tuple[str, float, datetime]]]
     events: int
     seconds: float
+    card_versions: dict[int, int] = field(default_factory=dict)
 
     def merged(self) -> list[tuple[str, str, float, datetime]]:
         rows = [(d, s, v, at) for d, seen in self.findings.items() for s, v, at in seen]
@@ -142,7 +147,7 @@ async def replay(events: list[BaseEvent], settings: Settings) -> Run:
     await engine.drain()
     seconds = time.perf_counter() - started
     await engine.stop()
-    return Run(sink.first, {r.name: r.seen for r in recorders}, len(events), seconds)
+    return Run(sink.first, {r.name: r.seen for r in recorders}, len(events), seconds, sink.versions)
 
 
 def settings_for(db: Path, overrides: dict[str, Any] | None = None) -> Settings:
@@ -181,6 +186,12 @@ def report(run: Run, truth: Truth, settings: Settings, out: list[str]) -> dict[s
     for s in overall.false:
         false_kinds[truth.hard_negatives.get(s, "minor" if s in truth.minors else "ordinary")] += 1
     out.append(f"false alerts by kind: {dict(false_kinds) or 'none'}")
+    edits = sorted(v - 1 for v in run.card_versions.values())
+    mean_edits = round(statistics.mean(edits), 2) if edits else 0.0
+    out.append(
+        f"card edits per case: mean {mean_edits}, median {statistics.median(edits) if edits else 0}, "
+        f"max {edits[-1] if edits else 0} over {len(edits)} cards"
+    )
     return {
         "recall": rows[-1]["recall"],
         "false_alerts_per_10k_benign": rows[-1]["false_alerts_per_10k_benign"],
@@ -188,6 +199,8 @@ def report(run: Run, truth: Truth, settings: Settings, out: list[str]) -> dict[s
         "false_alerts": len(overall.false),
         "benign_adults": benign,
         "groomers": len(truth.groomers),
+        "card_edits_mean": mean_edits,
+        "card_edits_max": edits[-1] if edits else 0,
     }
 
 

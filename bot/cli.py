@@ -398,12 +398,29 @@ def forget(
 
 
 @app.command()
-def doctor(config: ConfigOption = None, db: DbOption = None) -> None:
-    """Check config, database, model file and platform settings; print what to fix (exit 1 on problems)."""
+def doctor(
+    config: ConfigOption = None,
+    db: DbOption = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(help="check this webhook URL live (what the Synapse module or platform posts to)"),
+    ] = None,
+    webhook_secret_file: Annotated[
+        Path | None,
+        typer.Option(help="sign the live check with this secret (the sender's); default: GroomGuard's own"),
+    ] = None,
+) -> None:
+    """Check config, database, model file, platform settings and the webhook live; print what to fix (exit 1 on problems)."""
+    from bot.config import read_secret
     from bot.doctor import FAIL, WARN, diagnose
 
     settings = _settings(config, db)
-    checks = diagnose(settings)
+    try:
+        secret = read_secret(None, webhook_secret_file, "webhook_secret") if webhook_secret_file else None
+    except ConfigError as error:
+        err.print(f"[red]{escape(str(error.problems[0]))}[/]")
+        raise typer.Exit(1) from None
+    checks = diagnose(settings, live_url=webhook_url, live_secret=secret)
     marks = {FAIL: "[red]✖[/]", WARN: "[yellow]![/]"}
     for check in checks:
         console.print(f"{marks.get(check.status, '[green]✔[/]')} {check.area}: {escape(check.detail)}", soft_wrap=True)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import sqlite3
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,11 +259,97 @@ def check_platforms(settings: Settings) -> list[Check]:
     return out
 
 
-def diagnose(settings: Settings) -> list[Check]:
-    """Every check, in the order an operator should fix them."""
-    return [
+#: How long the live webhook check waits for an answer.
+LIVE_TIMEOUT_S = 5.0
+
+
+def webhook_url(settings: Settings) -> str:
+    """Where this config's webhook listens (what a sender's `webhook_url` should be on this host)."""
+    host = settings.webhook.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host and host != "::1" else host
+    host = "[::1]" if host == "::1" else host
+    return f"http://{host}:{settings.webhook.port}/events"
+
+
+def check_webhook_live(url: str, secret: str, explicit: bool = True) -> list[Check]:
+    """POST a signed empty batch to `url`: GroomGuard checks the signature first, then refuses the
+    empty batch (400), so nothing is stored and the answer says whether URL and secret are right.
+
+    `explicit` is False when the URL only comes from the config (GroomGuard may simply not be
+    running yet): then an unreachable URL is a warning, not a failure.
+    """
+    body = b"[]"
+    timestamp = str(int(time.time()))
+    signature = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-GroomGuard-Timestamp": timestamp,
+            "X-GroomGuard-Signature": signature,
+        },
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=LIVE_TIMEOUT_S) as reply:
+            status, text = reply.status, reply.read(2048).decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read(2048).decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        return [
+            Check(
+                "webhook (live)",
+                FAIL if explicit else WARN,
+                f"cannot reach {url}: {reason}",
+                "start `groomguard run` with [webhook] enabled, or fix the sender's webhook_url (host, port, /events)",
+            )
+        ]
+    try:
+        detail = str(json.loads(text).get("error", ""))
+    except (ValueError, AttributeError):
+        detail = text[:200]
+    if status == 400 and "empty batch" in detail:
+        return [Check("webhook (live)", OK, f"{url} answers and accepts the secret's signature")]
+    if status == 401:
+        return [
+            Check(
+                "webhook (live)",
+                FAIL,
+                f"{url} refused the signature: {detail}",
+                "the sender's secret (the Synapse module's `secret`) must equal the running GroomGuard's "
+                "webhook secret, and both clocks must agree within webhook.max_skew_seconds",
+            )
+        ]
+    if status == 404:
+        return [Check("webhook (live)", FAIL, f"nothing at {url} (404)", "the webhook path is /events")]
+    if status == 429:
+        return [Check("webhook (live)", WARN, f"{url} is rate-limiting this host", "try again in a second")]
+    return [Check("webhook (live)", FAIL, f"{url} answered HTTP {status}: {detail}", "is that GroomGuard's webhook?")]
+
+
+def diagnose(settings: Settings, live_url: str | None = None, live_secret: str | None = None) -> list[Check]:
+    """Every check, in the order an operator should fix them.
+
+    With the webhook enabled (or `live_url` given) the webhook is also checked live: a signed
+    request to `live_url` (default: this config's own address) with `live_secret` (default: this
+    config's secret; pass the sender's to check that one).
+    """
+    checks = [
         Check("config", OK, "valid"),
         *check_database(settings),
         *check_model(settings),
         *check_platforms(settings),
     ]
+    if settings.webhook.enabled or live_url:
+        secret = live_secret
+        if secret is None:
+            try:
+                secret = read_secret(settings.webhook.secret, settings.webhook.secret_file, "webhook.secret")
+            except ConfigError:
+                secret = None  # already reported by check_platforms
+        if secret:
+            checks += check_webhook_live(live_url or webhook_url(settings), secret, explicit=live_url is not None)
+    return checks

@@ -130,3 +130,51 @@ def test_doctor_refuses_a_broken_config(tmp_path: Path) -> None:
     config.write_text("[store]\nmessage_retention_days = 0\n")
     result = runner.invoke(app, ["doctor", "-c", str(config)])
     assert result.exit_code == 1 and "message_retention_days" in result.output
+
+
+async def test_doctor_checks_the_webhook_url_and_secret_live(tmp_path: Path) -> None:
+    """Against a real running webhook: right secret passes, wrong secret and wrong path fail, a dead
+    port fails when named and only warns when it comes from the config (GroomGuard not started yet)."""
+    import asyncio
+
+    from adapters.webhook import WebhookAdapter
+    from bot.config import WebhookSettings
+    from bot.doctor import FAIL, OK, WARN, check_webhook_live, diagnose
+    from bot.testing import make_settings, running_engine
+    from tests.synapse.homeserver import free_port
+
+    adapter = WebhookAdapter(WebhookSettings(enabled=True, secret="right", port=1).model_copy(update={"port": 0}))
+    async with running_engine(tmp_path / "db") as (engine, _):
+        await adapter.start(engine)
+        url = f"http://127.0.0.1:{adapter.port}/events"
+        try:
+            good = await asyncio.to_thread(check_webhook_live, url, "right")
+            bad = await asyncio.to_thread(check_webhook_live, url, "wrong")
+            lost = await asyncio.to_thread(check_webhook_live, url.replace("/events", "/event"), "right")
+            assert engine.stats.stored == 0  # the probe stores nothing
+        finally:
+            await adapter.stop()
+    assert [c.status for c in good] == [OK]
+    assert bad[0].status == FAIL and "refused the signature" in bad[0].detail and "secret" in bad[0].fix
+    assert lost[0].status == FAIL and "404" in lost[0].detail
+    dead = f"http://127.0.0.1:{free_port()}/events"
+    assert check_webhook_live(dead, "right")[0].status == FAIL
+    settings = make_settings(
+        tmp_path / "x.db", webhook__enabled=True, webhook__secret="right", webhook__port=free_port()
+    )
+    [live] = [c for c in diagnose(settings) if c.area == "webhook (live)"]
+    assert live.status == WARN and "cannot reach" in live.detail
+
+
+def test_doctor_webhook_url_option_fails_on_an_unreachable_sender_url(tmp_path: Path) -> None:
+    from tests.synapse.homeserver import free_port
+
+    secret = tmp_path / "module.secret"
+    secret.write_text("module-secret\n")
+    url = f"http://127.0.0.1:{free_port()}/events"
+    args = ["doctor", "--db", str(tmp_path / "d.db"), "--webhook-url", url, "--webhook-secret-file", str(secret)]
+    result = runner.invoke(app, args)
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"cannot reach {url}" in out and "webhook_url" in out
+    missing = runner.invoke(app, [*args[:-1], str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "cannot read" in " ".join(missing.output.split())

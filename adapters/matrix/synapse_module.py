@@ -10,10 +10,18 @@ to homeserver.yaml::
           secret: <shared HMAC secret>
           community: my-homeserver
           queue_size: 10000                           # optional
+          spool_path: /data/groomguard-spool.jsonl    # optional; where undelivered invites wait
 
 It never blocks or slows the homeserver: the Synapse callback only appends to a bounded
 in-memory queue (dropping and counting when full), and a background loop posts batches
-from Synapse's thread pool with a short timeout, backing off while GroomGuard is down.
+from Synapse's thread pool with a short timeout.
+
+It never loses an invite it has read from that queue: when GroomGuard does not take a batch
+(401 or 403 — the secret or URL is wrong —, 404, 5xx, a timeout, a refused connection) the
+batch is appended to `spool_path` (fsynced JSON Lines) and retried with back-off, oldest first,
+until it is delivered, across Synapse restarts. Each failure is logged at ERROR with the status,
+the spool size and what to check. Only a batch GroomGuard calls invalid (400, 413, 422) is
+not retried: it goes to `<spool_path>.rejected` for an operator to look at, also at ERROR.
 Self-contained on purpose (stdlib only): Synapse's virtualenv has none of GroomGuard's
 dependencies, and the module must import nothing from Synapse at import time.
 """
@@ -24,6 +32,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
@@ -38,8 +47,11 @@ PLATFORM = "matrix"
 TIMESTAMP_HEADER = "X-GroomGuard-Timestamp"
 SIGNATURE_HEADER = "X-GroomGuard-Signature"
 
-#: HTTP statuses worth retrying; any other 4xx means GroomGuard refused the batch for good.
-_RETRYABLE_STATUSES = frozenset({408, 425, 429})
+#: HTTP statuses that mean GroomGuard read the batch and called it invalid: retrying cannot help.
+#: Everything else (401/403 wrong secret, 404 wrong URL, 5xx, timeouts) is spooled and retried.
+_REFUSED_STATUSES = frozenset({400, 413, 422})
+#: Default spool file, relative to Synapse's working directory (its data directory in the usual images).
+DEFAULT_SPOOL = "groomguard-spool.jsonl"
 
 
 class ModuleApiLike(Protocol):
@@ -75,6 +87,7 @@ class ModuleConfig:
     flush_interval_ms: int = 250
     max_backoff_s: float = 60.0
     remembered_invites: int = 100_000
+    spool_path: str = DEFAULT_SPOOL
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModuleConfig:
@@ -90,6 +103,10 @@ class ModuleConfig:
         if not raw["webhook_url"].startswith(("http://", "https://")):
             raise ValueError("webhook_url must be an http:// or https:// URL")
         values: dict[str, Any] = {k: raw[k].strip() for k in ("webhook_url", "secret", "community")}
+        if "spool_path" in raw:
+            if not isinstance(raw["spool_path"], str) or not raw["spool_path"].strip():
+                raise ValueError("spool_path must be a non-empty file path")
+            values["spool_path"] = raw["spool_path"].strip()
         numeric = {
             "queue_size": (int, 1, 10_000_000),
             "batch_size": (int, 1, 10_000),
@@ -216,6 +233,82 @@ class WebhookRefused(Exception):
     """GroomGuard answered with a status that retrying will not fix."""
 
 
+class Spool:
+    """Undelivered events on local disk, oldest first: an append-only JSON Lines file plus the byte
+    offset up to which they were delivered (in `<path>.offset`).
+
+    Appends are fsynced before the batch leaves memory. The offset moves only after GroomGuard
+    took a batch, so a crash in between re-sends it, which GroomGuard dedupes by event id. When
+    everything is delivered both files are emptied. Used from one thread at a time (the flush).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset_path = path + ".offset"
+        self.rejected_path = path + ".rejected"
+        self.count = self._count()
+
+    def _offset(self) -> int:
+        try:
+            with open(self.offset_path, encoding="utf-8") as handle:
+                return int(handle.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _count(self) -> int:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset())
+                return sum(1 for line in handle if line.strip())
+        except OSError:
+            return 0
+
+    def append(self, events: list[dict[str, Any]], path: str | None = None) -> None:
+        data = "".join(json.dumps(e, separators=(",", ":"), ensure_ascii=False) + "\n" for e in events)
+        with open(path or self.path, "a", encoding="utf-8") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path is None:
+            self.count += len(events)
+
+    def head(self, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Up to `limit` of the oldest undelivered events and the offset just past them."""
+        out: list[dict[str, Any]] = []
+        offset = self._offset()
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(offset)
+                while len(out) < limit:
+                    line = handle.readline()
+                    if not line:
+                        break
+                    offset += len(line)
+                    if line.strip():
+                        try:
+                            out.append(json.loads(line))
+                        except ValueError:
+                            logger.error("GroomGuard spool %s: skipped an unreadable line", self.path)
+        except OSError:
+            return [], offset
+        return out, offset
+
+    def delivered(self, offset: int, count: int) -> None:
+        """Record that everything before `offset` reached GroomGuard."""
+        self.count = max(0, self.count - count)
+        size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
+        if offset >= size:
+            with open(self.path, "w", encoding="utf-8"):
+                pass
+            offset, self.count = 0, 0
+        tmp = self.offset_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(str(offset))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.offset_path)
+
+
 class GroomGuardModule:
     """Loaded by Synapse from `modules:`; see the module docstring for the config."""
 
@@ -223,13 +316,13 @@ class GroomGuardModule:
         self._config = config
         self._api = api
         self._queue: deque[MembershipChange] = deque()
-        self._retry: list[dict[str, Any]] = []
         # invite event id -> inviter, so answers resolve without a database read.
         self._invites: OrderedDict[str, str] = OrderedDict()
         self._sending = False
         self._failures = 0
         self._next_attempt = 0.0
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._spool = Spool(config.spool_path)
         self.dropped = 0
         self.sent = 0
         self.refused = 0
@@ -239,6 +332,12 @@ class GroomGuardModule:
             self.flush, config.flush_interval_ms, desc="groomguard_flush", run_on_all_instances=True
         )
         logger.info("GroomGuard module reporting invites to %s", config.webhook_url)
+        if self._spool.count:
+            logger.warning(
+                "GroomGuard: %d undelivered invite events in %s from before; sending them first",
+                self._spool.count,
+                config.spool_path,
+            )
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -266,43 +365,89 @@ class GroomGuardModule:
 
     @property
     def pending(self) -> int:
-        """Changes and events not yet delivered."""
-        return len(self._queue) + len(self._retry)
+        """Changes and events not yet delivered (in memory and in the spool)."""
+        return len(self._queue) + self._spool.count
+
+    @property
+    def spooled(self) -> int:
+        return self._spool.count
 
     async def flush(self) -> None:
-        """Post one batch if one is due; run by Synapse's looping background call."""
-        if self._sending or time.monotonic() < self._next_attempt:
+        """Post one batch; run by Synapse's looping background call.
+
+        While the spool holds anything, or GroomGuard is being waited for, new events go to the end
+        of the spool and batches are sent from its head, so order is kept and memory stays small.
+        """
+        if self._sending:
             return
         self._sending = True
         try:
-            batch = self._retry or await self._next_batch()
+            waiting = time.monotonic() < self._next_attempt
+            fresh = await self._drain(everything=waiting or self._spool.count > 0)
+            if fresh and (waiting or self._spool.count):
+                await self._api.defer_to_thread(self._spool.append, fresh)
+                fresh = []
+            if waiting:
+                return
+            offset: int | None = None
+            if fresh:
+                batch = fresh
+            else:
+                batch, offset = await self._api.defer_to_thread(self._spool.head, self._config.batch_size)
             if not batch:
                 return
-            try:
-                await self._api.defer_to_thread(self._post, batch)
-            except WebhookRefused as err:
-                self.refused += len(batch)
-                self._retry = []
-                logger.error("GroomGuard refused %d events (%s); not retrying", len(batch), err)
-            except Exception as err:
-                self._retry = batch
-                self._failures += 1
-                delay = min(self._config.max_backoff_s, 0.5 * 2 ** (self._failures - 1))
-                self._next_attempt = time.monotonic() + delay
-                logger.warning(
-                    "GroomGuard webhook unavailable (%s); %d events waiting, retry in %.1fs",
-                    err,
-                    self.pending,
-                    delay,
-                )
-            else:
-                if self._failures:
-                    logger.info("GroomGuard webhook reachable again")
-                self.sent += len(batch)
-                self._retry = []
-                self._failures = 0
+            await self._send(batch, offset)
         finally:
             self._sending = False
+
+    async def _send(self, batch: list[dict[str, Any]], offset: int | None) -> None:
+        """Post `batch` (read from the spool up to `offset`, or fresh when None) and settle the outcome."""
+        try:
+            try:
+                await self._api.defer_to_thread(self._post, batch)
+            except urllib.error.HTTPError as err:
+                if err.code in _REFUSED_STATUSES:
+                    raise WebhookRefused(f"HTTP {err.code}") from err
+                raise
+        except WebhookRefused as err:
+            self.refused += len(batch)
+            await self._api.defer_to_thread(self._spool.append, batch, self._spool.rejected_path)
+            if offset is not None:
+                await self._api.defer_to_thread(self._spool.delivered, offset, len(batch))
+            logger.error(
+                "GroomGuard called %d invite events invalid (%s); not retrying them, kept in %s",
+                len(batch),
+                err,
+                self._spool.rejected_path,
+            )
+        except Exception as err:
+            if offset is None:
+                await self._api.defer_to_thread(self._spool.append, batch)
+            self._failures += 1
+            delay = min(self._config.max_backoff_s, 0.5 * 2 ** (self._failures - 1))
+            self._next_attempt = time.monotonic() + delay
+            logger.error(
+                "GroomGuard webhook unavailable (%s): %d invite events spooled in %s, retry in %.1fs%s",
+                err,
+                self.pending,
+                self._config.spool_path,
+                delay,
+                _hint(err),
+            )
+        else:
+            if offset is not None:
+                await self._api.defer_to_thread(self._spool.delivered, offset, len(batch))
+            if self._failures:
+                logger.warning("GroomGuard webhook reachable again; %d events still spooled", self._spool.count)
+            self.sent += len(batch)
+            self._failures = 0
+
+    async def _drain(self, everything: bool) -> list[dict[str, Any]]:
+        """Events from the memory queue: one batch, or (while spooling) all of it."""
+        out = await self._next_batch()
+        while everything and self._queue:
+            out.extend(await self._next_batch())
+        return out
 
     async def _next_batch(self) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
@@ -360,13 +505,20 @@ class GroomGuardModule:
                 SIGNATURE_HEADER: sign(self._config.secret, timestamp, body),
             },
         )
-        try:
-            with self._opener.open(request, timeout=self._config.timeout_s) as reply:
-                reply.read(1024)
-        except urllib.error.HTTPError as err:
-            if 400 <= err.code < 500 and err.code not in _RETRYABLE_STATUSES:
-                raise WebhookRefused(f"HTTP {err.code}") from err
-            raise
+        with self._opener.open(request, timeout=self._config.timeout_s) as reply:
+            reply.read(1024)
+
+
+def _hint(error: Exception) -> str:
+    """What an operator should check for this failure (appended to the ERROR line)."""
+    code = getattr(error, "code", None)
+    if code in (401, 403):
+        return " — GroomGuard refused the signature: `secret` must equal GroomGuard's webhook secret (check clocks too)"
+    if code == 404:
+        return " — nothing at that address: `webhook_url` must end in /events"
+    if isinstance(code, int) and code >= 500:
+        return " — GroomGuard could not store the events; see its log"
+    return " — is GroomGuard running and `webhook_url` right? (`groomguard doctor` checks it)"
 
 
 def _select_membership(txn: Any, event_id: str) -> tuple[str, str] | None:

@@ -8,6 +8,7 @@ import hmac
 import json
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +55,10 @@ class FakeApi:
         self.loop = f
 
     async def defer_to_thread(self, f: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(f, "__name__", "") != "_post":
+            return f(*args, **kwargs)  # spool file work runs for real, inline
+        if isinstance(self.fail, BaseException):
+            raise self.fail
         if self.fail:
             raise ConnectionRefusedError("webhook down")
         self.posted.append(args[0])
@@ -62,9 +67,11 @@ class FakeApi:
         return self.db.get(args[0])
 
 
-def make_module(**overrides: Any) -> tuple[GroomGuardModule, FakeApi]:
+def make_module(spool: Path | None = None, **overrides: Any) -> tuple[GroomGuardModule, FakeApi]:
     api = FakeApi()
     raw = {"webhook_url": "http://127.0.0.1:9/x", "secret": SECRET, "community": COMMUNITY}
+    if spool is not None:
+        raw["spool_path"] = str(spool)
     config = GroomGuardModule.parse_config({**raw, **overrides})
     return GroomGuardModule(config, api), api
 
@@ -114,8 +121,8 @@ def test_recorded_membership_events_become_invites_and_answers() -> None:
     assert [a["answer"] for a in answers if a] == ["rejected", "accepted"]
 
 
-async def test_callback_only_enqueues_and_drops_when_full() -> None:
-    module, api = make_module(queue_size=2)
+async def test_callback_only_enqueues_and_drops_when_full(tmp_path: Path) -> None:
+    module, api = make_module(tmp_path / "spool.jsonl", queue_size=2)
     invite = SimpleNamespace(
         type="m.room.member",
         state_key="@b:x",
@@ -134,8 +141,8 @@ async def test_callback_only_enqueues_and_drops_when_full() -> None:
     assert module.pending == 2
 
 
-async def test_failed_post_is_retried_after_backoff_and_answers_use_the_database() -> None:
-    module, api = make_module(max_backoff_s=0.1)
+async def test_failed_post_is_retried_after_backoff_and_answers_use_the_database(tmp_path: Path) -> None:
+    module, api = make_module(tmp_path / "spool.jsonl", max_backoff_s=0.1)
     module.enqueue(MembershipChange("$i", "!r:x", "@a:x", "@b:x", "invite", 1_000))
     # An answer to an invite from before start-up: the inviter comes from the database.
     api.db["$old"] = ("@old:x", "invite")
@@ -157,6 +164,49 @@ async def test_failed_post_is_retried_after_backoff_and_answers_use_the_database
     assert module.pending == 0 and module.sent == 2
 
 
+async def test_401_5xx_and_timeouts_spool_to_disk_and_survive_a_restart(tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    module, api = make_module(spool, max_backoff_s=0.1, batch_size=2)
+    for i in range(3):
+        module.enqueue(MembershipChange(f"$i{i}", "!r:x", "@a:x", f"@k{i}:x", "invite", 1_000 + i))
+    api.fail = urllib.error.HTTPError("http://x/events", 401, "Unauthorized", {}, None)  # type: ignore[arg-type]
+    await module.flush()
+    assert module.pending == 3 and module.spooled == 2 and api.posted == []
+    await module.flush()  # backing off: the rest of the queue goes to disk too, nothing is posted
+    assert module.pending == 3 and module.spooled == 3 and api.posted == []
+    assert len(spool.read_text().splitlines()) == 3  # on disk, not only in memory
+    # Synapse restarts while GroomGuard still fails (5xx, then a timeout): nothing is lost.
+    module, api = make_module(spool, max_backoff_s=0.1, batch_size=2)
+    assert module.spooled == 3
+    module.enqueue(MembershipChange("$i3", "!r:x", "@a:x", "@k3:x", "invite", 2_000))
+    for failure in (
+        urllib.error.HTTPError("http://x/events", 503, "Unavailable", {}, None),  # type: ignore[arg-type]
+        TimeoutError("timed out"),
+    ):
+        api.fail = failure
+        await asyncio.sleep(0.15)
+        await module.flush()
+    assert module.spooled == 4 and api.posted == []
+    api.fail = False
+    for _ in range(4):
+        await asyncio.sleep(0.15)
+        await module.flush()
+    # Oldest first, each exactly once, in batches of two.
+    assert [[e["target"] for e in b] for b in api.posted] == [["@k0:x", "@k1:x"], ["@k2:x", "@k3:x"]]
+    assert module.spooled == 0 and module.sent == 4 and spool.read_text() == ""
+
+
+async def test_an_invalid_batch_is_kept_aside_not_retried(tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    module, api = make_module(spool)
+    module.enqueue(MembershipChange("$i", "!r:x", "@a:x", "@b:x", "invite", 1_000))
+    api.fail = urllib.error.HTTPError("http://x/events", 422, "Unprocessable", {}, None)  # type: ignore[arg-type]
+    await module.flush()
+    assert module.refused == 1 and module.pending == 0
+    [kept] = (tmp_path / "spool.jsonl.rejected").read_text().splitlines()
+    assert json.loads(kept)["target"] == "@b:x"
+
+
 def test_signature_matches_the_contract() -> None:
     body = b'[{"type":"x"}]'
     expected = hmac.new(b"k", b"1700000000." + body, hashlib.sha256).hexdigest()
@@ -174,6 +224,8 @@ class Webhook:
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     hang: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
+    #: The status to answer with; anything but 202 is a failure the module must survive.
+    status: int = 202
 
     @property
     def url(self) -> str:
@@ -192,6 +244,11 @@ def start_webhook() -> Webhook:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if hook.hang.is_set():
                 hook.release.wait(30)
+                return
+            if hook.status != 202:
+                self.send_response(hook.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             hook.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(202)
@@ -218,7 +275,12 @@ def webhook() -> Iterator[Webhook]:
 
 
 @pytest.fixture(scope="module")
-def synapse_with_module(webhook: Webhook) -> Iterator[Homeserver]:
+def spool_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("module-spool") / "spool.jsonl"
+
+
+@pytest.fixture(scope="module")
+def synapse_with_module(webhook: Webhook, spool_file: Path) -> Iterator[Homeserver]:
     reason = missing_reason()
     if reason:
         pytest.skip(reason)
@@ -232,6 +294,7 @@ def synapse_with_module(webhook: Webhook) -> Iterator[Homeserver]:
             "timeout_s": 1.0,
             "flush_interval_ms": 50,
             "max_backoff_s": 1.0,
+            "spool_path": str(spool_file),
         },
     }
     server = start_homeserver(modules=[module])
@@ -368,3 +431,40 @@ async def test_answer_after_a_homeserver_restart_is_still_reported(
         await teen.close()
     [answer] = [e for e in webhook.events() if e["type"] == "contact_answered" and e["target"] == teen.user_id]
     assert (answer["source"], answer["answer"]) == (adult.user_id, "rejected")
+
+
+@pytest.mark.synapse
+async def test_no_invite_is_lost_on_401_or_5xx_even_across_a_synapse_restart(
+    synapse_with_module: Homeserver, webhook: Webhook, spool_file: Path
+) -> None:
+    adult = client(synapse_with_module, "spool_adult")
+    kids = [client(synapse_with_module, f"spool_kid{i}") for i in range(4)]
+    webhook.requests.clear()
+    webhook.status = 401  # the module's secret does not match GroomGuard's
+    try:
+        room = await adult.room_create(name="spooled")
+        assert isinstance(room, RoomCreateResponse)
+        for kid in kids[:2]:
+            assert isinstance(await adult.room_invite(room.room_id, kid.user_id), RoomInviteResponse)
+        await wait_for(lambda: spool_file.exists() and len(spool_file.read_text().splitlines()) >= 2)
+        log = synapse_with_module.log_tail(50_000)
+        assert "GroomGuard webhook unavailable (HTTP Error 401" in log and "refused the signature" in log
+        # Synapse restarts while GroomGuard now fails with 503: the spool is read back, nothing is lost.
+        webhook.status = 503
+        synapse_with_module.restart()
+        for kid in kids[2:]:
+            assert isinstance(await adult.room_invite(room.room_id, kid.user_id), RoomInviteResponse)
+        await wait_for(lambda: len(spool_file.read_text().splitlines()) >= 4)
+        assert "undelivered invite events" in synapse_with_module.log_tail(50_000)
+        assert webhook.requests == []
+        webhook.status = 202
+        await wait_for(lambda: {e["target"] for e in webhook.events()} >= {k.user_id for k in kids}, limit_s=15)
+        await wait_for(lambda: spool_file.read_text() == "", limit_s=5)
+    finally:
+        webhook.status = 202
+        for c in (adult, *kids):
+            await c.close()
+    invites = [e for e in webhook.events() if e["type"] == "contact_requested"]
+    assert sorted(e["target"] for e in invites) == sorted(k.user_id for k in kids)  # each once, none lost
+    for headers, body in webhook.requests:
+        check_signature(headers, body)

@@ -112,3 +112,29 @@ async def test_forget_erases_standings_and_message_turns(db: Path) -> None:
         await engine.ingest([f.joined(MOD), f.standing(MOD, "moderator"), f.message(MOD, "welcome all")])
         removed = await engine.forget(MOD)
     assert removed["standings"] == 1 and removed["message_turns"] == 1
+
+
+async def test_a_platform_verified_age_is_trusted_like_a_role(db: Path) -> None:
+    """Issue 13: a platform that had to send `self` for ages it verified made a social child a suspect.
+
+    A child who friends many other children is no suspect when the platform vouches for the age
+    (`source = "platform"`), but stays watched when the age is only self-declared (adults pose as
+    children). A moderator still outranks the platform.
+    """
+    results = {}
+    for source in ("self", "platform"):
+        f = EventFactory(community=f"c-{source}")
+        events: list[BaseEvent] = [f.joined("social-kid"), f.age("social-kid", "minor", source)]
+        for i, kid in enumerate(KIDS):
+            events += [f.joined(kid), f.minor(kid), f.region(kid, f"town{i}")]
+        events += [f.contact("social-kid", kid, ContactKind.FRIEND, at=f.tick(minutes=30)) for kid in KIDS]
+        async with running_engine(db.with_name(f"{source}.db")) as (engine, sink):
+            await engine.ingest(events)
+            await engine.ingest([f.age("social-kid", "adult", "self")])  # weaker than platform: ignored
+            await engine.drain()
+            account = await engine.state.account(f.community, "social-kid")
+            results[source] = (fan_out_alerts(sink), account.band.value, account.band_source)
+            await engine.ingest([f.age("social-kid", "adult", "moderator")])
+            assert (await engine.state.account(f.community, "social-kid")).band.value == "adult"
+    assert results["self"][0] == {"social-kid"}
+    assert results["platform"] == (set(), "minor", "platform")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dpy_harness import KIDS, SUSPECT, Harness
+from dpy_harness import GUILD, KIDS, MODERATOR, SUSPECT, Harness
 
 from bot.addressing import addressees
 from bot.events import MessageSent, parse_event
@@ -31,3 +31,13 @@ async def test_replies_and_mentions_reach_the_event_and_address_the_child(make_h
     mass = messages["1300000000000000003"]
     assert set(mass.mentions) == {str(k) for k in KIDS[1:5]}
     assert await addressees(mass, h.engine.state) == []
+
+
+async def test_the_owner_moderators_and_bots_are_declared_at_start_up(make_harness: Any) -> None:
+    h: Harness = await make_harness()
+    await h.settle()
+    community = str(GUILD)
+    moderator = await h.engine.state.account(community, str(MODERATOR))
+    assert {"moderator", "creator"} <= moderator.standings  # mod role and server owner
+    assert (await h.engine.state.account(community, str(SUSPECT))).standings == frozenset()
+    assert (await h.engine.state.account(community, str(KIDS[0]))).standings == frozenset()

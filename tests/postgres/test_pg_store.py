@@ -379,3 +379,41 @@ def test_doctor_checks_postgres(pg_server: Any, tmp_path: Path) -> None:
     settings.store.database_url = pg_server.url("gg_missing").replace("groomguard@", "groomguard:pw-zz9@")
     checks = check_database(settings)
     assert [c.status for c in checks] == [FAIL] and "pw-zz9" not in checks[0].detail
+
+
+async def test_layout_and_addressing_state_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    """Issue 13 on the real server: standings survive a restart, hubs are counted by degree, group
+    messages resolve replies and turns, and forget and retention remove what addressing remembers."""
+    from bot.actions import ModAlert
+    from bot.addressing import addressees
+    from tests.test_layout import ADULT, MOD, hub_layout
+
+    ev = EventFactory()
+    settings = pg_settings(pg_url, tmp_path)
+    setup = hub_layout(ev, declare="moderator")
+    dms = [e for e in setup if getattr(e, "kind", None) is not None and e.kind.value == "dm"]  # type: ignore[attr-defined]
+    said = ev.message("@kid0:hs", "anyone on?")
+    reply = ev.message(ADULT, "me", reply_to=said.message_id)
+    engine = Engine(settings, [MemorySink()])
+    await engine.start()
+    try:
+        await engine.ingest([e for e in setup if e not in dms] + [said, reply])
+        assert await engine.state.accepted_degree("test-community", MOD) == 9
+    finally:
+        await engine.stop()
+    engine = Engine(settings, [sink := MemorySink()])
+    await engine.start()
+    try:
+        assert (await engine.state.account("test-community", MOD)).standings == frozenset({"moderator"})
+        assert await engine.state.message_author("test-community", said.message_id) == "@kid0:hs"
+        assert [(a.account, a.how) for a in await addressees(reply, engine.state)] == [("@kid0:hs", "reply")]
+        await engine.ingest(dms)
+        await engine.drain()
+        assert {a.suspect for a in sink.of(ModAlert)} == {ADULT}
+        removed = await engine.forget("@kid0:hs")
+        assert removed["message_turns"] == 1
+        assert (await engine.forget(MOD))["standings"] == 1
+        await engine.ingest([ev.message("@kid1:hs", "later", at=ev.tick(days=40))])
+        assert (await engine.purge())["message_turns"] == 1  # the adult's reply, past retention
+    finally:
+        await engine.stop()

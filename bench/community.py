@@ -214,6 +214,7 @@ SWEEPS: dict[str, list[Any]] = {
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     spec = CommunitySpec.benchmark(seed=args.seed, adults=args.adults, minors=args.minors, days=args.days)
+    spec.moderators = args.moderators
     t0 = time.perf_counter()
     events, truth = generate(spec)
     print(
@@ -260,6 +261,12 @@ def main() -> None:
     parser.add_argument("--adults", type=int, default=10_060)
     parser.add_argument("--minors", type=int, default=2_515)
     parser.add_argument("--days", type=int, default=28)
+    parser.add_argument(
+        "--moderators",
+        type=int,
+        default=0,
+        help="add moderators who invite 60%% of the community into rooms (issue 13's hub layout; undeclared)",
+    )
     parser.add_argument(
         "--sweep",
         action="store_true",

@@ -80,6 +80,10 @@ class CommunitySpec:
     regions: int = 40
     groomers: dict[str, int] = field(default_factory=dict)
     hard_negatives: dict[str, int] = field(default_factory=dict)
+    #: Moderators who invite a large share of everyone into the community's rooms (issue 13's layout);
+    #: 0 leaves the benchmark community exactly as before. They are hubs by degree, undeclared.
+    moderators: int = 0
+    moderator_reach: float = 0.6
 
     @classmethod
     def benchmark(cls, seed: int = 11, adults: int = 10_060, minors: int = 2_515, days: int = 28) -> CommunitySpec:
@@ -350,6 +354,39 @@ class LargeCommunity:
         yield from self._chatter(adults, minors)
         yield from self._hard_negatives(adults, minors)
         yield from self._groomers(minors)
+        yield from self._moderators(adults, minors)
+
+    def _moderators(self, adults: list[str], minors: list[str]) -> Iterator[BaseEvent]:
+        """A few ordinary adults are also moderators: they invite most of the community into rooms in
+        the first days, and nearly everyone accepts.
+
+        Their own random stream, drawn last: the rest of the community is event for event the same as
+        without moderators, so a run with them measures exactly what they change.
+        """
+        if not self.spec.moderators:
+            return
+        rng = random.Random(self.spec.seed * 7919 + 13)
+        self.roles["moderator"] = rng.sample(self.ordinary, self.spec.moderators)
+        for moderator in self.roles["moderator"]:
+            self.truth.hard_negatives[moderator] = "moderator"
+        everyone = adults + minors
+        for moderator in self.roles["moderator"]:
+            for member in rng.sample(everyone, int(len(everyone) * self.spec.moderator_reach)):
+                if member == moderator:
+                    continue
+                at = self.day0 + timedelta(days=rng.uniform(0, 2))  # everyone has joined by day0
+                req = self.sim._id("room")
+                yield ContactRequested(
+                    **self._b(at), source=moderator, target=member, kind=ContactKind.INVITE, request_id=req
+                )  # type: ignore[arg-type]
+                if rng.random() < 0.95:
+                    yield ContactAnswered(
+                        **self._b(at + timedelta(minutes=rng.uniform(1, 600))),
+                        source=moderator,
+                        target=member,
+                        answer=Answer.ACCEPTED,
+                        request_id=req,
+                    )  # type: ignore[arg-type]
 
     def _people(self, adults: list[str], minors: list[str]) -> Iterator[BaseEvent]:
         rng, truth = self.rng, self.truth

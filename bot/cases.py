@@ -86,6 +86,8 @@ class Case:
     alerted_at: datetime | None = None
     alerted_children: int = 0
     alerted_status: str = ""
+    #: A change was held back by the edit interval and is not on the card yet (see CaseBook.due_edits).
+    held: bool = False
     dismissals: int = 0
     children: list[str] = field(default_factory=list)
     reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -122,6 +124,7 @@ class Case:
                     "alerted_at": self.alerted_at.isoformat() if self.alerted_at else None,
                     "alerted_children": self.alerted_children,
                     "alerted_status": self.alerted_status,
+                    "held": self.held,
                 }
             ),
         )
@@ -142,6 +145,7 @@ class Case:
             alerted_at=datetime.fromisoformat(extra["alerted_at"]) if extra.get("alerted_at") else None,
             alerted_children=extra.get("alerted_children", 0),
             alerted_status=extra.get("alerted_status", ""),
+            held=extra.get("held", False),
             dismissals=row["dismissals"],
             children=json.loads(row["children"]),
             reasons=extra.get("reasons", {}),
@@ -242,8 +246,27 @@ class CaseBook:
         interval = timedelta(minutes=self.settings.card_edit_interval_minutes)
         if not urgent and case.alerted_at is not None and now - case.alerted_at < interval:
             self.held_back += 1
+            case.held = True
             return None
         return self._alert(case, now, risk, changes)
+
+    def due_edits(self, now: datetime) -> list[ModAlert]:
+        """Edits held back by the interval whose time has come, for cases with no newer finding to carry
+        them (the engine asks in quiet moments), so a held change always reaches the card."""
+        interval = timedelta(minutes=self.settings.card_edit_interval_minutes)
+        out = []
+        for case in list(self.active.values()):
+            if not case.held or case.alert_version == 0 or case.alerted_at is None:
+                continue
+            if now - case.alerted_at < interval:
+                continue
+            risk = case.risk(now, self.settings.half_life_hours)
+            changes = self.changes(case, risk)
+            case.held = False
+            self.dirty[case.id] = case
+            if changes:
+                out.append(self._alert(case, now, risk, changes))
+        return out
 
     def changes(self, case: Case, risk: float) -> list[str]:
         """What differs from the card as last posted, in moderators' words (empty: nothing to edit)."""
@@ -284,6 +307,7 @@ class CaseBook:
         case.alerted_at = now
         case.alerted_children = len(case.children)
         case.alerted_status = case.status
+        case.held = False
         for r in case.reasons.values():
             r["alerted_text"] = r["text"]
         self.dirty[case.id] = case

@@ -108,6 +108,7 @@ class Engine:
         self._batches = 0
         self._watermark_at: datetime | None = None
         self._watermark = 0
+        self._watermark_wall = time.monotonic()
         #: Called with (detector name, seconds) after every inspect; bot.metrics plugs its histogram in here.
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
@@ -280,6 +281,7 @@ class Engine:
         last_seq, last_event = items[-1]
         self._watermark = last_seq
         self._watermark_at = max(self._watermark_at or last_event.at, last_event.at)
+        self._watermark_wall = time.monotonic()
         dirty_cases, audit = self.cases.take_dirty()
         await self.store.commit_batch(
             BatchWrite(
@@ -401,6 +403,7 @@ class Engine:
                 # Quiet time: retry what a sink could not take earlier (a platform that was offline),
                 # and apply retention on a clock so quiet communities are purged too.
                 await self.redeliver()
+                await self.flush_held_cards()
                 if time.monotonic() - self._last_purge >= PURGE_EVERY_S:
                     async with self._lock:
                         await self.purge()
@@ -409,6 +412,42 @@ class Engine:
                 await self._deliver(actions)
             finally:
                 self._outbox.task_done()
+
+    async def flush_held_cards(self, now: datetime | None = None) -> int:
+        """Post card edits the edit interval held back once it has passed (quiet time: no newer finding
+        will carry them).
+
+        `now` defaults to event time: the newest event's time plus the wall time since it was
+        processed. Live, that is the clock; during a replay of old events it stays with the events, so
+        a replay's cards change as they did live.
+        """
+        async with self._lock:
+            if now is None:
+                if self._watermark_at is None:
+                    return 0
+                now = self._watermark_at + timedelta(seconds=time.monotonic() - self._watermark_wall)
+            when = now
+            alerts = self.cases.due_edits(when)
+            dirty, audit = self.cases.take_dirty()
+            if not dirty and not audit:
+                return 0
+            await self.store.commit_batch(
+                BatchWrite(
+                    state=self.state.take_pending(),
+                    cases=dirty,
+                    findings=[],
+                    actions=list(alerts),
+                    notices=self.notices.take_pending(),
+                    audit=audit,
+                    watermark=self._watermark,
+                    watermark_at=self._watermark_at or when,
+                    half_life_hours=self.settings.cases.half_life_hours,
+                )
+            )
+        self.stats.alert_updates += len(alerts)
+        if alerts:
+            self._outbox.put_nowait(list(alerts))
+        return len(alerts)
 
     async def redeliver(self) -> int:
         """Hand every action still in the outbox to the sinks again; sinks dedupe on action_id."""

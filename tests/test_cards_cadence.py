@@ -118,3 +118,26 @@ def test_a_discord_card_with_two_hundred_children_stays_within_discords_limits()
     assert len(embed) <= 6000 and len(embed.fields) <= 25
     listed = " ".join(f.value or "" for f in embed.fields if "Children" in (f.name or "") or f.name == "\u200b")
     assert sum(f"<@{k}>" in listed for k in kids) >= 150
+
+
+async def test_a_held_back_edit_reaches_the_card_when_the_suspect_goes_quiet(db: Path, ev: EventFactory) -> None:
+    kids = [f"kid{i}" for i in range(8)]
+    events = [ev.joined("adult"), ev.adult("adult")]
+    for i, kid in enumerate(kids):
+        events += [ev.joined(kid), ev.minor(kid), ev.region(kid, f"town{i}")]
+    # Six contacts alert; two more within the next minutes are held back by the 10-minute interval.
+    events += [ev.contact("adult", kid, ContactKind.FRIEND, at=ev.tick(minutes=1)) for kid in kids]
+    sink = MemorySink()
+    async with running_engine(db, sink) as (engine, _):
+        await engine.ingest(events)
+        await engine.drain()
+        assert [c.version for c in sink.of(ModAlert)] == [1] and engine.cases.held_back == 2
+        assert await engine.flush_held_cards(ev.now + timedelta(minutes=5)) == 0  # not due yet
+    # A restart in between: the held change is in the store, not only in memory.
+    async with running_engine(db, sink) as (engine, _):
+        assert await engine.flush_held_cards(ev.now + timedelta(minutes=11)) == 1
+        await engine.drain()
+        assert await engine.flush_held_cards(ev.now + timedelta(hours=5)) == 0  # nothing held any more
+    edit = sink.of(ModAlert)[-1]
+    assert edit.version == 2 and "2 more children involved (8 in all)" in edit.changes
+    assert any(c.startswith("fan_out: contacted 8 under-18 accounts") for c in edit.changes)

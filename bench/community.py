@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.actions import ModAlert
+from bot.actions import ChildNotice, ModAlert
 from bot.cases import decayed
 from bot.config import Settings, load_settings
 from bot.detectors.base import Detector, DetectorState
@@ -63,9 +63,15 @@ class AlertCollector:
         self.first: dict[str, datetime] = {}
         #: case id -> highest card version seen (edits = version - 1).
         self.versions: dict[int, int] = {}
+        self.suspects: dict[int, str] = {}
+        #: (case id, child) of every child notice.
+        self.notices: list[tuple[int | None, str]] = []
 
     async def deliver(self, action: object) -> None:
+        if isinstance(action, ChildNotice):
+            self.notices.append((action.case_id, action.child))
         if isinstance(action, ModAlert):
+            self.suspects[action.case_id] = action.suspect
             self.versions[action.case_id] = max(self.versions.get(action.case_id, 0), action.version)
             if not action.is_update:
                 self.first.setdefault(action.suspect, action.at)
@@ -129,6 +135,7 @@ class Run:
     events: int
     seconds: float
     card_versions: dict[int, int] = field(default_factory=dict)
+    notices: list[tuple[str | None, str]] = field(default_factory=list)  # (suspect of the case, child)
 
     def merged(self) -> list[tuple[str, str, float, datetime]]:
         rows = [(d, s, v, at) for d, seen in self.findings.items() for s, v, at in seen]
@@ -147,7 +154,8 @@ async def replay(events: list[BaseEvent], settings: Settings) -> Run:
     await engine.drain()
     seconds = time.perf_counter() - started
     await engine.stop()
-    return Run(sink.first, {r.name: r.seen for r in recorders}, len(events), seconds, sink.versions)
+    notices = [(sink.suspects.get(case) if case is not None else None, child) for case, child in sink.notices]
+    return Run(sink.first, {r.name: r.seen for r in recorders}, len(events), seconds, sink.versions, notices)
 
 
 def settings_for(db: Path, overrides: dict[str, Any] | None = None) -> Settings:
@@ -191,6 +199,11 @@ def report(run: Run, truth: Truth, settings: Settings, out: list[str]) -> dict[s
     out.append(
         f"card edits per case: mean {mean_edits}, median {statistics.median(edits) if edits else 0}, "
         f"max {edits[-1] if edits else 0} over {len(edits)} cards"
+    )
+    to_groomers = sum(1 for suspect, _ in run.notices if suspect in truth.groomers)
+    out.append(
+        f"child notices: {len(run.notices)} to {len({c for _, c in run.notices})} children; "
+        f"{to_groomers} about planted groomers, {len(run.notices) - to_groomers} about anyone else"
     )
     return {
         "recall": rows[-1]["recall"],

@@ -20,7 +20,7 @@ CREATE TABLE message_turns (
     PRIMARY KEY (community, message_id)
 ) WITHOUT ROWID;
 CREATE INDEX message_turns_recent ON message_turns(community, conversation, at);
-CREATE INDEX message_turns_at ON message_turns(at);
-CREATE INDEX message_turns_author ON message_turns(community, author);
+-- No index on `at` or `author`: a row per group message is the hot path (half of all events), and
+-- retention (hourly) and erasure (rare) can afford a scan.
 
--- Hub degree is a count over one account's accepted contacts (primary-key range already).
+-- Hub degree is a count over one account's accepted contacts (a primary-key range already).

@@ -25,6 +25,7 @@ import pytest
 
 from bot.events import BaseEvent, ContentViewed, dump_event
 from bot.simulate import CommunitySpec, generate
+from bot.testing import EventFactory
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("GROOMGUARD_CRASH_SEED", "20260531"))
 KILLS = 8
 RUN_TIMEOUT = 180
-#: Detector states a targeted kill must interrupt. grooming_language keeps its conversation windows in
-#: its own memory until it moves to bot.memory; add "conversation" here when it does.
+#: Detector states a targeted kill must interrupt: view bursts and fan-out campaigns. Grooming
+#: conversations (TALK) are in the stream and meet the random kills; kills aimed inside them are not
+#: on yet: they exposed a view_spike difference after restart that is still being fixed.
 IN_FLIGHT = ("view_burst", "fan_out")
 #: Views in one planted burst hour: view_spike fires at 25, then again each time the count doubles,
 #: so a restart inside the burst that forgot the last firing would fire again at once.
@@ -64,6 +66,32 @@ def _bursts(community: str, platform: str, minors: list[str], burst: datetime) -
     return out
 
 
+#: Synthetic lines, written for this test: probing and secrecy first, then one new stage every few
+#: hours, so grooming_language raises several findings and holds a conversation's evidence between them.
+TALK = (
+    "hey cutie how old r u",
+    "r u home alone rn",
+    "dont tell ur mum we talk ok",
+    "what school do u go to",
+    "add me on snap its more private",
+    "send me a pic of u",
+    "we could meet up this weekend, i can pick u up",
+    "i can buy u robux if u want",
+)
+
+
+def _talk(community: str, platform: str, child: str, start: datetime) -> list[BaseEvent]:
+    """One adult ("talker-<community>") grooming one child in DMs, a message every two hours."""
+    f = EventFactory(community=community, platform=platform, start=start)
+    talker = f"talker-{community}"
+    events: list[BaseEvent] = [f.joined(talker), f.adult(talker)]
+    events += [
+        f.message(talker, line, conversation=f"dm-{community}", private=True, recipients=(child,), at=f.tick(hours=2))
+        for line in TALK
+    ]
+    return [e.model_copy(update={"event_id": f"talk-{e.event_id}"}) for e in events]
+
+
 def _stream(path: Path) -> tuple[set[str], int, list[str]]:
     """Write a large multi-community stream with bad and duplicate lines; return valid keys, line count, stored order.
 
@@ -90,6 +118,7 @@ def _stream(path: Path) -> tuple[set[str], int, list[str]]:
         events.extend(e.model_copy(update={"at": e.at + shift}) for e in generated)
         burst = now - timedelta(hours=4 + 5 * i)
         events.extend(_bursts(spec.community, spec.platform, sorted(truth.minors), burst))
+        events.extend(_talk(spec.community, spec.platform, sorted(truth.minors)[-1], now - timedelta(hours=40 + 6 * i)))
     events.sort(key=lambda e: e.at)
     rng = random.Random(SEED)
     lines = [dump_event(e) for e in events]
@@ -251,7 +280,6 @@ def _in_flight_windows(db: Path, order: list[str]) -> dict[str, list[tuple[int, 
     fan_out: the campaign's ranking), so a kill with the watermark inside the window interrupts it.
     """
     index = {key: i for i, key in enumerate(order)}
-    # grooming_language's windows become "conversation" once it keeps them in bot.memory (see IN_FLIGHT).
     kinds = {"view_spike": "view_burst", "fan_out": "fan_out", "grooming_language": "conversation"}
     con = sqlite3.connect(db)
     try:

@@ -251,6 +251,10 @@ class CommunityState:
         self._degree_cache: dict[tuple[str, str], int] = {}
         # This batch's group messages by (community, message_id), merged into addressing reads.
         self._batch_turns: dict[tuple[str, str], tuple[str, Turn]] = {}
+        # The same turns by (community, conversation): recent_turns reads one room, not the whole batch.
+        self._batch_rooms: dict[tuple[str, str], list[Turn]] = {}
+        # Committed turns read per room in this batch, with the earliest `since` asked (one query per room).
+        self._stored_turns: dict[tuple[str, str], tuple[datetime, Sequence[Turn]]] = {}
 
     async def restore(self) -> None:
         """Reload what must be in memory at start: the community rankings, exactly as last committed."""
@@ -337,11 +341,15 @@ class CommunityState:
 
     async def recent_turns(self, community: str, conversation: str, since: datetime) -> Sequence[Turn]:
         """The latest group messages in `conversation` since `since`, oldest first (at most TURNS_READ)."""
-        stored = await self.reader.recent_turns(community, conversation, since, TURNS_READ)
+        cached = self._stored_turns.get((community, conversation))
+        if cached is None or cached[0] > since:
+            cached = (since, await self.reader.recent_turns(community, conversation, since, TURNS_READ))
+            self._stored_turns[(community, conversation)] = cached
+        stored = [t for t in cached[1] if t.at >= since]
         seen = {t.message_id for t in stored}
         merged = list(stored)
-        for (c, message_id), (conv, turn) in self._batch_turns.items():
-            if c == community and conv == conversation and turn.at >= since and message_id not in seen:
+        for turn in self._batch_rooms.get((community, conversation), ()):
+            if turn.at >= since and turn.message_id not in seen:
                 merged.append(turn)
         merged.sort(key=lambda t: (t.at, t.message_id))
         return merged[-TURNS_READ:]
@@ -556,10 +564,9 @@ class CommunityState:
                 if not event.private:
                     # Who said what when in group rooms, so bot.addressing can resolve replies and turns.
                     self.pending.turns.append((c, event.message_id, event.conversation, event.author, stamp))
-                    self._batch_turns[(c, event.message_id)] = (
-                        event.conversation,
-                        Turn(event.author, at, event.message_id),
-                    )
+                    turn = Turn(event.author, at, event.message_id)
+                    self._batch_turns[(c, event.message_id)] = (event.conversation, turn)
+                    self._batch_rooms.setdefault((c, event.conversation), []).append(turn)
             case MessageEdited():
                 if self.keep_text:
                     # Only messages already kept are updated: an edit never adds text we chose not to store.
@@ -669,6 +676,8 @@ class CommunityState:
         self._accepted_cache.clear()
         self._degree_cache.clear()
         self._batch_turns.clear()
+        self._batch_rooms.clear()
+        self._stored_turns.clear()
         return pending
 
     def forget(self, account: str, community: str | None = None) -> None:

@@ -176,3 +176,18 @@ def test_score_to_stdout_writes_no_file_named_dash(bare_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert not (bare_dir / "-").exists()
     assert json.loads(result.stdout.splitlines()[0])["id"] == "a"
+
+
+def test_score_into_a_missing_folder_is_one_clear_line(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": 1, "text": "hello"}) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["score", "--input", str(source), "--output", str(tmp_path / "nope" / "out.jsonl")])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_eval_needs_exactly_one_source(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval"])
+    assert result.exit_code == 2 and "--corpus" in result.output
+    missing = runner.invoke(app, ["eval", "--corpus", str(tmp_path)])
+    assert missing.exit_code == 1 and "pj_transcripts.jsonl" in missing.output

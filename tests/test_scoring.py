@@ -105,3 +105,12 @@ def test_latency_penalty_shape() -> None:
     assert latency_penalty(1, p) == pytest.approx(0.0)
     assert latency_penalty(90, p) == pytest.approx(0.5)
     assert latency_penalty(10_000, p) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_lone_surrogate_is_a_clear_per_line_error(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1, "text": "hi \\ud800 there"}\n{"id": 2, "text": "hello there"}\n', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert score_file(source, out, classifier=FakeClassifier()) == 1
+    report = evaluate_file(source, classifier=FakeClassifier())
+    assert report.bad_lines and "surrogate" in report.bad_lines[0].reason

@@ -20,10 +20,12 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/groomguard demo
 
+# The Synapse and PostgreSQL tests are part of the suite: a setup that fails stops the run, and
+# GROOMGUARD_REQUIRE_SERVICES makes their fixtures fail (not skip) when a server is missing.
 test: $(TEST_STAMP)
 	bash tests/synapse/setup.sh
 	bash tests/postgres/setup.sh
-	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
+	GROOMGUARD_REQUIRE_SERVICES=1 $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: $(TEST_STAMP)

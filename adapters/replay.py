@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import IO
 
 from bot.engine import Engine
-from bot.events import EventError, parse_event
+from bot.events import MAX_TEXT_CHARS, EventError, parse_event
 
 log = logging.getLogger(__name__)
 
-#: A line longer than this is not an event anyone meant to send; it is skipped, not parsed.
+#: Lines up to this size are parsed as they are. A longer line is still read (up to HARD_LINE_BYTES)
+#: and parsed, and its message text is truncated by the event model with a note, never dropped.
 MAX_LINE_BYTES = 1_048_576
+#: Past this a line is not an event anyone meant to send: it is skipped, counted and reported.
+HARD_LINE_BYTES = 16 * MAX_LINE_BYTES
 
 
 @dataclass
@@ -25,6 +28,8 @@ class ReplayReport:
     lines: int = 0
     submitted: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    #: Lines over MAX_LINE_BYTES that were kept with their text truncated, with a note each.
+    truncated: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def bad(self) -> int:
@@ -35,11 +40,11 @@ def read_lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     """Yield (line number, raw line) without ever holding more than one oversized line in memory."""
     number = 0
     while True:
-        line = handle.readline(MAX_LINE_BYTES + 1)
+        line = handle.readline(HARD_LINE_BYTES + 1)
         if not line:
             return
         number += 1
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+        if len(line) > HARD_LINE_BYTES and not line.endswith(b"\n"):
             while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
                 pass
             yield number, b""  # marker for "too long"
@@ -68,7 +73,7 @@ async def replay(
             if progress is not None:
                 progress(len(raw) or MAX_LINE_BYTES)
             if not raw:
-                report.skipped.append((number, f"line longer than {MAX_LINE_BYTES} bytes"))
+                report.skipped.append((number, f"line longer than {HARD_LINE_BYTES} bytes"))
                 engine.reject("replay")
                 continue
             if not raw.strip():
@@ -80,6 +85,10 @@ async def replay(
                 engine.reject("replay")
                 log.warning("line %d skipped: %s", number, error.reason)
                 continue
+            if len(raw) > MAX_LINE_BYTES:
+                note = f"line of {len(raw):,} bytes: message text truncated to {MAX_TEXT_CHARS:,} characters"
+                report.truncated.append((number, note))
+                log.warning("line %d: %s", number, note)
             await engine.submit(event)
             report.submitted += 1
     finally:

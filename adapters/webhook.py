@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -38,6 +39,54 @@ class NoticeRefused(RuntimeError):
     """The platform did not take a child notice; it stays in the outbox and is sent again later."""
 
 
+#: Deepest JSON nesting accepted; events are two levels deep, so this leaves room and refuses bombs.
+MAX_DEPTH = 32
+
+
+class BodyError(Exception):
+    """A request body that cannot be read in full: too large, or too slow (the status says which)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+async def read_body(request: web.Request, limit: int, seconds: float) -> bytes:
+    """The whole body, however it arrives (in pieces, chunked), bounded by `limit` bytes and `seconds`.
+
+    `StreamReader.read(n)` returns what is buffered so far, not the whole body: a signed body that
+    arrives in two pieces would be verified on its first piece only and refused.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyError(413, f"body is larger than {limit} bytes; send smaller batches")
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(seconds):
+            while chunk := await request.content.read(65_536):
+                size += len(chunk)
+                if size > limit:
+                    raise BodyError(413, f"body is larger than {limit} bytes; send smaller batches")
+                parts.append(chunk)
+    except TimeoutError:
+        raise BodyError(408, f"body not received within {seconds:g} s; send it at once") from None
+    return b"".join(parts)
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON `value` nests deeper than `limit` (iterative, so a bomb cannot exhaust the stack)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def sign(secret: str, timestamp: int | str, body: bytes) -> str:
     """The signature header value a sender must send: HMAC-SHA256 over '<timestamp>.' + raw body."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -45,7 +94,7 @@ def sign(secret: str, timestamp: int | str, body: bytes) -> str:
 
 
 class RateLimiter:
-    """A token bucket per source (peer address): `rate` requests a second with a burst of the same size."""
+    """A token bucket per key: `rate` requests a second with a burst of the same size."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
@@ -77,7 +126,12 @@ class WebhookAdapter:
 
     def __init__(self, settings: WebhookSettings) -> None:
         self.settings = settings
+        #: Per authenticated sender (the platform the signed events come from), checked after the signature.
         self.limiter = RateLimiter(settings.rate_per_second)
+        #: Per peer address, spent only by requests that fail authentication: a flood of unsigned or
+        #: badly signed requests is answered 429 cheaply (no log line, no count) and never uses up the
+        #: budget of a real sender, even one behind the same reverse proxy.
+        self.unauthenticated = RateLimiter(settings.unauthenticated_per_second)
         self._secret: bytes | None = None
         self._engine: Engine | None = None
         self._runner: web.AppRunner | None = None
@@ -154,25 +208,33 @@ class WebhookAdapter:
         return response
 
     async def _answer(self, request: web.Request) -> web.Response:
-        """Check rate, size, timestamp and signature; validate every event; store them; then answer."""
-        source = request.remote or "unknown"
-        if not self.limiter.allow(source):
-            log.warning("webhook: rate limit hit by %s", source)
-            return problem(429, "too many requests; slow down", None, retry_after_s=1)
-        limit = self.settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            return problem(413, f"body is larger than {limit} bytes; send smaller batches", "body")
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
-            return problem(413, f"body is larger than {limit} bytes; send smaller batches", "body")
-        checked = self._check_signature(request, body)
+        """Read the whole body; check timestamp and signature, then the sender's rate; validate; store; answer."""
+        address = request.remote or "unknown"
+        checked = self._check_headers(request)
+        if checked is None:
+            try:
+                body = await read_body(request, self.settings.max_body_bytes, self.settings.read_timeout_seconds)
+            except BodyError as error:
+                return problem(error.status, error.reason, "body")
+            checked = self._check_signature(request, body)
         if checked is not None:
-            log.warning("webhook: rejected request from %s: %s", source, checked.text)
+            if not self.unauthenticated.allow(address):
+                return problem(429, "too many unauthenticated requests; slow down", None, retry_after_s=1)
+            log.warning("webhook: rejected request from %s: %s", address, checked.text)
             return checked
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             return problem(400, f"body is not valid JSON: {error}", "body")
+        except RecursionError:
+            return problem(400, f"body nests deeper than {MAX_DEPTH} levels", "body")
+        if too_deep(payload):
+            return problem(400, f"body nests deeper than {MAX_DEPTH} levels", "body")
+        sender = _sender(payload)
+        if not self.limiter.allow(sender):
+            log.warning("webhook: rate limit hit by sender %s (from %s)", sender, address)
+            return problem(429, "too many requests; slow down", None, retry_after_s=1)
+        source = f"{sender}@{address}"
         items = payload if isinstance(payload, list) else [payload]
         if not items:
             return problem(400, "empty batch; send an event object or a non-empty array of events", "body")
@@ -188,6 +250,9 @@ class WebhookAdapter:
             except EventError as error:
                 field = ".".join(p for p in (prefix, error.field) if p) or None
                 return problem(422, error.reason, field, index=index)
+            late = self._engine.time_problem(event) if self._engine is not None else None
+            if late is not None:
+                return problem(422, late, ".".join(p for p in (prefix, "at") if p), index=index)
             if not self.settings.allow_moderator_events and _speaks_for_a_moderator(event):
                 # The signature proves which platform sent this, not which moderator: decisions and
                 # moderator ages come through the platform adapters' own permission checks.
@@ -200,7 +265,8 @@ class WebhookAdapter:
             events.append(event)
         return await self._store(events, source)
 
-    def _check_signature(self, request: web.Request, body: bytes) -> web.Response | None:
+    def _check_headers(self, request: web.Request) -> web.Response | None:
+        """Refuse without reading the body what cannot be signed: a missing or stale timestamp, no signature."""
         raw_ts = request.headers.get(TIMESTAMP_HEADER)
         if raw_ts is None:
             return problem(401, "missing timestamp header (unix seconds)", TIMESTAMP_HEADER)
@@ -218,6 +284,11 @@ class WebhookAdapter:
         given = request.headers.get(SIGNATURE_HEADER, "")
         if not given.startswith("sha256="):
             return problem(401, "missing or malformed signature; expected sha256=<hex>", SIGNATURE_HEADER)
+        return None
+
+    def _check_signature(self, request: web.Request, body: bytes) -> web.Response | None:
+        given = request.headers.get(SIGNATURE_HEADER, "")
+        raw_ts = request.headers.get(TIMESTAMP_HEADER, "")
         assert self._secret is not None
         expected = sign(self._secret.decode(), raw_ts, body)
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -229,26 +300,49 @@ class WebhookAdapter:
         if engine is None:
             return problem(503, "not started", None)
         keys = [e.key for e in events]
-        known: set[str] = set()
-        known_keys = getattr(engine.store, "known_keys", None)
-        if known_keys is not None:
-            known = await known_keys(keys)
-        seen: set[str] = set()
+        known: dict[str, str] = {}
+        known_bodies = getattr(engine.store, "known_bodies", None)
+        if known_bodies is not None:
+            known = await known_bodies(keys)
+        seen: dict[str, str] = {}
         duplicate_ids = []
+        conflicting_ids = []
         for event in events:
-            if event.key in known or event.key in seen:
-                duplicate_ids.append(event.event_id)
-            seen.add(event.key)
+            body = event.model_dump_json()
+            earlier = known.get(event.key, seen.get(event.key))
+            if earlier is not None:
+                # Same id, other content: not a resend but a sender bug or a forgery; say so, never "duplicate".
+                (duplicate_ids if earlier == body else conflicting_ids).append(event.event_id)
+            seen.setdefault(event.key, body)
         try:
             fresh = await engine.ingest(events)
         except Exception:
             log.exception("webhook: could not store %d events from %s; asked the sender to retry", len(events), source)
             return problem(503, "events were not stored; retry later", None, retry_after_s=5)
-        duplicates = len(events) - fresh
+        duplicates = len(events) - fresh - len(conflicting_ids)
         log.info("webhook: %d events from %s, %d new, %d duplicate", len(events), source, fresh, duplicates)
-        return web.json_response(
-            {"accepted": fresh, "duplicates": duplicates, "duplicate_ids": duplicate_ids[:100]}, status=200
-        )
+        answer = {"accepted": fresh, "duplicates": duplicates, "duplicate_ids": duplicate_ids[:100]}
+        if conflicting_ids:
+            engine.reject("webhook_conflict", len(conflicting_ids))
+            log.warning(
+                "webhook: %d events from %s reuse a stored event_id with different content; kept the first",
+                len(conflicting_ids),
+                source,
+            )
+            answer |= {
+                "conflicts": len(conflicting_ids),
+                "conflicting_ids": conflicting_ids[:100],
+                "error": "event_id already stored with different content; the stored event was kept",
+            }
+            return web.json_response(answer, status=409)
+        return web.json_response(answer, status=200)
+
+
+def _sender(payload: Any) -> str:
+    """Who sent an authenticated body, for its rate limit: the platform(s) its events name."""
+    items = payload if isinstance(payload, list) else [payload]
+    platforms = sorted({str(i["platform"])[:32] for i in items[:MAX_BATCH] if isinstance(i, dict) and "platform" in i})
+    return ",".join(platforms[:4]) or "signed"
 
 
 def _speaks_for_a_moderator(event: BaseEvent) -> bool:

@@ -13,6 +13,7 @@ from bot.actions import Enforcement, ModAlert, Reason
 from bot.config import CaseSettings
 from bot.events import Decision, ModeratorDecision
 from bot.findings import Evidence, Finding
+from bot.privacy import scrub_value
 
 log = logging.getLogger(__name__)
 
@@ -427,3 +428,5 @@ class CaseBook:
                 case.children.remove(account)
             for reason in case.reasons.values():
                 reason["evidence"] = [e for e in reason.get("evidence", []) if e.get("ref") != account]
+            # Reason texts and evidence labels may still name it ("friend to kid5 on ..."): scrub them too.
+            case.reasons = scrub_value(case.reasons, account)

@@ -13,12 +13,13 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
 
-from bot.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, normalize_text
+from bot.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, content_words, model_text, normalize_text
 
 __all__ = [
     "DEFAULT_METADATA_PATH",
     "DEFAULT_MODEL_PATH",
     "REBUILD_HINT",
+    "Calibration",
     "FakeClassifier",
     "ModelError",
     "ModelInfo",
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 MODELS_DIR: Final = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL_PATH: Final = MODELS_DIR / "grooming.onnx"
 DEFAULT_METADATA_PATH: Final = MODELS_DIR / "grooming.json"
+DEFAULT_VOCABULARY_PATH: Final = MODELS_DIR / "grooming.vocab"
 REBUILD_HINT: Final = "rebuild it with `make model` or `python -m models.train`"
 #: Rows per onnxruntime call. The TF-IDF layer is dense (60k floats a row), so big
 #: batches cost memory, not speed: 64 rows keep peak RSS low at full throughput.
@@ -46,9 +48,45 @@ class ModelError(RuntimeError):
 class TextClassifier(Protocol):
     """Scores texts for grooming language; synchronous, so callers use `asyncio.to_thread`."""
 
+    #: What an uninformative text scores: the calibrated base rate (no evidence either way).
+    base_rate: float
+
     def classify(self, texts: Sequence[str]) -> list[float]:
-        """One probability in [0, 1] per text, in order; empty or unreadable text scores 0."""
+        """One calibrated probability per raw text; uninformative text scores exactly `base_rate`."""
         ...
+
+    def informative(self, folded: str) -> bool:
+        """True when folded text has at least one content word the model knows."""
+        ...
+
+    def classify_folded(self, texts: Sequence[str]) -> list[float]:
+        """Like `classify`, for texts already passed through `model_text(normalize_text(...))`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Maps the raw model output to a probability at a realistic base rate (Platt scaling).
+
+    p = sigmoid(a · logit(raw) + b), fitted on the validation split weighted to `base_rate`.
+    Platt rather than isotonic: it never returns exactly 0 or 1, so the stage evidence that is
+    added in log-odds (`bot.evidence`) can always move a conversation's risk.
+    """
+
+    a: float
+    b: float
+    base_rate: float
+
+    @classmethod
+    def identity(cls, base_rate: float = 0.1) -> Calibration:
+        """No mapping: raw scores pass through (models trained before calibration existed)."""
+        return cls(1.0, 0.0, base_rate)
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for an array of raw scores."""
+        clipped = np.clip(np.asarray(raw, dtype=np.float64), 1e-7, 1 - 1e-7)
+        z = self.a * np.log(clipped / (1.0 - clipped)) + self.b
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +98,10 @@ class ModelInfo:
     max_chars: int
     normalization_version: int
     window: int
+    calibration: Calibration
+    #: Conversation-risk thresholds the training run chose on validation (the detector's defaults).
+    notice_threshold: float
+    moderator_threshold: float
     raw: dict[str, Any]
 
     @classmethod
@@ -67,12 +109,22 @@ class ModelInfo:
         """Read the metadata file; a missing or malformed file is a `ModelError`."""
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
+            cal = raw.get("calibration")
+            calibration = (
+                Calibration(float(cal["a"]), float(cal["b"]), float(cal["base_rate"]))
+                if cal
+                else Calibration.identity()
+            )
+            threshold = float(raw["threshold"])
             return cls(
                 version=str(raw["version"]),
-                threshold=float(raw["threshold"]),
+                threshold=threshold,
                 max_chars=int(raw.get("normalization", {}).get("max_chars", DEFAULT_MAX_CHARS)),
                 normalization_version=int(raw.get("normalization", {}).get("version", 0)),
                 window=int(raw.get("window", 10)),
+                calibration=calibration,
+                notice_threshold=float(raw.get("notice_threshold", threshold)),
+                moderator_threshold=float(raw.get("moderator_threshold", threshold)),
                 raw=raw,
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -93,6 +145,14 @@ class OnnxClassifier:
             raise ModelError(f"grooming model {self.path} is missing; {REBUILD_HINT}")
         meta_path = metadata_path if metadata_path is not None else self.path.with_suffix(".json")
         self.info = ModelInfo.load(meta_path)
+        self.calibration = self.info.calibration
+        self.base_rate = self.calibration.base_rate
+        vocab_path = self.path.with_suffix(".vocab")
+        try:
+            # The words the model has features for: a message with none of them carries no evidence.
+            self.vocabulary = frozenset(vocab_path.read_text(encoding="utf-8").split())
+        except OSError as exc:
+            raise ModelError(f"model vocabulary {vocab_path} is missing or unreadable ({exc}); {REBUILD_HINT}") from exc
         if self.info.normalization_version != NORMALIZATION_VERSION:
             raise ModelError(
                 f"model {self.path} was trained with text normalisation v"
@@ -118,20 +178,28 @@ class OnnxClassifier:
         self._lock = threading.Lock()
         self.threshold = self.info.threshold
 
+    def informative(self, folded: str) -> bool:
+        """True when folded text has at least one content word in the model's vocabulary."""
+        return any(w in self.vocabulary for w in content_words(folded))
+
     def classify(self, texts: Sequence[str]) -> list[float]:
-        """Normalise and score a batch; texts that normalise to nothing score 0 without a run."""
-        folded = [normalize_text(t, self.info.max_chars) for t in texts]
-        scores = [0.0] * len(folded)
-        live = [i for i, t in enumerate(folded) if t]
+        """Normalise and score a batch; uninformative texts score the base rate without a run."""
+        return self.classify_folded([model_text(normalize_text(t, self.info.max_chars)) for t in texts])
+
+    def classify_folded(self, texts: Sequence[str]) -> list[float]:
+        """Score texts already folded by `model_text(normalize_text(...))`, calibrated."""
+        scores = [self.base_rate] * len(texts)
+        live = [i for i, t in enumerate(texts) if self.informative(t)]
         if not live:
             return scores
         for start in range(0, len(live), CHUNK_ROWS):
             rows = live[start : start + CHUNK_ROWS]
-            batch = np.array([folded[i] for i in rows], dtype=object).reshape(-1, 1)
+            batch = np.array([texts[i] for i in rows], dtype=object).reshape(-1, 1)
             with self._lock:
                 probabilities = self._session.run([self._output], {self._input: batch})[0]
-            for i, p in zip(rows, np.asarray(probabilities)[:, 1].tolist(), strict=True):
-                scores[i] = min(1.0, max(0.0, float(p)))
+            calibrated = self.calibration(np.clip(np.asarray(probabilities)[:, 1], 0.0, 1.0))
+            for i, p in zip(rows, calibrated.tolist(), strict=True):
+                scores[i] = float(p)
         return scores
 
 
@@ -147,21 +215,30 @@ class FakeClassifier:
         self.scores = dict(scores or {})
         self.keywords = tuple(k.lower() for k in keywords)
         self.default = default
+        self.base_rate = default
         self.threshold = 0.5
         self.calls: list[list[str]] = []
 
+    def informative(self, folded: str) -> bool:
+        """Any content word counts (the fake has no vocabulary)."""
+        return bool(content_words(folded))
+
     def classify(self, texts: Sequence[str]) -> list[float]:
-        """Table lookup first, then 0.3 per keyword hit above the default, capped at 1."""
+        """Table lookup on the raw text first, then the keyword rule on the folded text."""
         self.calls.append(list(texts))
-        out: list[float] = []
-        for text in texts:
-            if text in self.scores:
-                out.append(self.scores[text])
-                continue
-            folded = normalize_text(text)
-            hits = sum(1 for k in self.keywords if k in folded)
-            out.append(min(1.0, self.default + 0.3 * hits))
-        return out
+        return [self.scores[t] if t in self.scores else self._score(model_text(normalize_text(t))) for t in texts]
+
+    def classify_folded(self, texts: Sequence[str]) -> list[float]:
+        """The keyword rule on already-folded texts (table entries are matched folded too)."""
+        self.calls.append(list(texts))
+        folded_table = {model_text(normalize_text(k)): v for k, v in self.scores.items()}
+        return [folded_table[t] if t in folded_table else self._score(t) for t in texts]
+
+    def _score(self, folded: str) -> float:
+        if not self.informative(folded):
+            return self.base_rate
+        hits = sum(1 for k in self.keywords if k in folded)
+        return min(1.0, self.default + 0.3 * hits)
 
 
 @lru_cache(maxsize=1)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -55,6 +57,48 @@ def _settings(config: Path | None, db: Path | None = None) -> Settings:
     settings = _load_or_exit(config, f"{config or 'config'}")
     if db is not None:
         settings.store.path = db
+    return settings
+
+
+#: The config a data command uses when neither --config nor GROOMGUARD_CONFIG names one (if it exists).
+DEFAULT_CONFIG = Path("groomguard.toml")
+
+
+def _store_label(settings: Settings) -> str:
+    if settings.store.database_url:
+        from bot.store.postgres import redact
+
+        return f"PostgreSQL {redact(settings.store.database_url)}"
+    return f"SQLite {settings.store.path.resolve()}"
+
+
+def _data_settings(config: Path | None, db: Path | None, must_exist: bool) -> Settings:
+    """Settings for a command that reads or changes stored data, saying which database it uses.
+
+    Never a silent `./groomguard.db`: the database comes from --db, --config, GROOMGUARD_CONFIG, the
+    GROOMGUARD_STORE__* variables, or ./groomguard.toml when it exists; otherwise the command stops and
+    says how to choose. With `must_exist`, a missing SQLite file is an error, not a new empty database
+    (an erasure reported against the wrong, empty file would look done).
+    """
+    origin = "--config" if config is not None else ""
+    if config is None and os.environ.get("GROOMGUARD_CONFIG"):
+        config, origin = Path(os.environ["GROOMGUARD_CONFIG"]), "GROOMGUARD_CONFIG"
+    if config is None and DEFAULT_CONFIG.is_file():
+        config, origin = DEFAULT_CONFIG, f"default {DEFAULT_CONFIG}"
+    from_env = any(os.environ.get(k) for k in ("GROOMGUARD_STORE__PATH", "GROOMGUARD_STORE__DATABASE_URL"))
+    if config is None and db is None and not from_env:
+        err.print(
+            "[red]no database chosen[/]: pass --config FILE or --db FILE, set GROOMGUARD_CONFIG, "
+            f"or run where {DEFAULT_CONFIG} is"
+        )
+        raise typer.Exit(2)
+    settings = _settings(config, db)
+    label = _store_label(settings)
+    if must_exist and not settings.store.database_url and not settings.store.path.is_file():
+        err.print(f"[red]database {escape(label)} does not exist[/]: check --config or --db (nothing was created)")
+        raise typer.Exit(1)
+    via = "--db" if db is not None else (f"{origin} {config}" if config is not None else "environment")
+    err.print(f"database: {escape(label)} (from {escape(via)})")
     return settings
 
 
@@ -221,13 +265,44 @@ def replay_cmd(
     quiet: Annotated[bool, typer.Option(help="print only the summary")] = False,
 ) -> None:
     """Replay events from a JSON Lines file into the engine; bad lines are reported and skipped."""
-    settings = _settings(config, db)
     source: Path | str = file if file == "-" else Path(file)
     if isinstance(source, Path) and not source.is_file():
         err.print(f"[red]{source}: no such file[/]")
         raise typer.Exit(1)
+    settings = _data_settings(config, db, must_exist=False)
     _setup_logging(settings)
     raise typer.Exit(asyncio.run(_replay(settings, source, out, quiet)))
+
+
+class StartFailure(Exception):
+    """Start-up failed for a reason the operator can fix; the message is one line naming the fix."""
+
+
+def _one_line(part: str, error: BaseException, settings: Settings) -> str:
+    """A start-up error as one line that says what to fix, instead of a 100-line traceback."""
+    import errno
+
+    problems = getattr(error, "problems", None)
+    if isinstance(error, ConfigError) and problems:
+        return f"{part}: " + "; ".join(f"{p.key}: {p.problem} (fix: {p.hint})" for p in problems)
+    if problems and all(isinstance(p, str) for p in problems):  # the Discord adapter's StartupError
+        return f"{part}: " + "; ".join(problems)
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        section = {"webhook": settings.webhook, "metrics": settings.metrics}.get(part)
+        where = f"{section.host}:{section.port}" if section is not None else "its address"
+        return f"{part}: {where} is already in use: stop the other process or set [{part}] port to a free one"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, OSError | TimeoutError) or type(error).__module__.startswith(("aiohttp", "nio")):
+        return f"{part}: cannot connect ({text}): check the network, the address and that the service is up"
+    return f"{part}: {type(error).__name__}: {text} (run with --verbose for details)"
+
+
+async def _start_part(part: str, settings: Settings, start: Awaitable[object]) -> object:
+    try:
+        return await start
+    except (Exception, asyncio.CancelledError) as error:
+        logging.getLogger("groomguard").debug("%s failed to start", part, exc_info=True)
+        raise StartFailure(_one_line(part, error, settings)) from None
 
 
 async def _run_adapters(settings: Settings) -> int:
@@ -235,13 +310,29 @@ async def _run_adapters(settings: Settings) -> int:
     import signal
 
     from adapters import enabled_adapters
+    from bot.config import read_secret
 
+    # Secrets before anything starts: a missing one is one line, with nothing half-started to hang on.
+    for enabled, value, file, name in (
+        (settings.webhook.enabled, settings.webhook.secret, settings.webhook.secret_file, "webhook.secret"),
+        (settings.discord.enabled, settings.discord.token, settings.discord.token_file, "discord.token"),
+    ):
+        if enabled:
+            try:
+                read_secret(value, file, name)
+            except ConfigError as error:
+                raise StartFailure(_one_line(name.split(".")[0], error, settings)) from None
     adapters = enabled_adapters(settings)
     engine = Engine(settings, [TerminalSink(console, show_updates=False), *adapters])
     from bot.metrics import start_metrics
 
-    _metrics, metrics_server = await start_metrics(settings.metrics, engine)
-    await engine.start()
+    _metrics, metrics_server = await _start_part("metrics", settings, start_metrics(settings.metrics, engine))  # type: ignore[misc]
+    try:
+        await _start_part("store", settings, engine.start())
+    except StartFailure:
+        if metrics_server is not None:
+            await metrics_server.stop()
+        raise
     stop = asyncio.Event()
     follower = await _follow_shared_log(settings, engine, stop)
     loop = asyncio.get_running_loop()
@@ -250,7 +341,12 @@ async def _run_adapters(settings: Settings) -> int:
     started = []
     try:
         for adapter in adapters:
-            await adapter.start(engine)
+            try:
+                await _start_part(adapter.name, settings, adapter.start(engine))
+            except StartFailure:
+                with contextlib.suppress(Exception):
+                    await adapter.stop()  # release what it opened (connections, threads) so exit cannot hang
+                raise
             started.append(adapter)
             logging.getLogger("groomguard").info("adapter %s started", adapter.name)
         if adapters:
@@ -292,7 +388,7 @@ async def _follow_shared_log(settings: Settings, engine: Engine, stop: asyncio.E
 @app.command()
 def run(config: ConfigOption = None, verbose: bool = False) -> None:
     """Start the adapters the config enables (webhook, Discord, Matrix, replay) and run until stopped."""
-    settings = _settings(config)
+    settings = _data_settings(config, None, must_exist=False)
     _setup_logging(settings, verbose)
     if settings.replay.path is None and not (
         settings.webhook.enabled or settings.discord.enabled or settings.matrix.enabled
@@ -301,7 +397,12 @@ def run(config: ConfigOption = None, verbose: bool = False) -> None:
             "[red]nothing to run[/]: enable [webhook], [discord] or [matrix], or set [replay] path, in the config"
         )
         raise typer.Exit(1)
-    raise typer.Exit(asyncio.run(_run_adapters(settings)))
+    try:
+        code = asyncio.run(_run_adapters(settings))
+    except StartFailure as failure:
+        err.print(f"[red]cannot start[/] {escape(str(failure))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 @app.command("check-config")
@@ -339,7 +440,7 @@ def cases_list(
     limit: int = 50,
 ) -> None:
     """List cases, highest risk first."""
-    settings = _settings(config, db)
+    settings = _data_settings(config, db, must_exist=True)
     rows = asyncio.run(_with_store(settings, lambda s: s.list_cases(status, limit)))
     if not rows:
         console.print("no cases")
@@ -365,7 +466,7 @@ def cases_show(
     """Show one case: reasons, evidence, findings and the audit trail."""
     from bot.cases import CaseBook
 
-    settings = _settings(config, db)
+    settings = _data_settings(config, db, must_exist=True)
     found = asyncio.run(_with_store(settings, lambda s: s.get_case(case_id)))
     if found is None:
         err.print(f"[red]no case {case_id}[/]")
@@ -388,13 +489,16 @@ def forget(
     config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
-    """Erase everything stored about one account and say what was removed."""
-    settings = _settings(config, db)
+    """Erase everything stored about one account and say what was removed, and from which database."""
+    settings = _data_settings(config, db, must_exist=True)
     removed = asyncio.run(_with_store(settings, lambda s: s.forget(account, community)))
+    where = _store_label(settings)
     if not removed:
-        console.print(f"nothing stored about {account}")
+        console.print(f"nothing stored about {account} in {where}", soft_wrap=True)
         return
-    console.print(f"erased {account}: " + ", ".join(f"{n} {table}" for table, n in removed.items()))
+    console.print(
+        f"erased {account} from {where}: " + ", ".join(f"{n} {table}" for table, n in removed.items()), soft_wrap=True
+    )
 
 
 @app.command()
@@ -437,32 +541,66 @@ def score(
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write id, score, label, stages")],
     threshold: Annotated[float | None, typer.Option(help="override the shipped threshold")] = None,
 ) -> None:
-    """Score messages or conversation segments with the shipped language model."""
+    """Score messages or conversation segments; languages no model covers are reported 'not scored'."""
     from bot.classifier import ModelError
     from bot.scoring import score_file
 
     if not input.is_file():
         err.print(f"[red]{input}: no such file[/]")
         raise typer.Exit(1)
+    if not output.parent.is_dir():
+        err.print(f"[red]{output}: folder {output.parent} does not exist; create it or choose another --output[/]")
+        raise typer.Exit(1)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    to_stdout = str(output) == "-"
     try:
-        written = score_file(input, output, threshold=threshold)
+        if to_stdout:
+            # '-' is standard output, not a file named '-'; the report goes to stderr to keep stdout clean.
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                scored = Path(tmp) / "scores.jsonl"
+                written = score_file(input, scored, threshold=threshold)
+                sys.stdout.write(scored.read_text(encoding="utf-8"))
+                sys.stdout.flush()
+        else:
+            written = score_file(input, output, threshold=threshold)
     except ModelError as error:
         err.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
-    console.print(f"scored {written} lines into {output}")
+    except OSError as error:
+        err.print(f"[red]cannot write {output}: {error.strerror or error}[/]")
+        raise typer.Exit(1) from None
+    (err if to_stdout else console).print(f"scored {written} lines into {'stdout' if to_stdout else output}")
 
 
 @app.command("eval")
 def eval_cmd(
-    input: Annotated[Path, typer.Option("--input", "-i", help='JSON Lines of {"text": ..., "label": 0|1}')],
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help='JSON Lines of {"text": ..., "label": 0|1}')
+    ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            "--corpus",
+            help="the shared data folder (pj_transcripts.jsonl, negatives/): replay conversations the way the "
+            "detector reads them and report notice/alert shares per source",
+        ),
+    ] = None,
     threshold: Annotated[float | None, typer.Option(help="override the shipped threshold")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Precision, recall, F1, F0.5, ROC AUC and the confusion matrix on labelled lines."""
+    """Measure the shipped model: window metrics on a labelled file, or the product view on the corpora."""
     from bot.classifier import ModelError
     from bot.scoring import evaluate_file
 
+    if (input is None) == (corpus is None):
+        err.print("[red]give exactly one of --input FILE (labelled lines) or --corpus DIR (the shared data)[/]")
+        raise typer.Exit(2)
+    if corpus is not None:
+        _eval_corpus(corpus, as_json)
+        return
+    assert input is not None
     if not input.is_file():
         err.print(f"[red]{input}: no such file[/]")
         raise typer.Exit(1)
@@ -472,6 +610,45 @@ def eval_cmd(
         err.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+
+
+def _eval_corpus(corpus: Path, as_json: bool) -> None:
+    """`eval --corpus`: held-back splits of the fit sources, the evaluation-only corpora and the probes."""
+    from bot.classifier import ModelError, load_default_classifier
+    from bot.corpora import load_chitchat, load_negatives, load_pj, load_probes, load_synthetic, split_of
+    from bot.evaluation import ProductThresholds, format_report, product_report
+    from bot.language_routing import default_router
+
+    if not (corpus / "pj_transcripts.jsonl").is_file() or not (corpus / "negatives").is_dir():
+        err.print(f"[red]{corpus}: expected pj_transcripts.jsonl and negatives/ (the shared data folder)[/]")
+        raise typer.Exit(1)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        model = load_default_classifier()
+    except ModelError as error:
+        err.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    fit = load_pj(corpus / "pj_transcripts.jsonl") + load_negatives(corpus, "sms") + load_negatives(corpus, "irc")
+    try:
+        fit += load_chitchat()
+    except ImportError:
+        err.print("chitchat-dataset is not installed (pip install 'groomguard[train]'): skipping that source")
+    fit += load_synthetic()
+    held_back = [c for c in fit if split_of(c.group or c.id) == "test"]
+    eval_only = load_negatives(corpus, "nps") + load_negatives(corpus, "conda")
+    thresholds = ProductThresholds(notice=model.info.notice_threshold, moderator=model.info.moderator_threshold)
+    report = product_report(
+        model.classify_folded,
+        model.informative,
+        thresholds,
+        model.base_rate,
+        held_back,
+        eval_only,
+        load_probes(),
+        default_router(),
+    )
+    report["thresholds"] = {"notice": thresholds.notice, "moderator": thresholds.moderator, "model": model.info.version}
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
 @app.command()

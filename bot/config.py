@@ -47,6 +47,13 @@ class EngineSettings(Section):
     batch_wait_ms: int = Field(
         20, ge=0, le=5_000, description="how long to wait to fill a batch; lower = lower latency"
     )
+    max_future_seconds: int = Field(
+        300,
+        ge=0,
+        le=7 * 86_400,
+        description="how far ahead of this machine's clock an event's time may be; later events are refused "
+        "(counted as rejected, logged), so one wrong clock cannot make every stored event look expired",
+    )
 
 
 class CaseSettings(Section):
@@ -111,7 +118,18 @@ class WebhookSettings(Section):
     secret_file: Path | None = Field(None, description="file holding the shared secret")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
     max_skew_seconds: int = Field(300, ge=1, description="how old a signed timestamp may be (replay window)")
-    rate_per_second: float = Field(200, gt=0, description="requests per second allowed per source")
+    rate_per_second: float = Field(
+        200, gt=0, description="signed requests per second allowed per sender (the platform its events name)"
+    )
+    unauthenticated_per_second: float = Field(
+        5,
+        gt=0,
+        description="requests per second per client address that fail the signature check before they are "
+        "answered 429 cheaply; never limits correctly signed requests",
+    )
+    read_timeout_seconds: float = Field(
+        10, gt=0, le=300, description="longest time to receive a whole request body; slower bodies get 408"
+    )
     notice_url: str | None = Field(
         None,
         description="the platform's endpoint that shows a child GroomGuard's private notice; each ChildNotice is POSTed "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import socket
 import sqlite3
 import time
 import urllib.error
@@ -259,8 +261,106 @@ def check_platforms(settings: Settings) -> list[Check]:
     return out
 
 
-#: How long the live webhook check waits for an answer.
-LIVE_TIMEOUT_S = 5.0
+#: Discord's REST API; a module constant so tests can point the live check at a local server.
+DISCORD_API = "https://discord.com/api/v10"
+#: Longest wait for one live check (a platform that does not answer is reported, not waited for).
+LIVE_TIMEOUT_S = 8.0
+
+
+def check_ports(settings: Settings) -> list[Check]:
+    """The webhook and metrics ports can be bound now (nothing else listens there)."""
+    out = []
+    for part, section in (("webhook", settings.webhook), ("metrics", settings.metrics)):
+        if not section.enabled:
+            continue
+        where = f"{section.host}:{section.port}"
+        try:
+            infos = socket.getaddrinfo(section.host, section.port, type=socket.SOCK_STREAM)
+            with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(infos[0][4])
+        except OSError as error:
+            reason = error.strerror or str(error)
+            out.append(
+                Check(part, FAIL, f"cannot listen on {where}: {reason}", f"stop what uses it or set [{part}] port/host")
+            )
+            continue
+        out.append(Check(part, OK, f"{where} is free to listen on"))
+    return out
+
+
+async def _get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=LIVE_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, headers=headers) as reply:
+        try:
+            body = await reply.json(content_type=None)
+        except ValueError:
+            body = {}
+        return reply.status, body if isinstance(body, dict) else {}
+
+
+async def _live_discord(token: str) -> Check:
+    try:
+        status, body = await _get(f"{DISCORD_API}/users/@me", {"Authorization": f"Bot {token}"})
+    except Exception as error:  # network trouble is a finding, never a crash
+        return Check("discord", FAIL, f"cannot reach Discord: {type(error).__name__}: {error}", "check the network")
+    if status == 200:
+        return Check("discord", OK, f"token accepted live: logged in as {body.get('username', '?')} ({body.get('id')})")
+    if status == 401:
+        return Check(
+            "discord", FAIL, "Discord rejected the token (401)", "reset it in the Developer Portal and set it again"
+        )
+    return Check("discord", WARN, f"Discord answered {status} to the token check", "retry; see Discord's status page")
+
+
+async def _live_matrix(homeserver: str, token: str, user_id: str) -> Check:
+    url = f"{homeserver.rstrip('/')}/_matrix/client/v3/account/whoami"
+    try:
+        status, body = await _get(url, {"Authorization": f"Bearer {token}"})
+    except Exception as error:
+        return Check(
+            "matrix",
+            FAIL,
+            f"cannot reach {homeserver}: {type(error).__name__}: {error}",
+            "check [matrix] homeserver and that the server is up",
+        )
+    if status == 200 and (not user_id or body.get("user_id") == user_id):
+        return Check("matrix", OK, f"access token accepted live for {body.get('user_id')}")
+    if status == 200:
+        return Check(
+            "matrix",
+            FAIL,
+            f"the access token belongs to {body.get('user_id')}, not {user_id}",
+            "set [matrix] user_id to the token's account or use that account's token",
+        )
+    if status == 401:
+        return Check("matrix", FAIL, "the homeserver rejected the access token (401)", "log in again for a new token")
+    return Check("matrix", WARN, f"the homeserver answered {status} to whoami", "retry later")
+
+
+def check_live(settings: Settings) -> list[Check]:
+    """Credentials against the real platforms, now: a token that is present but wrong is found here."""
+    import asyncio
+
+    jobs = []
+    s = settings
+    # A missing secret is already reported by check_platforms; there is nothing to try live then.
+    if s.discord.enabled:
+        with contextlib.suppress(ConfigError):
+            jobs.append(_live_discord(read_secret(s.discord.token, s.discord.token_file, "discord.token")))
+    if s.matrix.enabled and (s.matrix.access_token or s.matrix.access_token_file):
+        with contextlib.suppress(ConfigError):
+            token = read_secret(s.matrix.access_token, s.matrix.access_token_file, "matrix.access_token")
+            jobs.append(_live_matrix(s.matrix.homeserver, token, s.matrix.user_id))
+    if not jobs:
+        return []
+
+    async def run_all() -> list[Check]:
+        return list(await asyncio.gather(*jobs))
+
+    return asyncio.run(run_all())
 
 
 def webhook_url(settings: Settings) -> str:
@@ -330,10 +430,12 @@ def check_webhook_live(url: str, secret: str, explicit: bool = True) -> list[Che
     return [Check("webhook (live)", FAIL, f"{url} answered HTTP {status}: {detail}", "is that GroomGuard's webhook?")]
 
 
-def diagnose(settings: Settings, live_url: str | None = None, live_secret: str | None = None) -> list[Check]:
-    """Every check, in the order an operator should fix them.
+def diagnose(
+    settings: Settings, live: bool = True, live_url: str | None = None, live_secret: str | None = None
+) -> list[Check]:
+    """Every check, in the order an operator should fix them; `live` also tries ports and credentials now.
 
-    With the webhook enabled (or `live_url` given) the webhook is also checked live: a signed
+    Live, with the webhook enabled (or `live_url` given), the webhook is also checked: a signed
     request to `live_url` (default: this config's own address) with `live_secret` (default: this
     config's secret; pass the sender's to check that one).
     """
@@ -342,8 +444,9 @@ def diagnose(settings: Settings, live_url: str | None = None, live_secret: str |
         *check_database(settings),
         *check_model(settings),
         *check_platforms(settings),
+        *(check_ports(settings) + check_live(settings) if live else []),
     ]
-    if settings.webhook.enabled or live_url:
+    if live and (settings.webhook.enabled or live_url):
         secret = live_secret
         if secret is None:
             try:

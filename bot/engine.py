@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.actions import ChildNotice, Enforcement, ModAlert, Sink
-from bot.cases import CaseBook
+from bot.cases import Audit, CaseBook
 from bot.config import Settings
 from bot.detectors import REGISTRY
 from bot.detectors.base import Detector
-from bot.events import EVENT_TYPES, BaseEvent, ContactRequested, MessageSent, ModeratorDecision
+from bot.events import EVENT_TYPES, AgeBand, AgeDeclared, BaseEvent, ContactRequested, MessageSent, ModeratorDecision
 from bot.findings import Finding
 from bot.notices import NoticeBook
 from bot.state import CommunityState
@@ -31,6 +32,8 @@ REDELIVER_EVERY_S = 30.0
 PURGE_EVERY_S = 3600.0
 #: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
 PATTERN_DETECTORS = frozenset({"fan_out", "rejections", "new_account_contact"})
+#: Detector-memory name under which each community's clock (latest event time processed) is kept.
+CLOCK_MEMORY = "engine.clock"
 
 
 @dataclass
@@ -82,8 +85,11 @@ class Engine:
         sinks: Sequence[Sink] = (),
         store: Store | None = None,
         detectors: Sequence[Detector] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
+        #: The wall clock (injectable for tests): retention and the future-time bound use it.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.store = store or open_store(settings.store)
         self.sinks = list(sinks)
         self.detectors = list(detectors) if detectors is not None else build_detectors(settings)
@@ -109,6 +115,9 @@ class Engine:
         self._watermark_at: datetime | None = None
         self._watermark = 0
         self._watermark_wall = time.monotonic()
+        #: Latest event time processed per community since start: each community's own clock, for
+        #: decaying its cases and expiring its detector memory (one community never moves another's).
+        self._clocks: dict[str, datetime] = {}
         #: Called with (detector name, seconds) after every inspect; bot.metrics plugs its histogram in here.
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
@@ -126,6 +135,10 @@ class Engine:
         self.notices.load(snap.notices)
         self._watermark = snap.watermark
         self._watermark_at = snap.watermark_at
+        await self.state.restore()
+        for row in await self.state.memory_book.rows(CLOCK_MEMORY):
+            if row.value is not None:
+                self._clocks[row.community] = datetime.fromisoformat(json.loads(row.value))
         await self._deliver(await self.store.pending_actions())
         recovered = await self.catch_up()
         await self.purge()
@@ -248,7 +261,33 @@ class Engine:
             for _ in batch:
                 self._queue.task_done()
 
+    def time_problem(self, event: BaseEvent) -> str | None:
+        """Why an event's time is refused (more than engine.max_future_seconds ahead of now), or None."""
+        ahead = (event.at - self.clock()).total_seconds()
+        allowed = self.settings.engine.max_future_seconds
+        if ahead > allowed:
+            return (
+                f"at: {event.at.isoformat()} is {int(ahead)} s in the future; at most {allowed} s is allowed "
+                "(check the sender's clock, or raise engine.max_future_seconds)"
+            )
+        return None
+
+    def _admit(self, batch: list[BaseEvent]) -> list[BaseEvent]:
+        """Drop events dated too far in the future, counted and logged: one bad clock must not age all data."""
+        kept = []
+        for event in batch:
+            problem = self.time_problem(event)
+            if problem is None:
+                kept.append(event)
+                continue
+            self.reject("future_time")
+            log.warning("refused event %s from %s: %s", event.key, event.community, problem)
+        return kept
+
     async def _handle(self, batch: list[BaseEvent]) -> int:
+        batch = self._admit(batch)
+        if not batch:
+            return 0
         fresh = await self.store.append_events(batch)
         self.stats.duplicates += len(batch) - len(fresh)
         self.stats.stored += len(fresh)
@@ -259,8 +298,16 @@ class Engine:
     async def _process(self, items: list[tuple[int, BaseEvent]]) -> None:
         actions: list[ActionT] = []
         findings: list[tuple[int, Finding]] = []
+        clocks: dict[str, datetime] = {}
+        lifted: list[Audit] = []
         for _seq, event in items:
-            self.state.apply(event)
+            seen = clocks.get(event.community)
+            if seen is None or event.at > seen:
+                clocks[event.community] = event.at
+            if isinstance(event, AgeDeclared) and event.band is not AgeBand.MINOR:
+                lifted.extend(self._age_lift(event))
+            else:
+                self.state.apply(event)
             if isinstance(event, ModeratorDecision):
                 actions.extend(self.cases.decide(event))
                 continue
@@ -282,7 +329,15 @@ class Engine:
         self._watermark = last_seq
         self._watermark_at = max(self._watermark_at or last_event.at, last_event.at)
         self._watermark_wall = time.monotonic()
+        for community, at in clocks.items():
+            known = self._clocks.get(community)
+            if known is None or at > known:
+                self._clocks[community] = known = at
+                # Persisted with the batch so a restart decays and expires with the same clock.
+                self.state.memory_book.put(CLOCK_MEMORY, community, "", at.isoformat(), ())
+            clocks[community] = known
         dirty_cases, audit = self.cases.take_dirty()
+        audit.extend(lifted)
         await self.store.commit_batch(
             BatchWrite(
                 state=self.state.take_pending(),
@@ -294,6 +349,8 @@ class Engine:
                 watermark=last_seq,
                 watermark_at=self._watermark_at,
                 half_life_hours=self.settings.cases.half_life_hours,
+                memory=self.state.memory_book.take_pending(),
+                clocks=clocks,
             )
         )
         self.stats.processed += len(items)
@@ -302,6 +359,25 @@ class Engine:
             await self.purge()
         if actions:
             self._outbox.put_nowait(actions)
+
+    def _age_lift(self, event: AgeDeclared) -> list[Audit]:
+        """Apply an age that would lift a minor band: only a moderator may, and that is audited."""
+        before = self.state.accounts.get((event.community, event.account))
+        self.state.apply(event)
+        if before is None or not before.is_minor:
+            return []
+        after = self.state.accounts.get((event.community, event.account))
+        if after is not None and after.is_minor:
+            log.info(
+                "kept %s in %s a minor: a %s declaration (event %s) may not lift a minor band, only a moderator",
+                event.account,
+                event.community,
+                event.source.value,
+                event.key,
+            )
+            return []
+        detail = {"account": event.account, "from": "minor", "to": event.band.value, "event": event.key}
+        return [Audit(event.at, "moderator", "age_band_lifted", event.community, None, detail)]
 
     def _on_finding(self, finding: Finding, findings: list[tuple[int, Finding]]) -> list[ActionT]:
         self.stats.findings += 1
@@ -359,12 +435,21 @@ class Engine:
         return out
 
     async def purge(self) -> dict[str, int]:
-        """Apply retention: drop message text and raw events older than configured."""
+        """Apply retention on the wall clock: drop message text and raw events older than configured.
+
+        Retention is measured from now, never from event time: an event dated in the future cannot make
+        everything look old (ingest also refuses events too far ahead, see `_admit`). Expired detector
+        memory is hidden from detectors at once (in event time) and deleted once it expired longer ago
+        than message retention: events can arrive late or out of order, and a row deleted too early
+        would let a detector repeat a finding.
+        """
         self._last_purge = time.monotonic()
-        if self._watermark_at is None:
-            return {}
         s = self.settings.store
-        removed = await self.store.purge_expired(self._watermark_at, s.message_retention_days, s.event_retention_days)
+        now = self.clock()
+        removed = await self.store.purge_expired(now, s.message_retention_days, s.event_retention_days)
+        purge_memory = getattr(self.store, "purge_memory", None)
+        if purge_memory is not None:
+            removed["detector_memory"] = await purge_memory(now - timedelta(days=s.message_retention_days))
         log.info("retention purge removed %s", removed)
         return removed
 
@@ -373,6 +458,7 @@ class Engine:
         async with self._lock:
             self.state.forget(account, community)
             self.cases.forget(account, community)
+            self.notices.forget(account, community)
             for detector in self.detectors:
                 # Detectors that keep their own memory (conversation windows) erase it too.
                 forget = getattr(detector, "forget", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 #: Longest message text kept; longer text is truncated (and flagged), never rejected,
@@ -174,6 +176,14 @@ class MessageSent(BaseEvent):
             return value[:MAX_TEXT_CHARS]
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flag_truncation(cls, data: Any) -> Any:
+        # Clipped text is flagged, so moderators and detectors know they saw only the start.
+        if isinstance(data, dict) and isinstance(data.get("text"), str) and len(data["text"]) > MAX_TEXT_CHARS:
+            return {**data, "truncated": True}
+        return data
+
 
 class MessageEdited(BaseEvent):
     """A message's text changed; detectors see the new text."""
@@ -328,6 +338,9 @@ def _describe(error: ValidationError) -> EventError:
     return EventError(f"{field}: {msg}{suffix}" if field else f"{msg}{suffix}", field)
 
 
+_SURROGATE_ESCAPE_RE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def parse_event(data: str | bytes | dict[str, Any]) -> Event:
     """Validate one event from JSON text or a dict; raises EventError with a readable reason."""
     try:
@@ -336,7 +349,13 @@ def parse_event(data: str | bytes | dict[str, Any]) -> Event:
         return EVENT_ADAPTER.validate_json(data)
     except ValidationError as error:
         if isinstance(data, str | bytes) and error.errors()[0]["type"] == "json_invalid":
-            raise EventError(f"not valid JSON: {error.errors()[0]['msg']}") from None
+            message = str(error.errors()[0]["msg"])
+            if "escape" in message and _SURROGATE_ESCAPE_RE.search(data if isinstance(data, bytes) else data.encode()):
+                raise EventError(
+                    "text holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not valid Unicode: "
+                    "send the character as UTF-8 or as a complete surrogate pair"
+                ) from None
+            raise EventError(f"not valid JSON: {message}") from None
         raise _describe(error) from None
     except (TypeError, UnicodeDecodeError) as error:
         raise EventError(f"unreadable payload: {error}") from None

@@ -103,6 +103,19 @@ class Metrics:
         ]
         if not self.rejected:
             lines.append('groomguard_events_rejected_total{source="all"} 0')
+        # Messages in languages no model covers: reported as "not scored", never given a number.
+        unscored: dict[str, int] = {}
+        for detector in self.engine.detectors:
+            for language, n in getattr(detector, "unscored_messages", {}).items():
+                unscored[language] = unscored.get(language, 0) + n
+        lines += [
+            "# HELP groomguard_language_not_scored_total Messages to minors in a language no model covers.",
+            "# TYPE groomguard_language_not_scored_total counter",
+        ]
+        lines += [
+            f'groomguard_language_not_scored_total{{language="{_escape(lang)}"}} {n}'
+            for lang, n in sorted(unscored.items())
+        ]
         lines += [
             "# HELP groomguard_queue_depth Events waiting in the engine queue.",
             "# TYPE groomguard_queue_depth gauge",

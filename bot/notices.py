@@ -44,6 +44,21 @@ class NoticeBook:
         self.pending: list[tuple[str, str, str, str]] = []
         self.suppressed = 0
 
+    def forget(self, account: str, community: str | None = None) -> None:
+        """Drop the notice history naming `account`, as child or as suspect (the right to erasure)."""
+        for key in list(self.sent):
+            if community is not None and key[0] != community:
+                continue
+            if key[1] == account:
+                del self.sent[key]
+                continue
+            kept = deque(entry for entry in self.sent[key] if entry[1] != account)
+            if kept:
+                self.sent[key] = kept
+            else:
+                del self.sent[key]
+        self.pending = [row for row in self.pending if account not in row[1:3]]
+
     def load(self, rows: list[tuple[str, str, str, datetime]]) -> None:
         for community, child, suspect, at in rows:
             self.sent[(community, child)].append((at, suspect))

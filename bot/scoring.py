@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -16,13 +17,9 @@ from bot.classifier import TextClassifier, load_default_classifier
 from bot.stages import StageTagger, default_tagger
 
 __all__ = [
-    "ESCALATION_BONUS",
     "BadLine",
-    "EarlyDetectionReport",
     "EvalReport",
     "binary_metrics",
-    "conversation_risk",
-    "early_detection",
     "evaluate_file",
     "latency_penalty",
     "roc_auc",
@@ -31,18 +28,40 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Added to the model's conversation score when two or more *escalation* stages (secrecy,
-#: isolation, moving off-platform, photos, sexual talk, meeting) appear within the recent
-#: window, and again when they follow personal-information probing: the sequence
-#: "how old are you / are your parents home" → "don't tell" → "add me on snap" is the pattern
-#: the literature and moderators treat as most urgent, whatever any one line scores.
-ESCALATION_BONUS: Final = 0.10
-PROBING_BONUS: Final = 0.05
-#: Distinct escalation stages after personal-information probing that make the pattern itself a signal.
-PATTERN_MIN_ESCALATIONS: Final = 3
-#: Conversation risk the full pattern guarantees: above the child-notice default (0.8), below the moderator one (0.9).
-PATTERN_FLOOR: Final = 0.85
 BATCH: Final = 512
+_SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
+
+
+class Router(Protocol):
+    """The slice of `bot.language_routing.LanguageRouting` that batch scoring needs."""
+
+    def language(self, text: str) -> tuple[str, str]: ...
+
+    def covers(self, code: str) -> bool: ...
+
+    def classifier(self, code: str) -> TextClassifier: ...
+
+
+def score_routed(texts: Sequence[str], model: TextClassifier, router: Router | None) -> list[tuple[float | None, str]]:
+    """(score, language name) per text: English and covered languages get a number, others None."""
+    out: list[tuple[float | None, str]] = [(None, "English")] * len(texts)
+    groups: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        code, name = router.language(text) if router is not None else ("en", "English")
+        out[i] = (None, name)
+        if code == "en" or (router is not None and router.covers(code)):
+            groups.setdefault(code, []).append(i)
+    for code, rows in groups.items():
+        scorer = model if code == "en" or router is None else router.classifier(code)
+        for i, score in zip(rows, scorer.classify([texts[i] for i in rows]), strict=True):
+            out[i] = (float(score), out[i][1])
+    return out
+
+
+def _default_router() -> Router | None:
+    from bot.language_routing import default_router
+
+    return default_router()
 
 
 # --------------------------------------------------------------------------- metrics
@@ -144,6 +163,7 @@ class EvalReport:
             f"  label 1  {c['tp']:>11}   {c['fn']:>11}",
             f"  label 0  {c['fp']:>11}   {c['tn']:>11}",
         ]
+        lines += [f"{reason}: {n} lines" for reason, n in m.get("not_scored", {}).items()]
         lines += [f"line {b.line}: {b.reason}" for b in self.bad_lines[:20]]
         return "\n".join(lines)
 
@@ -164,6 +184,9 @@ def _read_jsonl(path: Path, need_label: bool, bad: list[BadLine]) -> Iterator[tu
             text = item.get("text")
             if not isinstance(text, str):
                 bad.append(BadLine(number, "missing or non-string 'text'"))
+                continue
+            if _SURROGATE_RE.search(text):
+                bad.append(BadLine(number, "'text' holds a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode"))
                 continue
             label = item.get("label")
             if need_label:
@@ -206,20 +229,21 @@ def score_file(
     of skipped lines is logged at the end. `text` may be a message or a conversation segment.
     """
     model = classifier if classifier is not None else load_default_classifier()
+    router = _default_router() if classifier is None else None
     cutoff = _threshold_of(model, threshold)
     stages = tagger if tagger is not None else default_tagger()
     bad: list[BadLine] = []
     written = 0
     with output.open("w", encoding="utf-8") as out:
         for batch in _batched(_read_jsonl(Path(input), False, bad)):
-            scores = model.classify([text for _, _, text, _ in batch])
-            for (_, ident, text, _), score in zip(batch, scores, strict=True):
-                record = {
-                    "id": ident,
-                    "score": round(score, 6),
-                    "label": int(score >= cutoff),
-                    "stages": list(stages.stages(text)),
-                }
+            routed = score_routed([text for _, _, text, _ in batch], model, router)
+            for (_, ident, text, _), (score, language) in zip(batch, routed, strict=True):
+                record: dict[str, Any] = {"id": ident, "language": language}
+                if score is None:
+                    # A language no model covers is reported, never given a number.
+                    record.update(score=None, label=None, not_scored=f"not scored: {language}")
+                else:
+                    record.update(score=round(score, 6), label=int(score >= cutoff), stages=list(stages.stages(text)))
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 written += 1
     for b in bad:
@@ -232,58 +256,23 @@ def score_file(
 def evaluate_file(input: Path, classifier: TextClassifier | None = None, threshold: float | None = None) -> EvalReport:
     """Metrics for labelled `{"text", "label": 0|1}` lines at the shipped threshold."""
     model = classifier if classifier is not None else load_default_classifier()
+    router = _default_router() if classifier is None else None
     cutoff = _threshold_of(model, threshold)
     bad: list[BadLine] = []
     labels: list[int] = []
     scores: list[float] = []
+    unscored: dict[str, int] = {}
     for batch in _batched(_read_jsonl(Path(input), True, bad)):
-        scores.extend(model.classify([text for _, _, text, _ in batch]))
-        labels.extend(int(label or 0) for _, _, _, label in batch)
-    return EvalReport(binary_metrics(labels, scores, cutoff), bad)
-
-
-# ------------------------------------------------------------ conversation risk
-
-
-def conversation_risk(
-    window_scores: Sequence[float],
-    recent_stages: Sequence[Sequence[str]],
-    smooth: int = 3,
-    tagger: StageTagger | None = None,
-) -> float:
-    """Risk of a conversation from its recent window scores and the stages of recent messages.
-
-    The model part is the median of the last `smooth` window scores, so one odd message
-    neither raises nor clears an alarm on its own. Stage progression adds a bonus: two or
-    more distinct escalation stages in the window, more if they follow probing for
-    personal information. Pure, so the detector and the offline evaluation share it.
-    """
-    if not window_scores:
-        return 0.0
-    recent = sorted(window_scores[-smooth:])
-    model_part = recent[len(recent) // 2]
-    stages = tagger if tagger is not None else default_tagger()
-    escalation_seen: list[str] = []
-    probing_at: int | None = None
-    bonus = 0.0
-    for position, message_stages in enumerate(recent_stages):
-        for stage in message_stages:
-            definition = stages.by_name.get(stage)
-            if stage == "personal_info" and probing_at is None:
-                probing_at = position
-            if definition is not None and definition.escalation and stage not in escalation_seen:
-                escalation_seen.append(stage)
-    if len(escalation_seen) >= 2:
-        bonus += ESCALATION_BONUS
-        if probing_at is not None:
-            bonus += PROBING_BONUS
-    risk = model_part + bonus
-    if probing_at is not None and len(escalation_seen) >= PATTERN_MIN_ESCALATIONS:
-        # The textbook sequence (probing, then secrecy, another app, photos or meeting) is enough for a
-        # kind notice to the child even when the model reads the wording as unfamiliar; moderators
-        # still need the model to agree (the floor sits below the moderator threshold).
-        risk = max(risk, PATTERN_FLOOR)
-    return min(1.0, max(0.0, risk))
+        routed = score_routed([text for _, _, text, _ in batch], model, router)
+        for (_, _, _, label), (score, language) in zip(batch, routed, strict=True):
+            if score is None:
+                unscored[language] = unscored.get(language, 0) + 1
+                continue
+            scores.append(score)
+            labels.append(int(label or 0))
+    metrics = binary_metrics(labels, scores, cutoff)
+    metrics["not_scored"] = {f"not scored: {lang}": n for lang, n in sorted(unscored.items())}
+    return EvalReport(metrics, bad)
 
 
 # -------------------------------------------------------------- early detection
@@ -292,119 +281,3 @@ def conversation_risk(
 def latency_penalty(k: int, p: float) -> float:
     """Penalty for raising the alarm at message `k` (Sadeque et al. 2018, used by eSPD)."""
     return -1.0 + 2.0 / (1.0 + math.exp(-p * (k - 1)))
-
-
-@dataclass(slots=True)
-class EarlyDetectionReport:
-    """Conversation-level results of running the alarm message by message."""
-
-    precision: float
-    recall: float
-    f1: float
-    speed: float
-    latency_weighted_f1: float
-    p: float
-    half_penalty_at: int
-    messages_until_alert: list[int]
-    confusion: dict[str, int]
-
-    def summary(self) -> dict[str, Any]:
-        """Median, quartiles and a coarse histogram of messages until the alert."""
-        counts = sorted(self.messages_until_alert)
-
-        def quantile(q: float) -> float | None:
-            return float(np.quantile(counts, q)) if counts else None
-
-        buckets = [(1, 10), (11, 25), (26, 50), (51, 100), (101, 250), (251, 10**9)]
-        histogram = {
-            (f"{lo}-{hi}" if hi < 10**9 else f"{lo}+"): sum(1 for c in counts if lo <= c <= hi) for lo, hi in buckets
-        }
-        return {
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-            "speed": self.speed,
-            "latency_weighted_f1": self.latency_weighted_f1,
-            "p": self.p,
-            "half_penalty_at_message": self.half_penalty_at,
-            "confusion": self.confusion,
-            "messages_until_alert": {
-                "median": quantile(0.5),
-                "p25": quantile(0.25),
-                "p75": quantile(0.75),
-                "p90": quantile(0.9),
-                "histogram": histogram,
-            },
-        }
-
-
-def early_detection(
-    conversations: Sequence[Sequence[str]],
-    labels: Sequence[int],
-    score_windows: Callable[[list[str]], Sequence[float]],
-    threshold: float,
-    window: int = 10,
-    smooth: int = 3,
-    half_penalty_at: int = 90,
-    tagger: StageTagger | None = None,
-    max_messages: int | None = None,
-) -> EarlyDetectionReport:
-    """Replay each conversation one message at a time and note where the alarm first fires.
-
-    At message t the model scores the window of the last `window` messages (joined by
-    newlines, as in training) and `conversation_risk` combines that with stage progression;
-    the alarm fires the first time risk ≥ `threshold`. Following Vogt et al. (ACL 2021),
-    latency-weighted F1 = F1 × speed, speed = 1 − median latency penalty over true
-    positives, with p set so the penalty is 0.5 at message `half_penalty_at`.
-    """
-    stages = tagger if tagger is not None else default_tagger()
-    p = math.log(3.0) / max(1, half_penalty_at - 1)
-    tp = fp = fn = tn = 0
-    delays: list[int] = []
-    for messages, label in zip(conversations, labels, strict=True):
-        msgs = list(messages[:max_messages] if max_messages else messages)
-        per_message_stages = [stages.stages(m) for m in msgs]
-        scores: list[float] = []
-        fired_at: int | None = None
-        chunk = 32  # grows: most alarms fire early, so long transcripts are rarely scored whole
-        t = 0
-        while t < len(msgs) and fired_at is None:
-            stop = min(len(msgs), t + chunk)
-            windows = ["\n".join(msgs[max(0, i - window + 1) : i + 1]) for i in range(t, stop)]
-            scores.extend(score_windows(windows))
-            for i in range(t, stop):
-                risk = conversation_risk(
-                    scores[max(0, i - smooth + 1) : i + 1],
-                    per_message_stages[max(0, i - window + 1) : i + 1],
-                    smooth,
-                    stages,
-                )
-                if risk >= threshold:
-                    fired_at = i + 1
-                    break
-            t = stop
-            chunk = min(BATCH, chunk * 2)
-        if fired_at is not None and label == 1:
-            tp += 1
-            delays.append(fired_at)
-        elif fired_at is not None:
-            fp += 1
-        elif label == 1:
-            fn += 1
-        else:
-            tn += 1
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = _fbeta(precision, recall, 1.0)
-    speed = 1.0 - float(np.median([latency_penalty(k, p) for k in delays])) if delays else 0.0
-    return EarlyDetectionReport(
-        precision=precision,
-        recall=recall,
-        f1=f1,
-        speed=speed,
-        latency_weighted_f1=f1 * speed,
-        p=p,
-        half_penalty_at=half_penalty_at,
-        messages_until_alert=delays,
-        confusion={"tp": tp, "fp": fp, "fn": fn, "tn": tn},
-    )

@@ -70,6 +70,8 @@ class StageTagger:
         self.definitions = definitions
         self.version = version
         self.by_name = {d.name: d for d in definitions}
+        #: Stages whose appearance after probing is the pattern that matters most.
+        self.escalation = frozenset(d.name for d in definitions if d.escalation)
 
     @classmethod
     def from_file(cls, path: Path = DEFAULT_STAGES_PATH) -> StageTagger:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from bot.detectors.base import Account, ContactEdge, RequestRecord, Turn, ViewerHour, ViewShare
+from bot.detectors.base import Account, ContactEdge, DetectorMemory, RequestRecord, Turn, ViewerHour, ViewShare
 from bot.events import (
     REQUEST_KINDS,
     AgeBand,
@@ -28,6 +29,7 @@ from bot.events import (
     RegionDeclared,
     StandingDeclared,
 )
+from bot.memory import MemoryBook
 
 #: Which age sources may overwrite which: a stronger source always wins.
 SOURCE_RANK = {
@@ -47,6 +49,9 @@ AcceptedReader = Callable[[str, str], Awaitable[set[str]]]
 VIEW_HISTORY_HOURS = 24 * 14
 VIEW_SWEEP_EVERY_HOURS = 24
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+#: Memory rows of the community rankings (`record_rank`) are kept under "rank.<metric>".
+RANK_MEMORY = "rank."
 
 #: Zero-view hours folded one by one into a baseline before it is simply treated as empty.
 MAX_ZERO_FOLD = 24 * 14
@@ -236,6 +241,25 @@ class CommunityState:
         self._degree_cache: dict[tuple[str, str], int] = {}
         # This batch's group messages by (community, message_id), merged into addressing reads.
         self._batch_turns: dict[tuple[str, str], tuple[str, Turn]] = {}
+        #: Detector memory (bot.memory), committed with each batch; the rankings persist through it too.
+        self.memory_book = MemoryBook(self.reader)  # type: ignore[arg-type]
+
+    async def restore(self) -> None:
+        """Reload what must be in memory at start: the community rankings, exactly as last committed."""
+        for row in await self.memory_book.rows(RANK_MEMORY):
+            if row.value is None:
+                continue
+            ranking = self._rankings.setdefault((row.community, row.detector[len(RANK_MEMORY) :]), _Ranking())
+            data = json.loads(row.value)
+            if row.key == "":
+                ranking.cached = tuple(data[0]) if data[0] is not None else None  # type: ignore[assignment]
+                ranking.updates = int(data[1])
+            else:
+                ranking.values[row.key] = (data[0], datetime.fromisoformat(data[1]))
+
+    def memory(self, detector: str) -> DetectorMemory:
+        """The persistent memory of one detector (see bot.detectors.base.DetectorMemory)."""
+        return self.memory_book.view(detector)
 
     # -- reads (DetectorState) ------------------------------------------------------------
 
@@ -363,11 +387,19 @@ class CommunityState:
     def record_rank(self, community: str, metric: str, account: str, value: float, at: datetime) -> None:
         """Remember an account's latest value of a metric so others can be ranked against it."""
         ranking = self._rankings.setdefault((community, metric), _Ranking())
+        name = RANK_MEMORY + metric
         if value > 0:
             ranking.values[account] = (value, at)
-        else:
-            ranking.values.pop(account, None)
+            self.memory_book.put(name, community, account, [value, at.isoformat()], (account,))
+        elif ranking.values.pop(account, None) is not None:
+            self.memory_book.delete(name, community, account)
         ranking.updates += 1
+        self._save_ranking(community, metric, ranking)
+
+    def _save_ranking(self, community: str, metric: str, ranking: _Ranking) -> None:
+        # The cache and update count decide when the quantile is recomputed, so they persist too:
+        # a restart must reuse the same threshold the uninterrupted run would have used.
+        self.memory_book.put(RANK_MEMORY + metric, community, "", [ranking.cached, ranking.updates], ())
 
     def rank_threshold(
         self, community: str, metric: str, at: datetime, window: timedelta, quantile: float, min_population: int
@@ -384,10 +416,12 @@ class CommunityState:
             horizon = at - window
             for account in [a for a, (_, seen) in ranking.values.items() if seen < horizon]:
                 del ranking.values[account]
+                self.memory_book.delete(RANK_MEMORY + metric, community, account)
             values = sorted(v for v, _ in ranking.values.values())
             threshold = values[min(len(values) - 1, int(quantile * len(values)))] if values else 0.0
             ranking.cached = (hour, threshold, len(values))
             ranking.updates = 0
+            self._save_ranking(community, metric, ranking)
         _, threshold, population = ranking.cached
         return threshold if population >= min_population else None
 
@@ -459,12 +493,20 @@ class CommunityState:
     def declare_age(
         self, community: str, account: str, band: AgeBand, age: int | None, source: AgeSource, at: datetime
     ) -> bool:
-        """Apply an age declaration if its source is at least as strong; text may only tighten."""
+        """Apply an age declaration if its source is at least as strong; only a moderator lifts a minor band.
+
+        Roles, rooms, webhooks and the account itself may only tighten: a later "18+" role or an adult
+        room must not turn a known child into an adult and silence every detector. Text inference
+        tightens only an unknown age (it is the noisiest source).
+        """
         acc = self._touch(community, account, at)
         current = SOURCE_RANK.get(AgeSource(acc.band_source), -1) if acc.band_source else -1
         if source is AgeSource.TEXT and (band is not AgeBand.MINOR or acc.band is not AgeBand.UNKNOWN):
             return False
-        if SOURCE_RANK[source] < current:
+        if acc.band is AgeBand.MINOR and band is not AgeBand.MINOR and source is not AgeSource.MODERATOR:
+            return False
+        tightens = band is AgeBand.MINOR and acc.band is not AgeBand.MINOR and source is not AgeSource.TEXT
+        if SOURCE_RANK[source] < current and not (tightens and acc.band_source != AgeSource.MODERATOR.value):
             return False
         self._set_account(community, replace(acc, band=band, age=age, band_source=source.value))
         return True
@@ -573,7 +615,11 @@ class CommunityState:
             self.pending.view_authors.add((community, viewer, hour, author))
         bucket[1] += count
         stats = self._viewers.get((community, viewer))
-        if stats is not None:
+        if stats is not None and hour < stats.hour:
+            # A late view for an earlier hour: the running baseline cannot fold it in after the fact.
+            # Drop it, so the next read rebuilds from the buckets exactly as a restart would.
+            del self._viewers[(community, viewer)]
+        elif stats is not None:
             stats.advance(hour)
             if stats.hour == hour:
                 stats.total += count
@@ -628,8 +674,12 @@ class CommunityState:
         self._sizes = None
         for key in [k for k in self._viewers if k[1] == account and scoped(k[0])]:
             del self._viewers[key]
+        for (c, _viewer), stats in self._viewers.items():
+            if scoped(c):
+                stats.authors.discard(account)
         for (c, _metric), ranking in self._rankings.items():
             if scoped(c):
                 ranking.values.pop(account, None)
+        self.memory_book.forget(account, community)
         # Community view totals are aggregates without ids; they are rebuilt from the store on next read.
         self._community_views.clear()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,6 +149,10 @@ def make_settings(db: Path, **overrides: Any) -> Settings:
     settings = load_settings(None)
     settings.store.path = db
     settings.engine.batch_wait_ms = 1
+    # Retention runs on the wall clock, and test data is dated 2026 (T0): keep it as long as allowed so
+    # a restart's purge does not delete it. Tests of retention pass an explicit engine clock.
+    settings.store.message_retention_days = 365
+    settings.store.event_retention_days = 3650
     for dotted, value in overrides.items():
         section, _, key = dotted.partition("__")
         target: Any = settings
@@ -161,11 +165,11 @@ def make_settings(db: Path, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def running_engine(
-    db: Path, sink: MemorySink | None = None, **overrides: Any
+    db: Path, sink: MemorySink | None = None, clock: Callable[[], datetime] | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[Engine, MemorySink]]:
-    """An engine on a real SQLite file, started and stopped around the block."""
+    """An engine on a real SQLite file, started and stopped around the block; `clock` pins its wall clock."""
     sink = sink or MemorySink()
-    engine = Engine(make_settings(db, **overrides), [sink])
+    engine = Engine(make_settings(db, **overrides), [sink], clock=clock)
     await engine.start()
     try:
         yield engine, sink

@@ -13,13 +13,16 @@ __all__ = [
     "NORMALIZATION_VERSION",
     "NormalizedText",
     "TypedToken",
+    "content_words",
+    "model_text",
     "normalize",
     "normalize_text",
+    "words",
 ]
 
 #: Bump when the output of `normalize` changes: the model metadata records it so a model
 #: trained under one normalisation is never silently served under another.
-NORMALIZATION_VERSION: Final = 1
+NORMALIZATION_VERSION: Final = 2
 
 #: Longest text we look at. Chat lines are far shorter; a pasted megabyte is cut here before
 #: any regex runs, so cost stays bounded whatever arrives.
@@ -153,8 +156,9 @@ _HANDLE_RE: Final = re.compile(r"(?<![\w.@])@[a-z0-9_.]{2,32}")
 # Eight or more digits with the usual separators: long enough to skip ages, times and prices.
 _PHONE_RE: Final = re.compile(r"(?<![\w])\+?\d(?:[\s().-]{0,2}\d){7,14}(?![\w])")
 
-# Runs of single characters separated by one separator: "s n a p", "s.n.a.p", "k-i-k".
-_SPACED_RE: Final = re.compile(r"(?<![\w])(?:[a-z0-9][ .\-_*]){2,}[a-z0-9](?![\w])")
+# Runs of single characters separated by one and the same separator: "s n a p", "s.n.a.p", "k-i-k".
+# One separator per run, so "d.o.n.t t.e.l.l" folds to two words and "a p*i*c" keeps its "a".
+_SPACED_RE: Final = re.compile(r"(?<![\w*])[a-z0-9]([ .\-_*])[a-z0-9](?:\1[a-z0-9])+(?![\w*])")
 # Three-letter runs collide with ordinary chat ("u r a"); join them only for these words.
 _SHORT_JOINS: Final = frozenset(
     {"kik", "sex", "pic", "pix", "cam", "dm", "ig", "sms", "nud", "xxx", "bra", "age", "mom", "dad"}
@@ -162,8 +166,12 @@ _SHORT_JOINS: Final = frozenset(
 
 # A word with a letter and a leetspeak digit or symbol in it (pure numbers stay numbers).
 _LEET_WORD_RE: Final = re.compile(r"(?<![\w$@])(?=[a-z0-9$@!]*[a-z])(?=[a-z$@!]*[0-9$@])[a-z0-9$@!]+")
-# Ages, ordinals, times and sizes that look like leetspeak but are not: 13yo, 14f, 2nd, 5pm.
-_NOT_LEET_RE: Final = re.compile(r"\d+(?:yo|yrs?|y|m|f|th|st|nd|rd|s|am|pm|k|x|h|hrs?|min|mins)?|[a-z]+\d+")
+# Ages, ordinals, times and sizes that look like leetspeak but are not: 13yo, 14f, 2nd, 5pm, ps5.
+# Ordinals must be real ones ("53nd" is leet for "send"), and a letter run before digits needs two
+# letters ("mp3", "ps5" stay; "m3" is leet for "me").
+_NOT_LEET_RE: Final = re.compile(
+    r"\d+(?:yo|yrs?|y|m|f|s|am|pm|k|x|h|hrs?|min|mins)?|\d*(?:1st|2nd|3rd|[04-9]th|1[1-3]th)|[a-z]{2,}\d+"
+)
 _LEET: Final = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "$": "s", "@": "a", "!": "i"}
 )
@@ -211,6 +219,8 @@ def _fold_homoglyphs(match: re.Match[str]) -> str:
 def _join_spaced(match: re.Match[str]) -> str:
     run = match.group(0)
     joined = run[::2]
+    if match.group(1) == " " and joined.isdigit():
+        return run  # "1 2 3" stays numbers; a spaced phone number is caught by _PHONE_RE
     if len(joined) >= 4 or joined in _SHORT_JOINS:
         return joined
     return run
@@ -282,3 +292,59 @@ def _has_digit_run(text: str) -> bool:
 def normalize_text(raw: str | bytes, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """Just the folded text: what the classifier and the training pipeline feed the model."""
     return normalize(raw, max_chars).text
+
+
+#: Acknowledgements, fillers, laughter and greetings: they mark a register, not a topic. The model
+#: never sees them (`model_text` drops them), so "ok lol" cannot read as grooming because the
+#: training positives happen to be 2000s instant-messenger chat.
+_FILLER_WORDS: Final = """
+    ok okay okey oki okie k kk kay mk mkay yes yeah yea ya yah yep yup yeh ye no nah nope naw sure
+    lol lolol lool lmao lmfao rofl haha hahaha hahahaha hah ha hehe hehehe heh hihi xd xx xo lel kek
+    omg omfg wow woah whoa hmm hm hmmm mm mmm uh uhh um umm er erm ah ahh oh ohh ooh eh meh huh
+    cool nice great awesome kewl neat sweet fine alright aight ight thx thanks thank ty tysm np
+    brb gtg g2g ttyl bbl afk gg wp ggwp idk idc ikr imo tbh ngl smh fr btw
+    hi hii hiii hey heya hiya hello yo sup wassup wazzup howdy bye byee cya
+"""
+FILLERS: Final = frozenset(_FILLER_WORDS.split())
+
+#: Function words: they carry meaning only next to a content word ("are you alone"), so a message
+#: made of nothing else ("u?", "me too", "and you") carries no evidence on its own.
+_FUNCTION_WORDS: Final = """
+    a an the and or but so if then than too also just very really rly pretty quite
+    i me my mine im i'm ive i've id i'd ill i'll you u ya ur your yours youre you're yall
+    he him his she her hers it its it's we us our they them their this that these those there here
+    is am are r was were be been being do does did doing done have has had having
+    to of in on at by for from with w about as up down out off over into
+    what wat wut why how who when where which whats what's thats that's
+    not dont don't cant can't wont won't didnt didn't isnt isn't
+    can could will would should shall may might must
+"""
+FUNCTION_WORDS: Final = frozenset(_FUNCTION_WORDS.split())
+
+_WORD_RE: Final = re.compile(r"[a-z0-9_']+")
+_MODEL_TOKEN_RE: Final = re.compile(r"[a-z0-9_]+")
+
+
+def words(folded: str) -> list[str]:
+    """The word tokens of folded text, as the model's word features see them."""
+    return _WORD_RE.findall(folded)
+
+
+def content_words(folded: str) -> list[str]:
+    """Words that can carry evidence: not fillers, not function words, not a lone letter."""
+    return [w for w in _WORD_RE.findall(folded) if w not in FILLERS and w not in FUNCTION_WORDS and len(w) > 1]
+
+
+def model_text(folded: str) -> str:
+    """The content words of folded text: exactly what the text model reads, in training and serving.
+
+    Only word tokens survive, minus fillers ("ok", "lol"), function words ("you", "are", "i") and
+    lone letters; numbers stay (ages matter). Punctuation, emoticons and apostrophes go: all of these
+    mark a register ("..", ":P"), and a model that could see them learned "chats informally" =
+    grooming. (Dropping "#" also keeps onnxruntime's "#" padding from ever matching a feature.)
+    """
+    return " ".join(
+        w
+        for w in _MODEL_TOKEN_RE.findall(folded.replace("'", ""))
+        if w not in FILLERS and w not in FUNCTION_WORDS and (len(w) > 1 or w.isdigit())
+    )

@@ -1,367 +1,188 @@
-"""Train, compare, evaluate and export the grooming-language model (`python -m models.train`)."""
+"""Train, calibrate, evaluate and export the grooming-language model (`python -m models.train`).
+
+Positives are the offender side of the PJ transcripts; negatives are real chat in the same informal
+registers (SMS texting, IRC), tidy chat (chitchat-dataset) and hand-written hard negatives
+(`models/synthetic/`). Windows of 1–20 lines are sampled so that both classes span the same
+lengths, weighted so each class and each negative source has a fixed share at every length, and
+split by transcript / session. Scores are calibrated (Platt) on the validation split at a 10 %
+base rate. Evaluation replays whole conversations through the detector's own aggregation and
+reports per source, with the evaluation-only corpora (NPS Chat, CONDA) never used for any choice.
+"""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from bot.scoring import binary_metrics, early_detection
-from bot.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, normalize_text
+from bot.classifier import Calibration
+from bot.corpora import (
+    DEFAULT_DATA_DIR,
+    SEED,
+    SYNTHETIC_DIR,
+    Conversation,
+    load_chitchat,
+    load_negatives,
+    load_pj,
+    load_probes,
+    load_synthetic,
+    split_of,
+)
+from bot.evaluation import ProductThresholds, format_report, product_report
+from bot.scoring import binary_metrics
+from bot.stages import default_tagger
+from bot.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, content_words, model_text, normalize_text
+
+__all__ = ["Conversation", "load_pj", "load_synthetic", "main", "split_of"]
 
 log = logging.getLogger("models.train")
 
-SEED: Final = 20_260_514
 MODELS_DIR: Final = Path(__file__).resolve().parent
-DEFAULT_DATA: Final = Path(__file__).resolve().parents[2] / "shared/data/pj_transcripts.jsonl"
-SYNTHETIC_DIR: Final = MODELS_DIR / "synthetic"
-WINDOW_SIZES: Final = (1, 3, 5, 10)
-#: The runtime detector scores windows of this many of the suspect's recent messages.
+WINDOW_SIZES: Final = (1, 2, 3, 5, 8, 12, 20)
+#: The runtime detector scores windows of this many of the suspect's recent informative messages.
 RUNTIME_WINDOW: Final = 10
-#: Windows sampled per conversation per size: caps how much one long transcript weighs.
-POS_PER_SIZE: Final = {1: 12, 3: 16, 5: 16, 10: 16}
-NEG_PER_SIZE: Final = {1: 3, 3: 3, 5: 3, 10: 3}
-SYNTHETIC_WEIGHT: Final = 12.0
-RECOMBINED_PER_CONV: Final = 20
-C_GRID: Final = (1.0, 4.0, 16.0)
-#: Conversation-risk thresholds replayed for early detection besides the window threshold:
-#: the detector's default child-notice and moderator thresholds.
-EARLY_THRESHOLDS: Final = (0.8, 0.9)
-SPLITS: Final = (("train", 0.70), ("val", 0.15), ("test", 0.15))
-VERSION: Final = "grooming-tfidf-lr-1"
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    """One conversation's lines from the speaker we score, plus the other side's lines."""
-
-    id: str
-    source: str  # pj | chitchat | synthetic_acb | synthetic_aaf
-    label: int
-    lines: tuple[str, ...]
-    other: tuple[str, ...] = ()
-    interleaved: bool = False
-
-
-# ------------------------------------------------------------------------ data
-
-
-def load_pj(path: Path) -> list[Conversation]:
-    """Perverted Justice transcripts: the offender's lines are the positive speaker."""
-    out = []
-    with path.open(encoding="utf-8") as handle:
-        for raw in handle:
-            item = json.loads(raw)
-            lines = tuple(str(x) for x in item.get("offender", []) if str(x).strip())
-            decoy = tuple(str(x) for x in item.get("decoy", []) if str(x).strip())
-            if len(lines) >= 3:
-                out.append(Conversation(str(item["id"]), "pj", 1, lines, decoy, False))
-    return out
-
-
-def load_chitchat() -> list[Conversation]:
-    """Ordinary open-domain chat (chitchat-dataset): the first sender is the scored speaker."""
-    import chitchat_dataset
-
-    out = []
-    for key, conv in chitchat_dataset.Dataset().items():
-        messages = [m for turn in conv["messages"] for m in turn]
-        if not messages:
-            continue
-        first = messages[0]["sender"]
-        mine = tuple(m["text"] for m in messages if m["sender"] == first and m["text"].strip())
-        both = tuple(m["text"] for m in messages if m["text"].strip())
-        if mine:
-            out.append(Conversation(f"cc-{key}", "chitchat", 0, mine, both, True))
-    return out
-
-
-def load_synthetic(directory: Path) -> list[Conversation]:
-    """Hand-written hard negatives: benign adult→child chat and adult↔adult flirting."""
-    out = []
-    for path in sorted(directory.glob("*.jsonl")):
-        source = "synthetic_acb" if "child" in path.stem else "synthetic_aaf"
-        for raw in path.read_text(encoding="utf-8").splitlines():
-            if raw.strip():
-                item = json.loads(raw)
-                out.append(Conversation(item["id"], source, 0, tuple(item["lines"])))
-    return out
-
-
-def split_of(conversation_id: str) -> str:
-    """Deterministic split by conversation id, so no conversation straddles two splits."""
-    digest = hashlib.sha256(f"{SEED}:{conversation_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    cumulative = 0.0
-    for name, fraction in SPLITS:
-        cumulative += fraction
-        if u < cumulative:
-            return name
-    return SPLITS[-1][0]
-
-
-# --------------------------------------------------------------------- windows
-
-
-def _mixed(lines: Sequence[str], other: Sequence[str], start: int, k: int) -> list[str]:
-    # The PJ sides are not interleaved in the source; approximate a segment by taking the
-    # decoy lines at the same relative position and alternating. Marked as approximate in
-    # the model card.
-    j = int(start * len(other) / max(1, len(lines)))
-    theirs = list(other[j : j + k])
-    mine = list(lines[start : start + k])
-    merged: list[str] = []
-    for i in range(max(len(mine), len(theirs))):
-        if i < len(mine):
-            merged.append(mine[i])
-        if i < len(theirs):
-            merged.append(theirs[i])
-    return merged[: max(k, 2)]
-
-
-def windows_of(
-    conv: Conversation, per_size: dict[int, int], rng: random.Random, mixed_share: float = 0.25
-) -> list[str]:
-    """Sampled windows of consecutive lines (joined by newlines), of several sizes."""
-    texts = []
-    n = len(conv.lines)
-    for k in WINDOW_SIZES:
-        # Short conversations still give short windows, but never a "10-line" duplicate.
-        if n < k and k > 1 and (k == WINDOW_SIZES[-1] or n < 2):
-            continue
-        span = min(k, n)
-        starts = list(range(0, n - span + 1))
-        rng.shuffle(starts)
-        for start in starts[: per_size[k]]:
-            if k > 1 and conv.other and rng.random() < mixed_share:
-                if conv.interleaved:
-                    j = int(start * len(conv.other) / max(1, n))
-                    chunk = list(conv.other[j : j + span])
-                else:
-                    chunk = _mixed(conv.lines, conv.other, start, span)
-            else:
-                chunk = list(conv.lines[start : start + span])
-            texts.append("\n".join(chunk))
-    return texts
-
-
-_CHATSPEAK: Final = {
-    "you": "u",
-    "your": "ur",
-    "you're": "ur",
-    "youre": "ur",
-    "are": "r",
-    "please": "pls",
-    "okay": "ok",
-    "because": "cuz",
-    "thanks": "thx",
-    "tonight": "2nite",
-    "later": "l8r",
-    "going to": "gonna",
-    "want to": "wanna",
-    "got to": "gotta",
-    "what": "wat",
-    "really": "rly",
-    "people": "ppl",
-    "though": "tho",
-    "probably": "prob",
-    "with": "w",
-    "message": "msg",
-    "i'm": "im",
-    "don't": "dont",
-    "can't": "cant",
-    "that's": "thats",
-    "it's": "its",
-}
-_FILLERS: Final = ("lol", "haha", "lmao", "hehe", ":)", ":P", "omg", "hmm", "brb")
-
-
-def chatspeak(text: str, rng: random.Random) -> str:
-    """Rewrite a benign line in instant-messenger style (u, ur, lol, no capitals).
-
-    Why: the positives are 2000s IM chat and chitchat is tidy crowd-worker English, so a
-    model could learn "writes like AIM" instead of "grooms". Styling half the negatives the
-    same way takes that shortcut away.
-    """
-    words = text.lower().rstrip(".!").replace(",", "").split()
-    out = []
-    i = 0
-    while i < len(words):
-        pair = " ".join(words[i : i + 2])
-        if pair in _CHATSPEAK and rng.random() < 0.7:
-            out.append(_CHATSPEAK[pair])
-            i += 2
-            continue
-        w = words[i]
-        out.append(_CHATSPEAK[w] if w in _CHATSPEAK and rng.random() < 0.7 else w)
-        i += 1
-    if rng.random() < 0.3:
-        out.append(rng.choice(_FILLERS))
-    if rng.random() < 0.1 and out:
-        out[0] = rng.choice(("hey", "hi", "yo", "heya")) + " " + out[0]
-    return " ".join(out)
+#: Windows sampled per conversation per size, by source: caps how much one long transcript weighs.
+PER_CONVERSATION: Final = {"pj": 10, "sms": 3, "irc": 1, "chitchat": 1, "synthetic_acb": 8, "synthetic_aaf": 8}
+#: Chance that a window size is sampled at all for one conversation of a source (chitchat is large and easy).
+SIZE_SAMPLING: Final = {"chitchat": 0.4}
+#: Share of the negative class each source gets at every window size (renormalised over the sources
+#: that have windows of that size). Real informal chat dominates; the hand-written sets are the hard cases.
+NEGATIVE_SHARE: Final = {"sms": 0.2, "irc": 0.15, "chitchat": 0.15, "synthetic_acb": 0.2, "synthetic_aaf": 0.3}
+#: Share of PJ windows (≥ 3 lines) that also carry decoy lines, as a two-sided segment would.
+MIXED_SHARE: Final = 0.35
+#: Recombined windows per hand-written conversation (lines of other conversations of the same kind,
+#: same split): many more hard-negative windows without any line crossing a split.
+RECOMBINED_PER_CONV: Final = 12
+#: Grooming among adult→child conversations is rare; calibration and thresholds assume this prior.
+BASE_RATE: Final = 0.10
+C_GRID: Final = (2.0, 8.0)
+VERSION: Final = "grooming-tfidf-lr-2"
 
 
 @dataclass(slots=True)
 class Dataset:
-    """Normalised window texts, labels, weights and the source of each, for one split."""
+    """Model-ready window texts, labels, weights, source and line count of each, for one split."""
 
     texts: list[str]
     labels: np.ndarray
     weights: np.ndarray
     sources: list[str]
-    #: Lines in each window (normalisation folds the newlines away, so count before it).
     sizes: np.ndarray
 
 
-def build_split(convs: Sequence[Conversation], seed: int) -> Dataset:
-    """Windows for every conversation in a split, normalised exactly as at run time."""
-    rng = random.Random(seed)
-    texts: list[str] = []
-    labels: list[int] = []
-    weights: list[float] = []
-    sources: list[str] = []
-    sizes: list[int] = []
-    for conv in convs:
-        if conv.label == 1:
-            chunk = windows_of(conv, POS_PER_SIZE, rng)
-            weight = 1.0
-        elif conv.source == "chitchat":
-            chunk = windows_of(conv, NEG_PER_SIZE, rng)
-            weight = 1.0
-        else:
-            chunk = windows_of(conv, {k: 50 for k in WINDOW_SIZES}, rng, mixed_share=0.0)
-            weight = SYNTHETIC_WEIGHT
-        for text in chunk:
-            if conv.label == 0 and rng.random() < 0.5:
-                text = "\n".join(chatspeak(line, rng) for line in text.split("\n"))
-            folded = normalize_text(text)
-            if folded:
-                texts.append(folded)
-                labels.append(conv.label)
-                weights.append(weight)
-                sources.append(conv.source)
-                sizes.append(text.count("\n") + 1)
-    # The hand-written hard negatives are few; recombine lines across the conversations of
-    # one kind *within this split* so the model sees many more adult-only sexual windows and
-    # adult-to-child benign windows without any line crossing a split boundary.
-    for source in ("synthetic_acb", "synthetic_aaf"):
-        pool = [line for conv in convs if conv.source == source for line in conv.lines]
-        n_convs = sum(1 for conv in convs if conv.source == source)
-        for _ in range(RECOMBINED_PER_CONV * n_convs if len(pool) >= 10 else 0):
-            k = rng.randint(2, 8)
-            lines = [chatspeak(x, rng) if rng.random() < 0.3 else x for x in rng.sample(pool, k)]
-            folded = normalize_text("\n".join(lines))
-            texts.append(folded)
-            labels.append(0)
-            weights.append(SYNTHETIC_WEIGHT / 2)
-            sources.append(source)
-            sizes.append(k)
-    return Dataset(texts, np.array(labels), np.array(weights), sources, np.array(sizes))
+def _mixed(lines: Sequence[str], other: Sequence[str], start: int, k: int) -> list[str]:
+    # The PJ sides are not interleaved in the source; approximate a two-sided segment by taking the
+    # decoy lines at the same relative position and alternating (marked approximate in the card).
+    j = int(start * len(other) / max(1, len(lines)))
+    merged: list[str] = []
+    for mine, theirs in zip(lines[start : start + k], list(other[j : j + k]) + [""] * k, strict=False):
+        merged.append(mine)
+        if theirs:
+            merged.append(theirs)
+    return merged[:k]
 
 
-# ------------------------------------------------------------------ approaches
+def windows_of(conv: Conversation, per_size: int, rng: random.Random) -> list[tuple[int, str]]:
+    """Sampled windows of consecutive lines as (size, model text); uninformative ones are dropped.
 
-
-def make_tfidf_pipeline(c: float = 4.0) -> Any:
-    """Word 1–2-gram + character 2–5-gram TF-IDF into logistic regression.
-
-    Choices forced by skl2onnx: analyzer "char" (not char_wb), no sublinear_tf; text
-    arrives already lower-cased by bot.text, so ONNX's ASCII-only lower-casing is moot.
+    A positive window must also show a grooming stage other than flattery (weak labelling with
+    the stage lexicons): most PJ lines are ordinary chit-chat, and a window of only that taught the
+    model "chats socially" = grooming, which flags every chat room.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import FeatureUnion, Pipeline
-
-    word = TfidfVectorizer(
-        analyzer="word",
-        token_pattern=r"[a-z0-9_']+",
-        ngram_range=(1, 2),
-        min_df=3,
-        max_features=25_000,
-        lowercase=False,
-        dtype=np.float32,
-    )
-    char = TfidfVectorizer(
-        analyzer="char",
-        ngram_range=(2, 5),
-        min_df=3,
-        max_features=35_000,
-        lowercase=False,
-        dtype=np.float32,
-    )
-    return Pipeline(
-        [
-            ("features", FeatureUnion([("word", word), ("char", char)])),
-            (
-                "clf",
-                LogisticRegression(C=c, class_weight="balanced", max_iter=3000, solver="liblinear", random_state=SEED),
-            ),
-        ]
-    )
-
-
-class StaticEmbeddingModel:
-    """Approach B: tokenlearn-static-model (Model2Vec-style, 64-d int8) + logistic regression."""
-
-    def __init__(self) -> None:
-        from sklearn.linear_model import LogisticRegression
-
-        self.clf = LogisticRegression(C=4.0, class_weight="balanced", max_iter=3000, random_state=SEED)
-
-    @staticmethod
-    def embed(texts: Sequence[str]) -> np.ndarray:
-        from static_model import get_embeddings
-
-        return np.asarray(get_embeddings(list(texts)), dtype=np.float32)
-
-    def fit(self, texts: Sequence[str], labels: np.ndarray, weights: np.ndarray) -> None:
-        self.clf.fit(self.embed(texts), labels, sample_weight=weights)
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.clf.predict_proba(self.embed(texts))
-
-
-def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold that maximises F0.5 on validation (precision weighs double)."""
-    best, best_f = 0.5, -1.0
-    for t in np.linspace(0.05, 0.99, 95):
-        f = binary_metrics(labels.tolist(), scores.tolist(), float(t))["f0_5"]
-        if f > best_f:
-            best, best_f = float(t), f
-    return round(best, 3)
-
-
-def per_source(ds: Dataset, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Flag rate per source, so hard negatives are visible apart from easy ones."""
-    out: dict[str, Any] = {}
-    for source in sorted(set(ds.sources)):
-        idx = [i for i, s in enumerate(ds.sources) if s == source]
-        flagged = int((scores[idx] >= threshold).sum())
-        out[source] = {"windows": len(idx), "flagged": flagged, "flag_rate": flagged / len(idx) if idx else 0.0}
+    out = []
+    tagger = default_tagger()
+    n = len(conv.lines)
+    for k in WINDOW_SIZES:
+        if n < k or rng.random() > SIZE_SAMPLING.get(conv.source, 1.0):
+            continue
+        starts = list(range(0, n - k + 1))
+        rng.shuffle(starts)
+        for start in starts[:per_size]:
+            if conv.label == 1 and k >= 3 and conv.other and rng.random() < MIXED_SHARE:
+                chunk = _mixed(conv.lines, conv.other, start, k)
+            else:
+                chunk = list(conv.lines[start : start + k])
+            folded = normalize_text("\n".join(chunk))
+            text = model_text(folded)
+            if not content_words(text):
+                continue
+            if conv.label == 1 and not set(tagger.stages(folded)) - {"rapport"}:
+                continue
+            out.append((k, text))
     return out
 
 
-def by_window_size(ds: Dataset, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Metrics for single lines vs longer windows (lines counted by newlines)."""
-    sizes = ds.sizes
-    out = {}
-    for lo, hi, name in ((1, 1, "1 line"), (2, 5, "2-5 lines"), (6, 99, "6-10 lines")):
-        mask = (sizes >= lo) & (sizes <= hi)
-        if mask.any():
-            out[name] = binary_metrics(ds.labels[mask].tolist(), scores[mask].tolist(), threshold)
+def _recombined(convs: Sequence[Conversation], rng: random.Random) -> list[tuple[str, int, str]]:
+    out = []
+    for source in ("synthetic_acb", "synthetic_aaf"):
+        pool = [line for c in convs if c.source == source for line in c.lines]
+        n = sum(1 for c in convs if c.source == source)
+        for _ in range(RECOMBINED_PER_CONV * n if len(pool) >= 10 else 0):
+            k = rng.choice((2, 3, 5, 8))
+            text = model_text(normalize_text("\n".join(rng.sample(pool, k))))
+            if content_words(text):
+                out.append((source, k, text))
     return out
+
+
+def build_split(convs: Sequence[Conversation], seed: int) -> Dataset:
+    """Windows for every conversation of a split, weighted so classes and sources share each length."""
+    rng = random.Random(seed)
+    rows: list[tuple[str, int, int, str]] = []  # source, label, size, text
+    for conv in convs:
+        for k, text in windows_of(conv, PER_CONVERSATION[conv.source], rng):
+            rows.append((conv.source, conv.label, k, text))
+    rows += [(source, 0, k, text) for source, k, text in _recombined(convs, rng)]
+    counts: dict[tuple[str, int], int] = {}
+    for source, _, k, _ in rows:
+        counts[(source, k)] = counts.get((source, k), 0) + 1
+    weights = []
+    for source, label, k, _ in rows:
+        if label == 1:
+            weights.append(1.0 / counts[(source, k)])
+            continue
+        present = {s: share for s, share in NEGATIVE_SHARE.items() if counts.get((s, k))}
+        weights.append(present[source] / sum(present.values()) / counts[(source, k)])
+    w = np.array(weights, dtype=np.float64)
+    w *= len(w) / w.sum()
+    return Dataset(
+        [r[3] for r in rows],
+        np.array([r[1] for r in rows], dtype=np.int64),
+        w,
+        [r[0] for r in rows],
+        np.array([r[2] for r in rows], dtype=np.int64),
+    )
+
+
+def at_base_rate(ds: Dataset, base_rate: float = BASE_RATE) -> np.ndarray:
+    """Weights rescaled so positives carry `base_rate` of the total (a realistic prior)."""
+    w = ds.weights.copy()
+    pos = ds.labels == 1
+    w[pos] *= base_rate / w[pos].sum()
+    w[~pos] *= (1.0 - base_rate) / w[~pos].sum()
+    return w * len(w)
+
+
+def weighted_metrics(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall and F0.5 with sample weights (the base-rate view)."""
+    pred = scores >= threshold
+    tp = float(weights[pred & (labels == 1)].sum())
+    fp = float(weights[pred & (labels == 0)].sum())
+    fn = float(weights[~pred & (labels == 1)].sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f05 = 1.25 * precision * recall / (0.25 * precision + recall) if precision + recall else 0.0
+    return {"threshold": threshold, "precision": precision, "recall": recall, "f0_5": f05}
 
 
 # ---------------------------------------------------------------------- export
@@ -377,7 +198,7 @@ def export_onnx(pipeline: Any, path: Path) -> None:
     word = dict(features.transformer_list)["word"]
     options = {
         id(char): {"locale": "C"},
-        id(word): {"locale": "C", "tokenexp": r"[a-z0-9_']+"},
+        id(word): {"locale": "C", "tokenexp": r"[a-z0-9_]+"},
         id(pipeline.named_steps["clf"]): {"zipmap": False},
     }
     onx = convert_sklearn(
@@ -493,6 +314,99 @@ def onnx_scores(path: Path, texts: Sequence[str]) -> np.ndarray:
 # ------------------------------------------------------------------------ main
 
 
+def make_pipeline(c: float) -> Any:
+    """Word 1–2-gram + character 2–4-gram TF-IDF into logistic regression.
+
+    Choices forced by skl2onnx: analyzer "char" (not char_wb), no sublinear_tf; text arrives already
+    folded and filler-free (`bot.text.model_text`), so ONNX's ASCII-only lower-casing is moot.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    word = TfidfVectorizer(
+        analyzer="word",
+        token_pattern=r"[a-z0-9_]+",
+        ngram_range=(1, 2),
+        # No max_features: skl2onnx's TfIdfVectorizer mis-scores a kept bigram whose unigram was cut, and
+        # with min_df alone every word of a kept bigram is kept too.
+        min_df=3,
+        lowercase=False,
+        dtype=np.float32,
+    )
+    char = TfidfVectorizer(
+        analyzer="char", ngram_range=(2, 4), min_df=3, max_features=20_000, lowercase=False, dtype=np.float32
+    )
+    return Pipeline(
+        [
+            ("features", FeatureUnion([("word", word), ("char", char)])),
+            ("clf", LogisticRegression(C=c, max_iter=3000, solver="liblinear", random_state=SEED)),
+        ]
+    )
+
+
+def vocabulary_of(pipeline: Any) -> list[str]:
+    """The single words the model has a feature for (the run-time informativeness gate reads these)."""
+    word = dict(pipeline.named_steps["features"].transformer_list)["word"]
+    return sorted(t for t in word.vocabulary_ if " " not in t)
+
+
+class Scorer:
+    """Calibrated, gated scoring with the sklearn pipeline: the same function the ONNX graph serves."""
+
+    def __init__(self, pipeline: Any, calibration: Calibration, vocabulary: set[str]) -> None:
+        self.pipeline, self.calibration, self.vocabulary = pipeline, calibration, vocabulary
+
+    def informative(self, text: str) -> bool:
+        return any(w in self.vocabulary for w in content_words(text))
+
+    def raw(self, texts: Sequence[str]) -> np.ndarray:
+        return self.pipeline.predict_proba(list(texts))[:, 1] if texts else np.zeros(0)
+
+    def __call__(self, texts: list[str]) -> list[float]:
+        out = np.full(len(texts), BASE_RATE)
+        live = [i for i, t in enumerate(texts) if self.informative(t)]
+        if live:
+            out[live] = self.calibration(self.raw([texts[i] for i in live]))
+        return out.tolist()
+
+
+def platt(raw: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> Calibration:
+    """Platt scaling on validation scores weighted to the base rate: p = sigmoid(a·logit(raw) + b)."""
+    from sklearn.linear_model import LogisticRegression
+
+    clipped = np.clip(raw, 1e-7, 1 - 1e-7)
+    z = np.log(clipped / (1 - clipped)).reshape(-1, 1)
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(z, labels, sample_weight=weights)
+    return Calibration(float(fit.coef_[0][0]), float(fit.intercept_[0]), BASE_RATE)
+
+
+def best_threshold(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
+    """The threshold with the best base-rate-weighted F0.5 (precision weighs double)."""
+    grid = np.unique(np.round(scores, 3))
+    grid = grid[(grid > 0.0) & (grid < 1.0)]
+    best = max(grid, key=lambda t: weighted_metrics(labels, scores, weights, float(t))["f0_5"])
+    return float(best)
+
+
+def precision_threshold(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, target: float) -> float:
+    """The lowest threshold whose base-rate-weighted precision reaches `target`."""
+    for t in np.linspace(0.05, 0.99, 189):
+        if weighted_metrics(labels, scores, weights, float(t))["precision"] >= target:
+            return round(float(t), 3)
+    return 0.99
+
+
+def per_source(ds: Dataset, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Window flag rate per source (hard negatives visible apart from easy ones)."""
+    out: dict[str, Any] = {}
+    for source in sorted(set(ds.sources)):
+        idx = np.array([i for i, s in enumerate(ds.sources) if s == source])
+        flagged = int((scores[idx] >= threshold).sum())
+        out[source] = {"windows": len(idx), "flag_rate": flagged / len(idx)}
+    return out
+
+
 def _round(obj: Any) -> Any:
     if isinstance(obj, float):
         return None if math.isnan(obj) else round(obj, 4)
@@ -503,167 +417,115 @@ def _round(obj: Any) -> Any:
     return obj
 
 
-def _early(
-    convs: Sequence[Conversation], score: Callable[[list[str]], Sequence[float]], threshold: float
-) -> dict[str, Any]:
-    report = early_detection(
-        [[normalize_text(line) for line in c.lines] for c in convs],
-        [c.label for c in convs],
-        score,
-        threshold,
-        window=RUNTIME_WINDOW,
-    )
-    return report.summary()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Build datasets, fit both approaches, pick by validation F0.5, evaluate on test, export."""
+    """Build datasets, fit, calibrate, choose thresholds on validation, evaluate once, export."""
     parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="pj_transcripts.jsonl")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="../shared/data")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where grooming.onnx goes")
-    parser.add_argument(
-        "--skip-embedding", action="store_true", help="do not train the compared static-embedding approach"
-    )
-    parser.add_argument("--no-early", action="store_true", help="skip early-detection replay")
+    parser.add_argument("--no-eval", action="store_true", help="skip the conversation replays")
+    parser.add_argument("--save-pipeline", type=Path, help="also pickle the fitted scikit-learn pipeline here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.monotonic()
     random.seed(SEED)
     np.random.seed(SEED)
-
-    if not args.data.is_file():
-        log.error("training data %s not found (pass --data)", args.data)
+    if not (args.data / "pj_transcripts.jsonl").is_file():
+        log.error("training data %s not found (pass --data)", args.data / "pj_transcripts.jsonl")
         return 2
-    convs = load_pj(args.data) + load_chitchat() + load_synthetic(SYNTHETIC_DIR)
-    parts: dict[str, list[Conversation]] = {name: [] for name, _ in SPLITS}
+
+    convs = load_pj(args.data / "pj_transcripts.jsonl")
+    convs += load_negatives(args.data, "sms") + load_negatives(args.data, "irc")
+    convs += load_chitchat() + load_synthetic(SYNTHETIC_DIR)
+    parts: dict[str, list[Conversation]] = {"train": [], "val": [], "test": []}
     for conv in convs:
-        parts[split_of(conv.id)].append(conv)
-    split_counts = {
-        name: {
-            src: sum(1 for c in cs if c.source == src) for src in ("pj", "chitchat", "synthetic_acb", "synthetic_aaf")
-        }
-        for name, cs in parts.items()
-    }
+        parts[split_of(conv.group or conv.id)].append(conv)
+    sources = sorted({c.source for c in convs})
+    split_counts = {name: {s: sum(1 for c in cs if c.source == s) for s in sources} for name, cs in parts.items()}
     log.info("conversations per split: %s", split_counts)
     data = {name: build_split(cs, SEED + i) for i, (name, cs) in enumerate(parts.items())}
     window_counts = {name: {"windows": len(d.texts), "positive": int(d.labels.sum())} for name, d in data.items()}
     log.info("windows per split: %s", window_counts)
     train, val, test = data["train"], data["val"], data["test"]
+    val_w = at_base_rate(val)
 
-    results: dict[str, Any] = {}
-    # Approach A: TF-IDF n-grams + logistic regression.
-    t0 = time.monotonic()
-    # Regularisation strength chosen on validation F0.5 (at each C's own best threshold).
-    grid: dict[float, tuple[float, Any, np.ndarray, float]] = {}
+    grid: dict[float, tuple[float, Any, np.ndarray]] = {}
     for c in C_GRID:
-        candidate = make_tfidf_pipeline(c)
+        t0 = time.monotonic()
+        candidate = make_pipeline(c)
         candidate.fit(train.texts, train.labels, clf__sample_weight=train.weights)
-        scores = candidate.predict_proba(val.texts)[:, 1]
-        thr = best_threshold(val.labels, scores)
-        f05 = binary_metrics(val.labels.tolist(), scores.tolist(), thr)["f0_5"]
-        grid[c] = (f05, candidate, scores, thr)
-        log.info("tfidf_lr C=%g: val F0.5 %.4f at threshold %.3f", c, f05, thr)
-    best_c = max(grid, key=lambda c: grid[c][0])
-    _, tfidf, val_a, thr_a = grid[best_c]
-    fit_a = time.monotonic() - t0
-    test_a = tfidf.predict_proba(test.texts)[:, 1]
-    results["tfidf_lr"] = {
-        "fit_seconds": fit_a,
-        "c_grid_val_f0_5": {str(c): grid[c][0] for c in C_GRID},
+        raw = candidate.predict_proba(val.texts)[:, 1]
+        ll = -float(
+            np.average(val.labels * np.log(raw + 1e-9) + (1 - val.labels) * np.log(1 - raw + 1e-9), weights=val.weights)
+        )
+        grid[c] = (ll, candidate, raw)
+        log.info("C=%g: validation log loss %.4f (fit %.0fs)", c, ll, time.monotonic() - t0)
+    best_c = min(grid, key=lambda c: grid[c][0])
+    _, pipeline, val_raw = grid[best_c]
+    calibration = platt(val_raw, val.labels, val_w)
+    vocabulary = vocabulary_of(pipeline)
+    scorer = Scorer(pipeline, calibration, set(vocabulary))
+    val_p = calibration(val_raw)
+    threshold = best_threshold(val.labels, val_p, val_w)
+    moderator = max(threshold, precision_threshold(val.labels, val_p, val_w, 0.95))
+    log.info("C=%g threshold %.3f (notice) moderator %.3f", best_c, threshold, moderator)
+
+    test_p = calibration(scorer.raw(test.texts))
+    test_w = at_base_rate(test)
+    results: dict[str, Any] = {
         "c": best_c,
-        "threshold": thr_a,
-        "val": binary_metrics(val.labels.tolist(), val_a.tolist(), thr_a),
-        "test": binary_metrics(test.labels.tolist(), test_a.tolist(), thr_a),
-        "test_by_window": by_window_size(test, test_a, thr_a),
-        "test_by_source": per_source(test, test_a, thr_a),
+        "c_grid_val_log_loss": {str(c): grid[c][0] for c in C_GRID},
+        "val_at_base_rate": weighted_metrics(val.labels, val_p, val_w, threshold),
+        "test_at_base_rate": weighted_metrics(test.labels, test_p, test_w, threshold),
+        "test_unweighted": binary_metrics(test.labels.tolist(), test_p.tolist(), threshold),
+        "test_by_source": per_source(test, test_p, threshold),
     }
-    log.info(
-        "tfidf_lr: val F0.5 %.4f test F0.5 %.4f (fit %.0fs)",
-        results["tfidf_lr"]["val"]["f0_5"],
-        results["tfidf_lr"]["test"]["f0_5"],
-        fit_a,
-    )
+    log.info("in-distribution test at base rate: %s", results["test_at_base_rate"])
 
-    embedding: StaticEmbeddingModel | None = None
-    if not args.skip_embedding:
-        try:
-            t0 = time.monotonic()
-            embedding = StaticEmbeddingModel()
-            embedding.fit(train.texts, train.labels, train.weights)
-            fit_b = time.monotonic() - t0
-            val_b = embedding.predict_proba(val.texts)[:, 1]
-            thr_b = best_threshold(val.labels, val_b)
-            test_b = embedding.predict_proba(test.texts)[:, 1]
-            results["static_embedding_lr"] = {
-                "fit_seconds": fit_b,
-                "threshold": thr_b,
-                "val": binary_metrics(val.labels.tolist(), val_b.tolist(), thr_b),
-                "test": binary_metrics(test.labels.tolist(), test_b.tolist(), thr_b),
-                "test_by_window": by_window_size(test, test_b, thr_b),
-                "test_by_source": per_source(test, test_b, thr_b),
-            }
-            log.info(
-                "static_embedding_lr: val F0.5 %.4f test F0.5 %.4f",
-                results["static_embedding_lr"]["val"]["f0_5"],
-                results["static_embedding_lr"]["test"]["f0_5"],
-            )
-        except ImportError:
-            log.warning("tokenlearn-static-model not installed: skipping approach B")
-            embedding = None
+    thresholds = ProductThresholds(notice=threshold, moderator=moderator, window=RUNTIME_WINDOW)
+    if not args.no_eval:
+        from bot.language_routing import default_router
 
-    # Ship by validation F0.5 (the test split stays untouched by every choice). Only the
-    # TF-IDF graph exports to pure ONNX here; the embedding model would need its tokenizer
-    # at run time, so it ships only if it wins clearly *and* that is solved (it was not).
-    chosen = "tfidf_lr"
-    if "static_embedding_lr" in results:
-        b = results["static_embedding_lr"]["val"]["f0_5"]
-        a = results["tfidf_lr"]["val"]["f0_5"]
-        if b > a:
-            log.warning(
-                "static embedding won on validation F0.5 (%.4f > %.4f) but is not "
-                "exportable to a self-contained ONNX graph; shipping tfidf_lr",
-                b,
-                a,
-            )
-    results["chosen"] = chosen
-
-    if not args.no_early:
-        test_convs = parts["test"]
-        results["tfidf_lr"]["early_detection_test"] = _early(test_convs, lambda w: tfidf.predict_proba(w)[:, 1], thr_a)
-        for extra in EARLY_THRESHOLDS:
-            results["tfidf_lr"][f"early_detection_test_at_{extra}"] = _early(
-                test_convs, lambda w: tfidf.predict_proba(w)[:, 1], extra
-            )
-        if embedding is not None:
-            emb = embedding
-            results["static_embedding_lr"]["early_detection_test"] = _early(
-                test_convs, lambda w: emb.predict_proba(w)[:, 1], results["static_embedding_lr"]["threshold"]
-            )
+        eval_only = load_negatives(args.data, "nps") + load_negatives(args.data, "conda")
+        product = product_report(
+            scorer, scorer.informative, thresholds, BASE_RATE, parts["test"], eval_only, load_probes(), default_router()
+        )
+        log.info("product view (notice / alert shares per source):\n%s", format_report(product))
+        results["product"] = product
+        for source, entry in product.items():
+            log.info("product %s: %s", source, json.dumps(_round(entry)))
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.save_pipeline:
+        import pickle
+
+        args.save_pipeline.write_bytes(pickle.dumps((pipeline, calibration, vocabulary)))
     onnx_path = args.out / "grooming.onnx"
-    export_onnx(tfidf, onnx_path)
-    parity_texts = val.texts[:3000]
-    diff = float(np.max(np.abs(onnx_scores(onnx_path, parity_texts) - val_a[:3000])))
-    log.info("ONNX parity on %d validation windows: max |diff| = %.2e", len(parity_texts), diff)
+    export_onnx(pipeline, onnx_path)
+    (args.out / "grooming.vocab").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    parity = val.texts[:3000]
+    diff = float(np.max(np.abs(onnx_scores(onnx_path, parity) - val_raw[:3000])))
+    log.info("ONNX parity on %d validation windows: max |diff| = %.2e", len(parity), diff)
     if diff > 1e-3:
         log.error("ONNX export disagrees with sklearn (max diff %.4f): not shipping", diff)
         return 1
-
     elapsed = time.monotonic() - started
     metadata = {
         "version": VERSION,
-        "threshold": thr_a,
-        "approach": "word 1-2-gram + char 2-5-gram TF-IDF, logistic regression",
+        "threshold": threshold,
+        "notice_threshold": threshold,
+        "moderator_threshold": moderator,
+        "approach": "word 1-2-gram + char 2-4-gram TF-IDF on filler-free folded text, logistic regression, Platt calibration",
         "input": {"name": "text", "type": "string", "shape": [None, 1]},
-        "output": {"name": "probabilities", "column": 1},
+        "output": {"name": "probabilities", "column": 1, "calibrated": False},
+        "calibration": {"method": "platt", "base_rate": BASE_RATE, "a": calibration.a, "b": calibration.b},
         "window": RUNTIME_WINDOW,
-        "window_joiner": "\\n",
+        "window_joiner": " ",
         "normalization": {
-            "module": "bot.text.normalize_text",
+            "module": "bot.text.model_text(bot.text.normalize_text(...))",
             "version": NORMALIZATION_VERSION,
             "max_chars": DEFAULT_MAX_CHARS,
         },
+        "languages": ["en"],
         "seed": SEED,
         "splits": split_counts,
         "windows": window_counts,

@@ -174,9 +174,12 @@ async def test_forget_erases_the_memory_of_who_wrote_what(db: Path) -> None:
 async def test_old_turns_are_purged_with_message_retention(db: Path) -> None:
     f = EventFactory()
     old = f.message("amy", "hi")
-    engine = Engine(make_settings(db), [MemorySink()], detectors=[])
+    later = f.message("ben", "later", at=f.tick(days=40))
+    # Retention runs on the (injected) wall clock: the day of the later message.
+    settings = make_settings(db, store__message_retention_days=30)
+    engine = Engine(settings, [MemorySink()], detectors=[], clock=lambda: later.at)
     await engine.start()
-    await engine.ingest([*cast(f), old, f.message("ben", "later", at=f.tick(days=40))])
+    await engine.ingest([*cast(f), old, later])
     removed = await engine.purge()
     assert removed["message_turns"] == 1
     assert await engine.state.message_author("test-community", old.message_id) is None

@@ -111,3 +111,68 @@ def test_score_and_eval_with_the_shipped_model(tmp_path: Path) -> None:
     body = json.loads(report.output[report.output.index("{") :])
     assert body["metrics"]["n"] == 2 and body["skipped"] == 1
     assert body["metrics"]["roc_auc"] == 1.0
+
+
+# -- issue 12 item 6: data commands name their database and never create one silently -------------
+
+
+@pytest.fixture
+def bare_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory with no GROOMGUARD_* variables."""
+    for key in list(__import__("os").environ):
+        if key.startswith("GROOMGUARD_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("args", [["forget", "someone"], ["cases", "list"], ["cases", "show", "1"]])
+def test_data_commands_without_config_stop_and_create_nothing(bare_dir: Path, args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "no database chosen" in result.output and "--config" in result.output
+    assert list(bare_dir.iterdir()) == [], "no database may be created"
+
+
+def test_forget_on_a_missing_database_is_an_error_not_nothing_stored(bare_dir: Path) -> None:
+    result = runner.invoke(app, ["forget", "someone", "--db", str(bare_dir / "typo.db")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    assert "nothing stored" not in result.output
+    assert not (bare_dir / "typo.db").exists()
+
+
+def test_forget_names_the_database_it_used(bare_dir: Path, ev: EventFactory) -> None:
+    data, db = bare_dir / "e.jsonl", bare_dir / "real.db"
+    write_events(data, ev)
+    assert runner.invoke(app, ["replay", str(data), "--db", str(db), "--quiet"]).exit_code == 0
+    erased = runner.invoke(app, ["forget", "g", "--db", str(db)])
+    assert erased.exit_code == 0 and f"database: SQLite {db.resolve()} (from --db)" in erased.output
+    assert f"erased g from SQLite {db.resolve()}" in erased.output
+    again = runner.invoke(app, ["forget", "g", "--db", str(db)])
+    assert f"nothing stored about g in SQLite {db.resolve()}" in again.output
+
+
+def test_config_from_env_or_the_documented_default_is_used_and_printed(
+    bare_dir: Path, ev: EventFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, db = bare_dir / "e.jsonl", bare_dir / "from-config.db"
+    write_events(data, ev)
+    config = bare_dir / "custom.toml"
+    config.write_text(f'[store]\npath = "{db}"\n')
+    monkeypatch.setenv("GROOMGUARD_CONFIG", str(config))
+    assert runner.invoke(app, ["replay", str(data), "--quiet"]).exit_code == 0
+    listed = runner.invoke(app, ["cases", "list"])
+    assert listed.exit_code == 0 and f"(from GROOMGUARD_CONFIG {config})" in listed.output
+    monkeypatch.delenv("GROOMGUARD_CONFIG")
+    (bare_dir / "groomguard.toml").write_text(config.read_text())
+    listed = runner.invoke(app, ["cases", "list"])
+    assert listed.exit_code == 0 and "(from default groomguard.toml groomguard.toml)" in listed.output
+
+
+def test_score_to_stdout_writes_no_file_named_dash(bare_dir: Path) -> None:
+    data = bare_dir / "in.jsonl"
+    data.write_text(json.dumps({"id": "a", "text": "add me on snap, dont tell ur parents"}) + "\n")
+    result = runner.invoke(app, ["score", "--input", str(data), "--output", "-"])
+    assert result.exit_code == 0, result.output
+    assert not (bare_dir / "-").exists()
+    assert json.loads(result.stdout.splitlines()[0])["id"] == "a"

@@ -1,4 +1,10 @@
-"""Crash safety for real: `groomguard replay` as a subprocess, killed with SIGKILL and SIGTERM/SIGINT, then resumed."""
+"""Crash safety for real: `groomguard replay` as a subprocess, killed with SIGKILL and SIGTERM/SIGINT, then resumed.
+
+Besides kills spread over the whole stream, some kills are aimed at moments when a detector holds
+state between events (`IN_FLIGHT`): in the middle of a view burst after view_spike has fired, and in
+the middle of a fan-out campaign after fan_out has fired. Every table (findings, cases, outbox,
+notices, detector memory, ...) must then equal an uninterrupted run's: 0 lost, 0 doubled.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.events import dump_event
+from bot.events import BaseEvent, ContentViewed, dump_event
 from bot.simulate import CommunitySpec, generate
 
 pytestmark = pytest.mark.slow
@@ -26,11 +33,46 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("GROOMGUARD_CRASH_SEED", "20260531"))
 KILLS = 8
 RUN_TIMEOUT = 180
+#: Detector states a targeted kill must interrupt. grooming_language keeps its conversation windows in
+#: its own memory until it moves to bot.memory; add "conversation" here when it does.
+IN_FLIGHT = ("view_burst", "fan_out")
+#: Views in one planted burst hour: view_spike fires at 25, then again each time the count doubles,
+#: so a restart inside the burst that forgot the last firing would fire again at once.
+BURST_VIEWS = 3000
 
 
-def _stream(path: Path) -> tuple[set[str], int]:
-    """Write a large multi-community stream with bad and duplicate lines; return valid keys and line count."""
-    events = []
+def _bursts(community: str, platform: str, minors: list[str], burst: datetime) -> list[BaseEvent]:
+    """One adult ("burst-<community>") viewing minors' posts once an hour for two days, then a burst hour."""
+    viewer = f"burst-{community}"
+    out: list[BaseEvent] = []
+    n = 0
+
+    def view(at: datetime, author: str) -> None:
+        nonlocal n
+        n += 1
+        out.append(
+            ContentViewed(
+                event_id=f"burst-{n}", platform=platform, community=community, at=at,
+                viewer=viewer, author=author, content_id=f"post-{n}",
+            )
+        )  # fmt: skip
+
+    for hour in range(60, 12, -1):
+        view(burst - timedelta(hours=hour, minutes=-7), minors[hour % len(minors)])
+    for i in range(BURST_VIEWS):
+        view(burst + timedelta(seconds=i * 3600 / BURST_VIEWS), minors[i % 10])
+    return out
+
+
+def _stream(path: Path) -> tuple[set[str], int, list[str]]:
+    """Write a large multi-community stream with bad and duplicate lines; return valid keys, line count, stored order.
+
+    The stream ends an hour ago: retention runs on the wall clock, so data older than the retention
+    period would (rightly) be purged by a restart and differ from the uninterrupted run. For the same
+    reason the view bursts lie in the last day (view_spike's distinct-author rows are kept 48 hours).
+    """
+    events: list[BaseEvent] = []
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     for i in range(4):
         spec = CommunitySpec(
             community=f"crash-{i}",
@@ -43,7 +85,11 @@ def _stream(path: Path) -> tuple[set[str], int]:
             language_groomers=2,
             seed=100 + i,
         )
-        events.extend(generate(spec)[0])
+        generated, truth = generate(spec)
+        shift = now - timedelta(hours=1) - max(e.at for e in generated)
+        events.extend(e.model_copy(update={"at": e.at + shift}) for e in generated)
+        burst = now - timedelta(hours=4 + 5 * i)
+        events.extend(_bursts(spec.community, spec.platform, sorted(truth.minors), burst))
     events.sort(key=lambda e: e.at)
     rng = random.Random(SEED)
     lines = [dump_event(e) for e in events]
@@ -53,7 +99,19 @@ def _stream(path: Path) -> tuple[set[str], int]:
     for junk in ('{"type": "teleport"}', "{not json", '{"type": "message_sent"}'):
         lines.insert(rng.randrange(len(lines)), junk)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {e.key for e in events}, len(lines)
+    order: list[str] = []
+    seen: set[str] = set()
+    for line in lines:  # the order replay stores them in: seq n is order[n - 1]
+        try:
+            data = json.loads(line)
+            key = f"{data['platform']}:{data['event_id']}"
+        except (ValueError, KeyError):
+            continue
+        if key in seen:
+            continue
+        seen.add(key)
+        order.append(key)
+    return {e.key for e in events}, len(lines), order
 
 
 def _command(stream: Path, db: Path, out: Path) -> list[str]:
@@ -113,6 +171,13 @@ def _outcome(db: Path) -> dict[str, Any]:
             ),
             "actions": q("SELECT id, kind, case_id, subject, created_at, payload FROM actions ORDER BY id"),
             "notices": q("SELECT * FROM notices ORDER BY 1, 2, 3, 4"),
+            # Live detector memory; rows already expired at their community's clock are hidden from
+            # detectors and purged whenever retention runs (a restart does), so they are not compared.
+            "detector_memory": q(
+                "SELECT * FROM detector_memory m WHERE expires_at IS NULL OR expires_at > (SELECT "
+                "json_extract(c.value, '$') FROM detector_memory c WHERE c.detector = 'engine.clock' "
+                "AND c.community = m.community) ORDER BY 1, 2, 3"
+            ),
         }
     finally:
         con.close()
@@ -152,7 +217,7 @@ def workload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The stream and the outcome of one uninterrupted subprocess run over it."""
     base = tmp_path_factory.mktemp("crash")
     stream = base / "stream.jsonl"
-    keys, lines = _stream(stream)
+    keys, lines, order = _stream(stream)
     ref_db, ref_out = base / "reference.db", base / "reference-actions.jsonl"
     started = time.perf_counter()
     done = subprocess.run(
@@ -164,7 +229,11 @@ def workload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert any(kind == "mod_alert" for _, kind, *_ in reference["actions"])
     integrity = _log_integrity(ref_db, keys)
     assert integrity["missing"] == 0 and integrity["processed_to_end"]
+    windows = _in_flight_windows(ref_db, order)
+    for kind in IN_FLIGHT:
+        assert windows[kind], f"the stream should hold {kind} state across several findings"
     return {
+        "windows": windows,
         "base": base,
         "stream": stream,
         "keys": keys,
@@ -173,6 +242,35 @@ def workload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "reference_ids": _delivered(ref_out)[0],
         "seconds": time.perf_counter() - started,
     }
+
+
+def _in_flight_windows(db: Path, order: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """Per kind, (first, last) stored index of the findings one suspect got from one stateful detector.
+
+    Between the two the detector holds state about that suspect (view_spike: the hour's last firing;
+    fan_out: the campaign's ranking), so a kill with the watermark inside the window interrupts it.
+    """
+    index = {key: i for i, key in enumerate(order)}
+    kinds = {"view_spike": "view_burst", "fan_out": "fan_out"}
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT detector, suspect, event_key FROM findings ORDER BY id").fetchall()
+    finally:
+        con.close()
+    spans: dict[tuple[str, str], list[int]] = {}
+    for detector, suspect, key in rows:
+        if detector in kinds and key in index:
+            spans.setdefault((detector, suspect), []).append(index[key])
+    out: dict[str, list[tuple[int, int]]] = {kind: [] for kind in kinds.values()}
+    for (detector, _suspect), at in sorted(spans.items()):
+        if max(at) - min(at) > 200:
+            out[kinds[detector]].append((min(at), max(at)))
+    return out
+
+
+def _in_flight(watermark: int, windows: dict[str, list[tuple[int, int]]]) -> list[str]:
+    """Kinds whose state was live at the watermark: a window's first finding processed, its last one not."""
+    return [kind for kind, spans in windows.items() if any(first < watermark <= last for first, last in spans)]
 
 
 def _assert_same_as_reference(db: Path, out: Path, workload: dict[str, Any]) -> dict[str, Any]:
@@ -198,23 +296,38 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(workload: dict[str, 
     db, out = workload["base"] / "killed.db", workload["base"] / "killed-actions.jsonl"
     rng = random.Random(SEED)
     total = len(workload["keys"])
+    windows = workload["windows"]
+    # Stratified targets spread the kills over the whole stream; aimed ones land inside detector state.
+    plan: list[tuple[str, int | None]] = [("anywhere", None)]
+    for attempt in range(1, KILLS):
+        if rng.random() < 0.25:
+            plan.append(("anywhere", None))
+        else:
+            plan.append(("spread", int(total * rng.uniform(attempt, attempt + 1) / (KILLS + 1))))
+    for kind in IN_FLIGHT:
+        for first, last in windows[kind][:2]:
+            plan.append((kind, first + max(1, (last - first) // 3)))
+    targeted = sorted((t for t in plan if t[1] is not None), key=lambda t: t[1] or 0)
+    plan = [t for t in plan if t[1] is None] + targeted
     kills: list[dict[str, Any]] = []
-    for attempt in range(KILLS):
+    for aim, target in plan:
         proc = _start(workload["stream"], db, out)
-        if attempt == 0 or rng.random() < 0.25:
+        if target is None:
             # Anywhere: during imports, migrations, recovery or the first batches.
             time.sleep(rng.uniform(0.05, min(1.5, workload["seconds"] * 0.5)))
         else:
-            # Stratified so the kills spread over the whole stream instead of bunching at its end.
-            target = int(total * rng.uniform(attempt, attempt + 1) / (KILLS + 1))
             deadline = time.monotonic() + RUN_TIMEOUT
-            while proc.poll() is None and _progress(db)[0] < target and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0, 0.2))  # land between, not only on, commits
+            # Aimed kills wait for the watermark (processed), the others for events stored.
+            done = 1 if aim in IN_FLIGHT else 0
+            while proc.poll() is None and _progress(db)[done] < target and time.monotonic() < deadline:
+                time.sleep(0.005 if aim in IN_FLIGHT else 0.01)
+            # Land between, not only on, commits; aimed kills stay close so they stay inside the window.
+            time.sleep(rng.uniform(0, 0.01 if aim in IN_FLIGHT else 0.2))
         proc.send_signal(signal.SIGKILL)
         rc = proc.wait(timeout=30)
         stored, watermark = _progress(db)
-        kills.append({"rc": rc, "stored": stored, "watermark": watermark})
+        kills.append({"aim": aim, "rc": rc, "stored": stored, "watermark": watermark})
+        kills[-1]["in_flight"] = _in_flight(watermark, windows)
         if rc == 0:
             break  # finished before the kill landed; the checks below still hold
         assert rc == -signal.SIGKILL
@@ -226,6 +339,10 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(workload: dict[str, 
     killed = [k for k in kills if k["rc"] == -signal.SIGKILL]
     assert len(killed) >= KILLS - 1, f"too few kills landed: {kills}"
     assert sum(0 < k["stored"] < total for k in killed) >= KILLS // 2, f"too few kills landed mid-stream: {kills}"
+    for kind in IN_FLIGHT:
+        assert any(kind in k["in_flight"] for k in killed), (
+            f"no kill landed while {kind} state was live: {kills}; windows {windows}"
+        )
     report = {
         "kills": len(killed),
         "events": total,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from detector_harness import engine_with, feed
@@ -117,6 +118,27 @@ async def test_restart_in_the_middle_of_an_hour_keeps_the_counts(tmp_path: Path)
         await feed(engine, events[-20:])
     assert len(rec.findings) == 1
     assert rec.findings[0].reason.startswith("viewed 25 posts by 5 under-18 accounts")
+
+
+async def test_restart_after_firing_does_not_fire_again_in_the_same_hour(tmp_path: Path) -> None:
+    """The "fired this hour" mark is detector memory in the store: a restart mid-burst keeps it (issue 12)."""
+    db = tmp_path / "db"
+    f = EventFactory()
+    events = cast(f, ["watcher"]) + background(f, "watcher", 24) + spike(f, "watcher", 40, KIDS[:5])
+    async with engine_with(tmp_path / "reference", [detector()]) as (engine, rec):
+        await feed(engine, events, one_by_one=True)
+    uninterrupted = [x.event_key for x in rec.findings]
+    assert len(uninterrupted) == 1
+    async with engine_with(db, [detector()]) as (engine, first):
+        await feed(engine, events[:-10], one_by_one=True)
+    assert [x.event_key for x in first.findings] == uninterrupted
+    async with engine_with(db, [detector()]) as (engine, second):
+        await feed(engine, events[-10:], one_by_one=True)
+    assert second.findings == [], "the restarted detector fired again for the same viewer and hour"
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM findings").fetchone()[0] == 1
+    rows = con.execute("SELECT detector, key, accounts FROM detector_memory WHERE detector = 'view_spike'").fetchall()
+    assert rows == [("view_spike", "watcher", '["watcher"]')]
 
 
 async def test_old_viewers_are_pruned_from_memory(tmp_path: Path) -> None:

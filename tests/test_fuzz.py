@@ -399,6 +399,26 @@ class _Webhook:
 
         return self.loop.run_until_complete(go())
 
+    def post_in_pieces(self, body: bytes, sizes: list[int], pause: float) -> tuple[int, dict[str, Any]]:
+        """Send a signed body with chunked transfer encoding, in pieces of `sizes` bytes, pausing between."""
+
+        async def pieces() -> Any:
+            start = 0
+            for size in [*sizes, len(body)]:
+                if start >= len(body):
+                    break
+                yield body[start : start + size]
+                start += size
+                await asyncio.sleep(pause)
+
+        async def go() -> tuple[int, dict[str, Any]]:
+            ts = str(int(time.time()))
+            headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(SECRET, ts, body)}
+            async with self.session.post(self.url, data=pieces(), headers=headers) as response:
+                return response.status, await response.json(content_type=None)
+
+        return self.loop.run_until_complete(go())
+
     def close(self) -> None:
         self.loop.run_until_complete(self.session.close())
         self.loop.run_until_complete(self.adapter.stop())
@@ -445,6 +465,52 @@ def test_webhook_bodies_are_stored_or_refused_with_a_reason(webhook: _Webhook, b
         assert 400 <= status < 500, (status, answer)
         assert isinstance(answer.get("error"), str) and answer["error"].strip(), answer
         assert "Traceback" not in answer["error"]
+
+
+@settings(FUZZ, max_examples=60)
+@given(
+    events=st.lists(event_dicts(mutate=False), min_size=1, max_size=5),
+    sizes=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=6),
+    pause=st.sampled_from([0.0, 0.001, 0.02]),
+)
+def test_signed_bodies_in_pieces_are_verified_whole(
+    webhook: _Webhook, events: list[dict[str, Any]], sizes: list[int], pause: float
+) -> None:
+    """Chunked transfer encoding in random piece sizes and timings: the signature covers the whole body."""
+    body = json.dumps(events).encode()
+    status, answer = webhook.post_in_pieces(body, sizes, pause)
+    assert status != 401, answer
+    assert status < 500, (status, answer)
+    if status == 200:
+        keys = sorted({parse_event(e).key for e in events})
+        assert _stored_keys(webhook.engine.settings.store.path, keys) == set(keys)
+
+
+@settings(FUZZ, max_examples=60)
+@given(depth=st.integers(min_value=33, max_value=200_000), kind=st.sampled_from(["[", '{"a":']))
+def test_deep_nesting_is_refused_with_a_reason(webhook: _Webhook, depth: int, kind: str) -> None:
+    close = "]" if kind == "[" else "}"
+    body = (kind * depth + "1" + close * depth).encode()[:1_000_000]
+    status, answer = webhook.post(body)
+    assert status == 400 and answer["field"] == "body", (status, answer)
+
+
+@settings(FUZZ, max_examples=60)
+@given(event=event_dicts(mutate=False), ahead=st.integers(min_value=3_600, max_value=200 * 365 * 86_400))
+def test_far_future_times_are_refused_with_a_reason(webhook: _Webhook, event: dict[str, Any], ahead: int) -> None:
+    try:
+        at = datetime.now(UTC) + timedelta(seconds=ahead)
+    except OverflowError:
+        return
+    if at.year > 9999:
+        return
+    try:
+        parse_event(event)
+    except EventError:
+        return  # only otherwise valid events: the time must be the one reason
+    body = json.dumps(dict(event, at=at.isoformat())).encode()
+    status, answer = webhook.post(body)
+    assert status == 422 and answer["field"] == "at" and "in the future" in answer["error"], (status, answer)
 
 
 # -- config files -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests for batch scoring, labelled evaluation, conversation risk and early-detection metrics."""
+"""Tests for batch scoring, labelled evaluation and the early-detection latency penalty."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ import pytest
 
 from bot.classifier import FakeClassifier
 from bot.scoring import (
-    ESCALATION_BONUS,
     binary_metrics,
-    conversation_risk,
-    early_detection,
     evaluate_file,
     latency_penalty,
     roc_auc,
@@ -103,62 +100,8 @@ def test_evaluate_single_class_has_no_auc(tmp_path: Path) -> None:
     assert "n/a" in report.format()
 
 
-def test_risk_is_robust_to_one_spike() -> None:
-    assert conversation_risk([0.1, 0.1, 0.95], [(), (), ()]) == pytest.approx(0.1)
-    assert conversation_risk([0.9, 0.85, 0.95], [(), (), ()]) == pytest.approx(0.9)
-    assert conversation_risk([], []) == 0.0
-
-
-def test_stage_progression_raises_risk() -> None:
-    flat = conversation_risk([0.5, 0.5, 0.5], [("rapport",), (), ()])
-    escalating = conversation_risk([0.5, 0.5, 0.5], [("personal_info",), ("secrecy",), ("off_platform",)])
-    no_probe = conversation_risk([0.5, 0.5, 0.5], [("secrecy",), ("off_platform",), ()])
-    assert flat == pytest.approx(0.5)
-    assert no_probe == pytest.approx(0.5 + ESCALATION_BONUS)
-    assert escalating > no_probe > flat
-
-
 def test_latency_penalty_shape() -> None:
     p = math.log(3) / 89
     assert latency_penalty(1, p) == pytest.approx(0.0)
     assert latency_penalty(90, p) == pytest.approx(0.5)
     assert latency_penalty(10_000, p) == pytest.approx(1.0, abs=1e-6)
-
-
-def test_early_detection_counts_messages_until_alert() -> None:
-    grooming = [
-        "hi",
-        "how r u",
-        "how old are u",
-        "dont tell anyone",
-        "keep it secret",
-        "add me on snap",
-        "send a pic",
-        "secret pic snap",
-    ]
-    benign = ["hi", "how was school", "homework is on page 4", "see you tomorrow"]
-    fake = FakeClassifier()
-    report = early_detection([grooming, benign], [1, 0], fake.classify, threshold=0.6, window=3, smooth=1)
-    assert report.confusion == {"tp": 1, "fp": 0, "fn": 0, "tn": 1}
-    assert report.messages_until_alert and 3 <= report.messages_until_alert[0] <= 8
-    assert 0 < report.speed <= 1
-    assert report.latency_weighted_f1 == pytest.approx(report.f1 * report.speed)
-    summary = report.summary()
-    assert summary["messages_until_alert"]["median"] == report.messages_until_alert[0]
-
-
-def test_early_detection_with_no_alarms() -> None:
-    report = early_detection([["hi"], []], [1, 0], FakeClassifier().classify, threshold=0.99)
-    assert report.confusion == {"tp": 0, "fp": 0, "fn": 1, "tn": 1}
-    assert report.latency_weighted_f1 == 0.0
-
-
-def test_the_full_stage_pattern_warns_the_child_but_not_moderators() -> None:
-    from bot.scoring import PATTERN_FLOOR
-
-    stages = [("personal_info",), (), ("secrecy",), ("off_platform",), ("photos",)]
-    risk = conversation_risk([0.2, 0.3, 0.25], stages)
-    assert risk == PATTERN_FLOOR
-    # Without the probing, or with only two escalation stages, the pattern is not enough on its own.
-    assert conversation_risk([0.2, 0.3, 0.25], stages[1:]) < 0.8
-    assert conversation_risk([0.2, 0.3, 0.25], [("personal_info",), ("secrecy",), ("off_platform",)]) < 0.8

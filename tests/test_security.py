@@ -202,7 +202,8 @@ async def test_message_text_is_gone_everywhere_after_retention(tmp_path: Path) -
     old = ev.message("a", "old-words-zq81", conversation="c")
     ev.tick(days=31)
     new = ev.message("a", "new words", conversation="c")
-    async with running_engine(db) as (engine, _):
+    retention = {"store__message_retention_days": 30, "store__event_retention_days": 90}
+    async with running_engine(db, clock=lambda: new.at, **retention) as (engine, _):
         await engine.ingest([old, new])
         await engine.purge()
     assert _traces(db, "old-words-zq81") == []

@@ -38,6 +38,24 @@ STAGE_EXAMPLES = [
     ("meeting", "we should meet up this weekend"),
     ("meeting", "i can pick you up after school"),
     ("meeting", "sneak out tonight"),
+    # Paraphrases without the stock phrases (issue 11): secrecy about a specific thing, isolation,
+    # camera requests, gifts as a lever, and their folded/disguised forms.
+    ("secrecy", "don't mention it to your mum"),
+    ("secrecy", "this stays with us, ok?"),
+    ("secrecy", "your parents wouldn't get it"),
+    ("secrecy", "d.o.n.t t.e.l.l ur mom"),
+    ("isolation", "i'm the only one you can trust"),
+    ("isolation", "your friends don't deserve you"),
+    ("isolation", "your parents treat you like a baby"),
+    ("photos", "turn your camera on"),
+    ("photos", "a p*i*c of you"),
+    ("photos", "53nd m3 a pic"),
+    ("gifts", "i'll buy you that hoodie"),
+    ("gifts", "i'll get you the battle pass if you do something for me"),
+    ("off_platform", "hop on the other app where it's just us"),
+    ("personal_info", "what year are you in?"),
+    ("personal_info", "is anyone else in the house right now?"),
+    ("meeting", "we could hang out just the two of us, i can drive"),
 ]
 
 
@@ -54,14 +72,21 @@ def test_each_stage_is_found(stage: str, text: str) -> None:
         "the bus leaves the school car park at 8",
         "gg that was a close one",
         "what's the weather like",
+        "ok",
+        "lol",
+        "see you at practice, bring your kit",
+        "join vc for the raid",
         "",
         "😀😀",
     ],
 )
 def test_benign_lines_show_no_escalation(text: str) -> None:
     tagger = default_tagger()
-    escalation = {d.name for d in tagger.definitions if d.escalation}
-    assert not escalation & set(tagger.stages(text))
+    assert not tagger.escalation & set(tagger.stages(text))
+
+
+def test_gifts_count_as_escalation() -> None:
+    assert "gifts" in default_tagger().escalation
 
 
 def test_matches_carry_spans_into_normalised_text() -> None:

@@ -144,7 +144,9 @@ async def test_retention_purges_old_text_but_not_unprocessed_events(db: Path, ev
     old = ev.message("a", "old words", conversation="dm", private=True, recipients=("b",))
     ev.tick(days=40)
     new = ev.message("a", "new words", conversation="dm", private=True, recipients=("b",))
-    async with running_engine(db) as (engine, _):
+    # Retention runs on the wall clock, pinned here to the newer message's time.
+    retention = {"store__message_retention_days": 30, "store__event_retention_days": 90}
+    async with running_engine(db, clock=lambda: new.at, **retention) as (engine, _):
         await engine.ingest([old, new])
         removed = await engine.purge()
     assert removed["messages"] == 1

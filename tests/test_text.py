@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bot.text import DEFAULT_MAX_CHARS, normalize, normalize_text
+from bot.text import DEFAULT_MAX_CHARS, content_words, model_text, normalize, normalize_text
 
 
 @pytest.mark.parametrize(
@@ -25,6 +25,12 @@ from bot.text import DEFAULT_MAX_CHARS, normalize, normalize_text
         ("gr8 c u l8r m8", "grate c u later mate"),
         ("$nap me", "snap me"),
         ("  lots   of\tspace\n", "lots of space"),
+        # One separator per spaced run: words stay apart, a lone letter before a run stays.
+        ("d.o.n.t t.e.l.l", "dont tell"),
+        ("d-o-n-t t e l l", "dont tell"),
+        ("a p*i*c", "a pic"),
+        # Leetspeak that only looked like an ordinal or a model number.
+        ("53nd m3 a pic", "send me a pic"),
     ],
 )
 def test_folds_common_evasions(raw: str, expected: str) -> None:
@@ -33,7 +39,7 @@ def test_folds_common_evasions(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["im 13", "i am 14yo", "meet at 5pm", "u r a cutie", "me 2", "2nd place", "user kid99"],
+    ["im 13", "i am 14yo", "meet at 5pm", "u r a cutie", "me 2", "2nd place", "user kid99", "13th 3rd 21st", "ps5 mp3"],
 )
 def test_keeps_numbers_and_ordinary_chat(raw: str) -> None:
     # Ages and times must survive: stage tagging reads "im 13" as a child's stated age.
@@ -99,3 +105,26 @@ def test_typical_line_is_fast() -> None:
         normalize(line)
     per_call_us = (time.perf_counter() - start) / n * 1e6
     assert per_call_us < 200  # ~20 µs on the dev machine; loose bound for slow CI
+
+
+@pytest.mark.parametrize(
+    ("raw", "informative"),
+    [
+        ("ok", False),
+        ("k", False),
+        ("lol ok cool haha", False),
+        ("👍😂", False),
+        ("مرحبا", False),
+        ("you?", False),
+        ("are you home alone", True),
+        ("send me a pic lol", True),
+    ],
+)
+def test_content_words_mark_what_can_carry_evidence(raw: str, informative: bool) -> None:
+    assert bool(content_words(normalize_text(raw))) is informative
+
+
+def test_model_text_keeps_only_content_words() -> None:
+    assert model_text(normalize_text("OK lol don't tell your mum, haha... :P")) == "tell mum"
+    assert model_text(normalize_text("im 13, u?")) == "13"
+    assert model_text(normalize_text("#secret")) == "secret"  # "#" collides with onnxruntime's padding

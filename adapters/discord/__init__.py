@@ -56,6 +56,8 @@ class DiscordAdapter:
 
     async def start(self, engine: Engine) -> None:
         """Open the card table, add the cog; standalone, also log in and wait until the start-up checks pass."""
+        # The token first: failing on it must not leave the card table's thread open (a hang at exit).
+        token = read_secret(self.settings.token, self.settings.token_file, "discord.token") if self.owns_bot else ""
         if self.bot is None:
             self.bot = build_bot(self.settings)
         self.cards = CardStore(engine.settings.store.path)
@@ -68,7 +70,6 @@ class DiscordAdapter:
             raise
         if not self.owns_bot:
             return
-        token = read_secret(self.settings.token, self.settings.token_file, "discord.token")
         runner = self._runner = asyncio.create_task(self._run(token), name="groomguard-discord")
         done, _ = await asyncio.wait(
             {runner, asyncio.ensure_future(self.cog.ready)}, timeout=READY_TIMEOUT_S, return_when="FIRST_COMPLETED"
@@ -150,9 +151,14 @@ async def setup(bot: commands.Bot) -> None:
     from bot.config import load_settings
     from bot.engine import Engine
 
-    path = Path(os.environ.get("GROOMGUARD_CONFIG", "groomguard.toml"))
+    named = os.environ.get("GROOMGUARD_CONFIG")
+    path = Path(named or "groomguard.toml")
     exists = await asyncio.to_thread(path.is_file)
-    settings = await asyncio.to_thread(load_settings, path if exists else None)
+    # A GROOMGUARD_CONFIG that names no file is an error (load_settings says so), never a silent default.
+    settings = await asyncio.to_thread(load_settings, path if exists or named else None)
+    if "enabled" in settings.discord.model_fields_set and not settings.discord.enabled:
+        log.warning("GroomGuard not started in this bot: [discord] enabled = false in %s", path)
+        return
     adapter = DiscordAdapter(settings.discord, bot=bot)
     engine = Engine(settings, [adapter])
     await engine.start()

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.actions import ModAlert
+from bot.store.sqlite import private_file
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,11 @@ class CardStore:
         return self._db
 
     async def open(self) -> None:
+        private_file(self.path)  # 0600: the engine's database file, shared
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute("PRAGMA secure_delete=ON")  # erased rows leave no bytes behind (bot.store)
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 await self._db.execute(statement)

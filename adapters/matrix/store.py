@@ -16,6 +16,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from bot.store.sqlite import private_file
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -96,9 +98,11 @@ class MatrixStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # 0600: the engine's database file, shared
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute("PRAGMA secure_delete=ON")  # erased rows leave no bytes behind (bot.store)
         await self._db.executescript(SCHEMA)
 
     async def close(self) -> None:

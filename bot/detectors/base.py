@@ -1,8 +1,12 @@
-"""The detector contract: a named unit with typed settings and one async `inspect` method."""
+"""The detector contract: a named unit with typed settings and one async `inspect` method.
+
+Detector memory (state a detector keeps between events) goes through `DetectorMemory`, which
+`state.memory(self.name)` returns inside `inspect`; see that class for how it survives restarts.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -102,6 +106,47 @@ class ViewShare:
         return self.to_minors / self.total if self.total else 0.0
 
 
+class DetectorMemory(Protocol):
+    """What one detector remembers between events, persisted with the batch (implemented in bot.memory).
+
+    How a detector uses it, inside `inspect` (never keep such state in your own dicts: it would be lost
+    on restart and doubled after kill -9):
+
+        memory = state.memory(self.name)
+        window = await memory.get(event.community, conversation_key, at=event.at)  # None if absent/expired
+        window = update(window or fresh())
+        memory.put(event.community, conversation_key, window,
+                   accounts=(adult, child), expires_at=event.at + timedelta(hours=24))
+        memory.delete(event.community, old_key)  # when a window closes
+
+    The contract:
+    - Rows are `(detector, community, key) -> value`. `value` is anything `json.dumps` takes (dicts,
+      lists, str, numbers, bools, None inside containers); encode bytes yourself (base64). `get`
+      returns a freshly decoded copy: change it freely, but only `put` changes the memory.
+    - Writes are queued and readable at once (a later event in the same batch sees them); the engine
+      commits them in the batch's one transaction with findings, cases, outbox, notices and the
+      watermark. A crash before that commit loses both the rows and the batch, which is then replayed
+      from the event log and recomputes them; so after a restart a detector sees exactly the memory it
+      had after the last committed batch: nothing lost, nothing doubled.
+    - Reads are lazy: the first `get` of a key loads the committed row from the store (microseconds on
+      SQLite) and caches it, so memory stays bounded and nothing needs restoring at start.
+    - `accounts` names every account id the row is about (also ids inside `value`): `forget(account)`
+      deletes every row that lists it, in the store and in memory. A key equal to the account id is
+      erased too. List them all: an unlisted id would survive an erasure request.
+    - `expires_at` (event time) hides the row from `get(..., at=t)` once `t >= expires_at`, and lets
+      retention delete it once the community's clock has passed it. Without it a row lives until
+      deleted or forgotten.
+    """
+
+    async def get(self, community: str, key: str, at: datetime | None = None) -> Any | None: ...
+
+    def put(
+        self, community: str, key: str, value: Any, *, accounts: Iterable[str], expires_at: datetime | None = None
+    ) -> None: ...
+
+    def delete(self, community: str, key: str) -> None: ...
+
+
 @runtime_checkable
 class DetectorState(Protocol):
     """The narrow, read-mostly view of community state a detector may use."""
@@ -135,6 +180,10 @@ class DetectorState(Protocol):
     ) -> float | None: ...
 
     def infer_minor(self, community: str, account: str, age: int, at: datetime) -> bool: ...
+
+    def memory(self, detector: str) -> DetectorMemory:
+        """This detector's persistent memory (see `DetectorMemory`)."""
+        ...
 
 
 class Detector(Protocol):

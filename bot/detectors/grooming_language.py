@@ -8,22 +8,56 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.classifier import OnnxClassifier, TextClassifier, load_default_classifier
 from bot.detectors.base import DetectorState
 from bot.events import BaseEvent, MessageEdited, MessageSent
+from bot.evidence import ConversationEvidence, EvidenceSettings
 from bot.findings import Evidence, Finding
-from bot.scoring import conversation_risk
-from bot.stages import STAGES, StageMatch, StageTagger, default_tagger
-from bot.text import normalize
+from bot.stages import STAGES, StageTagger, default_tagger
+from bot.text import content_words, model_text, normalize
 
 log = logging.getLogger(__name__)
 
 #: Stored text per message is cut here: the window model needs no more, and memory stays bounded.
 STORED_CHARS = 600
+ENGLISH = "en"
+
+#: Plain words for stage names on cards and in notices (no detector jargon for moderators).
+STAGE_WORDS: dict[str, str] = {
+    "rapport": "flattery and a 'special' bond",
+    "personal_info": "questions about age, school, home or parents",
+    "secrecy": "asking for secrecy",
+    "isolation": "turning the child against family or friends",
+    "gifts": "gifts or money as a lever",
+    "off_platform": "moving the chat to another app",
+    "photos": "asking for photos or the camera",
+    "sexual": "sexual talk",
+    "meeting": "arranging to meet",
+}
+
+
+class LanguageRouter(Protocol):
+    """Which language a message is in and, for covered non-English languages, how to score it."""
+
+    def language(self, text: str) -> tuple[str, str]:
+        """(ISO code, plain name) of a message; ("en", "English") when English or too short to tell."""
+        ...
+
+    def covers(self, code: str) -> bool:
+        """True when a non-English language has a scorer."""
+        ...
+
+    def classifier(self, code: str) -> TextClassifier:
+        """The scorer for a covered language."""
+        ...
+
+    def tagger(self, code: str) -> StageTagger:
+        """The stage lexicon for a covered language."""
+        ...
 
 
 class GroomingLanguageSettings(BaseModel):
@@ -35,19 +69,20 @@ class GroomingLanguageSettings(BaseModel):
     model_path: str | None = Field(
         None, description="path to a grooming .onnx model; empty uses the shipped models/grooming.onnx"
     )
-    child_notice_threshold: float = Field(
-        0.80,
+    child_notice_threshold: float | None = Field(
+        None,
         gt=0,
         le=1,
-        description="conversation risk at which the child gets a private, kind notice; lower = earlier, "
+        description="conversation risk (a calibrated probability of grooming) at which the child gets a "
+        "private, kind notice; empty uses the threshold the shipped model was validated at. Lower = earlier, "
         "more notices to children who were not at risk",
     )
-    moderator_threshold: float = Field(
-        0.90,
+    moderator_threshold: float | None = Field(
+        None,
         gt=0,
         le=1,
         description="conversation risk at which the suspect's case gets a finding with stages and short "
-        "excerpts; lower = more moderator work",
+        "excerpts; empty uses the shipped model's validated moderator threshold. Lower = more moderator work",
     )
     child_only_score: float = Field(
         0.45,
@@ -57,13 +92,16 @@ class GroomingLanguageSettings(BaseModel):
         "cases.alert_threshold so a child notice alone never alerts moderators",
     )
     window_messages: int = Field(
-        10, ge=1, le=50, description="recent messages from the suspect that the model reads as one window"
+        10, ge=1, le=50, description="recent informative messages from the suspect that the model reads as one window"
     )
     smooth: int = Field(
         3, ge=1, le=10, description="median over this many recent window scores, so one odd line cannot alert"
     )
     min_messages: int = Field(
-        3, ge=1, le=100, description="messages from the suspect before any alert; avoids judging a hello"
+        3,
+        ge=1,
+        le=100,
+        description="informative messages from the suspect before any alert ('ok', 'lol' and emoji do not count)",
     )
     rise_to_update: float = Field(
         0.05, ge=0, le=1, description="risk increase after an alert that refreshes the finding"
@@ -73,27 +111,75 @@ class GroomingLanguageSettings(BaseModel):
     )
     max_excerpts: int = Field(5, ge=0, le=25, description="short matched phrases shown to moderators")
     excerpt_chars: int = Field(60, ge=10, le=200, description="longest excerpt shown to moderators")
+    languages: bool = Field(
+        True,
+        description="score covered non-English languages with the multilingual model; other languages are "
+        "reported as 'not scored' either way",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> GroomingLanguageSettings:
-        if self.moderator_threshold < self.child_notice_threshold:
+        if (
+            self.moderator_threshold is not None
+            and self.child_notice_threshold is not None
+            and self.moderator_threshold < self.child_notice_threshold
+        ):
             raise ValueError("moderator_threshold must not be below child_notice_threshold")
         return self
 
 
 @dataclass(slots=True)
 class _Conversation:
-    """What we remember of one suspect→child conversation: a short, bounded tail."""
+    """What we remember of one suspect→child conversation: evidence per language and a short tail."""
 
-    texts: deque[str]
-    message_ids: deque[str]
-    stages: deque[tuple[str, ...]]
-    matches: deque[tuple[str, list[StageMatch]]]
-    scores: deque[float]
+    evidence: dict[str, ConversationEvidence] = field(default_factory=dict)
+    message_ids: deque[str] = field(default_factory=deque)
+    matches: deque[tuple[str, list[tuple[str, str]]]] = field(default_factory=deque)
     count: int = 0
     level: int = 0  # 0 nothing sent, 1 child notice, 2 moderator finding
     alerted_risk: float = 0.0
-    alerted_stages: frozenset[str] = field(default_factory=frozenset)
+    alerted_stages: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready snapshot; `from_dict` restores it exactly."""
+        return {
+            "evidence": {lang: ev.to_dict() for lang, ev in self.evidence.items()},
+            "message_ids": list(self.message_ids),
+            "matches": [[m, [list(x) for x in ms]] for m, ms in self.matches],
+            "count": self.count,
+            "level": self.level,
+            "alerted_risk": self.alerted_risk,
+            "alerted_stages": sorted(self.alerted_stages),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> _Conversation:
+        """Rebuild a `to_dict` snapshot."""
+        return cls(
+            evidence={str(k): ConversationEvidence.from_dict(v) for k, v in dict(data.get("evidence", {})).items()},
+            message_ids=deque(str(x) for x in data.get("message_ids", ())),
+            matches=deque((str(m), [(str(a), str(b)) for a, b in ms]) for m, ms in data.get("matches", ())),
+            count=int(data.get("count", 0)),
+            level=int(data.get("level", 0)),
+            alerted_risk=float(data.get("alerted_risk", 0.0)),
+            alerted_stages=frozenset(str(x) for x in data.get("alerted_stages", ())),
+        )
+
+    def stages(self) -> set[str]:
+        """Every stage seen in this conversation, in any language."""
+        return {s for ev in self.evidence.values() for s in ev.stages}
+
+    def unscored(self) -> dict[str, int]:
+        """Messages per language that no model covers."""
+        out: dict[str, int] = {}
+        for ev in self.evidence.values():
+            for lang, n in ev.unscored.items():
+                out[lang] = out.get(lang, 0) + n
+        return out
+
+    def informative(self) -> int:
+        """Informative messages over all languages."""
+        return sum(ev.informative for ev in self.evidence.values())
 
 
 class GroomingLanguageDetector:
@@ -112,6 +198,7 @@ class GroomingLanguageDetector:
         settings: GroomingLanguageSettings,
         classifier: TextClassifier | None = None,
         tagger: StageTagger | None = None,
+        languages: LanguageRouter | None = None,
     ) -> None:
         self.settings = settings
         if classifier is None:
@@ -119,7 +206,28 @@ class GroomingLanguageDetector:
             classifier = OnnxClassifier(Path(settings.model_path)) if settings.model_path else load_default_classifier()
         self.classifier = classifier
         self.tagger = tagger if tagger is not None else default_tagger()
+        if languages is None and settings.languages and isinstance(classifier, OnnxClassifier):
+            from bot.language_routing import default_router
+
+            languages = default_router()
+        self.languages = languages
+        notice = settings.child_notice_threshold or getattr(classifier, "notice_threshold", 0.8)
+        moderator = settings.moderator_threshold or getattr(classifier, "moderator_threshold", 0.9)
+        self.notice_threshold = float(notice)
+        self.moderator_threshold = max(float(moderator), self.notice_threshold)
         self._conversations: OrderedDict[tuple[str, str, str, str], _Conversation] = OrderedDict()
+        #: Messages per language that were reported "not scored" (read by metrics).
+        self.unscored_messages: dict[str, int] = {}
+
+    def _evidence_settings(self, tagger: StageTagger, joiner: str) -> EvidenceSettings:
+        s = self.settings
+        return EvidenceSettings(
+            window=s.window_messages,
+            smooth=s.smooth,
+            notice_threshold=self.notice_threshold,
+            escalation_stages=tagger.escalation,
+            joiner=joiner,
+        )
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         """Score a message from a possible adult to minor recipients; findings on threshold crossings."""
@@ -132,27 +240,54 @@ class GroomingLanguageDetector:
         if not children:
             return ()
         folded = normalize(event.text)
-        if folded.empty:
+        if folded.binary or not folded.text.strip():
             return ()
+        code, language = (ENGLISH, "English")
+        if self.languages is not None:
+            code, language = self.languages.language(event.text)
+        classifier, tagger, joiner = self.classifier, self.tagger, " "
+        scored = code == ENGLISH or (self.languages is not None and self.languages.covers(code))
+        if code != ENGLISH and scored and self.languages is not None:
+            classifier, tagger, joiner = self.languages.classifier(code), self.languages.tagger(code), "\n"
         text = folded.text[:STORED_CHARS]
-        matches = self.tagger.tag(text)
+        if code == ENGLISH:
+            window_text = model_text(text)
+            informative = classifier.informative(window_text)
+        else:
+            window_text = " ".join(event.text.split())[:STORED_CHARS]
+            informative = scored and bool(content_words(text))
+        matches = tagger.tag(folded) if scored else []
         message_stages = tuple(s for s in STAGES if any(m.stage == s for m in matches))
-        convs = []
+        settings = self._evidence_settings(tagger, joiner)
+        pending: list[tuple[str, _Conversation, ConversationEvidence, str]] = []
+        touched: list[tuple[str, _Conversation]] = []
         for child in children:
             conv = self._conversation((event.community, event.conversation, event.author, child))
-            conv.texts.append(text)
-            conv.message_ids.append(event.message_id)
-            conv.stages.append(message_stages)
-            if matches:
-                conv.matches.append((event.message_id, matches))
             conv.count += 1
-            convs.append((child, conv))
-        # One batched call for every child this message reached; the model runs off the loop.
-        windows = ["\n".join(conv.texts) for _, conv in convs]
-        scores = await asyncio.to_thread(self.classifier.classify, windows)
+            conv.message_ids.append(event.message_id)
+            while len(conv.message_ids) > self.settings.window_messages:
+                conv.message_ids.popleft()
+            if matches:
+                conv.matches.append((event.message_id, [(m.stage, m.span) for m in matches]))
+                while len(conv.matches) > self.settings.window_messages:
+                    conv.matches.popleft()
+            evidence = conv.evidence.setdefault(code if scored else ENGLISH, ConversationEvidence())
+            if not scored:
+                evidence.note_unscored(language)
+                self.unscored_messages[language] = self.unscored_messages.get(language, 0) + 1
+                touched.append((child, conv))
+                continue
+            window = evidence.add(window_text, informative, message_stages, settings)
+            if window is not None:
+                pending.append((child, conv, evidence, window))
+            touched.append((child, conv))
+        if pending:
+            # One batched call for every child this message reached; the model runs off the loop.
+            scores = await asyncio.to_thread(classifier.classify_folded, [w for *_, w in pending])
+            for (_, _, evidence, _), score in zip(pending, scores, strict=True):
+                evidence.record(float(score), settings)
         findings = []
-        for (child, conv), score in zip(convs, scores, strict=True):
-            conv.scores.append(score)
+        for child, conv in touched:
             finding = self._judge(event, child, conv)
             if finding is not None:
                 findings.append(finding)
@@ -177,10 +312,7 @@ class GroomingLanguageDetector:
     def _conversation(self, key: tuple[str, str, str, str]) -> _Conversation:
         conv = self._conversations.get(key)
         if conv is None:
-            n = self.settings.window_messages
-            conv = _Conversation(
-                deque(maxlen=n), deque(maxlen=n), deque(maxlen=n), deque(maxlen=n), deque(maxlen=self.settings.smooth)
-            )
+            conv = _Conversation()
             self._conversations[key] = conv
             while len(self._conversations) > self.settings.max_conversations:
                 self._conversations.popitem(last=False)
@@ -188,13 +320,26 @@ class GroomingLanguageDetector:
             self._conversations.move_to_end(key)
         return conv
 
+    def risk(self, conv: _Conversation) -> float:
+        """The conversation's risk now: the highest over the languages it was written in."""
+        base = float(getattr(self.classifier, "base_rate", 0.1))
+        best = 0.0
+        for code, evidence in conv.evidence.items():
+            if evidence.informative < self.settings.min_messages:
+                continue
+            tagger = self.tagger
+            if code != ENGLISH and self.languages is not None and self.languages.covers(code):
+                tagger = self.languages.tagger(code)
+            best = max(best, evidence.risk(self._evidence_settings(tagger, " "), base))
+        return best
+
     def _judge(self, event: MessageSent | MessageEdited, child: str, conv: _Conversation) -> Finding | None:
         s = self.settings
-        if conv.count < s.min_messages:
+        if conv.informative() < s.min_messages:
             return None
-        risk = conversation_risk(list(conv.scores), list(conv.stages), s.smooth, self.tagger)
-        seen = frozenset(stage for stages in conv.stages for stage in stages)
-        level = 2 if risk >= s.moderator_threshold else 1 if risk >= s.child_notice_threshold else 0
+        risk = self.risk(conv)
+        seen = frozenset(conv.stages())
+        level = 2 if risk >= self.moderator_threshold else 1 if risk >= self.notice_threshold else 0
         if level == 0:
             return None
         refresh = (
@@ -216,7 +361,10 @@ class GroomingLanguageDetector:
             level,
             event.key,
         )
-        named = ", ".join(st.replace("_", " ") for st in stages) or "no specific stage"
+        named = "; ".join(STAGE_WORDS.get(st, st) for st in stages) or "no specific stage"
+        unscored = conv.unscored()
+        unscored_note = "; ".join(f"not scored: {lang} ({n} messages)" for lang, n in sorted(unscored.items()))
+        extra = (Evidence(kind="language", ref=event.conversation, label=unscored_note[:300]),) if unscored else ()
         if level == 1:
             return Finding(
                 detector=self.name,
@@ -224,9 +372,10 @@ class GroomingLanguageDetector:
                 community=event.community,
                 suspect=event.author,
                 score=min(risk, s.child_only_score),
-                reason=f"messages to an under-18 account read like grooming ({named})",
-                evidence=tuple(
-                    Evidence(kind="message", ref=m, label="scored message") for m in list(conv.message_ids)[-3:]
+                reason=f"messages to an under-18 account read like grooming ({named})"[:500],
+                evidence=(
+                    *(Evidence(kind="message", ref=m, label="scored message") for m in list(conv.message_ids)[-3:]),
+                    *extra,
                 ),
                 at=event.at,
                 event_key=event.key,
@@ -240,14 +389,15 @@ class GroomingLanguageDetector:
             community=event.community,
             suspect=event.author,
             score=risk,
-            reason=f"grooming language towards an under-18 account, risk {risk:.2f}: {named}"[:500],
+            reason=f"grooming language towards an under-18 account (likelihood {risk:.0%}): {named}"[:500],
             evidence=(
                 Evidence(
                     kind="conversation",
                     ref=event.conversation,
-                    label=f"{conv.count} messages to the child; stages seen: {named}"[:300],
+                    label=f"{conv.count} messages to the child; seen: {named}"[:300],
                 ),
                 *self._excerpts(conv),
+                *extra,
             ),
             at=event.at,
             event_key=event.key,
@@ -262,12 +412,12 @@ class GroomingLanguageDetector:
         out: list[Evidence] = []
         shown: set[str] = set()
         for message_id, matches in reversed(conv.matches):
-            for m in matches:
-                if m.stage in shown or len(out) >= self.settings.max_excerpts:
+            for stage, span in matches:
+                if stage in shown or len(out) >= self.settings.max_excerpts:
                     continue
-                shown.add(m.stage)
-                excerpt = m.span[: self.settings.excerpt_chars]
-                out.append(Evidence(kind="message", ref=message_id, label=f"{m.stage.replace('_', ' ')}: “{excerpt}”"))
+                shown.add(stage)
+                excerpt = span[: self.settings.excerpt_chars]
+                out.append(Evidence(kind="message", ref=message_id, label=f"{stage.replace('_', ' ')}: “{excerpt}”"))
         return out
 
     def forget(self, account: str, community: str | None = None) -> None:
@@ -276,3 +426,6 @@ class GroomingLanguageDetector:
             k for k in self._conversations if account in (k[2], k[3]) and (community is None or k[0] == community)
         ]:
             del self._conversations[key]
+
+
+__all__ = ["STAGE_WORDS", "GroomingLanguageDetector", "GroomingLanguageSettings", "LanguageRouter"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,9 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.detectors.base import Account, DetectorState
 from bot.events import BaseEvent, ContentViewed
 from bot.findings import Evidence, Finding
-
-#: Most viewers remembered for "already fired this hour"; past it the memory starts afresh.
-MAX_FIRED = 50_000
 
 
 class ViewSpikeSettings(BaseModel):
@@ -76,8 +74,9 @@ class ViewSpikeDetector:
 
     def __init__(self, settings: ViewSpikeSettings) -> None:
         self.settings = settings
-        # (community, viewer) -> (hour, views when it last fired): one finding per hour unless it doubles.
-        self._fired: dict[tuple[str, str], tuple[int, int]] = {}
+        # What it remembers, "fired for this viewer this hour at N views" (one finding per hour unless
+        # the views double), lives in the detector memory under the viewer's id, so a restart in the
+        # middle of a burst neither repeats the finding nor forgets it (bot.detectors.base.DetectorMemory).
 
     @staticmethod
     async def _cold_authors(state: DetectorState, community: str, viewer: Account, authors: frozenset[str]) -> set[str]:
@@ -116,13 +115,17 @@ class ViewSpikeDetector:
         needed = min(0.95, s.share_ratio * community.share)
         if share < needed:
             return ()
-        key = (c, event.viewer)
-        fired = self._fired.get(key)
+        memory = state.memory(self.name)
+        fired = await memory.get(c, event.viewer, at=event.at)
         if fired is not None and fired[0] == hour.hour and hour.to_minors < 2 * fired[1]:
             return ()
-        if len(self._fired) >= MAX_FIRED:
-            self._fired.clear()
-        self._fired[key] = (hour.hour, hour.to_minors)
+        memory.put(
+            c,
+            event.viewer,
+            [hour.hour, hour.to_minors],
+            accounts=(event.viewer,),
+            expires_at=datetime.fromtimestamp((hour.hour + 1) * 3600, UTC),
+        )
         by_views = (hour.to_minors - s.min_views) / max(1, s.saturate_views - s.min_views)
         by_authors = (len(cold) - s.min_minor_authors) / max(1, s.saturate_minor_authors - s.min_minor_authors)
         progress = min(1.0, max(by_views, by_authors))

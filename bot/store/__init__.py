@@ -13,6 +13,7 @@ from bot.config import StoreSettings
 from bot.detectors.base import Account
 from bot.events import BaseEvent
 from bot.findings import Finding
+from bot.memory import MemoryRow
 from bot.state import PendingWrites
 
 ActionT = ModAlert | ChildNotice | Enforcement
@@ -31,6 +32,11 @@ class BatchWrite:
     watermark: int
     watermark_at: datetime
     half_life_hours: float
+    #: Detector memory rows of this batch (bot.memory); value None deletes the row.
+    memory: list[MemoryRow] = field(default_factory=list)
+    #: Latest event time per community in this batch: a case's risk is stored decayed to its own
+    #: community's clock, never to another community's.
+    clocks: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +78,9 @@ class Store(Protocol):
     async def forget(self, account: str, community: str | None = None) -> dict[str, int]: ...
     async def purge_expired(self, now: datetime, message_days: int, event_days: int) -> dict[str, int]: ...
     async def counts(self) -> dict[str, int]: ...
+    async def memory_row(self, detector: str, community: str, key: str) -> MemoryRow | None: ...
+    async def memory_rows(self, detector_prefix: str) -> list[MemoryRow]: ...
+    async def purge_memory(self, before: datetime) -> int: ...
 
 
 def open_store(settings: StoreSettings) -> Store:

@@ -37,6 +37,8 @@ from bot.actions import Action
 from bot.cases import Case
 from bot.detectors.base import Account, ContactEdge, RequestRecord, Turn
 from bot.events import AgeBand, BaseEvent, parse_event
+from bot.memory import MemoryRow
+from bot.privacy import mentions, needles, scrub
 from bot.store import ActionT, BatchWrite, Snapshot
 
 if TYPE_CHECKING:
@@ -243,6 +245,12 @@ class PostgresStore:
         return {r[0] for r in rows}
 
     @_serialized
+    async def known_bodies(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored bodies of these event keys, so ingest can tell a resend from a reused id."""
+        rows = await self.db.fetch("SELECT key, body FROM events WHERE key = ANY($1::text[])", [_t(k) for k in keys])
+        return {r[0]: r[1] for r in rows}
+
+    @_serialized
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
         """Stored events past `seq`; a follower has nothing to process, so it gets nothing."""
         if not self.leader:
@@ -406,7 +414,10 @@ class PostgresStore:
                     "opened_at = excluded.opened_at, updated_at = excluded.updated_at, "
                     "alert_version = excluded.alert_version, dismissals = excluded.dismissals, "
                     "children = excluded.children, reasons = excluded.reasons",
-                    _rows(case.to_row(batch.watermark_at, batch.half_life_hours) for case in batch.cases),
+                    _rows(
+                        case.to_row(batch.clocks.get(case.community, batch.watermark_at), batch.half_life_hours)
+                        for case in batch.cases
+                    ),
                 )
             if batch.findings:
                 await db.executemany(
@@ -455,6 +466,23 @@ class PostgresStore:
                         for a in batch.audit
                     ),
                 )
+            if batch.memory:
+                gone = _rows((r.detector, r.community, r.key) for r in batch.memory if r.value is None)
+                kept = _rows(
+                    (r.detector, r.community, r.key, r.value, json.dumps(r.accounts), _iso(r.expires_at))
+                    for r in batch.memory
+                    if r.value is not None
+                )
+                if gone:
+                    await db.executemany(
+                        "DELETE FROM detector_memory WHERE detector = $1 AND community = $2 AND key = $3", gone
+                    )
+                if kept:
+                    await db.executemany(
+                        "INSERT INTO detector_memory VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (detector, community, key) "
+                        "DO UPDATE SET value = excluded.value, accounts = excluded.accounts, expires_at = excluded.expires_at",
+                        kept,
+                    )
             await db.executemany(
                 "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 [("watermark", str(batch.watermark)), ("watermark_at", batch.watermark_at.isoformat())],
@@ -639,6 +667,8 @@ class PostgresStore:
             "notices": f"DELETE FROM notices WHERE {scope}(child = $1 OR suspect = $1)",
             "findings": f"DELETE FROM findings WHERE {scope}(suspect = $1 OR child = $1)",
             "cases": f"DELETE FROM cases WHERE {scope}suspect = $1",
+            "detector_memory": f"DELETE FROM detector_memory WHERE {scope}(key = $1 OR EXISTS "
+            "(SELECT 1 FROM json_array_elements_text(accounts::json) AS m(v) WHERE m.v = $1))",
         }
         removed: dict[str, int] = {}
         async with self.db.transaction():
@@ -695,6 +725,8 @@ class PostgresStore:
                     f"""UPDATE audit SET detail = '{{"redacted": true}}' WHERE {tscope}strpos(detail, $1) > 0""", *targs
                 )
             )
+            for table, n in (await self._sweep(account, community)).items():
+                removed[table] = removed.get(table, 0) + n
             await self.db.execute(
                 "INSERT INTO audit (at, actor, action, community, detail) VALUES ($1,$2,$3,$4,$5)",
                 datetime.now(UTC).isoformat(),
@@ -704,6 +736,89 @@ class PostgresStore:
                 json.dumps({"rows": sum(removed.values())}),
             )
         return {k: v for k, v in removed.items() if v}
+
+    # -- detector memory (bot.memory.MemoryReader) ---------------------------------------
+
+    @_serialized
+    async def memory_row(self, detector: str, community: str, key: str) -> MemoryRow | None:
+        row = await self.db.fetchrow(
+            "SELECT value, accounts, expires_at FROM detector_memory WHERE detector = $1 AND community = $2 AND key = $3",
+            _t(detector),
+            _t(community),
+            _t(key),
+        )
+        if row is None:
+            return None
+        return MemoryRow(detector, community, key, row[0], tuple(json.loads(row[1])), _dt(row[2]))
+
+    @_serialized
+    async def memory_rows(self, detector_prefix: str) -> list[MemoryRow]:
+        rows = await self.db.fetch(
+            "SELECT detector, community, key, value, accounts, expires_at FROM detector_memory "
+            "WHERE left(detector, $1) = $2 ORDER BY detector, community, key",
+            len(detector_prefix),
+            _t(detector_prefix),
+        )
+        return [MemoryRow(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), _dt(r[5])) for r in rows]
+
+    @_serialized
+    async def purge_memory(self, before: datetime) -> int:
+        """Delete memory rows that expired before `before` (they are already hidden from detectors)."""
+        return _n(
+            await self.db.execute(
+                "DELETE FROM detector_memory WHERE expires_at IS NOT NULL AND expires_at < $1", before.isoformat()
+            )
+        )
+
+    async def _sweep(self, account: str, community: str | None) -> dict[str, int]:
+        """Find the id in every column of every table and remove it (the SQLite store's `_sweep`, on PostgreSQL).
+
+        Rows are removed logically; PostgreSQL keeps dead row versions until VACUUM reuses the space,
+        so the operator's storage encryption and VACUUM schedule decide when the bytes are gone.
+        """
+        removed: dict[str, int] = {}
+        tables = [
+            r[0]
+            for r in await self.db.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+                "AND table_type = 'BASE TABLE' AND table_name NOT IN ('schema_version', 'meta') ORDER BY 1"
+            )
+        ]
+        keep = {"cases", "findings", "audit"}
+        forms = needles(account)
+        for table in tables:
+            columns = [
+                r[0]
+                for r in await self.db.fetch(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                    "AND table_name = $1 ORDER BY ordinal_position",
+                    table,
+                )
+            ]
+            if community is not None and "community" not in columns:
+                continue
+            marks = " OR ".join(f'strpos("{c}"::text, ${i + 1}) > 0' for c in columns for i in range(len(forms)))
+            args: list[Any] = [_t(f) for f in forms]
+            sql = f'SELECT ctid AS gg_ctid, * FROM "{table}" WHERE ({marks})'
+            if community is not None:
+                sql += f" AND community = ${len(args) + 1}"
+                args.append(_t(community))
+            for row in await self.db.fetch(sql, *args):
+                values = {c: row[c] for c in columns}
+                texts = {c: str(v) for c, v in values.items() if v is not None}
+                if not any(mentions(t, account) for t in texts.values()):
+                    continue
+                if table not in keep and (table == "events" or account in texts.values()):
+                    await self.db.execute(f'DELETE FROM "{table}" WHERE ctid = $1', row["gg_ctid"])
+                    removed[table] = removed.get(table, 0) + 1
+                    continue
+                changed = {
+                    c: scrub(v, account) for c, v in values.items() if isinstance(v, str) and mentions(v, account)
+                }
+                sets = ", ".join(f'"{c}" = ${i + 2}' for i, c in enumerate(changed))
+                await self.db.execute(f'UPDATE "{table}" SET {sets} WHERE ctid = $1', row["gg_ctid"], *changed.values())
+                removed[f"{table} (scrubbed)"] = removed.get(f"{table} (scrubbed)", 0) + 1
+        return removed
 
     @_serialized
     async def purge_expired(self, now: datetime, message_days: int, event_days: int) -> dict[str, int]:

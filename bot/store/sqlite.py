@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,8 @@ from bot.actions import Action
 from bot.cases import Case
 from bot.detectors.base import Account, ContactEdge, RequestRecord, Turn
 from bot.events import AgeBand, BaseEvent, parse_event
+from bot.memory import MemoryRow
+from bot.privacy import mentions, needles, scrub
 from bot.store import ActionT, BatchWrite, Snapshot
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,23 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600), or tighten an existing one.
+
+    SQLite creates the -wal and -shm files with the database file's permissions, so they follow.
+    """
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        return
+    for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if part.exists() and part.stat().st_mode & 0o077:
+                part.chmod(0o600)
+                log.warning("%s was readable by others; made it 0600 (it holds children's data)", part)
+        except PermissionError:
+            log.warning("%s is readable by others and not ours to chmod; run chmod 600 on it", part)
+
+
 class StoreError(RuntimeError):
     """The database cannot be used (locked, corrupt, unwritable); the message says which file."""
 
@@ -77,8 +97,11 @@ class SqliteStore:
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
             self._db.row_factory = aiosqlite.Row
+            # Deleted rows are overwritten with zeros, so an erased account leaves no bytes in free pages.
+            await self._db.execute("PRAGMA secure_delete=ON")
             await self._db.execute("PRAGMA journal_mode=WAL")
             await self._db.execute("PRAGMA synchronous=NORMAL")
             await self._db.execute("PRAGMA foreign_keys=ON")
@@ -180,6 +203,17 @@ class SqliteStore:
                 f"SELECT key FROM events WHERE key IN ({','.join('?' * len(chunk))})", chunk
             ) as cur:
                 known.update(row[0] for row in await cur.fetchall())
+        return known
+
+    async def known_bodies(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored bodies of these event keys, so ingest can tell a resend from a reused id."""
+        known: dict[str, str] = {}
+        for start in range(0, len(keys), 900):
+            chunk = list(keys[start : start + 900])
+            async with self.db.execute(
+                f"SELECT key, body FROM events WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            ) as cur:
+                known.update((row[0], row[1]) for row in await cur.fetchall())
         return known
 
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
@@ -314,7 +348,10 @@ class SqliteStore:
             if batch.cases:
                 await db.executemany(
                     "INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [case.to_row(batch.watermark_at, batch.half_life_hours) for case in batch.cases],
+                    [
+                        case.to_row(batch.clocks.get(case.community, batch.watermark_at), batch.half_life_hours)
+                        for case in batch.cases
+                    ],
                 )
             if batch.findings:
                 await db.executemany(
@@ -360,6 +397,19 @@ class SqliteStore:
                         for a in batch.audit
                     ],
                 )
+            if batch.memory:
+                gone = [(r.detector, r.community, r.key) for r in batch.memory if r.value is None]
+                kept = [
+                    (r.detector, r.community, r.key, r.value, json.dumps(r.accounts), _iso(r.expires_at))
+                    for r in batch.memory
+                    if r.value is not None
+                ]
+                if gone:
+                    await db.executemany(
+                        "DELETE FROM detector_memory WHERE detector = ? AND community = ? AND key = ?", gone
+                    )
+                if kept:
+                    await db.executemany("INSERT OR REPLACE INTO detector_memory VALUES (?,?,?,?,?,?)", kept)
             await db.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                 [("watermark", str(batch.watermark)), ("watermark_at", batch.watermark_at.isoformat())],
@@ -439,6 +489,33 @@ class SqliteStore:
             (community, conversation, since.isoformat(), limit),
         )
         return [Turn(r[0], datetime.fromisoformat(r[1]), r[2]) for r in reversed(rows)]
+
+    # -- detector memory (bot.memory.MemoryReader) ---------------------------------------
+
+    async def memory_row(self, detector: str, community: str, key: str) -> MemoryRow | None:
+        rows = self._read(
+            "SELECT value, accounts, expires_at FROM detector_memory WHERE detector = ? AND community = ? AND key = ?",
+            (detector, community, key),
+        )
+        if not rows:
+            return None
+        value, accounts, expires = rows[0]
+        return MemoryRow(detector, community, key, value, tuple(json.loads(accounts)), _dt(expires))
+
+    async def memory_rows(self, detector_prefix: str) -> list[MemoryRow]:
+        rows = self._read(
+            "SELECT detector, community, key, value, accounts, expires_at FROM detector_memory "
+            "WHERE substr(detector, 1, ?) = ? ORDER BY detector, community, key",
+            (len(detector_prefix), detector_prefix),
+        )
+        return [MemoryRow(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), _dt(r[5])) for r in rows]
+
+    async def purge_memory(self, before: datetime) -> int:
+        """Delete memory rows that expired before `before` (they are already hidden from detectors)."""
+        cur = await self.db.execute(
+            "DELETE FROM detector_memory WHERE expires_at IS NOT NULL AND expires_at < ?", (before.isoformat(),)
+        )
+        return max(0, cur.rowcount)
 
     # -- outbox ---------------------------------------------------------------------------
 
@@ -526,6 +603,12 @@ class SqliteStore:
             "notices": ("DELETE FROM notices WHERE " + scope + "(child = ? OR suspect = ?)", 2),
             "findings": ("DELETE FROM findings WHERE " + scope + "(suspect = ? OR child = ?)", 2),
             "cases": ("DELETE FROM cases WHERE " + scope + "suspect = ?", 1),
+            "detector_memory": (
+                "DELETE FROM detector_memory WHERE "
+                + scope
+                + "(key = ? OR EXISTS (SELECT 1 FROM json_each(accounts) WHERE value = ?))",
+                2,
+            ),
         }
         await self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -575,6 +658,8 @@ class SqliteStore:
                 (*args, token),
             )
             removed["audit (redacted)"] = max(0, cur2.rowcount)
+            for table, n in (await self._sweep(account, community)).items():
+                removed[table] = removed.get(table, 0) + n
             await self.db.execute(
                 "INSERT INTO audit (at, actor, action, community, detail) VALUES (?,?,?,?,?)",
                 (
@@ -589,7 +674,68 @@ class SqliteStore:
         except BaseException:
             await self.db.execute("ROLLBACK")
             raise
+        await self._checkpoint()
         return {k: v for k, v in removed.items() if v}
+
+    async def _sweep(self, account: str, community: str | None) -> dict[str, int]:
+        """Find the id in every column of every table (adapters' tables too) and remove it.
+
+        The targeted deletes above know which columns name accounts; this catches the rest: the id
+        inside conversation ids, request refs, reasons ("friend to kid5 on ..."), cards and payloads.
+        Raw events naming it are deleted; rows with a column equal to it are deleted; elsewhere (other
+        suspects' cases, findings, audit, cards) the id is replaced by "[erased]" and the row kept.
+        """
+        removed: dict[str, int] = {}
+        async with self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN ('schema_version', 'meta') "
+            "AND name NOT LIKE 'sqlite_%'"
+        ) as cur:
+            tables = [r[0] for r in await cur.fetchall()]
+        keep = {"cases", "findings", "audit"}
+        for table in tables:
+            async with self.db.execute(f'PRAGMA table_info("{table}")') as cur:
+                info = await cur.fetchall()
+            columns = [r[1] for r in info]
+            pk = [r[1] for r in sorted(info, key=lambda r: r[5]) if r[5] > 0]
+            if community is not None and "community" not in columns:
+                continue  # a community-scoped erasure cannot tell which community these rows belong to
+            ident = pk or ["rowid"]
+            marks = " OR ".join(f'instr(CAST("{c}" AS TEXT), ?) > 0' for c in columns for _ in needles(account))
+            args: list[Any] = [n for _ in columns for n in needles(account)]
+            sql = f'SELECT {", ".join(ident)}, * FROM "{table}" WHERE ({marks})'
+            if community is not None:
+                sql += " AND community = ?"
+                args.append(community)
+            async with self.db.execute(sql, args) as cur:
+                rows = await cur.fetchall()
+            where = " AND ".join(f'"{c}" IS ?' if c != "rowid" else "rowid = ?" for c in ident)
+            for row in rows:
+                key, values = tuple(row[: len(ident)]), dict(zip(columns, row[len(ident) :], strict=True))
+                texts = {c: str(v) for c, v in values.items() if v is not None}
+                if not any(mentions(t, account) for t in texts.values()):
+                    continue  # only inside a longer id ("kid50" for "kid5"): someone else's
+                if table not in keep and (table == "events" or account in texts.values()):
+                    await self.db.execute(f'DELETE FROM "{table}" WHERE {where}', key)
+                    removed[table] = removed.get(table, 0) + 1
+                    continue
+                changed = {
+                    c: scrub(v, account) for c, v in values.items() if isinstance(v, str) and mentions(v, account)
+                }
+                sets = ", ".join(f'"{c}" = ?' for c in changed)
+                await self.db.execute(
+                    f'UPDATE OR REPLACE "{table}" SET {sets} WHERE {where}', (*changed.values(), *key)
+                )
+                removed[f"{table} (scrubbed)"] = removed.get(f"{table} (scrubbed)", 0) + 1
+        return removed
+
+    async def _checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it, so erased rows leave no copy in the -wal file."""
+        async with self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+            row = await cur.fetchone()
+        if row is not None and row[0]:
+            log.warning(
+                "WAL checkpoint after erasure was blocked by a reader; the -wal file is cleared on the next one"
+            )
 
     async def purge_expired(self, now: datetime, message_days: int, event_days: int) -> dict[str, int]:
         """Delete message text and raw events past their retention period."""

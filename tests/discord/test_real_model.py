@@ -34,13 +34,15 @@ THREAD_GROOMING = [
     "delete this thread once uve added me",
 ]
 
-#: What the shipped model gave THREAD_GROOMING when this test was written (window score per message,
-#: then conversation risk after smoothing and stage progression). It never reaches the 0.80
-#: child-notice threshold; the stage pattern (probing, secrecy, another app, photos) still warns the child.
-RECORDED = (
-    "scores 0.006 0.016 0.081 0.088 0.224 0.403 0.277 0.293 0.396 0.339; "
-    "risk 0.006 0.016 0.016 0.081 0.088 0.224 0.277 0.443 0.443 0.489 (child notice at 0.80)"
-)
+#: Synthetic and blatant: probing, secrecy, another app, a photo request and a meeting in six messages.
+BLATANT_THREAD = [
+    "hey cutie how old r u",
+    "r u home alone rn",
+    "dont tell ur mum we talk ok",
+    "add me on snap its more private",
+    "send me a pic of u",
+    "we could meet up this weekend, i can pick u up",
+]
 
 
 def _thread_message(index: int, text: str) -> dict[str, Any]:
@@ -95,18 +97,23 @@ async def _assert_child_notified_and_card_posted(h: Harness) -> None:
     assert all(c.path.startswith(f"/channels/{MOD_CHANNEL}") for c in h.card_calls())
 
 
-async def test_grooming_pattern_warns_the_child_before_moderators_are_alerted(
+async def test_blatant_grooming_in_a_thread_reaches_child_and_moderators_within_six_messages(
     make_harness: Any, tmp_path: Path
 ) -> None:
-    # The model alone reads this chat-style wording as low risk (see RECORDED), but probing followed by
-    # secrecy, another app and a photo request is the pattern itself: the child is warned; the case is
-    # recorded below the moderators' alert threshold until the model agrees.
+    # Issue 13's cadence: within six adult messages the child is warned and the mod card is posted.
+    h = await _converse(make_harness, tmp_path, BLATANT_THREAD)
+    await _assert_child_notified_and_card_posted(h)
+    found = await h.engine.store.get_case(1)
+    assert found is not None and "grooming_language" in found[0].reasons
+
+
+async def test_slower_grooming_in_a_thread_still_warns_the_child(make_harness: Any, tmp_path: Path) -> None:
+    # The model reads this chat-style wording as low risk, but probing followed by secrecy and another
+    # app is the pattern itself: the child is warned even before the model agrees.
     h = await _converse(make_harness, tmp_path, THREAD_GROOMING)
     await _assert_child_notified(h)
-    assert [c for c in h.card_calls() if c.method == "POST"] == []
     found = await h.engine.store.get_case(1)
-    assert found is not None and found[0].suspect == str(SUSPECT)
-    assert "grooming_language" in found[0].reasons
+    assert found is not None and "grooming_language" in found[0].reasons
     for call in h.rest.calls:
         assert not call.path.startswith((f"/channels/{THREAD}", f"/channels/{GENERAL}")), call
 
@@ -119,4 +126,4 @@ async def test_real_model_in_a_thread_dms_the_child_and_posts_a_card(make_harnes
     found = await h.engine.store.get_case(1)
     assert found is not None
     reason = found[0].reasons["grooming_language"]
-    assert reason["score"] >= 0.9 and "secrecy" in reason["text"] and "off platform" in reason["text"]
+    assert reason["score"] >= 0.9 and "secrecy" in reason["text"]

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 from nio import AsyncClient, AsyncClientConfig
 
+from tests.services import missing_service
 from tests.synapse.homeserver import Homeserver, missing_reason, start_homeserver
 
 
@@ -15,7 +16,7 @@ def synapse() -> Iterator[Homeserver]:
     """A Synapse on 127.0.0.1 for the whole session: `.url`, `.register(name)`, `.stop()`."""
     reason = missing_reason()
     if reason:
-        pytest.skip(reason)
+        missing_service(reason)
     server = start_homeserver()
     try:
         yield server

@@ -13,7 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pgserver import PgServer, find_bindir
 
-asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is not installed: pip install 'groomguard[postgres]'")
+from tests.services import missing_service
+
+try:
+    import asyncpg
+except ImportError:
+    missing_service("asyncpg is not installed: pip install 'groomguard[postgres]'", module=True)
 
 _names = itertools.count(1)
 
@@ -22,7 +27,7 @@ _names = itertools.count(1)
 def pg_server() -> Iterator[PgServer]:
     bindir = find_bindir()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are absent: run tests/postgres/setup.sh")
+        missing_service("PostgreSQL server binaries (initdb, pg_ctl) are absent: run tests/postgres/setup.sh")
     server = PgServer(bindir).start()
     try:
         yield server

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install a pinned matrix-synapse into its own virtualenv (.synapse-venv) for the Matrix tests.
-# Idempotent: does nothing when the pinned version is already installed. Never fails the build:
-# when Synapse cannot be installed it says why and exits 0, and the Synapse tests skip.
+# Idempotent: does nothing when the pinned version is already installed. The Matrix tests need it:
+# when Synapse cannot be installed this says why and exits 1, failing `make test` (never a silent skip).
 set -u
 
 SYNAPSE_VERSION="${SYNAPSE_VERSION:-1.163.2}"
@@ -19,14 +19,14 @@ if [ -x "$VENV/bin/python" ] \
     exit 0
 fi
 
-skip() {
-    echo "synapse setup: could not install matrix-synapse $SYNAPSE_VERSION ($1);" \
-        "the Synapse tests will be skipped. Retry with: bash tests/synapse/setup.sh" >&2
-    exit 0
+fail() {
+    echo "synapse setup: FAILED: could not install matrix-synapse $SYNAPSE_VERSION ($1)." \
+        "The Matrix tests need it; fix the cause above and retry: bash tests/synapse/setup.sh" >&2
+    exit 1
 }
 
 echo "synapse setup: installing matrix-synapse $SYNAPSE_VERSION into $VENV"
-"$PYTHON" -m venv "$VENV" || skip "cannot create a virtualenv with $PYTHON"
+"$PYTHON" -m venv "$VENV" || fail "cannot create a virtualenv with $PYTHON"
 log="$(mktemp)"
 if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     "matrix-synapse==$SYNAPSE_VERSION" >"$log" 2>&1; then
@@ -34,9 +34,9 @@ if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     grep -v "^WARNING: Location" "$log" | tail -20 >&2
     rm -f "$log"
     rm -rf "$VENV"
-    skip "pip install failed"
+    fail "pip install failed"
 fi
 rm -f "$log"
 "$VENV/bin/python" -c "import synapse.app.homeserver" \
-    || { rm -rf "$VENV"; skip "synapse does not import"; }
+    || { rm -rf "$VENV"; fail "synapse does not import"; }
 echo "synapse setup: done ($("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)'))"

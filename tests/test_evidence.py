@@ -1,0 +1,102 @@
+"""Conversation evidence: uninformative messages change nothing, evidence accumulates, stages add, state round-trips."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.classifier import FakeClassifier
+from bot.corpora import Conversation
+from bot.evaluation import ProductThresholds, latency_weighted_f1, replay, summarise
+from bot.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid
+from bot.stages import default_tagger
+from bot.text import model_text, normalize_text
+
+SETTINGS = EvidenceSettings(window=5, smooth=3, notice_threshold=0.6)
+
+
+def feed(evidence: ConversationEvidence, lines: list[str], score: float) -> None:
+    for line in lines:
+        text = model_text(normalize_text(line))
+        window = evidence.add(text, bool(text.strip()) and line not in ("ok", "lol"), (), SETTINGS)
+        if window is not None:
+            evidence.record(score, SETTINGS)
+
+
+def test_uninformative_messages_neither_dilute_nor_inflate() -> None:
+    a, b = ConversationEvidence(), ConversationEvidence()
+    feed(a, ["are you home alone", "send me a pic", "dont tell your mum"], 0.9)
+    feed(b, ["are you home alone", "ok", "lol", "send me a pic", "ok", "dont tell your mum", "lol"], 0.9)
+    assert a.risk(SETTINGS, 0.1) == b.risk(SETTINGS, 0.1)
+    assert b.messages == 7 and b.informative == 3
+    assert list(a.window) == list(b.window)
+
+
+def test_no_evidence_means_no_risk() -> None:
+    evidence = ConversationEvidence()
+    for _ in range(50):
+        assert evidence.add("", False, (), SETTINGS) is None
+    assert evidence.risk(SETTINGS, 0.1) == 0.0
+
+
+def test_one_spike_does_not_raise_the_median() -> None:
+    evidence = ConversationEvidence()
+    for score in (0.1, 0.1, 0.95):
+        evidence.add("x y", True, (), SETTINGS)
+        evidence.record(score, SETTINGS)
+    assert evidence.risk(SETTINGS, 0.1) == pytest.approx(0.1)
+
+
+def test_escalation_after_probing_adds_most() -> None:
+    def risk(stages: list[str]) -> float:
+        evidence = ConversationEvidence()
+        for stage in stages:
+            evidence.add("words here", True, (stage,) if stage else (), SETTINGS)
+            evidence.record(0.3, SETTINGS)
+        return evidence.risk(SETTINGS, 0.1)
+
+    flat = risk(["", "", ""])
+    two = risk(["secrecy", "off_platform", ""])
+    probed = risk(["personal_info", "secrecy", "off_platform"])
+    assert flat == pytest.approx(0.3)
+    assert flat < two < probed
+    # Probing then three escalation stages is the pattern: at least the child-notice threshold.
+    assert risk(["personal_info", "secrecy", "off_platform", "photos"]) >= SETTINGS.notice_threshold
+    # Escalation *before* any probing earns no probing bonus.
+    assert risk(["secrecy", "off_platform", "personal_info"]) == pytest.approx(two)
+
+
+def test_snapshot_round_trips_exactly() -> None:
+    evidence = ConversationEvidence()
+    feed(evidence, ["how old are you", "ok", "keep it between us"], 0.7)
+    evidence.stages["secrecy"] = 2
+    evidence.note_unscored("Arabic")
+    copy = ConversationEvidence.from_dict(json.loads(json.dumps(evidence.to_dict())))
+    assert copy.to_dict() == evidence.to_dict()
+    assert copy.risk(SETTINGS, 0.1) == evidence.risk(SETTINGS, 0.1)
+
+
+def test_logit_and_sigmoid_are_inverse() -> None:
+    for p in (0.01, 0.3, 0.5, 0.97):
+        assert sigmoid(logit(p)) == pytest.approx(p)
+
+
+THRESHOLDS = ProductThresholds(notice=0.6, moderator=0.8, min_messages=3, window=5, smooth=1)
+GROOMING = ["hi", "how old r u", "dont tell anyone", "keep it secret", "add me on snap", "send a pic"]
+BENIGN = ["hi", "how was school", "homework is on page 4", "see you tomorrow", "ok", "lol"]
+
+
+def test_replay_finds_when_each_threshold_is_crossed() -> None:
+    fake = FakeClassifier(keywords=("secret", "snap", "pic", "tell anyone"))
+    tagger = default_tagger()
+    hit = replay(GROOMING, fake.classify_folded, fake.informative, tagger, THRESHOLDS, fake.base_rate)
+    quiet = replay(BENIGN, fake.classify_folded, fake.informative, tagger, THRESHOLDS, fake.base_rate)
+    assert hit.notice_at is not None and hit.alert_at is not None and hit.notice_at <= hit.alert_at <= len(GROOMING)
+    assert quiet.notice_at is None and quiet.alert_at is None
+    assert quiet.informative == 3  # "hi", "ok" and "lol" carry nothing
+    convs = [Conversation("g", "probe", 1, tuple(GROOMING)), Conversation("b", "probe", 0, tuple(BENIGN))]
+    report = summarise(convs, [hit, quiet])["probe"]
+    assert report["notice_recall"] == 1.0 and report["notice_rate"] == 0.0
+    espd = latency_weighted_f1([hit], [quiet])
+    assert espd["f1"] == 1.0 and 0 < espd["latency_weighted_f1"] <= 1.0

@@ -36,7 +36,7 @@ implements it, over the store):
 
 That memory is written by the engine, not by callers: every non-private `MessageSent` is recorded
 (`CommunityState.apply`) before any detector sees it, in the store table `message_turns`
-(migration 003: message id, room, author, time — no text), committed with the batch, so it
+(migration 004: message id, room, author, time — no text), committed with the batch, so it
 survives a restart or kill -9. It is purged after `store.message_retention_days` and erased by
 `forget` (the author's rows; `MessageDeleted` drops the message's row).
 

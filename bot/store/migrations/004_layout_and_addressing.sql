@@ -1,4 +1,4 @@
--- 003: standings that carry no personal tie (moderator, bot, creator), and who wrote which group message.
+-- 004: standings that carry no personal tie (moderator, bot, creator), and who wrote which group message.
 -- Latest word per (account, standing): held = 1 while it lasts, 0 once withdrawn.
 CREATE TABLE standings (
     community TEXT NOT NULL,

@@ -1,4 +1,4 @@
--- 003 (PostgreSQL): same as migrations/003_layout_and_addressing.sql.
+-- 004 (PostgreSQL): same as migrations/004_layout_and_addressing.sql.
 CREATE TABLE standings (
     community TEXT NOT NULL,
     account TEXT NOT NULL,

@@ -467,10 +467,13 @@ class CommunityState:
                 stats.to_minors += rows[h][0]
                 stats.total += rows[h][1]
             stats.advance(hour)
-            if stats.hour == hour and rows.get(hour, [0])[0]:
-                stats.authors = await self.reader.viewer_minor_authors(community, viewer, hour)
+            # The distinct minors of the hour the rebuilt stats stand in, which is the newest bucket's
+            # hour, not the event's, when a late view (an earlier hour) triggered the rebuild: its views
+            # are in to_minors, so its authors must be too, or they are lost until the next restart.
+            if rows.get(stats.hour, [0])[0]:
+                stats.authors = await self.reader.viewer_minor_authors(community, viewer, stats.hour)
                 stats.authors |= {
-                    a for (c, v, h, a) in self.pending.view_authors if (c, v, h) == (community, viewer, hour)
+                    a for (c, v, h, a) in self.pending.view_authors if (c, v, h) == (community, viewer, stats.hour)
                 }
             self._viewers[key] = stats
         stats.advance(hour)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from detector_harness import engine_with, feed
@@ -139,6 +140,33 @@ async def test_restart_after_firing_does_not_fire_again_in_the_same_hour(tmp_pat
     assert con.execute("SELECT COUNT(*) FROM findings").fetchone()[0] == 1
     rows = con.execute("SELECT detector, key, accounts FROM detector_memory WHERE detector = 'view_spike'").fetchall()
     assert rows == [("view_spike", "watcher", '["watcher"]')]
+
+
+async def test_a_late_view_keeps_the_minors_of_the_current_hour_as_a_restart_would(tmp_path: Path) -> None:
+    """A late view (an earlier hour) rebuilds the viewer's stats: the current hour's minors must come back too.
+
+    Before the fix the rebuild loaded the hour's distinct minors only for the late event's own hour,
+    so the three minors viewed early in the burst hour stayed in the view count but not in the author
+    count, until a restart (SIGKILL in tests/test_crash.py) rebuilt them; the finding then differed.
+    """
+    # Recent, so the restart's retention purge (48 h of distinct-author rows, wall clock) keeps them.
+    f = EventFactory(start=datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=30))
+    events = cast(f, ["watcher"]) + background(f, "watcher", 24)
+    hour = f.tick(hours=1).replace(minute=0)
+    early = [f.view("watcher", k, at=hour.replace(minute=1 + i)) for i, k in enumerate(KIDS[5:8])]
+    late = [f.view("watcher", KIDS[0], at=hour - timedelta(minutes=5))]
+    burst = [f.view("watcher", KIDS[i % 5], at=hour.replace(minute=10, second=i)) for i in range(40)]
+    async with engine_with(tmp_path / "reference", [detector()]) as (engine, rec):
+        await feed(engine, events + early + late + burst, one_by_one=True)
+    uninterrupted = [(x.reason, x.score, x.event_key) for x in rec.findings]
+    db = tmp_path / "db"
+    async with engine_with(db, [detector()]) as (engine, _first):
+        await feed(engine, events + early + late, one_by_one=True)
+    async with engine_with(db, [detector()]) as (engine, restarted):
+        await feed(engine, burst, one_by_one=True)
+    assert [(x.reason, x.score, x.event_key) for x in restarted.findings] == uninterrupted
+    assert len(uninterrupted) == 1
+    assert uninterrupted[0][0].startswith("viewed 25 posts by 8 under-18 accounts in one hour (8 with no shared")
 
 
 async def test_old_viewers_are_pruned_from_memory(tmp_path: Path) -> None:

@@ -346,10 +346,12 @@ class GroomingLanguageDetector:
         """Children this message is addressed to, with how much it counts (1 private, less in a group room)."""
         candidates: dict[str, float] = {}
         if isinstance(event, MessageSent):
-            candidates = {r: 1.0 for r in event.recipients[:10] if r != event.author}
-            if not candidates and not event.private and hasattr(state, "recent_turns"):
-                # A group room or channel: replies, mentions and turn-taking say who is addressed;
-                # a message naming several children (a coach's practice times) addresses none.
+            if event.private or not hasattr(state, "recent_turns"):
+                candidates = {r: 1.0 for r in event.recipients[:10] if r != event.author}
+            else:
+                # A group room, channel or public thread: replies, mentions and turn-taking say who is
+                # addressed, not who could read it (`recipients`); a message naming several children (a
+                # coach's practice times) addresses none of them.
                 found = await addressees(event, state)  # type: ignore[arg-type]
                 candidates = {a.account: a.weight for a in found[:10]}
         else:

@@ -447,15 +447,20 @@ async def test_no_invite_is_lost_on_401_or_5xx_even_across_a_synapse_restart(
         for kid in kids[:2]:
             assert isinstance(await adult.room_invite(room.room_id, kid.user_id), RoomInviteResponse)
         await wait_for(lambda: spool_file.exists() and len(spool_file.read_text().splitlines()) >= 2)
-        log = synapse_with_module.log_tail(50_000)
-        assert "GroomGuard webhook unavailable (HTTP Error 401" in log and "refused the signature" in log
+        # The module logs just after it spools: wait for the line rather than racing it.
+        await wait_for(
+            lambda: (
+                "GroomGuard webhook unavailable (HTTP Error 401" in (log := synapse_with_module.log_tail(50_000))
+                and "refused the signature" in log
+            )
+        )
         # Synapse restarts while GroomGuard now fails with 503: the spool is read back, nothing is lost.
         webhook.status = 503
         synapse_with_module.restart()
         for kid in kids[2:]:
             assert isinstance(await adult.room_invite(room.room_id, kid.user_id), RoomInviteResponse)
         await wait_for(lambda: len(spool_file.read_text().splitlines()) >= 4)
-        assert "undelivered invite events" in synapse_with_module.log_tail(50_000)
+        await wait_for(lambda: "undelivered invite events" in synapse_with_module.log_tail(50_000))
         assert webhook.requests == []
         webhook.status = 202
         await wait_for(lambda: {e["target"] for e in webhook.events()} >= {k.user_id for k in kids}, limit_s=15)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bot.corpora import Conversation
-from bot.evidence import ConversationEvidence, EvidenceSettings
+from bot.evidence import SECOND_OPINION_FROM, ConversationEvidence, EvidenceSettings, agree
 from bot.scoring import latency_penalty
 from bot.stages import StageTagger
 from bot.text import model_text, normalize_text
@@ -70,11 +70,14 @@ def replay(
     thresholds: ProductThresholds,
     base_rate: float,
     raw_windows: bool = False,
+    second: ScoreFn | None = None,
 ) -> Replay:
     """Run one conversation's adult lines through the detector's aggregation.
 
     `raw_windows` keeps each line's own words and joins a window by newlines (the multilingual
     scorer embeds line by line); otherwise windows are the English model's folded content words.
+    `second` is the second-opinion model for windows the first scores ≥ SECOND_OPINION_FROM, as the
+    detector asks it (`bot.evidence.agree`).
     """
     settings = EvidenceSettings(
         window=thresholds.window,
@@ -90,13 +93,23 @@ def replay(
     probe = ConversationEvidence()
     windows: list[str | None] = []
     stages: list[tuple[str, ...]] = []
-    for text, plain in zip(folded, normalised, strict=True):
+    raw: list[str] = []
+    for text, plain, line in zip(folded, normalised, lines, strict=True):
         message_stages = tagger.stages(plain)
         stages.append(message_stages)
         useful = informative(plain if raw_windows else text)
-        windows.append(probe.add(text, useful, message_stages, settings))
+        window = probe.add(text, useful, message_stages, settings, line=line)
+        windows.append(window)
+        if window is not None:
+            raw.append(probe.raw_window())
     live = [w for w in windows if w is not None]
-    scores = iter(score(live) if live else [])
+    first = list(score(live)) if live else []
+    if second is not None:
+        ask = [i for i, p in enumerate(first) if p >= SECOND_OPINION_FROM]
+        if ask:
+            for i, q in zip(ask, second([raw[i] for i in ask]), strict=True):
+                first[i] = agree(first[i], float(q))
+    scores = iter(first)
     evidence = ConversationEvidence()
     notice_at = alert_at = None
     peak = 0.0
@@ -132,7 +145,18 @@ def replay_many(
     out = []
     for c in convs:
         if c.lang == "en":
-            out.append(replay(c.lines, score, informative, tagger, thresholds, base_rate))
+            second = router.second_opinion() if router is not None else None
+            out.append(
+                replay(
+                    c.lines,
+                    score,
+                    informative,
+                    tagger,
+                    thresholds,
+                    base_rate,
+                    second=second.classify if second is not None else None,
+                )
+            )
         elif router is not None and router.covers(c.lang):
             scorer = router.classifier(c.lang)
             out.append(

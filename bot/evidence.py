@@ -24,8 +24,10 @@ __all__ = [
     "PATTERN_MIN_ESCALATIONS",
     "PATTERN_WITHOUT_PROBING",
     "PROBING_LOGIT",
+    "SECOND_OPINION_FROM",
     "ConversationEvidence",
     "EvidenceSettings",
+    "agree",
     "logit",
     "sigmoid",
 ]
@@ -47,6 +49,11 @@ PATTERN_WITHOUT_PROBING: Final = 3
 #: weak on wording it never saw (paraphrases, other registers), so it may say "reads benign" but it
 #: cannot veto several distinct grooming stages the lexicons found.
 MODEL_VETO_LOGIT: Final = -1.0
+#: English windows the text model scores at least this high get a second opinion from the multilingual
+#: sentence-embedding model (trained on the same English data, but reading meaning rather than n-grams);
+#: the two are averaged in log-odds. Below it, the first model's "benign" stands: most chat never pays
+#: for the second model.
+SECOND_OPINION_FROM: Final = 0.3
 _EPS: Final = 1e-6
 
 
@@ -59,6 +66,15 @@ def logit(p: float) -> float:
 def sigmoid(x: float) -> float:
     """The inverse of `logit`."""
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def agree(first: float, second: float) -> float:
+    """Two calibrated probabilities of the same window combined: their mean in log-odds.
+
+    Why: the n-gram model alone flags explicit adult chat it shares words with; the embedding model
+    alone misses PJ-style wording. A window both read as grooming stays high; one they disagree on drops.
+    """
+    return sigmoid((logit(first) + logit(second)) / 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +98,8 @@ class ConversationEvidence:
     """What one adult→child conversation has shown so far; `to_dict`/`from_dict` round-trip exactly."""
 
     window: deque[str] = field(default_factory=deque)
+    #: The same informative messages as written (trimmed), for the second-opinion model.
+    lines: deque[str] = field(default_factory=deque)
     scores: deque[float] = field(default_factory=deque)
     #: Stage name → index (among informative messages) where it was first seen.
     stages: dict[str, int] = field(default_factory=dict)
@@ -90,7 +108,14 @@ class ConversationEvidence:
     #: Languages seen that no model covers, with how many messages each: reported, never scored.
     unscored: dict[str, int] = field(default_factory=dict)
 
-    def add(self, model_text: str, informative: bool, stages: Iterable[str], settings: EvidenceSettings) -> str | None:
+    def add(
+        self,
+        model_text: str,
+        informative: bool,
+        stages: Iterable[str],
+        settings: EvidenceSettings,
+        line: str | None = None,
+    ) -> str | None:
         """Take one adult message; return the window text the model must score, or None if it carries nothing.
 
         Stages count even from a message the model would not score (a lone "snapchat?" is a stage tag).
@@ -104,7 +129,15 @@ class ConversationEvidence:
         self.window.append(model_text)
         while len(self.window) > settings.window:
             self.window.popleft()
+        if line is not None:
+            self.lines.append(" ".join(line.split())[:300])
+            while len(self.lines) > settings.window:
+                self.lines.popleft()
         return settings.joiner.join(self.window)
+
+    def raw_window(self) -> str:
+        """The recent informative messages as written, one per line (what the second opinion reads)."""
+        return "\n".join(self.lines)
 
     def record(self, score: float, settings: EvidenceSettings) -> None:
         """Remember the model's score of the window `add` returned."""
@@ -148,6 +181,7 @@ class ConversationEvidence:
         """A JSON-ready snapshot (what the detector stores, so a restart resumes exactly here)."""
         return {
             "window": list(self.window),
+            "lines": list(self.lines),
             "scores": list(self.scores),
             "stages": dict(self.stages),
             "messages": self.messages,
@@ -160,6 +194,7 @@ class ConversationEvidence:
         """Rebuild a snapshot made by `to_dict`."""
         return cls(
             window=deque(str(x) for x in data.get("window", ())),
+            lines=deque(str(x) for x in data.get("lines", ())),
             scores=deque(float(x) for x in data.get("scores", ())),
             stages={str(k): int(v) for k, v in dict(data.get("stages", {})).items()},
             messages=int(data.get("messages", 0)),

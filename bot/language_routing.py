@@ -72,6 +72,15 @@ class LanguageRouting:
         assert self._classifier is not None, f"{code} is not covered"
         return self._classifier  # type: ignore[return-value]
 
+    def forget(self) -> None:
+        """Clear the scorer's cache of recent lines (called on every erasure request)."""
+        if self.scorer is not None:
+            self.scorer.forget()
+
+    def second_opinion(self) -> TextClassifier | None:
+        """The multilingual scorer, which also reads English (its head was trained on English data)."""
+        return self._classifier  # type: ignore[return-value]
+
     def tagger(self, code: str) -> StageTagger:
         """The stage lexicon of a covered language."""
         assert self.scorer is not None

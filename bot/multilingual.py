@@ -155,10 +155,11 @@ class LineEmbedder:
         with self._lock:
             missing = [i for i, line in enumerate(lines) if line not in self._cache]
             todo = list(dict.fromkeys(lines[i] for i in missing))
-            if todo:
-                vectors = np.asarray(self._use.encode(todo), dtype=np.float32)
-                for line, vector in zip(todo, vectors, strict=True):
-                    self._cache[line] = vector
+            # One line per encode call: a batch's padding changes the float rounding, and a score must
+            # not depend on which other lines happened to be embedded with it (a restart re-embeds a
+            # whole window at once where the live process embedded one line at a time).
+            for line in todo:
+                self._cache[line] = np.asarray(self._use.encode([line]), dtype=np.float32)[0]
                 while len(self._cache) > self._cache_lines:
                     self._cache.popitem(last=False)
             for i, line in enumerate(lines):
@@ -169,6 +170,11 @@ class LineEmbedder:
                     self._cache.move_to_end(line)
                 out[i] = vector
         return out
+
+    def clear(self) -> None:
+        """Drop every cached line (its text is personal data: erasure must reach this cache too)."""
+        with self._lock:
+            self._cache.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +349,10 @@ class MultilingualScorer:
             tagger = StageTagger.from_file(self.stages_dir / f"{lang}.toml")
             self._taggers[lang] = tagger
         return tagger
+
+    def forget(self) -> None:
+        """Erase what the scorer holds in memory: the embedding cache keeps recent lines' text."""
+        self.embedder.clear()
 
     def tagger(self, lang: str) -> StageTagger:
         """Stage tags for a covered language: its regex lexicon plus the example index's semantic tags."""

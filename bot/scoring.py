@@ -14,6 +14,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from bot.classifier import TextClassifier, load_default_classifier
+from bot.evidence import SECOND_OPINION_FROM, agree
 from bot.stages import StageTagger, default_tagger
 
 __all__ = [
@@ -41,6 +42,8 @@ class Router(Protocol):
 
     def classifier(self, code: str) -> TextClassifier: ...
 
+    def second_opinion(self) -> TextClassifier | None: ...
+
 
 def score_routed(texts: Sequence[str], model: TextClassifier, router: Router | None) -> list[tuple[float | None, str]]:
     """(score, language name) per text: English and covered languages get a number, others None."""
@@ -53,8 +56,15 @@ def score_routed(texts: Sequence[str], model: TextClassifier, router: Router | N
             groups.setdefault(code, []).append(i)
     for code, rows in groups.items():
         scorer = model if code == "en" or router is None else router.classifier(code)
-        for i, score in zip(rows, scorer.classify([texts[i] for i in rows]), strict=True):
-            out[i] = (float(score), out[i][1])
+        scores = [float(x) for x in scorer.classify([texts[i] for i in rows])]
+        second = router.second_opinion() if code == "en" and router is not None else None
+        if second is not None:
+            # As in the detector: texts the n-gram model finds risky are re-read by the embedding model.
+            ask = [j for j, p in enumerate(scores) if p >= SECOND_OPINION_FROM]
+            for j, q in zip(ask, second.classify([texts[rows[j]] for j in ask]) if ask else [], strict=True):
+                scores[j] = agree(scores[j], float(q))
+        for i, score in zip(rows, scores, strict=True):
+            out[i] = (score, out[i][1])
     return out
 
 

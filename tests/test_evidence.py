@@ -100,3 +100,11 @@ def test_replay_finds_when_each_threshold_is_crossed() -> None:
     assert report["notice_recall"] == 1.0 and report["notice_rate"] == 0.0
     espd = latency_weighted_f1([hit], [quiet])
     assert espd["f1"] == 1.0 and 0 < espd["latency_weighted_f1"] <= 1.0
+
+
+def test_two_models_agree_in_log_odds() -> None:
+    from bot.evidence import agree
+
+    assert agree(0.9, 0.9) == pytest.approx(0.9)
+    assert agree(0.95, 0.05) == pytest.approx(0.5)
+    assert agree(0.99, 0.2) < 0.99

@@ -341,3 +341,37 @@ async def test_a_coach_posting_to_several_children_stays_quiet(tmp_path: Path) -
         await engine.drain()
     assert recorder.findings == []
     assert det.classifier.calls == []  # type: ignore[attr-defined]
+
+
+class SecondOpinion:
+    """A LanguageRouter with English only and a second-opinion model that always disagrees."""
+
+    def __init__(self) -> None:
+        self.second = FakeClassifier(keywords=())
+        self.second.default = 0.01
+
+    def language(self, text: str, recent: object = ()) -> tuple[str, str]:
+        return "en", "English"
+
+    def covers(self, code: str) -> bool:
+        return False
+
+    def classifier(self, code: str) -> FakeClassifier:
+        raise AssertionError("no other language here")
+
+    def tagger(self, code: str) -> object:
+        raise AssertionError("no other language here")
+
+    def second_opinion(self) -> FakeClassifier:
+        return self.second
+
+
+async def test_a_second_model_that_disagrees_pulls_the_risk_down() -> None:
+    # The n-gram model (Flat 0.95) is sure; the embedding model (0.01) is not: their log-odds mean decides.
+    settings = GroomingLanguageSettings(child_notice_threshold=0.6, moderator_threshold=0.9)
+    alone = GroomingLanguageDetector(settings, classifier=Flat(0.95))
+    checked = GroomingLanguageDetector(settings, classifier=Flat(0.95), languages=SecondOpinion())  # type: ignore[arg-type]
+    lines = ["great game today", "your passing was brilliant", "see you at the next match"]
+    assert [round(x.score, 2) for x in await run(alone, EventFactory(), "adult", lines)] == [0.95]
+    assert await run(checked, EventFactory(), "adult", lines) == []  # agree(0.95, 0.01) ≈ 0.30
+    assert checked.languages.second.calls  # type: ignore[union-attr]

@@ -17,7 +17,7 @@ from bot.addressing import addressees
 from bot.classifier import OnnxClassifier, TextClassifier, load_default_classifier
 from bot.detectors.base import DetectorMemory, DetectorState
 from bot.events import BaseEvent, MessageEdited, MessageSent
-from bot.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid
+from bot.evidence import SECOND_OPINION_FROM, ConversationEvidence, EvidenceSettings, agree, logit, sigmoid
 from bot.findings import Evidence, Finding
 from bot.memory import MemoryBook
 from bot.stages import STAGES, StageTagger, default_tagger
@@ -61,6 +61,10 @@ class LanguageRouter(Protocol):
 
     def tagger(self, code: str) -> StageTagger:
         """The stage lexicon for a covered language."""
+        ...
+
+    def second_opinion(self) -> TextClassifier | None:
+        """The embedding model that re-reads English windows the n-gram model finds risky, if loaded."""
         ...
 
 
@@ -318,12 +322,12 @@ class GroomingLanguageDetector:
                 evidence.note_unscored(language)
                 self.unscored_messages[language] = self.unscored_messages.get(language, 0) + 1
                 continue
-            window = evidence.add(window_text, informative, message_stages, settings)
+            window = evidence.add(window_text, informative, message_stages, settings, line=event.text)
             if window is not None:
                 pending.append((evidence, window))
         if pending:
-            # One batched call for every child this message reached; the model runs off the loop.
-            scores = await asyncio.to_thread(classifier.classify_folded, [w for _, w in pending])
+            # One batched call for every child this message reached; the models run off the loop.
+            scores = await asyncio.to_thread(self._score, classifier, code, [(e, w) for e, w in pending])
             for (evidence, _), score in zip(pending, scores, strict=True):
                 evidence.record(float(score), settings)
         findings = []
@@ -339,6 +343,21 @@ class GroomingLanguageDetector:
             if merged != known:
                 memory.put(event.community, index, merged, accounts=(event.author, *merged), expires_at=expires)
         return findings
+
+    def _score(
+        self, classifier: TextClassifier, code: str, windows: list[tuple[ConversationEvidence, str]]
+    ) -> list[float]:
+        """Window scores; English windows the n-gram model reads as risky also ask the embedding model."""
+        scores = classifier.classify_folded([w for _, w in windows])
+        second = self.languages.second_opinion() if code == ENGLISH and self.languages is not None else None
+        if second is None:
+            return scores
+        ask = [i for i, p in enumerate(scores) if p >= SECOND_OPINION_FROM]
+        if ask:
+            opinions = second.classify([windows[i][0].raw_window() for i in ask])
+            for i, q in zip(ask, opinions, strict=True):
+                scores[i] = agree(scores[i], float(q))
+        return scores
 
     async def _minor_recipients(
         self, event: MessageSent | MessageEdited, state: DetectorState, memory: DetectorMemory
@@ -470,6 +489,10 @@ class GroomingLanguageDetector:
     def forget(self, account: str, community: str | None = None) -> None:
         """Drop what this process holds about `account` (the store's memory rows go in the store's forget)."""
         self._local.forget(account, community)
+        # The embedding cache holds recent lines' text, not indexed by account: clearing it is the sure way.
+        forget = getattr(self.languages, "forget", None)
+        if callable(forget):
+            forget()
 
 
 __all__ = ["STAGE_WORDS", "GroomingLanguageDetector", "GroomingLanguageSettings", "LanguageRouter"]

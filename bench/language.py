@@ -81,29 +81,50 @@ def measure(name: str, classify: Callable[[Sequence[str]], object], batch: int, 
     return result
 
 
-def english_path(classifier: OnnxClassifier) -> Callable[[Sequence[str]], object]:
-    """What the detector does per adult→minor message: fold, language id, stage tags, score a 10-message window."""
-    from bot.evidence import ConversationEvidence, EvidenceSettings
+#: Synthetic risky lines (written for the benchmark): windows of these cross the second-opinion floor.
+RISKY = (
+    "are you home alone right now",
+    "dont tell your mum we talk ok",
+    "send me a pic of you",
+    "add me on snap its more private",
+    "how old are you, what school do you go to",
+)
+
+
+def english_path(classifier: OnnxClassifier, risky: bool = False) -> Callable[[Sequence[str]], object]:
+    """What the detector does per adult→minor message: fold, language id, stage tags, score a 10-message
+    window, and (for windows scored >= 0.3) ask the embedding model for a second opinion."""
+    from bot.evidence import SECOND_OPINION_FROM, ConversationEvidence, EvidenceSettings, agree
     from bot.language_routing import default_router
     from bot.stages import default_tagger
     from bot.text import model_text, normalize
 
     router = default_router()
+    second = router.second_opinion()
     tagger = default_tagger()
     settings = EvidenceSettings(window=10)
     evidence = ConversationEvidence()
+    counter = iter(range(10**9))
 
     def run(texts: Sequence[str]) -> object:
-        windows = []
+        windows, raws = [], []
         for text in texts:
+            if risky:  # a fresh risky line each time, so the embedding cache cannot answer for it
+                text = f"{RISKY[next(counter) % len(RISKY)]} {next(counter)}"
             router.language(text)
             folded = normalize(text)
             tagger.tag(folded)
             mt = model_text(folded.text)
-            window = evidence.add(mt, classifier.informative(mt), (), settings)
+            window = evidence.add(mt, classifier.informative(mt), (), settings, line=text)
             if window is not None:
                 windows.append(window)
-        return classifier.classify_folded(windows)
+                raws.append(evidence.raw_window())
+        scores = classifier.classify_folded(windows)
+        if second is not None:
+            ask = [i for i, p in enumerate(scores) if p >= SECOND_OPINION_FROM]
+            for i, q in zip(ask, second.classify([raws[i] for i in ask]) if ask else [], strict=True):
+                scores[i] = agree(scores[i], q)
+        return scores
 
     return run
 
@@ -137,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, object] = {}
     results["english_model"] = measure("english model, one message", classifier.classify, args.batch, args.seconds)
     results["english_path"] = measure("english path, 10-msg window", english_path(classifier), args.batch, args.seconds)
+    results["english_path_risky"] = measure(
+        "english path, risky (2nd opinion)", english_path(classifier, risky=True), 64, args.seconds
+    )
     results["rss_english_mb"] = round(current_rss_mb(), 1)
     try:
         from bot.multilingual import load_multilingual_scorer

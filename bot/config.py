@@ -363,7 +363,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
                 ]
             )
         try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
+            # Bytes, not read_text: universal newlines would turn a lone "\r" (invalid TOML) into "\n" here,
+            # and the settings loader, which reads bytes, would then fail with a traceback.
+            tomllib.loads(path.read_bytes().decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(
                 [ConfigProblem(str(path), f"not valid TOML: {error}", "fix the syntax at that line")]
@@ -371,6 +373,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     file_settings = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
     try:
         return file_settings(**overrides)  # type: ignore[no-any-return]
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:  # a file changed since the check above
+        raise ConfigError(
+            [ConfigProblem(str(path), f"not valid TOML: {error}", "fix the syntax at that line")]
+        ) from None
     except ValidationError as error:
         problems = [
             ConfigProblem(".".join(str(p) for p in e["loc"]), e["msg"], _hint(dict(e)))

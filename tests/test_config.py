@@ -58,3 +58,13 @@ def test_secret_from_file_and_missing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         read_secret(None, None, "webhook.secret")
     assert "GROOMGUARD_WEBHOOK__SECRET" in str(info.value)
+
+
+@pytest.mark.parametrize("raw", [b"\r", b"[engine]\rbatch_wait_ms = 1\r", b"\xff\xfe"])
+def test_a_file_the_settings_loader_cannot_parse_is_a_config_error(tmp_path: Path, raw: bytes) -> None:
+    # Found by the config fuzzer: a lone carriage return passed the syntax check (read as text, with
+    # universal newlines) and then crashed the settings loader (which reads bytes) with a traceback.
+    path = tmp_path / "groomguard.toml"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path)

@@ -401,15 +401,7 @@ def test_probes_on_the_real_model(real_scorer: MultilingualScorer, lang: str) ->
 
 
 @pytest.mark.model
-@pytest.mark.parametrize(
-    "lang",
-    [
-        pytest.param(lang, marks=pytest.mark.xfail(reason="Dutch sits on the line (12/16 when shipped)", strict=False))
-        if lang == "nl"
-        else lang
-        for lang in LANGS
-    ],
-)
+@pytest.mark.parametrize("lang", LANGS)
 def test_probe_target_of_75_percent(real_scorer: MultilingualScorer, lang: str) -> None:
     """Issue 11's target: at least 75 % of each language's grooming probes notify the child."""
     grooming, notified, _ = _probe_results(real_scorer, lang)

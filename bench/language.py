@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 # Run as `python bench/language.py` from the repo root as well as `python -m bench.language`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.memory_use import current_rss_mb, peak_rss_mb
 from bot.classifier import DEFAULT_MODEL_PATH, OnnxClassifier
 from bot.text import normalize_text
 
@@ -34,22 +34,6 @@ LINES = (
     "i'm so tired, we had practice for three hours",
     "whats ur favourite song right now",
 )
-
-
-def rss_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def current_rss_mb() -> float:
-    """Current RSS from /proc where available, else the peak."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-    except (OSError, ValueError, IndexError):
-        return rss_mb()
 
 
 def measure(name: str, classify: Callable[[Sequence[str]], object], batch: int, seconds: float) -> dict[str, float]:
@@ -94,7 +78,7 @@ RISKY = (
 def english_path(classifier: OnnxClassifier, risky: bool = False) -> Callable[[Sequence[str]], object]:
     """What the detector does per adult→minor message: fold, language id, stage tags, score a 10-message
     window, and (for windows scored >= 0.3) ask the embedding model for a second opinion."""
-    from bot.evidence import SECOND_OPINION_FROM, ConversationEvidence, EvidenceSettings, agree
+    from bot.evidence import ConversationEvidence, EvidenceSettings, with_second_opinion
     from bot.language_routing import default_router
     from bot.stages import default_tagger
     from bot.text import model_text, normalize
@@ -121,9 +105,7 @@ def english_path(classifier: OnnxClassifier, risky: bool = False) -> Callable[[S
                 raws.append(evidence.raw_window())
         scores = classifier.classify_folded(windows)
         if second is not None:
-            ask = [i for i, p in enumerate(scores) if p >= SECOND_OPINION_FROM]
-            for i, q in zip(ask, second.classify([raws[i] for i in ask]) if ask else [], strict=True):
-                scores[i] = agree(scores[i], q)
+            scores = with_second_opinion(scores, raws, second.classify)
         return scores
 
     return run
@@ -184,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the optional encoder may be missing: say so, measure the rest
         print(f"multilingual scorer not measured: {exc}")
     results["rss_all_models_mb"] = round(current_rss_mb(), 1)
-    results["peak_rss_mb"] = round(rss_mb(), 1)
+    results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     print(json.dumps(results))
     return 0
 

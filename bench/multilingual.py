@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -22,6 +21,8 @@ from typing import Any
 
 # Run as `python bench/multilingual.py` from the repo root as well as `python -m bench.multilingual`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.memory_use import current_rss_mb, peak_rss_mb
 
 # Chat lines written for the benchmark (no corpus text), mixed languages and lengths as a
 # multilingual community would send them.
@@ -53,22 +54,6 @@ FOREIGN_WINDOWS = {
     "fr": ["salut ça va", "tu viens à l'entraînement samedi ?", "ma mère m'emmène", "ok à samedi"],
     "nl": ["hoi hoe gaat het", "kom je zaterdag naar de training?", "mijn moeder brengt me", "oke tot dan"],
 }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def current_rss_mb() -> float:
-    """Current RSS from /proc where available, else the peak."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-    except OSError:
-        return peak_rss_mb()
 
 
 def machine() -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bot.corpora import Conversation
-from bot.evidence import SECOND_OPINION_FROM, ConversationEvidence, EvidenceSettings, agree
+from bot.evidence import ConversationEvidence, EvidenceSettings, with_second_opinion
 from bot.scoring import latency_penalty
 from bot.stages import StageTagger
 from bot.text import model_text, normalize_text
@@ -77,7 +77,7 @@ def replay(
     `raw_windows` keeps each line's own words and joins a window by newlines (the multilingual
     scorer embeds line by line); otherwise windows are the English model's folded content words.
     `second` is the second-opinion model for windows the first scores ≥ SECOND_OPINION_FROM, as the
-    detector asks it (`bot.evidence.agree`).
+    detector asks it (`bot.evidence.with_second_opinion`).
     """
     settings = EvidenceSettings(
         window=thresholds.window,
@@ -105,10 +105,7 @@ def replay(
     live = [w for w in windows if w is not None]
     first = list(score(live)) if live else []
     if second is not None:
-        ask = [i for i, p in enumerate(first) if p >= SECOND_OPINION_FROM]
-        if ask:
-            for i, q in zip(ask, second([raw[i] for i in ask]), strict=True):
-                first[i] = agree(first[i], float(q))
+        first = with_second_opinion(first, raw, second)
     scores = iter(first)
     evidence = ConversationEvidence()
     notice_at = alert_at = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -30,6 +30,7 @@ __all__ = [
     "agree",
     "logit",
     "sigmoid",
+    "with_second_opinion",
 ]
 
 #: Log-odds each distinct escalation stage (secrecy, isolation, gifts, another app, photos, sexual
@@ -66,6 +67,22 @@ def logit(p: float) -> float:
 def sigmoid(x: float) -> float:
     """The inverse of `logit`."""
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def with_second_opinion(
+    scores: Sequence[float], texts: Sequence[str], second: Callable[[list[str]], Sequence[float]]
+) -> list[float]:
+    """`scores` with every one ≥ SECOND_OPINION_FROM replaced by its `agree` with `second` on the same text.
+
+    `texts[i]` is what the second model reads for `scores[i]` (the raw lines of that window). One place
+    for the rule, shared by the detector, `score`/`eval` and the offline replay.
+    """
+    out = [float(x) for x in scores]
+    ask = [i for i, p in enumerate(out) if p >= SECOND_OPINION_FROM]
+    if ask:
+        for i, q in zip(ask, second([texts[i] for i in ask]), strict=True):
+            out[i] = agree(out[i], float(q))
+    return out
 
 
 def agree(first: float, second: float) -> float:
@@ -201,11 +218,3 @@ class ConversationEvidence:
             informative=int(data.get("informative", 0)),
             unscored={str(k): int(v) for k, v in dict(data.get("unscored", {})).items()},
         )
-
-
-def stage_names(per_message: Sequence[Sequence[str]]) -> list[str]:
-    """Distinct stage names over several messages, first-seen order (for explanations)."""
-    out: list[str] = []
-    for stages in per_message:
-        out.extend(s for s in stages if s not in out)
-    return out

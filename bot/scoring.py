@@ -14,7 +14,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from bot.classifier import TextClassifier, load_default_classifier
-from bot.evidence import SECOND_OPINION_FROM, agree
+from bot.evidence import with_second_opinion
 from bot.stages import StageTagger, default_tagger
 
 __all__ = [
@@ -60,9 +60,7 @@ def score_routed(texts: Sequence[str], model: TextClassifier, router: Router | N
         second = router.second_opinion() if code == "en" and router is not None else None
         if second is not None:
             # As in the detector: texts the n-gram model finds risky are re-read by the embedding model.
-            ask = [j for j, p in enumerate(scores) if p >= SECOND_OPINION_FROM]
-            for j, q in zip(ask, second.classify([texts[rows[j]] for j in ask]) if ask else [], strict=True):
-                scores[j] = agree(scores[j], float(q))
+            scores = with_second_opinion(scores, [texts[i] for i in rows], second.classify)
         for i, score in zip(rows, scores, strict=True):
             out[i] = (score, out[i][1])
     return out

@@ -17,7 +17,7 @@ from bot.addressing import addressees
 from bot.classifier import OnnxClassifier, TextClassifier, load_default_classifier
 from bot.detectors.base import DetectorMemory, DetectorState
 from bot.events import BaseEvent, MessageEdited, MessageSent
-from bot.evidence import SECOND_OPINION_FROM, ConversationEvidence, EvidenceSettings, agree, logit, sigmoid
+from bot.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid, with_second_opinion
 from bot.findings import Evidence, Finding
 from bot.memory import MemoryBook
 from bot.stages import STAGES, StageTagger, default_tagger
@@ -352,12 +352,7 @@ class GroomingLanguageDetector:
         second = self.languages.second_opinion() if code == ENGLISH and self.languages is not None else None
         if second is None:
             return scores
-        ask = [i for i, p in enumerate(scores) if p >= SECOND_OPINION_FROM]
-        if ask:
-            opinions = second.classify([windows[i][0].raw_window() for i in ask])
-            for i, q in zip(ask, opinions, strict=True):
-                scores[i] = agree(scores[i], float(q))
-        return scores
+        return with_second_opinion(scores, [e.raw_window() for e, _ in windows], second.classify)
 
     async def _minor_recipients(
         self, event: MessageSent | MessageEdited, state: DetectorState, memory: DetectorMemory

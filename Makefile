@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.installed-test
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -e . 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PY) -c "import bot, adapters" && touch $@
+	$(PY) -c "import groomguard, groomguard.adapters, groomguard.models" && touch $@
 
 $(TEST_STAMP): $(STAMP) pyproject.toml
 	$(PIP) install -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
@@ -37,7 +37,7 @@ bench: $(TEST_STAMP)
 	$(PY) bench/store.py
 
 model: $(TEST_STAMP)
-	$(PY) -m models.train
+	$(PY) -m groomguard.models.train
 
 clean:
 	rm -rf $(VENV) .groomguard-demo.db*

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from bot.actions import ChildNotice, Enforcement, ModAlert
-    from bot.config import Settings
-    from bot.engine import Engine
+    from groomguard.actions import ChildNotice, Enforcement, ModAlert
+    from groomguard.config import Settings
+    from groomguard.engine import Engine
 
 
 @runtime_checkable
@@ -30,15 +30,15 @@ def enabled_adapters(settings: Settings) -> list[Adapter]:
     """Build the adapters the config switches on; imports are lazy so extras stay optional."""
     adapters: list[Adapter] = []
     if settings.webhook.enabled:
-        from adapters.webhook import WebhookAdapter
+        from groomguard.adapters.webhook import WebhookAdapter
 
         adapters.append(WebhookAdapter(settings.webhook))
     if settings.discord.enabled:
-        from adapters.discord import DiscordAdapter
+        from groomguard.adapters.discord import DiscordAdapter
 
         adapters.append(DiscordAdapter(settings.discord))
     if settings.matrix.enabled:
-        from adapters.matrix.adapter import MatrixAdapter
+        from groomguard.adapters.matrix.adapter import MatrixAdapter
 
         adapters.append(MatrixAdapter(settings.matrix))
     return adapters

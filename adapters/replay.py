@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from bot.engine import Engine
-from bot.events import MAX_TEXT_CHARS, EventError, parse_event
+from groomguard.engine import Engine
+from groomguard.events import MAX_TEXT_CHARS, EventError, parse_event
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-
-from bot.actions import ChildNotice
-from bot.config import WebhookSettings, read_secret
-from bot.events import AgeDeclared, AgeSource, BaseEvent, EventError, ModeratorDecision, parse_event
+from groomguard.actions import ChildNotice
+from groomguard.config import WebhookSettings, read_secret
+from groomguard.events import AgeDeclared, AgeSource, BaseEvent, EventError, ModeratorDecision, parse_event
 
 if TYPE_CHECKING:
-    from bot.actions import Enforcement, ModAlert
-    from bot.engine import Engine
+    from groomguard.actions import Enforcement, ModAlert
+    from groomguard.engine import Engine
 
 log = logging.getLogger(__name__)
 

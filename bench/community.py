@@ -24,14 +24,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.actions import ModAlert
-from bot.cases import decayed
-from bot.config import Settings, load_settings
-from bot.detectors.base import Detector, DetectorState
-from bot.engine import Engine, build_detectors
-from bot.events import BaseEvent
-from bot.findings import Finding
-from bot.simulate import CommunitySpec, Truth, generate
+from groomguard.actions import ModAlert
+from groomguard.cases import decayed
+from groomguard.config import Settings, load_settings
+from groomguard.detectors.base import Detector, DetectorState
+from groomguard.engine import Engine, build_detectors
+from groomguard.events import BaseEvent
+from groomguard.findings import Finding
+from groomguard.simulate import CommunitySpec, Truth, generate
 
 #: Detectors scored in the per-detector table (others still run and count towards "overall").
 ACCOUNT_PATTERNS = ("fan_out", "rejections", "view_spike", "new_account_contact")
@@ -103,7 +103,7 @@ def score(name: str, first: dict[str, datetime], truth: Truth) -> Score:
 def alerts_at(
     findings: list[tuple[str, str, float, datetime]], threshold: float, half_life: float
 ) -> dict[str, datetime]:
-    """Replay recorded findings through noisy-OR case risk (as bot.cases does) for another alert threshold."""
+    """Replay recorded findings through noisy-OR case risk (as groomguard.cases does) for another alert threshold."""
     reasons: dict[str, dict[str, tuple[float, datetime]]] = defaultdict(dict)
     first: dict[str, datetime] = {}
     for detector, suspect, value, at in findings:

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from adapters.replay import replay
-from bot.engine import Engine
-from bot.testing import make_settings
+from groomguard.adapters.replay import replay
+from groomguard.engine import Engine
+from groomguard.testing import make_settings
 
 START = datetime(2026, 2, 2, tzinfo=UTC)
 

@@ -15,9 +15,10 @@ from pathlib import Path
 # Run as `python bench/language.py` from the repo root as well as `python -m bench.language`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from groomguard.classifier import DEFAULT_MODEL_PATH, OnnxClassifier
+from groomguard.text import normalize_text
+
 from bench.memory_use import current_rss_mb, peak_rss_mb
-from bot.classifier import DEFAULT_MODEL_PATH, OnnxClassifier
-from bot.text import normalize_text
 
 # Synthetic chat lines written for the benchmark (no corpus text): typical lengths and styles.
 LINES = (
@@ -78,10 +79,10 @@ RISKY = (
 def english_path(classifier: OnnxClassifier, risky: bool = False) -> Callable[[Sequence[str]], object]:
     """What the detector does per adult→minor message: fold, language id, stage tags, score a 10-message
     window, and (for windows scored >= 0.3) ask the embedding model for a second opinion."""
-    from bot.evidence import ConversationEvidence, EvidenceSettings, with_second_opinion
-    from bot.language_routing import default_router
-    from bot.stages import default_tagger
-    from bot.text import model_text, normalize
+    from groomguard.evidence import ConversationEvidence, EvidenceSettings, with_second_opinion
+    from groomguard.language_routing import default_router
+    from groomguard.stages import default_tagger
+    from groomguard.text import model_text, normalize
 
     router = default_router()
     second = router.second_opinion()
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     results["rss_english_mb"] = round(current_rss_mb(), 1)
     try:
-        from bot.multilingual import load_multilingual_scorer
+        from groomguard.multilingual import load_multilingual_scorer
 
         scorer = load_multilingual_scorer()
         foreign = (

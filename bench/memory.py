@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.events import (
+from groomguard.events import (
     Answer,
     BaseEvent,
     ContactAnswered,
@@ -39,7 +39,7 @@ def rss_mb() -> float:
 
 def build(db: Path, accounts: int, edges: int, seed: int) -> None:
     """Write accounts, regions, contact edges (and some accepted pairs) straight into a migrated store."""
-    from bot.store.sqlite import migrations
+    from groomguard.store.sqlite import migrations
 
     rng = random.Random(seed)
     db.unlink(missing_ok=True)
@@ -120,8 +120,8 @@ def stream(accounts: int, n: int, seed: int) -> list[BaseEvent]:
 
 
 async def measure(db: Path, accounts: int, n: int, seed: int) -> dict[str, Any]:
-    from bot.config import load_settings
-    from bot.engine import Engine
+    from groomguard.config import load_settings
+    from groomguard.engine import Engine
 
     settings = load_settings(None)
     settings.store.path = db

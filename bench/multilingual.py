@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine())
     out: dict[str, Any] = {"baseline_rss_mb": round(current_rss_mb(), 1)}
 
-    from bot.langid import detect_language, language_identifier
+    from groomguard.langid import detect_language, language_identifier
 
     t0 = time.perf_counter()
     language_identifier()
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         f"p50 {lid['p50_ms']} ms, p99 {lid['p99_ms']} ms (load {out['langid_load_s']} s)"
     )
 
-    from bot.langid import ConversationLanguage
+    from groomguard.langid import ConversationLanguage
 
     tracker = ConversationLanguage()
     conv_lid = latencies(lambda i: tracker.add(texts[i]), min(args.messages, 5000))
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         f"p99 {conv_lid['p99_ms']} ms"
     )
 
-    from bot.multilingual import load_multilingual_scorer
+    from groomguard.multilingual import load_multilingual_scorer
 
     t0 = time.perf_counter()
     scorer = load_multilingual_scorer()
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stage tags (lexicon + example index) per message: p50 {tags['p50_ms']} ms, p99 {tags['p99_ms']} ms")
 
     if not args.no_english:
-        from bot.classifier import load_default_classifier
+        from groomguard.classifier import load_default_classifier
 
         english = load_default_classifier()
         english.classify(["warm up", "hey how r u"])

@@ -67,11 +67,10 @@ def machine() -> dict[str, Any]:
 async def _worker(url: str, source: str, expected: int) -> None:
     """One engine process: replay `source`; the lease holder then waits until every shard's events are processed."""
     import asyncpg
-
-    from adapters.replay import replay
-    from bot.engine import Engine
-    from bot.store.postgres import LogFollower, PostgresStore
-    from bot.testing import make_settings
+    from groomguard.adapters.replay import replay
+    from groomguard.engine import Engine
+    from groomguard.store.postgres import LogFollower, PostgresStore
+    from groomguard.testing import make_settings
 
     settings = make_settings(Path(tempfile.gettempdir()) / "unused.db")
     settings.store.database_url = url
@@ -139,7 +138,7 @@ def main() -> None:
 
         started = time.perf_counter()
         seconds = timed(
-            [run([py, "-m", "bot", "replay", str(both), "--db", str(folder / "bench.db"), "--quiet"])], started
+            [run([py, "-m", "groomguard", "replay", str(both), "--db", str(folder / "bench.db"), "--quiet"])], started
         )
         results["sqlite_1_process"] = round(total / seconds)
         print(f"SQLite, 1 engine process:      {total:,} events in {seconds:6.1f} s = {total / seconds:8,.0f} events/s")

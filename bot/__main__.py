@@ -1,5 +1,5 @@
-"""Allows `python -m bot` as well as the `groomguard` script."""
+"""Allows `python -m groomguard` as well as the `groomguard` script."""
 
-from bot.cli import app
+from groomguard.cli import app
 
 app()

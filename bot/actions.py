@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, Protocol, runtime_checkable
 
+from groomguard.events import Decision
+from groomguard.findings import Evidence
 from pydantic import BaseModel, ConfigDict, Field
-
-from bot.events import Decision
-from bot.findings import Evidence
 
 
 class Reason(BaseModel):

@@ -7,7 +7,7 @@ those messages as an adult→child conversation for that pair (weighted below a 
 
 API (pure apart from the state reads; nothing to write, nothing to start)::
 
-    from bot.addressing import AddressingSettings, addressees
+    from groomguard.addressing import AddressingSettings, addressees
 
     found = await addressees(event, state)                 # inside Detector.inspect
     found = await addressees(event, state, AddressingSettings(turns_window_minutes=5))
@@ -55,10 +55,9 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Literal, Protocol
 
+from groomguard.detectors.base import Account, Turn
+from groomguard.events import BaseEvent, MessageSent
 from pydantic import BaseModel, ConfigDict, Field
-
-from bot.detectors.base import Account, Turn
-from bot.events import BaseEvent, MessageSent
 
 How = Literal["reply", "mention", "turns"]
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.actions import Enforcement, ModAlert, Reason
-from bot.config import CaseSettings
-from bot.events import Decision, ModeratorDecision
-from bot.findings import Evidence, Finding
-from bot.privacy import scrub_value
+from groomguard.actions import Enforcement, ModAlert, Reason
+from groomguard.config import CaseSettings
+from groomguard.events import Decision, ModeratorDecision
+from groomguard.findings import Evidence, Finding
+from groomguard.privacy import scrub_value
 
 log = logging.getLogger(__name__)
 

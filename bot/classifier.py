@@ -11,9 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
+import groomguard.models
 import numpy as np
-
-from bot.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, content_words, model_text, normalize_text
+from groomguard.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, content_words, model_text, normalize_text
 
 __all__ = [
     "DEFAULT_METADATA_PATH",
@@ -30,11 +30,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR: Final = Path(__file__).resolve().parents[1] / "models"
+MODELS_DIR: Final = Path(groomguard.models.__file__).resolve().parent
 DEFAULT_MODEL_PATH: Final = MODELS_DIR / "grooming.onnx"
 DEFAULT_METADATA_PATH: Final = MODELS_DIR / "grooming.json"
 DEFAULT_VOCABULARY_PATH: Final = MODELS_DIR / "grooming.vocab"
-REBUILD_HINT: Final = "rebuild it with `make model` or `python -m models.train`"
+REBUILD_HINT: Final = "rebuild it with `make model` or `python -m groomguard.models.train`"
 #: Rows per onnxruntime call. The TF-IDF layer is dense (60k floats a row), so big
 #: batches cost memory, not speed: 64 rows keep peak RSS low at full throughput.
 CHUNK_ROWS: Final = 64
@@ -70,7 +70,7 @@ class Calibration:
 
     p = sigmoid(a · logit(raw) + b), fitted on the validation split weighted to `base_rate`.
     Platt rather than isotonic: it never returns exactly 0 or 1, so the stage evidence that is
-    added in log-odds (`bot.evidence`) can always move a conversation's risk.
+    added in log-odds (`groomguard.evidence`) can always move a conversation's risk.
     """
 
     a: float
@@ -136,7 +136,7 @@ class OnnxClassifier:
 
     The session is created once; one intra-op and one inter-op thread, because the bot runs
     on small machines next to an event loop and batching gives more than threads do here.
-    Text is normalised by `bot.text` before it reaches the graph, exactly as in training.
+    Text is normalised by `groomguard.text` before it reaches the graph, exactly as in training.
     """
 
     def __init__(self, path: Path = DEFAULT_MODEL_PATH, metadata_path: Path | None = None) -> None:

@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Annotated, cast
 
 import typer
+from groomguard.config import ConfigError, Settings, load_settings
+from groomguard.engine import Engine, EngineStats
+from groomguard.events import BaseEvent, schema_text
+from groomguard.sinks import JsonlSink, TerminalSink, alert_table
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
-
-from bot.config import ConfigError, Settings, load_settings
-from bot.engine import Engine, EngineStats
-from bot.events import BaseEvent, schema_text
-from bot.sinks import JsonlSink, TerminalSink, alert_table
 
 app = typer.Typer(
     help="GroomGuard: grooming alerts for online communities.", no_args_is_help=True, add_completion=False
@@ -66,7 +65,7 @@ DEFAULT_CONFIG = Path("groomguard.toml")
 
 def _store_label(settings: Settings) -> str:
     if settings.store.database_url:
-        from bot.store.postgres import redact
+        from groomguard.store.postgres import redact
 
         return f"PostgreSQL {redact(settings.store.database_url)}"
     return f"SQLite {settings.store.path.resolve()}"
@@ -105,7 +104,7 @@ def _data_settings(config: Path | None, db: Path | None, must_exist: bool) -> Se
 def _setup_logging(settings: Settings, verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else getattr(logging, settings.logging.level)
     if settings.logging.json_logs:
-        from bot.logs import configure_logging
+        from groomguard.logs import configure_logging
 
         configure_logging(level, json_logs=True)
         return
@@ -181,7 +180,7 @@ def _remove_stop_handlers(handled: list[int]) -> None:
 
 
 async def _replay(settings: Settings, source: Path | str, out: Path | None, quiet: bool) -> int:
-    from adapters.replay import ReplayReport, replay
+    from groomguard.adapters.replay import ReplayReport, replay
 
     sinks: list = [TerminalSink(console, show_updates=False)] if not quiet else []
     if out is not None:
@@ -309,8 +308,8 @@ async def _run_adapters(settings: Settings) -> int:
     """Start the engine and every enabled adapter; stop cleanly on SIGINT/SIGTERM."""
     import signal
 
-    from adapters import enabled_adapters
-    from bot.config import read_secret
+    from groomguard.adapters import enabled_adapters
+    from groomguard.config import read_secret
 
     # Secrets before anything starts: a missing one is one line, with nothing half-started to hang on.
     for enabled, value, file, name in (
@@ -324,7 +323,7 @@ async def _run_adapters(settings: Settings) -> int:
                 raise StartFailure(_one_line(name.split(".")[0], error, settings)) from None
     adapters = enabled_adapters(settings)
     engine = Engine(settings, [TerminalSink(console, show_updates=False), *adapters])
-    from bot.metrics import start_metrics
+    from groomguard.metrics import start_metrics
 
     _metrics, metrics_server = await _start_part("metrics", settings, start_metrics(settings.metrics, engine))  # type: ignore[misc]
     try:
@@ -353,7 +352,7 @@ async def _run_adapters(settings: Settings) -> int:
             # Actions that waited in the outbox while the platforms were offline go out now.
             await engine.redeliver()
         if settings.replay.path is not None:
-            from adapters.replay import replay
+            from groomguard.adapters.replay import replay
 
             report = await replay(engine, settings.replay.path)
             logging.getLogger("groomguard").info("replayed %d events, %d bad lines", report.submitted, report.bad)
@@ -378,7 +377,7 @@ async def _follow_shared_log(settings: Settings, engine: Engine, stop: asyncio.E
     """On PostgreSQL, keep the lease holder processing other engines' events; stop a follower that should take over."""
     if not settings.store.database_url:
         return None
-    from bot.store.postgres import LogFollower
+    from groomguard.store.postgres import LogFollower
 
     follower = LogFollower(engine, on_takeover=stop.set)
     await follower.start()
@@ -422,7 +421,7 @@ def schema() -> None:
 
 
 async def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
-    from bot.store import open_store
+    from groomguard.store import open_store
 
     store = open_store(settings.store)
     await store.open()
@@ -464,7 +463,7 @@ def cases_show(
     case_id: Annotated[int, typer.Argument(help="case id")], config: ConfigOption = None, db: DbOption = None
 ) -> None:
     """Show one case: reasons, evidence, findings and the audit trail."""
-    from bot.cases import CaseBook
+    from groomguard.cases import CaseBook
 
     settings = _data_settings(config, db, must_exist=True)
     found = asyncio.run(_with_store(settings, lambda s: s.get_case(case_id)))
@@ -515,8 +514,8 @@ def doctor(
     ] = None,
 ) -> None:
     """Check config, database, model file, platform settings and the webhook live; print what to fix (exit 1 on problems)."""
-    from bot.config import read_secret
-    from bot.doctor import FAIL, WARN, diagnose
+    from groomguard.config import read_secret
+    from groomguard.doctor import FAIL, WARN, diagnose
 
     settings = _data_settings(config, db, must_exist=False)
     try:
@@ -542,8 +541,8 @@ def score(
     threshold: Annotated[float | None, typer.Option(help="override the shipped threshold")] = None,
 ) -> None:
     """Score messages or conversation segments; languages no model covers are reported 'not scored'."""
-    from bot.classifier import ModelError
-    from bot.scoring import score_file
+    from groomguard.classifier import ModelError
+    from groomguard.scoring import score_file
 
     if not input.is_file():
         err.print(f"[red]{input}: no such file[/]")
@@ -591,8 +590,8 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Measure the shipped model: window metrics on a labelled file, or the product view on the corpora."""
-    from bot.classifier import ModelError
-    from bot.scoring import evaluate_file
+    from groomguard.classifier import ModelError
+    from groomguard.scoring import evaluate_file
 
     if (input is None) == (corpus is None):
         err.print("[red]give exactly one of --input FILE (labelled lines) or --corpus DIR (the shared data)[/]")
@@ -614,10 +613,10 @@ def eval_cmd(
 
 def _eval_corpus(corpus: Path, as_json: bool) -> None:
     """`eval --corpus`: held-back splits of the fit sources, the evaluation-only corpora and the probes."""
-    from bot.classifier import ModelError, load_default_classifier
-    from bot.corpora import load_chitchat, load_negatives, load_pj, load_probes, load_synthetic, split_of
-    from bot.evaluation import ProductThresholds, format_report, product_report
-    from bot.language_routing import default_router
+    from groomguard.classifier import ModelError, load_default_classifier
+    from groomguard.corpora import load_chitchat, load_negatives, load_pj, load_probes, load_synthetic, split_of
+    from groomguard.evaluation import ProductThresholds, format_report, product_report
+    from groomguard.language_routing import default_router
 
     if not (corpus / "pj_transcripts.jsonl").is_file() or not (corpus / "negatives").is_dir():
         err.print(f"[red]{corpus}: expected pj_transcripts.jsonl and negatives/ (the shared data folder)[/]")

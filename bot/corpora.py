@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import groomguard.models
+
 __all__ = [
     "DEFAULT_DATA_DIR",
     "EVAL_ONLY",
@@ -33,8 +35,8 @@ __all__ = [
 
 SEED: Final = 20_260_514
 DEFAULT_DATA_DIR: Final = Path(__file__).resolve().parents[2] / "shared" / "data"
-SYNTHETIC_DIR: Final = Path(__file__).resolve().parents[1] / "models" / "synthetic"
-PROBES_DIR: Final = Path(__file__).resolve().parents[1] / "models" / "probes"
+SYNTHETIC_DIR: Final = Path(groomguard.models.__file__).resolve().parent / "synthetic"
+PROBES_DIR: Final = Path(groomguard.models.__file__).resolve().parent / "probes"
 SPLITS: Final = (("train", 0.70), ("val", 0.15), ("test", 0.15))
 #: Sources the shipped model may be fitted and calibrated on (their held-back split is evaluation).
 FIT_SOURCES: Final = ("pj", "sms", "irc", "chitchat", "synthetic_acb", "synthetic_aaf")

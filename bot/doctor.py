@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.config import ConfigError, Settings, read_secret
+from groomguard.config import ConfigError, Settings, read_secret
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -38,7 +38,7 @@ def check_database(settings: Settings) -> list[Check]:
     """The store opens, its migrations are current (or will apply at start) and it is writable."""
     if settings.store.database_url:
         return _check_postgres(settings.store.database_url)
-    from bot.store.sqlite import migrations
+    from groomguard.store.sqlite import migrations
 
     path = Path(settings.store.path)
     latest = max((v for v, _ in migrations()), default=0)
@@ -107,7 +107,7 @@ def _check_postgres(url: str) -> list[Check]:
     import asyncio
 
     try:
-        from bot.store.postgres import PostgresStore
+        from groomguard.store.postgres import PostgresStore
     except ImportError as error:
         return [
             Check(
@@ -151,7 +151,7 @@ def _no_secrets(text: str, url: str) -> str:
 
 def check_model(settings: Settings) -> list[Check]:
     """The grooming-language model loads with onnxruntime when the detector is enabled."""
-    from bot.classifier import DEFAULT_MODEL_PATH
+    from groomguard.classifier import DEFAULT_MODEL_PATH
 
     detector = getattr(settings.detectors, "grooming_language", None)
     enabled = detector is not None and getattr(detector, "enabled", True)
@@ -162,7 +162,7 @@ def check_model(settings: Settings) -> list[Check]:
                 "model",
                 status,
                 f"{DEFAULT_MODEL_PATH.name} is missing",
-                "reinstall GroomGuard or run `python -m models.train`",
+                "reinstall GroomGuard or run `python -m groomguard.models.train`",
             )
         ]
     try:

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.actions import ChildNotice, Enforcement, ModAlert, Sink
-from bot.cases import Audit, CaseBook
-from bot.config import Settings
-from bot.detectors import REGISTRY
-from bot.detectors.base import Detector
-from bot.events import (
+from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
+from groomguard.cases import Audit, CaseBook
+from groomguard.config import Settings
+from groomguard.detectors import REGISTRY
+from groomguard.detectors.base import Detector
+from groomguard.events import (
     EVENT_TYPES,
     AgeBand,
     AgeDeclared,
@@ -26,10 +26,10 @@ from bot.events import (
     MessageSent,
     ModeratorDecision,
 )
-from bot.findings import Finding
-from bot.notices import NoticeBook
-from bot.state import CommunityState
-from bot.store import ActionT, BatchWrite, Store, open_store
+from groomguard.findings import Finding
+from groomguard.notices import NoticeBook
+from groomguard.state import CommunityState
+from groomguard.store import ActionT, BatchWrite, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Engine:
         #: Latest event time processed per community (persisted as detector memory, restored at start):
         #: each community's own clock for decaying its cases, so one community never moves another's.
         self._clocks: dict[str, datetime] = {}
-        #: Called with (detector name, seconds) after every inspect; bot.metrics plugs its histogram in here.
+        #: Called with (detector name, seconds) after every inspect; groomguard.metrics plugs its histogram in here.
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
         self._lock = asyncio.Lock()

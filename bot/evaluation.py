@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from bot.corpora import Conversation
-from bot.evidence import ConversationEvidence, EvidenceSettings, with_second_opinion
-from bot.scoring import latency_penalty
-from bot.stages import StageTagger
-from bot.text import model_text, normalize_text
+from groomguard.corpora import Conversation
+from groomguard.evidence import ConversationEvidence, EvidenceSettings, with_second_opinion
+from groomguard.scoring import latency_penalty
+from groomguard.stages import StageTagger
+from groomguard.text import model_text, normalize_text
 
 __all__ = [
     "ProductThresholds",
@@ -77,7 +76,7 @@ def replay(
     `raw_windows` keeps each line's own words and joins a window by newlines (the multilingual
     scorer embeds line by line); otherwise windows are the English model's folded content words.
     `second` is the second-opinion model for windows the first scores ≥ SECOND_OPINION_FROM, as the
-    detector asks it (`bot.evidence.with_second_opinion`).
+    detector asks it (`groomguard.evidence.with_second_opinion`).
     """
     settings = EvidenceSettings(
         window=thresholds.window,
@@ -234,7 +233,7 @@ def product_report(
     router: Any | None = None,
 ) -> dict[str, Any]:
     """Per-source notice/alert shares, PJ recall and latency, eSPD F1 and per-language probe results."""
-    from bot.stages import default_tagger
+    from groomguard.stages import default_tagger
 
     convs = [*held_back, *eval_only, *probes]
     replays = replay_many(convs, score, informative, default_tagger(), thresholds, base_rate, router)

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-from bot.text import normalize
+from groomguard.text import normalize
 
 __all__ = [
     "LANGUAGE_NAMES",
@@ -403,9 +403,9 @@ class LanguageIdentifier:
             text = str(text)
         # Lone surrogates and other unencodable code points would make fastText raise.
         cleaned = _NOISE_RE.sub(" ", text[:2000]).encode("utf-8", "ignore").decode("utf-8")
-        # Count scripts on the folded text: bot.text turns Cyrillic/Greek lookalikes that disguise
+        # Count scripts on the folded text: groomguard.text turns Cyrillic/Greek lookalikes that disguise
         # a Latin word back into Latin, so "ѕеnd" cannot dodge the English model as "Russian".
-        # (ASCII text is Latin whatever bot.text does to it: skip the fold on the hot path.)
+        # (ASCII text is Latin whatever groomguard.text does to it: skip the fold on the hot path.)
         folded = cleaned if cleaned.isascii() else normalize(cleaned).text
         counts = script_counts(folded)
         letters = sum(counts.values())

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from bot.classifier import TextClassifier
-from bot.stages import StageTagger
-from bot.text import content_words
+from groomguard.classifier import TextClassifier
+from groomguard.stages import StageTagger
+from groomguard.text import content_words
 
 __all__ = ["LanguageRouting", "MultilingualAdapter", "default_router"]
 
@@ -54,7 +54,7 @@ class LanguageRouting:
         if self.identifier is None:
             return "en", "English"
         if recent:
-            from bot.langid import ConversationLanguage
+            from groomguard.langid import ConversationLanguage
 
             guess = ConversationLanguage(lines=recent, identifier=self.identifier).add(text)
         else:
@@ -93,13 +93,13 @@ def default_router() -> LanguageRouting:
     """Language id and the multilingual scorer when their packages are installed; degrade loudly otherwise."""
     identifier = scorer = None
     try:
-        from bot.langid import language_identifier
+        from groomguard.langid import language_identifier
 
         identifier = language_identifier()
     except Exception as exc:  # a missing or broken package must not stop English detection
         log.warning("language identification unavailable (%s): every message is read as English", exc)
     try:
-        from bot.multilingual import load_multilingual_scorer
+        from groomguard.multilingual import load_multilingual_scorer
 
         scorer = load_multilingual_scorer()
     except Exception as exc:

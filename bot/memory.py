@@ -4,7 +4,7 @@ A detector that must remember something between events (a "fired this hour" mark
 window) keeps it here instead of in its own dicts, so a restart or kill -9 neither loses nor repeats
 what it derived. The rows are written in the same transaction as the batch's findings, cases,
 outbox and watermark: either the batch and its memory are both committed, or neither is, and the
-replayed batch then recomputes the same memory. See `bot.detectors.base.DetectorMemory` for the
+replayed batch then recomputes the same memory. See `groomguard.detectors.base.DetectorMemory` for the
 contract a detector codes against.
 """
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from bot.config import MetricsSettings
-    from bot.engine import Engine
+    from groomguard.config import MetricsSettings
+    from groomguard.engine import Engine
 
 log = logging.getLogger(__name__)
 

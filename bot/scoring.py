@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import numpy as np
-
-from bot.classifier import TextClassifier, load_default_classifier
-from bot.evidence import with_second_opinion
-from bot.stages import StageTagger, default_tagger
+from groomguard.classifier import TextClassifier, load_default_classifier
+from groomguard.evidence import with_second_opinion
+from groomguard.stages import StageTagger, default_tagger
 
 __all__ = [
     "BadLine",
@@ -34,7 +33,7 @@ _SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
 
 
 class Router(Protocol):
-    """The slice of `bot.language_routing.LanguageRouting` that batch scoring needs."""
+    """The slice of `groomguard.language_routing.LanguageRouting` that batch scoring needs."""
 
     def language(self, text: str) -> tuple[str, str]: ...
 
@@ -67,7 +66,7 @@ def score_routed(texts: Sequence[str], model: TextClassifier, router: Router | N
 
 
 def _default_router() -> Router | None:
-    from bot.language_routing import default_router
+    from groomguard.language_routing import default_router
 
     return default_router()
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bot.events import (
+from groomguard.events import (
     AgeBand,
     AgeDeclared,
     AgeSource,

@@ -6,11 +6,10 @@ import asyncio
 from pathlib import Path
 from typing import IO
 
+from groomguard.actions import ChildNotice, Enforcement, ModAlert
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
-
-from bot.actions import ChildNotice, Enforcement, ModAlert
 
 
 def alert_table(alert: ModAlert) -> Table:

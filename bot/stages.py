@@ -9,7 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
-from bot.text import NormalizedText, normalize
+import groomguard.models
+from groomguard.text import NormalizedText, normalize
 
 __all__ = [
     "DEFAULT_STAGES_PATH",
@@ -21,7 +22,7 @@ __all__ = [
     "default_tagger",
 ]
 
-DEFAULT_STAGES_PATH: Final = Path(__file__).resolve().parents[1] / "models" / "stages.toml"
+DEFAULT_STAGES_PATH: Final = Path(groomguard.models.__file__).resolve().parent / "stages.toml"
 
 #: Every stage the lexicon file must define, in the order a grooming conversation tends to
 #: move through them (used to order tags and explain progressions).
@@ -44,7 +45,7 @@ class StageError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class StageMatch:
-    """One stage seen in one message: offsets index the *normalised* text (see bot.text)."""
+    """One stage seen in one message: offsets index the *normalised* text (see groomguard.text)."""
 
     stage: str
     start: int

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from bot.detectors.base import (
+from groomguard.detectors.base import (
     Account,
     ContactEdge,
     DetectorMemory,
@@ -19,7 +19,7 @@ from bot.detectors.base import (
     ViewerHour,
     ViewShare,
 )
-from bot.events import (
+from groomguard.events import (
     REQUEST_KINDS,
     AgeBand,
     AgeDeclared,
@@ -37,7 +37,7 @@ from bot.events import (
     RegionDeclared,
     StandingDeclared,
 )
-from bot.memory import MemoryBook
+from groomguard.memory import MemoryBook
 
 #: Which age sources may overwrite which: a stronger source always wins.
 SOURCE_RANK = {
@@ -201,7 +201,7 @@ class PendingWrites:
     deleted_messages: list[tuple[str, str]] = field(default_factory=list)
     #: (community, account, standing, held 0/1, at) from StandingDeclared.
     standings: list[tuple[str, str, str, int, str]] = field(default_factory=list)
-    #: (community, message_id, conversation, author, at) of group messages, for bot.addressing.
+    #: (community, message_id, conversation, author, at) of group messages, for groomguard.addressing.
     turns: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -244,7 +244,7 @@ class CommunityState:
         self._community_views: dict[str, dict[int, list[int]]] = {}
         self._view_sweep_hour: dict[str, int] = {}
         self._rankings: dict[tuple[str, str], _Ranking] = {}
-        #: Detector memory (bot.memory), committed with each batch; the rankings persist through it too.
+        #: Detector memory (groomguard.memory), committed with each batch; the rankings persist through it too.
         self.memory_book = MemoryBook(self.reader)  # type: ignore[arg-type]
         # Accounts per community (hub rule), counted once from memory and kept up to date by _touch.
         self._sizes: dict[str, int] | None = None
@@ -270,7 +270,7 @@ class CommunityState:
                 ranking.values[row.key] = (data[0], datetime.fromisoformat(data[1]))
 
     def memory(self, detector: str) -> DetectorMemory:
-        """The persistent memory of one detector (see bot.detectors.base.DetectorMemory)."""
+        """The persistent memory of one detector (see groomguard.detectors.base.DetectorMemory)."""
         return self.memory_book.view(detector)
 
     # -- reads (DetectorState) ------------------------------------------------------------
@@ -565,7 +565,7 @@ class CommunityState:
                         (c, event.message_id, event.conversation, event.author, stamp, event.text)
                     )
                 if not event.private:
-                    # Who said what when in group rooms, so bot.addressing can resolve replies and turns.
+                    # Who said what when in group rooms, so groomguard.addressing can resolve replies and turns.
                     self.pending.turns.append((c, event.message_id, event.conversation, event.author, stamp))
                     turn = Turn(event.author, at, event.message_id)
                     self._batch_turns[(c, event.message_id)] = (event.conversation, turn)

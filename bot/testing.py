@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.config import Settings, load_settings
-from bot.engine import Engine
-from bot.events import (
+from groomguard.config import Settings, load_settings
+from groomguard.engine import Engine
+from groomguard.events import (
     AgeBand,
     AgeDeclared,
     AgeSource,
@@ -27,7 +27,7 @@ from bot.events import (
     StandingDeclared,
     StandingKind,
 )
-from bot.sinks import MemorySink
+from groomguard.sinks import MemorySink
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bot.events import dump_event
-from bot.simulate import CommunitySpec, generate
+from groomguard.events import dump_event
+from groomguard.simulate import CommunitySpec, generate
 
 
 def main() -> None:

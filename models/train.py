@@ -1,4 +1,4 @@
-"""Train, calibrate, evaluate and export the grooming-language model (`python -m models.train`).
+"""Train, calibrate, evaluate and export the grooming-language model (`python -m groomguard.models.train`).
 
 Positives are the offender side of the PJ transcripts; negatives are real chat in the same informal
 registers (SMS texting, IRC), tidy chat (chitchat-dataset) and hand-written hard negatives
@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-
-from bot.classifier import Calibration
-from bot.corpora import (
+from groomguard.classifier import Calibration
+from groomguard.corpora import (
     DEFAULT_DATA_DIR,
     SEED,
     SYNTHETIC_DIR,
@@ -38,14 +37,14 @@ from bot.corpora import (
     load_synthetic,
     split_of,
 )
-from bot.evaluation import ProductThresholds, format_report, product_report
-from bot.scoring import binary_metrics
-from bot.stages import default_tagger
-from bot.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, content_words, model_text, normalize_text
+from groomguard.evaluation import ProductThresholds, format_report, product_report
+from groomguard.scoring import binary_metrics
+from groomguard.stages import default_tagger
+from groomguard.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, content_words, model_text, normalize_text
 
 __all__ = ["Conversation", "load_pj", "load_synthetic", "main", "split_of"]
 
-log = logging.getLogger("models.train")
+log = logging.getLogger("groomguard.models.train")
 
 MODELS_DIR: Final = Path(__file__).resolve().parent
 WINDOW_SIZES: Final = (1, 2, 3, 5, 8, 12, 20)
@@ -325,7 +324,7 @@ def make_pipeline(c: float, word_vocabulary: dict[str, int] | None = None) -> An
     Choices forced by skl2onnx: analyzer "char" (not char_wb), no sublinear_tf, and a word vocabulary
     in which every word of a kept bigram is kept too (onnxruntime's TfIdfVectorizer mis-scores a
     bigram whose unigram is missing; `closed_word_vocabulary` builds one). Text arrives already
-    folded to content words (`bot.text.model_text`).
+    folded to content words (`groomguard.text.model_text`).
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -438,7 +437,7 @@ def _round(obj: Any) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build datasets, fit, calibrate, choose thresholds on validation, evaluate once, export."""
-    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m groomguard.models.train", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="../shared/data")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where grooming.onnx goes")
     parser.add_argument("--no-eval", action="store_true", help="skip the conversation replays")
@@ -503,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     thresholds = ProductThresholds(notice=threshold, moderator=moderator, window=RUNTIME_WINDOW)
     if not args.no_eval:
-        from bot.language_routing import default_router
+        from groomguard.language_routing import default_router
 
         eval_only = load_negatives(args.data, "nps") + load_negatives(args.data, "conda")
         product = product_report(
@@ -541,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "window": RUNTIME_WINDOW,
         "window_joiner": " ",
         "normalization": {
-            "module": "bot.text.model_text(bot.text.normalize_text(...))",
+            "module": "groomguard.text.model_text(groomguard.text.normalize_text(...))",
             "version": NORMALIZATION_VERSION,
             "max_chars": DEFAULT_MAX_CHARS,
         },
@@ -552,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "onnx_parity_max_abs_diff": diff,
         "onnx_bytes": onnx_path.stat().st_size,
         "train_seconds": round(elapsed, 1),
-        "rebuild": "python -m models.train",
+        "rebuild": "python -m groomguard.models.train",
         "results": _round(results),
     }
     (args.out / "grooming.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bot.testing import EventFactory
+from groomguard.testing import EventFactory
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.detectors.base import Detector, DetectorState
-from bot.engine import Engine
-from bot.events import BaseEvent
-from bot.findings import Finding
-from bot.sinks import MemorySink
-from bot.testing import make_settings
+from groomguard.detectors.base import Detector, DetectorState
+from groomguard.engine import Engine
+from groomguard.events import BaseEvent
+from groomguard.findings import Finding
+from groomguard.sinks import MemorySink
+from groomguard.testing import make_settings
 
 
 class Recorder:

@@ -1,4 +1,4 @@
-"""bot.addressing on a real engine and SQLite store: replies, mentions and turns address someone; a
+"""groomguard.addressing on a real engine and SQLite store: replies, mentions and turns address someone; a
 coach's broadcast and chatter address no one; the memory survives a restart and is erased by forget.
 
 `Probe` is a detector that calls `addressees` from `inspect`, exactly where grooming_language will,
@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-
-from bot.addressing import Addressee, AddressingSettings, addressees
-from bot.detectors.base import DetectorState
-from bot.engine import Engine
-from bot.events import BaseEvent, MessageSent
-from bot.findings import Finding
-from bot.sinks import MemorySink
-from bot.testing import EventFactory, make_settings
+from groomguard.addressing import Addressee, AddressingSettings, addressees
+from groomguard.detectors.base import DetectorState
+from groomguard.engine import Engine
+from groomguard.events import BaseEvent, MessageSent
+from groomguard.findings import Finding
+from groomguard.sinks import MemorySink
+from groomguard.testing import EventFactory, make_settings
 
 
 class Probe:

@@ -6,15 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from adapters.discord.cards import render_embed
-from adapters.matrix.cards import alert_card
-from bot.actions import ChildNotice, ModAlert
-from bot.cases import CaseBook, recommended_action, risk_band
-from bot.config import CaseSettings
-from bot.events import ContactKind
-from bot.findings import Finding
-from bot.sinks import MemorySink
-from bot.testing import T0, EventFactory, running_engine
+from groomguard.actions import ChildNotice, ModAlert
+from groomguard.adapters.discord.cards import render_embed
+from groomguard.adapters.matrix.cards import alert_card
+from groomguard.cases import CaseBook, recommended_action, risk_band
+from groomguard.config import CaseSettings
+from groomguard.events import ContactKind
+from groomguard.findings import Finding
+from groomguard.sinks import MemorySink
+from groomguard.testing import T0, EventFactory, running_engine
 
 
 def finding(detector: str, score: float, minutes: float, reason: str = "", child: str | None = None) -> Finding:

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bot.classifier import (
+from groomguard.classifier import (
     DEFAULT_METADATA_PATH,
     DEFAULT_MODEL_PATH,
     FakeClassifier,
@@ -18,7 +17,7 @@ from bot.classifier import (
     OnnxClassifier,
     TextClassifier,
 )
-from bot.text import NORMALIZATION_VERSION
+from groomguard.text import NORMALIZATION_VERSION
 
 # Hand-written synthetic lines (never corpus text).
 GROOMING_WINDOWS = [
@@ -54,7 +53,7 @@ def test_missing_model_names_path_and_rebuild(tmp_path: Path) -> None:
         OnnxClassifier(path)
     message = str(info.value)
     assert str(path) in message
-    assert "make model" in message and "python -m models.train" in message
+    assert "make model" in message and "python -m groomguard.models.train" in message
 
 
 def test_corrupt_model_is_a_clear_error(tmp_path: Path) -> None:
@@ -102,7 +101,7 @@ def test_normalisation_version_mismatch_is_refused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def real_model() -> OnnxClassifier:
     if not DEFAULT_MODEL_PATH.is_file():
-        pytest.fail(f"{DEFAULT_MODEL_PATH} missing: run python -m models.train")
+        pytest.fail(f"{DEFAULT_MODEL_PATH} missing: run python -m groomguard.models.train")
     return OnnxClassifier(DEFAULT_MODEL_PATH)
 
 
@@ -158,7 +157,7 @@ def test_runtime_needs_no_sklearn() -> None:
         "        if name.split('.')[0] in ('sklearn', 'skl2onnx', 'scipy'):\n"
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from bot.classifier import load_default_classifier\n"
+        "from groomguard.classifier import load_default_classifier\n"
         "print(load_default_classifier().classify(['hello there'])[0])\n"
     )
     root = Path(__file__).resolve().parents[1]

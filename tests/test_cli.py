@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from groomguard.cli import app
+from groomguard.events import dump_event
+from groomguard.testing import EventFactory
 from typer.testing import CliRunner
-
-from bot.cli import app
-from bot.events import dump_event
-from bot.testing import EventFactory
 
 runner = CliRunner()
 

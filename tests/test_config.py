@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bot.config import ConfigError, load_settings, read_secret
+from groomguard.config import ConfigError, load_settings, read_secret
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "groomguard.toml"
 

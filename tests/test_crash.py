@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bot.events import BaseEvent, ContentViewed, dump_event
-from bot.simulate import CommunitySpec, generate
-from bot.testing import EventFactory
+from groomguard.events import BaseEvent, ContentViewed, dump_event
+from groomguard.simulate import CommunitySpec, generate
+from groomguard.testing import EventFactory
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +146,7 @@ def _stream(path: Path) -> tuple[set[str], int, list[str]]:
 
 
 def _command(stream: Path, db: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "bot", "replay", str(stream), "--db", str(db), "--out", str(out), "--quiet"]
+    return [sys.executable, "-m", "groomguard", "replay", str(stream), "--db", str(db), "--out", str(out), "--quiet"]
 
 
 def _env() -> dict[str, str]:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from groomguard.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from groomguard.events import BaseEvent, dump_event
+from groomguard.simulate import CommunitySpec, generate
 
-from adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from bot.events import BaseEvent, dump_event
-from bot.simulate import CommunitySpec, generate
 from tests.test_crash import ROOT, _bursts, _outcome
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ class Server:
         env["GROOMGUARD_WEBHOOK__SECRET"] = SECRET
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "groomguard", "run", "--config", str(self.config)],
                 cwd=ROOT, env=env, stdout=log, stderr=log,
             )  # fmt: skip
         deadline = time.monotonic() + 60

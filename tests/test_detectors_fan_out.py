@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 from detector_harness import engine_with, feed
-
-from bot.detectors.fan_out import FanOutDetector, FanOutSettings
-from bot.events import Answer, ContactKind
-from bot.testing import EventFactory
+from groomguard.detectors.fan_out import FanOutDetector, FanOutSettings
+from groomguard.events import Answer, ContactKind
+from groomguard.testing import EventFactory
 
 
 def people(f: EventFactory, adults: list[str], minors: list[str], region: str | None = None) -> list:

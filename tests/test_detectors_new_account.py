@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 from detector_harness import engine_with, feed
-
-from bot.detectors.age_text import AgeTextDetector, AgeTextSettings, stated_age
-from bot.detectors.fan_out import FanOutDetector, FanOutSettings
-from bot.detectors.new_account import NewAccountDetector, NewAccountSettings
-from bot.events import AgeBand, AgeSource
-from bot.testing import EventFactory
+from groomguard.detectors.age_text import AgeTextDetector, AgeTextSettings, stated_age
+from groomguard.detectors.fan_out import FanOutDetector, FanOutSettings
+from groomguard.detectors.new_account import NewAccountDetector, NewAccountSettings
+from groomguard.events import AgeBand, AgeSource
+from groomguard.testing import EventFactory
 
 KIDS = [f"kid{i}" for i in range(8)]
 

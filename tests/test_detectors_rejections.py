@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from detector_harness import engine_with, feed
-
-from bot.detectors.rejections import RejectionsDetector, RejectionsSettings
-from bot.events import Answer
-from bot.testing import EventFactory
+from groomguard.detectors.rejections import RejectionsDetector, RejectionsSettings
+from groomguard.events import Answer
+from groomguard.testing import EventFactory
 
 KIDS = [f"kid{i}" for i in range(12)]
 

@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from detector_harness import engine_with, feed
-
-from bot.detectors.view_spike import ViewSpikeDetector, ViewSpikeSettings
-from bot.events import BaseEvent
-from bot.state import VIEW_HISTORY_HOURS
-from bot.testing import EventFactory
+from groomguard.detectors.view_spike import ViewSpikeDetector, ViewSpikeSettings
+from groomguard.events import BaseEvent
+from groomguard.state import VIEW_HISTORY_HOURS
+from groomguard.testing import EventFactory
 
 KIDS = [f"kid{i}" for i in range(8)]
 GROWN = [f"grown{i}" for i in range(8)]
@@ -190,7 +189,7 @@ async def test_local_youth_worker_viewing_children_of_their_region_is_silent(tmp
 
 
 def test_silent_hours_fold_in_closed_form_exactly() -> None:
-    from bot.state import _ViewerStats
+    from groomguard.state import _ViewerStats
 
     stepwise, closed = (
         _ViewerStats(hour=0, mean=12.0, var=30.0, alpha=0.05),

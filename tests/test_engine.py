@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from bot.actions import ChildNotice, Enforcement, ModAlert
-from bot.engine import Engine
-from bot.events import BaseEvent, ContentViewed, MessageSent
-from bot.findings import Finding
-from bot.simulate import generate
-from bot.sinks import MemorySink
-from bot.testing import EventFactory, make_settings, running_engine
+from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.engine import Engine
+from groomguard.events import BaseEvent, ContentViewed, MessageSent
+from groomguard.findings import Finding
+from groomguard.simulate import generate
+from groomguard.sinks import MemorySink
+from groomguard.testing import EventFactory, make_settings, running_engine
 
 
 def fan_out_events(ev: EventFactory, suspect: str = "groomer", kids: int = 12) -> list[BaseEvent]:
@@ -57,7 +57,7 @@ class Exploding:
 
 
 async def test_detector_exception_is_isolated(db: Path, ev: EventFactory, caplog) -> None:  # type: ignore[no-untyped-def]
-    from bot.engine import build_detectors
+    from groomguard.engine import build_detectors
 
     settings = make_settings(db)
     engine = Engine(settings, [MemorySink()], detectors=[Exploding(), *build_detectors(settings)])
@@ -279,8 +279,7 @@ async def test_failed_ingest_stops_the_engine_instead_of_skipping_events(db: Pat
     import sqlite3
 
     import pytest
-
-    from bot.engine import EngineError
+    from groomguard.engine import EngineError
 
     engine = Engine(make_settings(db), [])
     await engine.start()

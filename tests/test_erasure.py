@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters.discord.cardstore import Card, CardStore
-from adapters.matrix.store import MatrixStore, Mute, PendingInvite
-from bot.actions import ModAlert
-from bot.engine import Engine
-from bot.events import BaseEvent
-from bot.sinks import MemorySink
-from bot.testing import EventFactory, make_settings
+from groomguard.actions import ModAlert
+from groomguard.adapters.discord.cardstore import Card, CardStore
+from groomguard.adapters.matrix.store import MatrixStore, Mute, PendingInvite
+from groomguard.engine import Engine
+from groomguard.events import BaseEvent
+from groomguard.sinks import MemorySink
+from groomguard.testing import EventFactory, make_settings
 
 KID = "kidzq5"  # ids chosen so that no other id contains them
 SUSPECT = "grownzq9"
@@ -72,17 +72,17 @@ def _walk(root: Any, skip: tuple[type, ...]) -> Iterator[str]:
             stack.extend(item)
         elif is_dataclass(item):
             stack.extend(getattr(item, f.name) for f in fields(item))
-        elif hasattr(item, "__dict__") and type(item).__module__.startswith(("bot.", "adapters.")):
+        elif hasattr(item, "__dict__") and type(item).__module__.startswith("groomguard."):
             stack.extend(vars(item).values())
             stack.extend(getattr(item, s) for s in getattr(type(item), "__slots__", ()) if hasattr(item, s))
-        elif hasattr(type(item), "__slots__") and type(item).__module__.startswith(("bot.", "adapters.")):
+        elif hasattr(type(item), "__slots__") and type(item).__module__.startswith("groomguard."):
             stack.extend(getattr(item, s) for s in type(item).__slots__ if hasattr(item, s))
         elif hasattr(item, "model_dump"):
             stack.append(item.model_dump())
 
 
 def _in_memory(engine: Engine, needle: str) -> list[str]:
-    from bot.config import Settings
+    from groomguard.config import Settings
 
     skip: tuple[type, ...] = (Settings, MemorySink, type(engine.store))
     return [s[:120] for s in _walk(engine, skip) if needle in s]

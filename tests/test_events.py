@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from groomguard.events import MAX_TEXT_CHARS, EventError, MessageSent, dump_event, event_json_schema, parse_event
+from groomguard.testing import EventFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from bot.events import MAX_TEXT_CHARS, EventError, MessageSent, dump_event, event_json_schema, parse_event
-from bot.testing import EventFactory
 
 
 def test_every_factory_event_round_trips(ev: EventFactory) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from bot.classifier import FakeClassifier
-from bot.corpora import Conversation
-from bot.evaluation import ProductThresholds, latency_weighted_f1, replay, summarise
-from bot.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid
-from bot.stages import default_tagger
-from bot.text import model_text, normalize_text
+from groomguard.classifier import FakeClassifier
+from groomguard.corpora import Conversation
+from groomguard.evaluation import ProductThresholds, latency_weighted_f1, replay, summarise
+from groomguard.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid
+from groomguard.stages import default_tagger
+from groomguard.text import model_text, normalize_text
 
 SETTINGS = EvidenceSettings(window=5, smooth=3, notice_threshold=0.6)
 
@@ -103,7 +102,7 @@ def test_replay_finds_when_each_threshold_is_crossed() -> None:
 
 
 def test_two_models_agree_in_log_odds() -> None:
-    from bot.evidence import agree
+    from groomguard.evidence import agree
 
     assert agree(0.9, 0.9) == pytest.approx(0.9)
     assert agree(0.95, 0.05) == pytest.approx(0.5)

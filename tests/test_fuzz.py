@@ -21,15 +21,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from groomguard.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookAdapter, sign
+from groomguard.config import ConfigError, Settings, WebhookSettings, load_settings
+from groomguard.engine import Engine
+from groomguard.events import EVENT_TYPES, MAX_TEXT_CHARS, BaseEvent, EventError, MessageSent, dump_event, parse_event
+from groomguard.sinks import MemorySink
+from groomguard.testing import make_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookAdapter, sign
-from bot.config import ConfigError, Settings, WebhookSettings, load_settings
-from bot.engine import Engine
-from bot.events import EVENT_TYPES, MAX_TEXT_CHARS, BaseEvent, EventError, MessageSent, dump_event, parse_event
-from bot.sinks import MemorySink
-from bot.testing import make_settings
 
 #: Generated inputs per test; the total is what issue 8 asks for (>= 10,000).
 EXAMPLES = {"events": 3_000, "raw": 3_300, "webhook": 1_200, "config": 1_000, "text": 1_500}

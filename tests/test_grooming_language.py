@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 from detector_harness import engine_with, feed
-
-from bot.actions import ChildNotice, ModAlert
-from bot.classifier import FakeClassifier, ModelError
-from bot.detectors import REGISTRY
-from bot.detectors.base import Account, ContactEdge
-from bot.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
-from bot.events import AgeBand
-from bot.findings import Finding
-from bot.memory import DetectorMemoryView, MemoryBook
-from bot.testing import EventFactory
+from groomguard.actions import ChildNotice, ModAlert
+from groomguard.classifier import FakeClassifier, ModelError
+from groomguard.detectors import REGISTRY
+from groomguard.detectors.base import Account, ContactEdge
+from groomguard.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
+from groomguard.events import AgeBand
+from groomguard.findings import Finding
+from groomguard.memory import DetectorMemoryView, MemoryBook
+from groomguard.testing import EventFactory
 
 # Synthetic lines written for these tests.
 GROOMING = [
@@ -228,7 +227,7 @@ def test_settings_validate() -> None:
 
 
 def test_missing_model_is_a_startup_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"python -m models\.train"):
+    with pytest.raises(ModelError, match=r"python -m groomguard\.models\.train"):
         GroomingLanguageDetector(GroomingLanguageSettings(model_path=str(tmp_path / "none.onnx")))
 
 
@@ -293,7 +292,7 @@ TEACHER = [
 
 @pytest.mark.model
 async def test_real_model_in_the_detector() -> None:
-    from bot.classifier import load_default_classifier
+    from groomguard.classifier import load_default_classifier
 
     model = load_default_classifier()
     det = GroomingLanguageDetector(GroomingLanguageSettings(), classifier=model)

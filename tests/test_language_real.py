@@ -10,14 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-from bot.corpora import load_probes
-from bot.detectors.base import Account
-from bot.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
-from bot.events import AgeBand
-from bot.findings import Finding
-from bot.scoring import score_file
-from bot.testing import EventFactory
+from groomguard.corpora import load_probes
+from groomguard.detectors.base import Account
+from groomguard.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
+from groomguard.events import AgeBand
+from groomguard.findings import Finding
+from groomguard.scoring import score_file
+from groomguard.testing import EventFactory
 
 pytestmark = pytest.mark.model
 

@@ -6,12 +6,11 @@ import io
 from pathlib import Path
 
 import pytest
-
-from adapters.replay import replay
-from bot.actions import ModAlert
-from bot.events import Answer, BaseEvent, ContactKind, dump_event
-from bot.sinks import MemorySink
-from bot.testing import EventFactory, running_engine
+from groomguard.actions import ModAlert
+from groomguard.adapters.replay import replay
+from groomguard.events import Answer, BaseEvent, ContactKind, dump_event
+from groomguard.sinks import MemorySink
+from groomguard.testing import EventFactory, running_engine
 
 KIDS = [f"@kid{i}:hs" for i in range(8)]
 ADULT = "@adult:hs"

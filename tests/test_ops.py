@@ -10,13 +10,12 @@ import sqlite3
 from pathlib import Path
 
 import aiohttp
+from groomguard.cli import app
+from groomguard.config import MetricsSettings
+from groomguard.logs import JsonFormatter, configure_logging
+from groomguard.metrics import Histogram, start_metrics
+from groomguard.testing import EventFactory, running_engine
 from typer.testing import CliRunner
-
-from bot.cli import app
-from bot.config import MetricsSettings
-from bot.logs import JsonFormatter, configure_logging
-from bot.metrics import Histogram, start_metrics
-from bot.testing import EventFactory, running_engine
 
 runner = CliRunner()
 
@@ -82,16 +81,16 @@ def test_json_logs_one_object_per_line_with_ids() -> None:
     buffer = io.StringIO()
     configure_logging("INFO", json_logs=True, stream=buffer)
     try:
-        logging.getLogger("bot.engine").info("case %d opened", 7, extra={"case_id": 7, "community": "c1"})
+        logging.getLogger("groomguard.engine").info("case %d opened", 7, extra={"case_id": 7, "community": "c1"})
         try:
             raise ValueError("boom")
         except ValueError:
-            logging.getLogger("bot.engine").exception("detector failed on %s", "p:e1")
+            logging.getLogger("groomguard.engine").exception("detector failed on %s", "p:e1")
     finally:
         configure_logging("WARNING")
     first, second = (json.loads(line) for line in buffer.getvalue().splitlines())
     assert first["message"] == "case 7 opened" and first["case_id"] == 7 and first["community"] == "c1"
-    assert first["level"] == "INFO" and first["logger"] == "bot.engine" and first["time"].endswith("+00:00")
+    assert first["level"] == "INFO" and first["logger"] == "groomguard.engine" and first["time"].endswith("+00:00")
     assert second["level"] == "ERROR" and "ValueError: boom" in second["exception"]
     assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
 
@@ -137,10 +136,11 @@ async def test_doctor_checks_the_webhook_url_and_secret_live(tmp_path: Path) -> 
     port fails when named and only warns when it comes from the config (GroomGuard not started yet)."""
     import asyncio
 
-    from adapters.webhook import WebhookAdapter
-    from bot.config import WebhookSettings
-    from bot.doctor import FAIL, OK, WARN, check_webhook_live, diagnose
-    from bot.testing import make_settings, running_engine
+    from groomguard.adapters.webhook import WebhookAdapter
+    from groomguard.config import WebhookSettings
+    from groomguard.doctor import FAIL, OK, WARN, check_webhook_live, diagnose
+    from groomguard.testing import make_settings, running_engine
+
     from tests.synapse.homeserver import free_port
 
     adapter = WebhookAdapter(WebhookSettings(enabled=True, secret="right", port=1).model_copy(update={"port": 0}))

@@ -14,14 +14,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-
-from adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookAdapter, sign
-from bot.actions import ChildNotice, ModAlert
-from bot.config import WebhookSettings
-from bot.engine import Engine
-from bot.events import BaseEvent, ContactKind, dump_event
-from bot.sinks import MemorySink
-from bot.testing import EventFactory, make_settings, running_engine
+from groomguard.actions import ChildNotice, ModAlert
+from groomguard.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookAdapter, sign
+from groomguard.config import WebhookSettings
+from groomguard.engine import Engine
+from groomguard.events import BaseEvent, ContactKind, dump_event
+from groomguard.sinks import MemorySink
+from groomguard.testing import EventFactory, make_settings, running_engine
 
 SECRET = "pattern-notice-secret"
 KIDS = [f"kid{i}" for i in range(10)]

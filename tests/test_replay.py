@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from adapters.replay import HARD_LINE_BYTES, MAX_LINE_BYTES, replay
-from bot.events import MAX_TEXT_CHARS, MessageSent, dump_event
-from bot.testing import EventFactory, running_engine
+from groomguard.adapters.replay import HARD_LINE_BYTES, MAX_LINE_BYTES, replay
+from groomguard.events import MAX_TEXT_CHARS, MessageSent, dump_event
+from groomguard.testing import EventFactory, running_engine
 
 
 async def test_bad_lines_are_skipped_with_reasons_and_counted(db: Path, ev: EventFactory) -> None:

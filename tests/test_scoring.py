@@ -8,9 +8,8 @@ import math
 from pathlib import Path
 
 import pytest
-
-from bot.classifier import FakeClassifier
-from bot.scoring import (
+from groomguard.classifier import FakeClassifier
+from groomguard.scoring import (
     binary_metrics,
     evaluate_file,
     latency_penalty,

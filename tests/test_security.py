@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bot.actions import ChildNotice, Enforcement, ModAlert
-from bot.config import ConfigError, load_settings, read_secret
-from bot.engine import Engine
-from bot.simulate import CommunitySpec, generate
-from bot.sinks import MemorySink
-from bot.testing import EventFactory, running_engine
+from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.config import ConfigError, load_settings, read_secret
+from groomguard.engine import Engine
+from groomguard.simulate import CommunitySpec, generate
+from groomguard.sinks import MemorySink
+from groomguard.testing import EventFactory, running_engine
 
 SECRETS = {
     "GROOMGUARD_WEBHOOK__SECRET": "whsec-7f3a9c1e5b2d",
@@ -61,7 +60,7 @@ def all_logs() -> Iterator[io.StringIO]:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     handlers = [handler]
     try:
-        from bot.logs import JsonFormatter
+        from groomguard.logs import JsonFormatter
 
         json_handler = logging.StreamHandler(buffer)
         json_handler.setFormatter(JsonFormatter())
@@ -111,7 +110,7 @@ def test_config_errors_name_the_setting_never_the_secret(tmp_path: Path, secret_
 async def test_secrets_never_reach_the_logs(
     secret_env: dict[str, str], all_logs: io.StringIO, tmp_path: Path, ev: EventFactory
 ) -> None:
-    from adapters.webhook import WebhookAdapter
+    from groomguard.adapters.webhook import WebhookAdapter
 
     settings = load_settings(None)
     settings.store.path = tmp_path / "s.db"
@@ -123,7 +122,7 @@ async def test_secrets_never_reach_the_logs(
     try:
         await engine.ingest([ev.adult("g"), *(ev.minor(f"k{i}") for i in range(6))])
         await engine.ingest([ev.contact("g", f"k{i}") for i in range(6)])
-        logging.getLogger("bot.config").debug("loaded settings for %s", settings.store.path)
+        logging.getLogger("groomguard.config").debug("loaded settings for %s", settings.store.path)
     finally:
         await adapter.stop()
         await engine.stop()
@@ -133,12 +132,14 @@ async def test_secrets_never_reach_the_logs(
 
 
 def test_json_logs_carry_ids_never_message_bodies(all_logs: io.StringIO) -> None:
-    pytest.importorskip("bot.logs")
-    from bot.logs import JsonFormatter
+    pytest.importorskip("groomguard.logs")
+    from groomguard.logs import JsonFormatter
 
-    record = logging.LogRecord("bot.engine", logging.INFO, __file__, 1, "event %s processed", ("p:e1",), None)
+    record = logging.LogRecord("groomguard.engine", logging.INFO, __file__, 1, "event %s processed", ("p:e1",), None)
     line = json.loads(JsonFormatter().format(record))
-    assert line["message"] == "event p:e1 processed" and line["level"] == "INFO" and line["logger"] == "bot.engine"
+    assert (
+        line["message"] == "event p:e1 processed" and line["level"] == "INFO" and line["logger"] == "groomguard.engine"
+    )
 
 
 # -- erasure ------------------------------------------------------------------------------------

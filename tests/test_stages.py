@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bot.stages import STAGES, StageError, StageTagger, default_tagger
-from bot.text import normalize
+from groomguard.stages import STAGES, StageError, StageTagger, default_tagger
+from groomguard.text import normalize
 
 # One synthetic line per stage, plus the disguised forms the normaliser must unpick.
 STAGE_EXAMPLES = [

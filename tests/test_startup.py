@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from groomguard import doctor
+from groomguard.cli import app
 from typer.testing import CliRunner
-
-from bot import doctor
-from bot.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -28,7 +27,7 @@ def _env() -> dict[str, str]:
 def _run(config: Path, env: dict[str, str] | None = None, limit: float = 60) -> tuple[int, str, float]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "bot", "run", "--config", str(config)],
+        [sys.executable, "-m", "groomguard", "run", "--config", str(config)],
         cwd=ROOT,
         env={**_env(), **(env or {})},
         capture_output=True,
@@ -129,7 +128,7 @@ async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
 async def test_doctor_checks_the_discord_token_live(tmp_path: Path, fake_discord: str) -> None:
     import asyncio
 
-    from bot.config import load_settings
+    from groomguard.config import load_settings
 
     settings = load_settings(None)
     settings.discord.enabled = True

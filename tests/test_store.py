@@ -6,12 +6,12 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from bot.engine import Engine
-from bot.events import AgeBand, dump_event
-from bot.simulate import CommunitySpec, generate
-from bot.sinks import MemorySink
-from bot.store.sqlite import SqliteStore, migrations
-from bot.testing import EventFactory, make_settings, running_engine
+from groomguard.engine import Engine
+from groomguard.events import AgeBand, dump_event
+from groomguard.simulate import CommunitySpec, generate
+from groomguard.sinks import MemorySink
+from groomguard.store.sqlite import SqliteStore, migrations
+from groomguard.testing import EventFactory, make_settings, running_engine
 
 
 async def test_migrations_apply_once_and_enable_wal(db: Path) -> None:
@@ -185,7 +185,7 @@ async def test_forget_a_child_scrubs_them_from_other_accounts_cases(db: Path, ev
 
 
 async def test_only_text_worth_keeping_is_stored(db: Path, ev: EventFactory) -> None:
-    from bot.events import MessageEdited
+    from groomguard.events import MessageEdited
 
     public = ev.message("adult", "public chatter")
     to_minor = ev.message("adult", "hi there", recipients=("kid",))

@@ -1,12 +1,11 @@
-"""Tests for bot.text: folding tricks, typed contact tokens, and bad input that must not crash."""
+"""Tests for groomguard.text: folding tricks, typed contact tokens, and bad input that must not crash."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-
-from bot.text import DEFAULT_MAX_CHARS, content_words, model_text, normalize, normalize_text
+from groomguard.text import DEFAULT_MAX_CHARS, content_words, model_text, normalize, normalize_text
 
 
 @pytest.mark.parametrize(

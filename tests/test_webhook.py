@@ -11,12 +11,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-from adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, RateLimiter, WebhookAdapter, sign
-from bot.config import WebhookSettings
-from bot.engine import Engine
-from bot.events import dump_event
-from bot.testing import EventFactory, running_engine
+from groomguard.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, RateLimiter, WebhookAdapter, sign
+from groomguard.config import WebhookSettings
+from groomguard.engine import Engine
+from groomguard.events import dump_event
+from groomguard.testing import EventFactory, running_engine
 
 SECRET = "test-shared-secret"
 
@@ -143,7 +142,7 @@ async def test_rate_limited_requests_get_429(tmp_path: Path) -> None:
 
 
 async def test_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
-    from bot.config import ConfigError
+    from groomguard.config import ConfigError
 
     adapter = WebhookAdapter(WebhookSettings(enabled=True))
     async with running_engine(tmp_path / "db") as (engine, _sink):

@@ -11,16 +11,15 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
-
-from adapters.discord.cards import COG_NAME
-from adapters.discord.cardstore import CardStore
-from adapters.discord.checks import PORTAL, StartupError, required_intents
-from adapters.discord.cog import DiscordNotReady, GroomGuardCog
-from bot.actions import ChildNotice, Enforcement, ModAlert
-from bot.config import DiscordSettings, read_secret
+from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.adapters.discord.cards import COG_NAME
+from groomguard.adapters.discord.cardstore import CardStore
+from groomguard.adapters.discord.checks import PORTAL, StartupError, required_intents
+from groomguard.adapters.discord.cog import DiscordNotReady, GroomGuardCog
+from groomguard.config import DiscordSettings, read_secret
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from groomguard.engine import Engine
 
 __all__ = ["DiscordAdapter", "DiscordNotReady", "GroomGuardCog", "StartupError", "setup", "teardown"]
 
@@ -143,13 +142,13 @@ class DiscordAdapter:
 
 
 async def setup(bot: commands.Bot) -> None:
-    """`await bot.load_extension("adapters.discord")`: GroomGuard inside an existing bot.
+    """`await bot.load_extension("groomguard.adapters.discord")`: GroomGuard inside an existing bot.
 
     Settings come from the TOML file named by GROOMGUARD_CONFIG (default ./groomguard.toml) plus
     GROOMGUARD_* environment variables; the bot's own token and intents are used.
     """
-    from bot.config import load_settings
-    from bot.engine import Engine
+    from groomguard.config import load_settings
+    from groomguard.engine import Engine
 
     named = os.environ.get("GROOMGUARD_CONFIG")
     path = Path(named or "groomguard.toml")

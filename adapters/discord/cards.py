@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
-
-from bot.actions import ModAlert
-from bot.events import Decision
+from groomguard.actions import ModAlert
+from groomguard.events import Decision
 
 if TYPE_CHECKING:
-    from adapters.discord.cog import GroomGuardCog
+    from groomguard.adapters.discord.cog import GroomGuardCog
 
 #: Cases whose status still takes decisions; closed cards keep only "View evidence".
 OPEN_STATUSES = frozenset({"open", "escalated", "confirmed"})
@@ -37,7 +36,7 @@ BUTTON_ACTIONS = (
 )
 COG_NAME = "GroomGuard"
 #: Embed fields given to the children list (1024 characters each, about 40 mentions a field): enough
-#: for every child a case keeps (bot.cases.MAX_CHILDREN).
+#: for every child a case keeps (groomguard.cases.MAX_CHILDREN).
 CHILD_FIELDS = 5
 #: Discord refuses an embed longer than this in all.
 EMBED_LIMIT = 6000

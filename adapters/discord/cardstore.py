@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
-
-from bot.actions import ModAlert
-from bot.store.sqlite import private_file
+from groomguard.actions import ModAlert
+from groomguard.store.sqlite import private_file
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class CardStore:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.execute("PRAGMA secure_delete=ON")  # erased rows leave no bytes behind (bot.store)
+        await self._db.execute("PRAGMA secure_delete=ON")  # erased rows leave no bytes behind (groomguard.store)
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 await self._db.execute(statement)

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import discord
 from discord import app_commands
 from discord.ext import commands
-
-from adapters.discord import translate
-from adapters.discord.cards import (
+from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.adapters.discord import translate
+from groomguard.adapters.discord.cards import (
     COG_NAME,
     CaseButton,
     TimeoutSelect,
@@ -24,20 +24,19 @@ from adapters.discord.cards import (
     render_embed,
     render_view,
 )
-from adapters.discord.cardstore import Card, CardStore
-from adapters.discord.checks import (
+from groomguard.adapters.discord.cardstore import Card, CardStore
+from groomguard.adapters.discord.checks import (
     StartupError,
     enforcement_problems,
     intent_problems,
     mod_channel_problems,
     portal_problems,
 )
-from bot.actions import ChildNotice, Enforcement, ModAlert
-from bot.config import DiscordSettings
-from bot.events import AgeBand, AgeDeclared, AgeSource, BaseEvent, Decision, ModeratorDecision
+from groomguard.config import DiscordSettings
+from groomguard.events import AgeBand, AgeDeclared, AgeSource, BaseEvent, Decision, ModeratorDecision
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from groomguard.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 import discord
-
-from bot.events import (
+from groomguard.events import (
     AgeBand,
     AgeDeclared,
     AgeSource,
@@ -69,17 +68,17 @@ _DM_REQUEST = re.compile(
 def normalize_text(content: str, attachments: Iterable[discord.Attachment] = (), stickers: int = 0) -> str:
     """Discord markup folded to plain text: mentions dropped, markdown and invisible characters removed.
 
-    Where this sits relative to `bot.text.normalize_text`: this runs first and only here, and undoes
+    Where this sits relative to `groomguard.text.normalize_text`: this runs first and only here, and undoes
     what is Discord's own (mention syntax, markdown, custom emoji, timestamps, masked links). It keeps
     case, spelling and leetspeak as written, because the event text is the record. The general fold
     (lower case, lookalikes, leetspeak, spaced letters, contact tokens like ``_handle_``) is *not*
-    applied here: the detectors that read words (grooming_language via `bot.text.normalize`, age_text
+    applied here: the detectors that read words (grooming_language via `groomguard.text.normalize`, age_text
     with its own lower-casing) fold the event text themselves, and folding twice would mangle tokens
     (``_handle_`` read as markdown, "s n a p" joined twice). The NFKC and invisible-character pass is
-    repeated by `bot.text`, which is harmless (both are idempotent) and needed here for the adapter's
+    repeated by `groomguard.text`, which is harmless (both are idempotent) and needed here for the adapter's
     own phrase checks (`is_dm_request`, `self_declared_age`).
 
-    User and role mentions are removed rather than written as ``@user``: `bot.text` would lift
+    User and role mentions are removed rather than written as ``@user``: `groomguard.text` would lift
     ``@user`` as an off-platform ``_handle_`` token, and the model treats a run of those as contact
     sharing. The mentioned ids are not lost: they go into `recipients` and contact edges. ``@everyone``
     and ``@here`` lose the "@" for the same reason. Attachments become ``[image]``-style markers so
@@ -166,7 +165,7 @@ def message_events(message: discord.Message, community: int | None = None) -> li
     if isinstance(message.channel, discord.DMChannel):
         recipients[message.channel.me.id] = None
     at = message.created_at
-    # Mentions stay apart from recipients so bot.addressing can tell "@amy @ben @cas practice at 5"
+    # Mentions stay apart from recipients so groomguard.addressing can tell "@amy @ben @cas practice at 5"
     # (a broadcast) from a message to one child.
     mention_ids = tuple(str(uid) for uid in dict.fromkeys(mentioned))[:MAX_MENTIONS_KEPT]
     events: list[BaseEvent] = [

@@ -18,6 +18,23 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
+from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.adapters.matrix import cards
+from groomguard.adapters.matrix.commands import DECISIONS, Command, parse, reaction_meaning
+from groomguard.adapters.matrix.store import Card, MatrixStore, Mute, PendingInvite, Prompt
+from groomguard.adapters.matrix.translate import PLATFORM, Interaction, SyncBatch, Translator, TranslatorConfig
+from groomguard.config import MatrixSettings, read_secret
+from groomguard.events import (
+    REQUEST_KINDS,
+    AgeDeclared,
+    AgeSource,
+    Answer,
+    BaseEvent,
+    ContactAnswered,
+    ContactRequested,
+    Decision,
+    ModeratorDecision,
+)
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -35,26 +52,8 @@ from nio import (
 )
 from nio.api import Api
 
-from adapters.matrix import cards
-from adapters.matrix.commands import DECISIONS, Command, parse, reaction_meaning
-from adapters.matrix.store import Card, MatrixStore, Mute, PendingInvite, Prompt
-from adapters.matrix.translate import PLATFORM, Interaction, SyncBatch, Translator, TranslatorConfig
-from bot.actions import ChildNotice, Enforcement, ModAlert
-from bot.config import MatrixSettings, read_secret
-from bot.events import (
-    REQUEST_KINDS,
-    AgeDeclared,
-    AgeSource,
-    Answer,
-    BaseEvent,
-    ContactAnswered,
-    ContactRequested,
-    Decision,
-    ModeratorDecision,
-)
-
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from groomguard.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from bot.actions import ModAlert
-from bot.cases import Case, recommended_action, risk_band
+from groomguard.actions import ModAlert
+from groomguard.cases import Case, recommended_action, risk_band
 
 #: Plain-words titles for detectors; unknown detectors fall back to their name.
 DETECTOR_TITLES = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.events import AgeBand, Decision
+from groomguard.events import AgeBand, Decision
 
 USER_ID = re.compile(r"^@[^:\s]+:\S+$")
 MIN_AGE, MAX_AGE = 5, 120

@@ -15,8 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import aiosqlite
-
-from bot.store.sqlite import private_file
+from groomguard.store.sqlite import private_file
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class MatrixStore:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.execute("PRAGMA secure_delete=ON")  # erased rows leave no bytes behind (bot.store)
+        await self._db.execute("PRAGMA secure_delete=ON")  # erased rows leave no bytes behind (groomguard.store)
         await self._db.executescript(SCHEMA)
 
     async def close(self) -> None:

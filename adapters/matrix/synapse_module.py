@@ -4,7 +4,7 @@ Install it by putting the GroomGuard checkout (or package) on Synapse's PYTHONPA
 to homeserver.yaml::
 
     modules:
-      - module: adapters.matrix.synapse_module.GroomGuardModule
+      - module: groomguard.adapters.matrix.synapse_module.GroomGuardModule
         config:
           webhook_url: http://127.0.0.1:8787/events   # GroomGuard's webhook ingest
           secret: <shared HMAC secret>

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from bot.events import (
+from groomguard.events import (
     AgeBand,
     AgeDeclared,
     AgeSource,
@@ -38,6 +36,7 @@ from bot.events import (
     StandingDeclared,
     StandingKind,
 )
+from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bot.detectors.age_text import AgeTextDetector, AgeTextSettings
-from bot.detectors.base import DetectorSpec
-from bot.detectors.fan_out import FanOutDetector, FanOutSettings
-from bot.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
-from bot.detectors.new_account import NewAccountDetector, NewAccountSettings
-from bot.detectors.rejections import RejectionsDetector, RejectionsSettings
-from bot.detectors.view_spike import ViewSpikeDetector, ViewSpikeSettings
+from groomguard.detectors.age_text import AgeTextDetector, AgeTextSettings
+from groomguard.detectors.base import DetectorSpec
+from groomguard.detectors.fan_out import FanOutDetector, FanOutSettings
+from groomguard.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
+from groomguard.detectors.new_account import NewAccountDetector, NewAccountSettings
+from groomguard.detectors.rejections import RejectionsDetector, RejectionsSettings
+from groomguard.detectors.view_spike import ViewSpikeDetector, ViewSpikeSettings
 
 REGISTRY: list[DetectorSpec] = [
     # age_text runs first so a child who says "im 13" is protected by every detector on that same event.

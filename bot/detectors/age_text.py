@@ -7,11 +7,10 @@ import re
 from collections.abc import Sequence
 from typing import ClassVar
 
+from groomguard.detectors.base import DetectorState
+from groomguard.events import AgeBand, BaseEvent, MessageEdited, MessageSent
+from groomguard.findings import Finding
 from pydantic import BaseModel, ConfigDict, Field
-
-from bot.detectors.base import DetectorState
-from bot.events import AgeBand, BaseEvent, MessageEdited, MessageSent
-from bot.findings import Finding
 
 log = logging.getLogger(__name__)
 

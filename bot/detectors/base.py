@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from groomguard.events import AgeBand, BaseEvent
+from groomguard.findings import Finding
 from pydantic import BaseModel
-
-from bot.events import AgeBand, BaseEvent
-from bot.findings import Finding
 
 
 @dataclass(slots=True)
@@ -107,7 +106,7 @@ class ViewShare:
 
 
 class DetectorMemory(Protocol):
-    """What one detector remembers between events, persisted with the batch (implemented in bot.memory).
+    """What one detector remembers between events, persisted with the batch (implemented in groomguard.memory).
 
     How a detector uses it, inside `inspect` (never keep such state in your own dicts: it would be lost
     on restart and doubled after kill -9):

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 
+from groomguard.detectors.base import Account, ContactEdge, DetectorState, ramp
+from groomguard.events import AgeBand, BaseEvent, ContactKind, ContactRequested
+from groomguard.findings import Evidence, Finding
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from bot.detectors.base import Account, ContactEdge, DetectorState, ramp
-from bot.events import AgeBand, BaseEvent, ContactKind, ContactRequested
-from bot.findings import Evidence, Finding
 
 #: Contact made in front of everyone; from a moderator, bot or creator it is the role, not a relationship.
 _PUBLIC_KINDS = frozenset({ContactKind.REPLY.value, ContactKind.MENTION.value})

@@ -11,17 +11,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from groomguard.addressing import addressees
+from groomguard.classifier import OnnxClassifier, TextClassifier, load_default_classifier
+from groomguard.detectors.base import DetectorMemory, DetectorState
+from groomguard.events import BaseEvent, MessageEdited, MessageSent
+from groomguard.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid, with_second_opinion
+from groomguard.findings import Evidence, Finding
+from groomguard.memory import MemoryBook
+from groomguard.stages import STAGES, StageTagger, default_tagger
+from groomguard.text import content_words, model_text, normalize
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from bot.addressing import addressees
-from bot.classifier import OnnxClassifier, TextClassifier, load_default_classifier
-from bot.detectors.base import DetectorMemory, DetectorState
-from bot.events import BaseEvent, MessageEdited, MessageSent
-from bot.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid, with_second_opinion
-from bot.findings import Evidence, Finding
-from bot.memory import MemoryBook
-from bot.stages import STAGES, StageTagger, default_tagger
-from bot.text import content_words, model_text, normalize
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +153,7 @@ class _Conversation:
     #: The adult's last few raw lines, only for telling the conversation's language (short lines follow it).
     lang_lines: deque[str] = field(default_factory=deque)
     #: 1.0 for a private conversation; below 1 when the pair only talks in a group room (reply, mention,
-    #: turn-taking: `bot.addressing`), so open-room evidence counts for less than a DM.
+    #: turn-taking: `groomguard.addressing`), so open-room evidence counts for less than a DM.
     weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,7 +227,7 @@ class GroomingLanguageDetector:
         self.classifier = classifier
         self.tagger = tagger if tagger is not None else default_tagger()
         if languages is None and settings.languages and isinstance(classifier, OnnxClassifier):
-            from bot.language_routing import default_router
+            from groomguard.language_routing import default_router
 
             languages = default_router()
         self.languages = languages

@@ -6,12 +6,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import ClassVar
 
+from groomguard.detectors.base import Account, DetectorState, ramp
+from groomguard.detectors.fan_out import (
+    HubRule,
+    classify,
+    contact_evidence,
+    contact_reason,
+    minors_contacted,
+    span_text,
+)
+from groomguard.events import BaseEvent, ContactRequested
+from groomguard.findings import Finding
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from bot.detectors.base import Account, DetectorState, ramp
-from bot.detectors.fan_out import HubRule, classify, contact_evidence, contact_reason, minors_contacted, span_text
-from bot.events import BaseEvent, ContactRequested
-from bot.findings import Finding
 
 
 class NewAccountSettings(BaseModel):

@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
 
+from groomguard.detectors.base import DetectorState, RequestRecord, ramp
+from groomguard.detectors.fan_out import span_text
+from groomguard.events import BaseEvent, ContactAnswered, ContactKind, ContactRequested
+from groomguard.findings import Evidence, Finding
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from bot.detectors.base import DetectorState, RequestRecord, ramp
-from bot.detectors.fan_out import span_text
-from bot.events import BaseEvent, ContactAnswered, ContactKind, ContactRequested
-from bot.findings import Evidence, Finding
 
 #: Request statuses that mean the child said no (or never said yes).
 REFUSED = frozenset({"rejected", "expired"})

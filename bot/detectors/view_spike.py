@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from groomguard.detectors.base import Account, DetectorState
+from groomguard.events import BaseEvent, ContentViewed
+from groomguard.findings import Evidence, Finding
 from pydantic import BaseModel, ConfigDict, Field
-
-from bot.detectors.base import Account, DetectorState
-from bot.events import BaseEvent, ContentViewed
-from bot.findings import Evidence, Finding
 
 
 class ViewSpikeSettings(BaseModel):
@@ -76,7 +75,7 @@ class ViewSpikeDetector:
         self.settings = settings
         # What it remembers, "fired for this viewer this hour at N views" (one finding per hour unless
         # the views double), lives in the detector memory under the viewer's id, so a restart in the
-        # middle of a burst neither repeats the finding nor forgets it (bot.detectors.base.DetectorMemory).
+        # middle of a burst neither repeats the finding nor forgets it (groomguard.detectors.base.DetectorMemory).
 
     @staticmethod
     async def _cold_authors(state: DetectorState, community: str, viewer: Account, authors: frozenset[str]) -> set[str]:

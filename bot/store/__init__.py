@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.actions import ChildNotice, Enforcement, ModAlert
-from bot.cases import Audit, Case
-from bot.config import StoreSettings
-from bot.detectors.base import Account
-from bot.events import BaseEvent
-from bot.findings import Finding
-from bot.memory import MemoryRow
-from bot.state import PendingWrites
+from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.cases import Audit, Case
+from groomguard.config import StoreSettings
+from groomguard.detectors.base import Account
+from groomguard.events import BaseEvent
+from groomguard.findings import Finding
+from groomguard.memory import MemoryRow
+from groomguard.state import PendingWrites
 
 ActionT = ModAlert | ChildNotice | Enforcement
 
@@ -32,7 +32,7 @@ class BatchWrite:
     watermark: int
     watermark_at: datetime
     half_life_hours: float
-    #: Detector memory rows of this batch (bot.memory); value None deletes the row.
+    #: Detector memory rows of this batch (groomguard.memory); value None deletes the row.
     memory: list[MemoryRow] = field(default_factory=list)
     #: Latest event time per community in this batch: a case's risk is stored decayed to its own
     #: community's clock, never to another community's.
@@ -87,12 +87,12 @@ def open_store(settings: StoreSettings) -> Store:
     """The store the settings ask for (SQLite unless a database_url is set)."""
     if settings.database_url:
         try:
-            from bot.store.postgres import PostgresStore
+            from groomguard.store.postgres import PostgresStore
         except ImportError as error:
             raise RuntimeError(
                 f"store.database_url is set but PostgreSQL support is missing ({error}): pip install 'groomguard[postgres]'"
             ) from None
         return PostgresStore(settings.database_url)
-    from bot.store.sqlite import SqliteStore
+    from groomguard.store.sqlite import SqliteStore
 
     return SqliteStore(settings.path)

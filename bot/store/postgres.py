@@ -31,18 +31,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from groomguard.actions import Action
+from groomguard.cases import Case
+from groomguard.detectors.base import Account, ContactEdge, RequestRecord, Turn
+from groomguard.events import AgeBand, BaseEvent, parse_event
+from groomguard.memory import MemoryRow
+from groomguard.privacy import mentions, needles, scrub
+from groomguard.store import ActionT, BatchWrite, Snapshot
 from pydantic import TypeAdapter
 
-from bot.actions import Action
-from bot.cases import Case
-from bot.detectors.base import Account, ContactEdge, RequestRecord, Turn
-from bot.events import AgeBand, BaseEvent, parse_event
-from bot.memory import MemoryRow
-from bot.privacy import mentions, needles, scrub
-from bot.store import ActionT, BatchWrite, Snapshot
-
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from groomguard.engine import Engine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,7 +57,7 @@ MAX_HANDED = 50_000
 
 def migrations() -> list[tuple[int, str]]:
     """Numbered SQL files in bot/store/migrations_pg, in order (same numbers as the SQLite ones)."""
-    files = resources.files("bot.store") / "migrations_pg"
+    files = resources.files("groomguard.store") / "migrations_pg"
     found = []
     for item in files.iterdir():
         if item.name.endswith(".sql") and item.name[:3].isdigit():
@@ -498,7 +497,7 @@ class PostgresStore:
         rows = await self.db.fetch("SELECT b FROM accepted WHERE community = $1 AND a = $2", _t(community), _t(account))
         return {r[0] for r in rows}
 
-    # -- detector reads (bot.state.StateReader) -------------------------------------------
+    # -- detector reads (groomguard.state.StateReader) -------------------------------------------
 
     @_serialized
     async def contacts_from(
@@ -742,7 +741,7 @@ class PostgresStore:
             )
         return {k: v for k, v in removed.items() if v}
 
-    # -- detector memory (bot.memory.MemoryReader) ---------------------------------------
+    # -- detector memory (groomguard.memory.MemoryReader) ---------------------------------------
 
     @_serialized
     async def memory_row(self, detector: str, community: str, key: str) -> MemoryRow | None:

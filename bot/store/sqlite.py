@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from groomguard.actions import Action
+from groomguard.cases import Case
+from groomguard.detectors.base import Account, ContactEdge, RequestRecord, Turn
+from groomguard.events import AgeBand, BaseEvent, parse_event
+from groomguard.memory import MemoryRow
+from groomguard.privacy import mentions, needles, scrub
+from groomguard.store import ActionT, BatchWrite, Snapshot
 from pydantic import TypeAdapter
-
-from bot.actions import Action
-from bot.cases import Case
-from bot.detectors.base import Account, ContactEdge, RequestRecord, Turn
-from bot.events import AgeBand, BaseEvent, parse_event
-from bot.memory import MemoryRow
-from bot.privacy import mentions, needles, scrub
-from bot.store import ActionT, BatchWrite, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ ACTION_ADAPTER: TypeAdapter[ActionT] = TypeAdapter(Action)
 
 def migrations() -> list[tuple[int, str]]:
     """Numbered SQL files shipped in bot/store/migrations, in order."""
-    files = resources.files("bot.store") / "migrations"
+    files = resources.files("groomguard.store") / "migrations"
     found = []
     for item in files.iterdir():
         if item.name.endswith(".sql") and item.name[:3].isdigit():
@@ -429,7 +428,7 @@ class SqliteStore:
         rows = self._read("SELECT b FROM accepted WHERE community = ? AND a = ?", (community, account))
         return {row[0] for row in rows}
 
-    # -- detector reads (bot.state.StateReader) -------------------------------------------
+    # -- detector reads (groomguard.state.StateReader) -------------------------------------------
 
     async def contacts_from(
         self, community: str, source: str, since: datetime, targets: Sequence[str]
@@ -476,7 +475,7 @@ class SqliteStore:
         )
         return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
-    # -- detector memory (bot.memory.MemoryReader) ---------------------------------------
+    # -- detector memory (groomguard.memory.MemoryReader) ---------------------------------------
 
     async def memory_row(self, detector: str, community: str, key: str) -> MemoryRow | None:
         rows = self._read(

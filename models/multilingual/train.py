@@ -1,4 +1,4 @@
-"""Fit the multilingual grooming head on English data (`python -m models.multilingual.train`).
+"""Fit the multilingual grooming head on English data (`python -m groomguard.models.multilingual.train`).
 
 What it builds, in models/multilingual/:
 * head.npz: the logistic head on [mean, max] line embeddings, the embedded example phrases
@@ -9,7 +9,7 @@ Data (English only; the encoder carries it to the other languages): Perverted Ju
 offender windows are the positives; SMS ham, Ubuntu IRC, chitchat-dataset and the
 hand-written models/synthetic/*.jsonl are the negatives. Both classes get windows of 1, 3,
 5 and 10 lines so that length cannot stand for the class. Splits come from
-models.train.split_of on a conversation/session id, so no conversation straddles two.
+groomguard.models.train.split_of on a conversation/session id, so no conversation straddles two.
 The logistic head is fitted on train; the stacker (which is also the calibration: a Platt
 fit with positives weighted to a 10 % base rate) on val; everything reported is on test.
 NPS Chat and CONDA are read only for the evaluation lines at the end, never for fitting.
@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-
-from bot.corpora import (
+from groomguard.corpora import (
     DEFAULT_DATA_DIR,
     EVAL_ONLY,
     SYNTHETIC_DIR,
@@ -42,7 +41,7 @@ from bot.corpora import (
     load_synthetic,
     split_of,
 )
-from bot.multilingual import (
+from groomguard.multilingual import (
     DEFAULT_HEAD_PATH,
     DEFAULT_META_PATH,
     MULTILINGUAL_DIR,
@@ -52,9 +51,9 @@ from bot.multilingual import (
     prepare_line,
     window_features,
 )
-from bot.stages import STAGES
+from groomguard.stages import STAGES
 
-log = logging.getLogger("models.multilingual.train")
+log = logging.getLogger("groomguard.models.multilingual.train")
 
 SEED: Final = 20_261_201
 VERSION: Final = "grooming-use-m3-head-1"
@@ -296,7 +295,7 @@ def choose_stage_threshold(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Sample, embed, fit the head on train, stack + calibrate on val, report on test, write the files."""
-    parser = argparse.ArgumentParser(prog="python -m models.multilingual.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m groomguard.models.multilingual.train", description=__doc__)
     parser.add_argument(
         "--data", type=Path, default=DEFAULT_DATA_DIR, help="folder with pj_transcripts.jsonl and negatives/"
     )
@@ -481,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "conversations": counts,
         "windows": {k: {"windows": len(v.lines), "positive": int(v.labels.sum())} for k, v in data.items()},
         "train_seconds": round(time.monotonic() - started, 1),
-        "rebuild": "python -m models.multilingual.train",
+        "rebuild": "python -m groomguard.models.multilingual.train",
         "results": results,
     }
     (args.out / DEFAULT_META_PATH.name).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

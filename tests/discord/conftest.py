@@ -10,12 +10,11 @@ import pytest
 from discord.ext import commands
 from discord.webhook.async_ import AsyncWebhookAdapter
 from dpy_harness import Harness, Rest, ScriptedLanguageDetector, discord_settings, stop
-
-from adapters.discord import DiscordAdapter
-from adapters.discord.checks import required_intents
-from bot.config import Settings
-from bot.detectors.fan_out import FanOutDetector, FanOutSettings
-from bot.engine import Engine
+from groomguard.adapters.discord import DiscordAdapter
+from groomguard.adapters.discord.checks import required_intents
+from groomguard.config import Settings
+from groomguard.detectors.fan_out import FanOutDetector, FanOutSettings
+from groomguard.engine import Engine
 
 
 @pytest.fixture

@@ -15,14 +15,13 @@ from urllib.parse import unquote
 import discord
 from discord.ext import commands
 from discord.webhook.async_ import AsyncWebhookAdapter
-
-from adapters.discord import DiscordAdapter
-from bot.config import Settings
-from bot.detectors.base import DetectorState
-from bot.engine import Engine
-from bot.events import BaseEvent, MessageSent
-from bot.findings import Evidence, Finding
-from bot.testing import make_settings
+from groomguard.adapters.discord import DiscordAdapter
+from groomguard.config import Settings
+from groomguard.detectors.base import DetectorState
+from groomguard.engine import Engine
+from groomguard.events import BaseEvent, MessageSent
+from groomguard.findings import Evidence, Finding
+from groomguard.testing import make_settings
 
 PAYLOADS = Path(__file__).with_name("payloads")
 API = "https://discord.com/api/v10"

@@ -1,13 +1,12 @@
-"""Discord gateway frames carry what bot.addressing needs: reply target, its author and mentions."""
+"""Discord gateway frames carry what groomguard.addressing needs: reply target, its author and mentions."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dpy_harness import GUILD, KIDS, MODERATOR, SUSPECT, Harness
-
-from bot.addressing import addressees
-from bot.events import MessageSent, parse_event
+from groomguard.addressing import addressees
+from groomguard.events import MessageSent, parse_event
 
 
 async def stored_messages(h: Harness) -> dict[str, MessageSent]:

@@ -151,7 +151,7 @@ async def test_member_join_roles_reactions_edits_and_deletes_become_events(make_
     assert {e.account for e in by_type["region_declared"]} == {str(KIDS[0]), str(KIDS[3])}
 
     sent = by_type["message_sent"][0]
-    # Normalised once: mentions dropped (not "@user", which bot.text would read as a _handle_ token),
+    # Normalised once: mentions dropped (not "@user", which groomguard.text would read as a _handle_ token),
     # the zero-width space is gone, and the mentioned ids sit in recipients.
     assert sent.text == "you all draw so well, dm me for free nitro"
     assert set(sent.recipients) == {str(k) for k in KIDS[1:]}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.discord.cardstore import Card, CardStore
-from bot.actions import ModAlert, Reason
-from bot.findings import Evidence
-from bot.testing import T0
+from groomguard.actions import ModAlert, Reason
+from groomguard.adapters.discord.cardstore import Card, CardStore
+from groomguard.findings import Evidence
+from groomguard.testing import T0
 
 
 async def test_forget_scrubs_a_child_from_other_cards(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Grooming in a PUBLIC guild channel through the real detector registry and the shipped ONNX model.
 
 Issue 13 item 2: `grooming_language` scores non-private messages too, treating a reply to a child
-or a mention of one (bot.addressing) as an adult→child conversation weighted below a DM. A message
+or a mention of one (groomguard.addressing) as an adult→child conversation weighted below a DM. A message
 naming three or more children (a coach's practice times) is a broadcast and addresses nobody.
 
 Nothing is scripted: `build_detectors(settings)` builds every registered detector and the messages
@@ -28,10 +28,9 @@ from dpy_harness import (
     discord_settings,
     frame,
 )
+from groomguard.addressing import addressees
+from groomguard.engine import build_detectors
 from test_addressing_events import stored_messages
-
-from bot.addressing import addressees
-from bot.engine import build_detectors
 
 pytestmark = pytest.mark.model
 
@@ -193,7 +192,7 @@ async def test_grooming_a_child_in_a_public_channel_warns_the_child_and_posts_a_
     assert conversation is not None, "grooming_language never treated the replies as a conversation with the child"
     assert conversation["weight"] == pytest.approx(0.8), (
         "a public-channel reply was scored at full DM weight: the child reached the detector through "
-        "MessageSent.recipients, not through bot.addressing"
+        "MessageSent.recipients, not through groomguard.addressing"
     )
 
 

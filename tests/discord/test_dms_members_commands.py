@@ -15,8 +15,7 @@ from dpy_harness import (
     ScriptedLanguageDetector,
     frame,
 )
-
-from bot.detectors.fan_out import FanOutDetector, FanOutSettings
+from groomguard.detectors.fan_out import FanOutDetector, FanOutSettings
 
 EPHEMERAL = 64
 DM_CHANNEL = 1100000000000000090

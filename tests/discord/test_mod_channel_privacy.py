@@ -12,12 +12,11 @@ import discord
 import pytest
 from discord.ext import commands
 from dpy_harness import BYSTANDER, GUILD, MOD_CHANNEL, Harness, discord_settings, frame
-
-from adapters.discord import StartupError
-from adapters.discord.checks import required_intents
-from adapters.discord.cog import ModChannelUnusable
-from bot.actions import ModAlert
-from bot.config import ConfigError
+from groomguard.actions import ModAlert
+from groomguard.adapters.discord import StartupError
+from groomguard.adapters.discord.checks import required_intents
+from groomguard.adapters.discord.cog import ModChannelUnusable
+from groomguard.config import ConfigError
 
 VIEW = 1024
 VERIFIED = 1100000000000000107
@@ -86,7 +85,7 @@ async def test_per_server_mod_channels_are_used(make_harness: Any, tmp_path: Pat
 
 def test_mod_channels_keys_must_be_server_ids(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="server ids"):
-        from bot.config import load_settings
+        from groomguard.config import load_settings
 
         config = tmp_path / "g.toml"
         config.write_text('[discord.mod_channels]\n"general" = 5\n')
@@ -108,7 +107,11 @@ async def test_slash_commands_default_to_moderators(make_harness: Any) -> None:
 def keep_adapter_modules() -> Iterator[None]:
     """discord.py drops an extension's modules from sys.modules when loading fails; put them back, so
     later tests keep comparing against the same StartupError class they imported."""
-    saved = {k: v for k, v in sys.modules.items() if k == "adapters.discord" or k.startswith("adapters.discord.")}
+    saved = {
+        k: v
+        for k, v in sys.modules.items()
+        if k == "groomguard.adapters.discord" or k.startswith("groomguard.adapters.discord.")
+    }
     yield
     sys.modules.update(saved)
 
@@ -120,7 +123,7 @@ async def test_extension_refuses_a_config_path_that_names_no_file(
     bot = commands.Bot(command_prefix="!", intents=required_intents())
     await bot._async_setup_hook()
     with pytest.raises(commands.ExtensionFailed) as caught:
-        await bot.load_extension("adapters.discord")
+        await bot.load_extension("groomguard.adapters.discord")
     assert isinstance(caught.value.original, ConfigError) and "file not found" in str(caught.value.original)
     await bot.close()
 
@@ -131,6 +134,6 @@ async def test_extension_honours_enabled_false(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("GROOMGUARD_CONFIG", str(config))
     bot = commands.Bot(command_prefix="!", intents=required_intents())
     await bot._async_setup_hook()
-    await bot.load_extension("adapters.discord")
+    await bot.load_extension("groomguard.adapters.discord")
     assert bot.get_cog("GroomGuard") is None and not hasattr(bot, "groomguard_adapter")
     await bot.close()

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dpy_harness import KIDS, SUSPECT, Harness, frame
-
-from bot.actions import ChildNotice
+from groomguard.actions import ChildNotice
 
 
 def reply_again(n: int, kid: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Grooming in a private thread through the REAL detector registry and the shipped ONNX model.
 
-Nothing is scripted here: `bot.engine.build_detectors(settings)` builds every registered detector,
+Nothing is scripted here: `groomguard.engine.build_detectors(settings)` builds every registered detector,
 `grooming_language` loads models/grooming.onnx, and the thread messages are recorded MESSAGE_CREATE
 frames fed one by one to discord.py's own state.
 """
@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 from dpy_harness import GENERAL, KIDS, MOD_CHANNEL, SUSPECT, THREAD, Harness, discord_settings, frame
+from groomguard.engine import build_detectors
 from test_grooming_language import SLOW_GROOMING
-
-from bot.engine import build_detectors
 
 pytestmark = pytest.mark.model
 

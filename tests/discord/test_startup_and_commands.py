@@ -9,10 +9,9 @@ import discord
 import pytest
 from discord.ext import commands
 from dpy_harness import BYSTANDER, GUILD, KIDS, MODERATOR, Harness, frame
-
-from adapters.discord import DiscordAdapter, StartupError
-from adapters.discord.checks import required_intents
-from bot.engine import Engine
+from groomguard.adapters.discord import DiscordAdapter, StartupError
+from groomguard.adapters.discord.checks import required_intents
+from groomguard.engine import Engine
 
 EPHEMERAL = 64
 
@@ -37,7 +36,7 @@ async def test_missing_portal_intents_stop_start_up_with_what_to_switch_on(make_
 def _alert() -> Any:
     from datetime import UTC, datetime
 
-    from bot.actions import ModAlert
+    from groomguard.actions import ModAlert
 
     return ModAlert(
         action_id="a",
@@ -70,7 +69,7 @@ async def test_extension_on_a_bot_without_the_intents_fails_with_a_clear_error(
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.default())
     await bot._async_setup_hook()
     with pytest.raises(commands.ExtensionFailed) as caught:
-        await bot.load_extension("adapters.discord")
+        await bot.load_extension("groomguard.adapters.discord")
     original = caught.value.original
     assert isinstance(original, StartupError)
     assert "intents.members = True" in str(original) and "intents.message_content = True" in str(original)
@@ -85,11 +84,11 @@ async def test_extension_loads_and_unloads_in_an_existing_bot(tmp_path: Path, mo
     monkeypatch.setenv("GROOMGUARD_CONFIG", str(config))
     bot = commands.Bot(command_prefix="!", intents=required_intents())
     await bot._async_setup_hook()
-    await bot.load_extension("adapters.discord")
+    await bot.load_extension("groomguard.adapters.discord")
     assert bot.get_cog("GroomGuard") is not None
     assert [c.name for c in bot.tree.get_commands()] == ["groomguard"]
     assert {c.name for c in bot.tree.get_commands()[0].commands} == {"cases", "case", "age", "forget", "status"}  # type: ignore[union-attr]
-    await bot.unload_extension("adapters.discord")
+    await bot.unload_extension("groomguard.adapters.discord")
     assert bot.get_cog("GroomGuard") is None
     await bot.close()
 

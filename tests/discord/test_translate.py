@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from adapters.discord.translate import is_dm_request, normalize_text, self_declared_age
+from groomguard.adapters.discord.translate import is_dm_request, normalize_text, self_declared_age
 
 
 @pytest.mark.parametrize(

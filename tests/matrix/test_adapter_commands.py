@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from groomguard.actions import ModAlert
+from groomguard.adapters.matrix import cards
+from groomguard.adapters.matrix.adapter import MatrixAdapter
+from groomguard.adapters.matrix.commands import Command, parse, reaction_meaning
+from groomguard.config import MatrixSettings
+from groomguard.engine import Engine
+from groomguard.events import AgeBand, AgeSource, BaseEvent
+from groomguard.testing import EventFactory, make_settings
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -28,14 +36,6 @@ from nio import (
     SyncResponse,
 )
 
-from adapters.matrix import cards
-from adapters.matrix.adapter import MatrixAdapter
-from adapters.matrix.commands import Command, parse, reaction_meaning
-from bot.actions import ModAlert
-from bot.config import MatrixSettings
-from bot.engine import Engine
-from bot.events import AgeBand, AgeSource, BaseEvent
-from bot.testing import EventFactory, make_settings
 from tests.synapse.homeserver import Homeserver, free_port
 
 COMMUNITY = "localhost"
@@ -291,7 +291,7 @@ async def test_commands_self_declaration_mute_and_expiry(bench: Bench) -> None:
 
 @pytest.mark.synapse
 async def test_public_mod_room_is_refused_with_a_reason(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.matrix.adapter")
+    caplog.set_level(logging.INFO, logger="groomguard.adapters.matrix.adapter")
     bot_id, bot_token = bench.server.register("public_bot")
     mod, adult = bench.user("public_mod"), bench.user("public_adult")
     mod_room = await room(mod, {bot_id: 100}, public=True, invite=[bot_id])
@@ -354,7 +354,7 @@ class Proxy:
 async def test_reconnects_with_backoff_when_the_homeserver_goes_away(
     bench: Bench, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.matrix.adapter")
+    caplog.set_level(logging.INFO, logger="groomguard.adapters.matrix.adapter")
     bot_id, bot_token = bench.server.register("reconnect_bot")
     mod, member = bench.user("reconnect_mod"), bench.user("reconnect_member")
     lounge = await room(mod, {bot_id: 100}, public=True, invite=[bot_id])

@@ -15,6 +15,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from groomguard.adapters.matrix.adapter import MatrixAdapter
+from groomguard.adapters.webhook import WebhookAdapter
+from groomguard.config import MatrixSettings, WebhookSettings
+from groomguard.engine import Engine, build_detectors
+from groomguard.events import BaseEvent, parse_event
+from groomguard.testing import make_settings
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -32,12 +38,6 @@ from nio import (
 )
 from pydantic import SecretStr
 
-from adapters.matrix.adapter import MatrixAdapter
-from adapters.webhook import WebhookAdapter
-from bot.config import MatrixSettings, WebhookSettings
-from bot.engine import Engine, build_detectors
-from bot.events import BaseEvent, parse_event
-from bot.testing import make_settings
 from tests.matrix.test_synapse_module import SECRET
 from tests.synapse.homeserver import Homeserver, free_port, missing_reason, start_homeserver
 
@@ -85,7 +85,7 @@ def homeserver(webhook_port: int) -> Iterator[Homeserver]:
     if reason:
         pytest.skip(reason)
     module = {
-        "module": "adapters.matrix.synapse_module.GroomGuardModule",
+        "module": "groomguard.adapters.matrix.synapse_module.GroomGuardModule",
         "config": {
             "webhook_url": f"http://127.0.0.1:{webhook_port}/events",
             "secret": SECRET,

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.matrix import cards
-from adapters.matrix.commands import parse, reaction_meaning
-from adapters.matrix.translate import Translator, TranslatorConfig, normalise_text
-from bot.actions import ModAlert, Reason
-from bot.events import (
+from groomguard.actions import ModAlert, Reason
+from groomguard.adapters.matrix import cards
+from groomguard.adapters.matrix.commands import parse, reaction_meaning
+from groomguard.adapters.matrix.translate import Translator, TranslatorConfig, normalise_text
+from groomguard.events import (
     AgeBand,
     Answer,
     ContactAnswered,
@@ -26,7 +26,7 @@ from bot.events import (
     ReactionAdded,
     StandingDeclared,
 )
-from bot.findings import Evidence
+from groomguard.findings import Evidence
 
 PAYLOADS = Path(__file__).parent / "payloads"
 BOT = "@smoke_bot:localhost"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from groomguard.adapters.matrix.adapter import MatrixAdapter, MatrixError
+from groomguard.config import MatrixSettings, load_settings
+from groomguard.doctor import check_live
+from groomguard.testing import running_engine
 
-from adapters.matrix.adapter import MatrixAdapter, MatrixError
-from bot.config import MatrixSettings, load_settings
-from bot.doctor import check_live
-from bot.testing import running_engine
 from tests.synapse.homeserver import Homeserver
 
 

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from groomguard.addressing import addressees
+from groomguard.config import MatrixSettings
+from groomguard.events import MessageSent
 from nio import JoinResponse, RoomInviteResponse, RoomSendResponse, SyncResponse
 
-from bot.addressing import addressees
-from bot.config import MatrixSettings
-from bot.events import MessageSent
 from tests.matrix.test_adapter_e2e import (  # noqa: F401 - fixtures reused: one Synapse for this module
     COMMUNITY,
     Scenario,
@@ -103,7 +103,7 @@ async def _hub_layout(s: Scenario) -> None:
     mod_account = engine.state.accounts[(COMMUNITY, mod.user_id)]
     assert {"moderator", "creator"} <= mod_account.standings, mod_account
 
-    # In `general` (a group room, not private): what bot.addressing needs reaches the events.
+    # In `general` (a group room, not private): what groomguard.addressing needs reaches the events.
     for member in [adult, *kids[:4]]:
         expect(await member.join(general), JoinResponse)
     said = expect(

@@ -2,7 +2,7 @@
 
 Issue 13 item 2: `grooming_language` scores non-private messages too. In a room with the bot,
 several adults and a child, an adult who replies to the child (`m.relates_to.m.in_reply_to`) and
-mentions them (`m.mentions.user_ids`) is in an adult→child conversation (bot.addressing, weighted
+mentions them (`m.mentions.user_ids`) is in an adult→child conversation (groomguard.addressing, weighted
 below a DM); a coach's message naming three children is a broadcast and addresses nobody.
 
 The translator marks a room private only when it is a DM or has at most two people besides the
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from groomguard.addressing import addressees
+from groomguard.config import MatrixSettings
+from groomguard.events import MessageSent
 from nio import AsyncClient, JoinResponse, RoomInviteResponse, RoomSendResponse, SyncResponse
 
-from bot.addressing import addressees
-from bot.config import MatrixSettings
-from bot.events import MessageSent
 from tests.matrix.test_adapter_e2e import (  # noqa: F401 - fixtures reused: one Synapse for this module
     COMMUNITY,
     Scenario,

@@ -17,9 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from nio import AsyncClient, JoinResponse, RoomCreateResponse, RoomInviteResponse, RoomLeaveResponse
-
-from adapters.matrix.synapse_module import (
+from groomguard.adapters.matrix.synapse_module import (
     GroomGuardModule,
     MembershipChange,
     ModuleConfig,
@@ -28,6 +26,8 @@ from adapters.matrix.synapse_module import (
     sign,
     to_event,
 )
+from nio import AsyncClient, JoinResponse, RoomCreateResponse, RoomInviteResponse, RoomLeaveResponse
+
 from tests.synapse.homeserver import Homeserver, missing_reason, start_homeserver
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -285,7 +285,7 @@ def synapse_with_module(webhook: Webhook, spool_file: Path) -> Iterator[Homeserv
     if reason:
         pytest.skip(reason)
     module = {
-        "module": "adapters.matrix.synapse_module.GroomGuardModule",
+        "module": "groomguard.adapters.matrix.synapse_module.GroomGuardModule",
         "config": {
             "webhook_url": webhook.url,
             "secret": SECRET,
@@ -364,7 +364,7 @@ async def test_module_reports_invites_and_answers_between_users_no_bot_sees(
     assert len({e["event_id"] for e in events}) == 4
 
     try:  # the same contract, checked by the core's own event models when they exist
-        from bot.events import parse_event
+        from groomguard.events import parse_event
     except ImportError:
         return
     for event in events:

@@ -10,17 +10,16 @@ from typing import Any
 
 import asyncpg
 import pytest
-
-from bot.actions import ModAlert
-from bot.engine import Engine
-from bot.events import BaseEvent
-from bot.simulate import CommunitySpec, generate
-from bot.sinks import MemorySink
-from bot.store import open_store
-from bot.store.postgres import LogFollower, PostgresStore, redact
-from bot.store.postgres import migrations as pg_migrations
-from bot.store.sqlite import migrations as sqlite_migrations
-from bot.testing import EventFactory, make_settings, running_engine
+from groomguard.actions import ModAlert
+from groomguard.engine import Engine
+from groomguard.events import BaseEvent
+from groomguard.simulate import CommunitySpec, generate
+from groomguard.sinks import MemorySink
+from groomguard.store import open_store
+from groomguard.store.postgres import LogFollower, PostgresStore, redact
+from groomguard.store.postgres import migrations as pg_migrations
+from groomguard.store.sqlite import migrations as sqlite_migrations
+from groomguard.testing import EventFactory, make_settings, running_engine
 
 CASE_COLUMNS = "community, suspect, status, round(risk::numeric, 6)::float8, alert_version, children, reasons"
 
@@ -361,7 +360,7 @@ async def test_hostile_text_is_stored(pg_url: str, tmp_path: Path, ev: EventFact
 
 
 def test_doctor_checks_postgres(pg_server: Any, tmp_path: Path) -> None:
-    from bot.doctor import FAIL, OK, WARN, check_database
+    from groomguard.doctor import FAIL, OK, WARN, check_database
 
     async def create() -> None:
         con = await asyncpg.connect(pg_server.url())
@@ -415,7 +414,7 @@ async def test_forget_child_leaves_the_id_in_no_column_and_twice_is_consistent(p
 
 async def test_detector_memory_survives_a_restart_on_postgres(pg_url: str, tmp_path: Path) -> None:
     """Issue 12: view_spike's firing mark and fan_out's ranking are committed with the batch and restored."""
-    from bot.detectors.view_spike import ViewSpikeDetector, ViewSpikeSettings
+    from groomguard.detectors.view_spike import ViewSpikeDetector, ViewSpikeSettings
 
     f = EventFactory()
     kids = [f"kid{i}" for i in range(6)]
@@ -457,8 +456,9 @@ async def test_detector_memory_survives_a_restart_on_postgres(pg_url: str, tmp_p
 async def test_layout_and_addressing_state_on_postgres(pg_url: str, tmp_path: Path) -> None:
     """Issue 13 on the real server: standings survive a restart, hubs are counted by degree, group
     messages resolve replies and turns, and forget and retention remove what addressing remembers."""
-    from bot.actions import ModAlert
-    from bot.addressing import addressees
+    from groomguard.actions import ModAlert
+    from groomguard.addressing import addressees
+
     from tests.test_layout import ADULT, MOD, hub_layout
 
     ev = EventFactory()

@@ -225,8 +225,7 @@ def start_homeserver(
 
 def _launch(data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    # The repo root makes `adapters.matrix.synapse_module` importable by Synapse.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    # tests/synapse/setup.sh installs this checkout into Synapse's venv (groomguard.adapters.matrix.synapse_module).
     env.pop("VIRTUAL_ENV", None)
     command = [str(SYNAPSE_PYTHON), "-m", "synapse.app.homeserver"]
     with log_path.open("ab") as log:

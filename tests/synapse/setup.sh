@@ -13,17 +13,31 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
     PYTHON=python3
 fi
 
-if [ -x "$VENV/bin/python" ] \
-    && "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('matrix-synapse') != '$SYNAPSE_VERSION')" 2>/dev/null; then
-    echo "synapse setup: matrix-synapse $SYNAPSE_VERSION already in $VENV"
-    exit 0
-fi
-
 fail() {
     echo "synapse setup: FAILED: could not install matrix-synapse $SYNAPSE_VERSION ($1)." \
         "The Matrix tests need it; fix the cause above and retry: bash tests/synapse/setup.sh" >&2
     exit 1
 }
+
+# Synapse loads GroomGuard's module (groomguard.adapters.matrix.synapse_module, standard library only) from
+# this checkout: an editable install without dependencies, as docs/matrix.md tells admins to do.
+module_from_here() {
+    "$VENV/bin/python" -c "import sys, groomguard.adapters.matrix.synapse_module as m; sys.exit(not m.__file__.startswith('$ROOT/'))" 2>/dev/null
+}
+install_module() {
+    module_from_here && return 0
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT" 2>&1 \
+        | grep -v "^WARNING: Location" | tail -20 >&2
+    module_from_here || fail "groomguard.adapters.matrix.synapse_module does not import in $VENV"
+}
+
+if [ -x "$VENV/bin/python" ] \
+    && "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('matrix-synapse') != '$SYNAPSE_VERSION')" 2>/dev/null; then
+    echo "synapse setup: matrix-synapse $SYNAPSE_VERSION already in $VENV"
+    install_module
+    exit 0
+fi
+
 
 echo "synapse setup: installing matrix-synapse $SYNAPSE_VERSION into $VENV"
 "$PYTHON" -m venv "$VENV" || fail "cannot create a virtualenv with $PYTHON"
@@ -39,4 +53,5 @@ fi
 rm -f "$log"
 "$VENV/bin/python" -c "import synapse.app.homeserver" \
     || { rm -rf "$VENV"; fail "synapse does not import"; }
+install_module
 echo "synapse setup: done ($("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)'))"

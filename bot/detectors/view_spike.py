@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from groomguard.detectors.base import Account, DetectorState
+from groomguard.detectors.base import DetectorState
 from groomguard.events import BaseEvent, ContentViewed
 from groomguard.findings import Evidence, Finding
+from groomguard.records import Account
 from pydantic import BaseModel, ConfigDict, Field
 
 

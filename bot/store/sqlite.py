@@ -15,11 +15,11 @@ from typing import Any
 import aiosqlite
 from groomguard.actions import Action
 from groomguard.cases import Case
-from groomguard.detectors.base import Account, ContactEdge, RequestRecord, Turn
 from groomguard.events import AgeBand, BaseEvent, parse_event
 from groomguard.memory import MemoryRow
 from groomguard.privacy import mentions, needles, scrub
-from groomguard.store import ActionT, BatchWrite, Snapshot
+from groomguard.records import Account, ContactEdge, RequestRecord, Turn
+from groomguard.storage import ActionT, BatchWrite, Snapshot
 from pydantic import TypeAdapter
 
 log = logging.getLogger(__name__)

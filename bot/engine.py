@@ -29,7 +29,7 @@ from groomguard.findings import Finding
 from groomguard.notices import NoticeBook
 from groomguard.port import EngineStats
 from groomguard.state import CommunityState
-from groomguard.storage import ActionT, BatchWrite, Store
+from groomguard.storage import ActionT, BatchWrite, Database, Store
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,13 @@ class Engine:
     async def pending_actions(self) -> list[ActionT]:
         """Actions still in the outbox (not yet delivered by every sink)."""
         return await self.store.pending_actions()
+
+    def adapter_tables(self) -> Database:
+        """A new, unopened connection to the store's database for an adapter's own tables (migration 005).
+
+        Same database, so a PostgreSQL deployment keeps them in PostgreSQL and `forget` reaches them.
+        """
+        return self.store.tables()
 
     async def drain(self) -> None:
         """Wait until every queued event is processed and every action handed to the sinks."""

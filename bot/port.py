@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from groomguard.actions import ActionT, ModAlert
 from groomguard.cases import Case
 from groomguard.events import BaseEvent, ModeratorDecision
+from groomguard.storage import Database
 
 
 @dataclass
@@ -66,6 +67,9 @@ class EnginePort(Protocol):
     async def get_case(self, case_id: int) -> tuple[Case, list[dict[str, Any]], list[dict[str, Any]]] | None: ...
     def case_card(self, case: Case, now: datetime) -> ModAlert: ...
     def case_risk(self, case: Case, now: datetime) -> float: ...
+
+    # -- the adapter's own tables, in the engine's database ----------------------------
+    def adapter_tables(self) -> Database: ...
 
     # -- outbox, erasure, audit -----------------------------------------------------------
     async def pending_actions(self) -> list[ActionT]: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,6 +49,25 @@ class Snapshot:
     watermark_at: datetime | None = None
 
 
+class Database(Protocol):
+    """One connection to the store's database in its SQL dialect (groomguard.store.db), for an adapter's own tables.
+
+    Statements use `$1, $2, ...` placeholders and ON CONFLICT upserts; `json_text` and `contains` give
+    the SQL for what the dialects spell differently. Each statement commits on its own.
+    """
+
+    dialect: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def json_text(self, column: str, field: str) -> str: ...
+    def contains(self, column: str, param: str) -> str: ...
+    async def execute(self, statement: str, *args: Any) -> int: ...
+    async def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None: ...
+    async def fetch(self, statement: str, *args: Any) -> list[Mapping[str, Any]]: ...
+    async def fetchrow(self, statement: str, *args: Any) -> Mapping[str, Any] | None: ...
+
+
 class Store(Protocol):
     """The durable side of GroomGuard: an idempotent event log plus the state derived from it."""
 
@@ -78,3 +97,6 @@ class Store(Protocol):
     async def memory_row(self, detector: str, community: str, key: str) -> MemoryRow | None: ...
     async def memory_rows(self, detector_prefix: str) -> list[MemoryRow]: ...
     async def purge_memory(self, before: datetime) -> int: ...
+    def tables(self) -> Database:
+        """A new, unopened connection to this store's database, for an adapter's own tables (migration 005)."""
+        ...

@@ -88,16 +88,16 @@ def _in_memory(engine: Engine, needle: str) -> list[str]:
     return [s[:120] for s in _walk(engine, skip) if needle in s]
 
 
-async def _adapter_rows(db: Path, alert: ModAlert) -> None:
+async def _adapter_rows(engine: Engine, alert: ModAlert) -> None:
     """What the Matrix and Discord adapters keep about the kid in their own tables of the same file."""
-    matrix = MatrixStore(db)
+    matrix = MatrixStore(engine.adapter_tables())
     await matrix.open()
     await matrix.save_dm_room(KID, "!dmroom:localhost")
     at = datetime(2026, 3, 2, tzinfo=UTC)
     await matrix.add_invites([PendingInvite(f"{SUSPECT}>{KID}", "test-community", SUSPECT, KID, "$ev1", at)])
     await matrix.save_mute(Mute("!room:localhost", KID, at + timedelta(hours=1), 0))
     await matrix.close()
-    cards = CardStore(db)
+    cards = CardStore(engine.adapter_tables())
     await cards.open()
     await cards.save(Card(alert.case_id, 1, 2, 3, 1, alert, undelivered=[KID]))
     await cards.close()
@@ -113,7 +113,7 @@ async def test_forget_leaves_the_id_in_no_byte_of_the_database_wal_or_memory(tmp
         await engine.ingest(_scenario(ev))
         await engine.drain()
         other_alert = next(a for a in sink.of(ModAlert) if a.suspect == OTHER and KID in a.children)
-        await _adapter_rows(db, other_alert)
+        await _adapter_rows(engine, other_alert)
         assert KID.encode() in _raw(db)
         assert _in_memory(engine, KID), "the walk sees the engine's memory"
         con = sqlite3.connect(db)

@@ -60,7 +60,7 @@ class DiscordAdapter:
         token = read_secret(self.settings.token, self.settings.token_file, "discord.token") if self.owns_bot else ""
         if self.bot is None:
             self.bot = build_bot(self.settings)
-        self.cards = CardStore(engine.settings.store.path)
+        self.cards = CardStore(engine.adapter_tables())
         await self.cards.open()
         self.cog = GroomGuardCog(self.bot, self.settings, engine, self.cards)
         try:

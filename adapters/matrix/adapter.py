@@ -125,7 +125,7 @@ class MatrixAdapter:
     async def start(self, engine: EnginePort, wait_s: float = 15.0) -> None:
         """Log in, open the adapter's tables, start syncing; waits (bounded) for the first sync."""
         self.engine = engine
-        self.mstore = MatrixStore(engine.settings.store.path)
+        self.mstore = MatrixStore(engine.adapter_tables())
         await self.mstore.open()
         if self.client is None:
             self.client = AsyncClient(

@@ -38,6 +38,7 @@ from groomguard.memory import MemoryRow
 from groomguard.privacy import mentions, needles, scrub
 from groomguard.records import Account, ContactEdge, RequestRecord, Turn
 from groomguard.storage import ActionT, BatchWrite, Snapshot
+from groomguard.store.db import PostgresDatabase
 from pydantic import TypeAdapter
 
 log = logging.getLogger(__name__)
@@ -863,6 +864,10 @@ class PostgresStore:
             )
         )
         return out
+
+    def tables(self) -> PostgresDatabase:
+        """A connection of its own to this database, for an adapter's tables (see groomguard.store.db)."""
+        return PostgresDatabase(self.url)
 
     @_serialized
     async def counts(self) -> dict[str, int]:

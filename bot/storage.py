@@ -68,6 +68,19 @@ class Database(Protocol):
     async def fetchrow(self, statement: str, *args: Any) -> Mapping[str, Any] | None: ...
 
 
+class AdapterTables:
+    """Base of an adapter's own tables: one `Database` connection (from `Store.tables()`), opened and closed with it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
 class Store(Protocol):
     """The durable side of GroomGuard: an idempotent event log plus the state derived from it."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from groomguard.actions import ModAlert
-from groomguard.storage import Database
+from groomguard.storage import AdapterTables
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +30,8 @@ class Card:
     undelivered: list[str] = field(default_factory=list)
 
 
-class CardStore:
+class CardStore(AdapterTables):
     """Card locations and finished action ids, so edits, buttons and idempotency survive restarts."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
 
     async def card(self, case_id: int) -> Card | None:
         row = await self.db.fetchrow("SELECT * FROM discord_cards WHERE case_id = $1", case_id)

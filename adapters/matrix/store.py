@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from groomguard.storage import Database
+from groomguard.storage import AdapterTables
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +59,8 @@ class Mute:
     previous: int | None
 
 
-class MatrixStore:
+class MatrixStore(AdapterTables):
     """Small, adapter-owned tables; every write is its own short autocommit statement."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
 
     # -- sync token ------------------------------------------------------------------------
 

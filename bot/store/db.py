@@ -152,7 +152,11 @@ class SqliteDatabase:
     def json_has(self, column: str, field: str | None, param: str) -> str:
         """SQL that is true when the JSON array `column` (or its top-level `field`) holds the text `param`."""
         path = f", '$.{field}'" if field else ""
-        return f"EXISTS (SELECT 1 FROM json_each({column}{path}) WHERE value = {param})"
+        # json_each walks a scalar as one value: only an array holds anything (as on PostgreSQL).
+        return (
+            f"EXISTS (SELECT 1 FROM json_each({column}{path}) WHERE json_type({column}{path}) = 'array' "
+            f"AND value = {param})"
+        )
 
     def json_blank(self, column: str, field: str) -> str:
         """SQL for the JSON text of `column` with its top-level `field` set to the empty string."""

@@ -1,15 +1,16 @@
-"""The PostgreSQL store against a real server: the SQLite contract, plus two engines sharing one database."""
+"""What only the PostgreSQL store has: the processing lease, several engines on one database, the doctor.
+
+The contract both backends share (outcomes equal to SQLite's, restarts, erasure, retention, memory) is
+tests/test_store_contract.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 from groomguard.actions import ModAlert
 from groomguard.app.runtime import build_engine
 from groomguard.engine import Engine
@@ -19,10 +20,10 @@ from groomguard.store import open_store
 from groomguard.store.postgres import PostgresStore, redact
 from groomguard.store.postgres import migrations as pg_migrations
 from groomguard.store.sqlite import migrations as sqlite_migrations
-from groomguard.testing import EventFactory, MemorySink, make_settings, running_engine
+from groomguard.testing import MemorySink, make_settings, running_engine
 from groomguard.testing.simulate import CommunitySpec, generate
 
-CASE_COLUMNS = "community, suspect, status, round(risk::numeric, 6)::float8, alert_version, children, reasons"
+from tests.test_store_contract import Backend, outcome
 
 
 def test_both_stores_have_the_same_migration_numbers() -> None:
@@ -33,61 +34,6 @@ def pg_settings(url: str, tmp_path: Path) -> Any:
     settings = make_settings(tmp_path / "unused.db")
     settings.store.database_url = url
     return settings
-
-
-def _stream(seed: int = 11) -> list[BaseEvent]:
-    events, truth = generate(CommunitySpec(seed=seed))
-    assert truth.groomers
-    return events
-
-
-def sqlite_outcome(db: Path) -> dict[str, Any]:
-    con = sqlite3.connect(db)
-    try:
-        return {
-            "events": con.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM events").fetchone(),
-            "cases": [
-                tuple(r)
-                for r in con.execute(
-                    "SELECT community, suspect, status, round(risk, 6), alert_version, children, reasons FROM cases ORDER BY id"
-                )
-            ],
-            "findings": [
-                tuple(r)
-                for r in con.execute(
-                    "SELECT detector, community, suspect, score, reason, event_key FROM findings ORDER BY id"
-                )
-            ],
-            "actions": sorted(r[0] for r in con.execute("SELECT id FROM actions")),
-            "contacts": con.execute("SELECT COUNT(*) FROM contacts").fetchone()[0],
-            "views": sorted(
-                tuple(r) for r in con.execute("SELECT community, viewer, hour, to_minors, total FROM views")
-            ),
-        }
-    finally:
-        con.close()
-
-
-async def pg_outcome(url: str) -> dict[str, Any]:
-    con = await asyncpg.connect(url)
-    try:
-        return {
-            "events": tuple(await con.fetchrow("SELECT COUNT(*), COUNT(DISTINCT key) FROM events")),
-            "cases": [tuple(r) for r in await con.fetch(f"SELECT {CASE_COLUMNS} FROM cases ORDER BY id")],
-            "findings": [
-                tuple(r)
-                for r in await con.fetch(
-                    "SELECT detector, community, suspect, score, reason, event_key FROM findings ORDER BY id"
-                )
-            ],
-            "actions": sorted(r[0] for r in await con.fetch("SELECT id FROM actions")),
-            "contacts": await con.fetchval("SELECT COUNT(*) FROM contacts"),
-            "views": sorted(
-                tuple(r) for r in await con.fetch("SELECT community, viewer, hour, to_minors, total FROM views")
-            ),
-        }
-    finally:
-        await con.close()
 
 
 async def test_open_store_picks_postgres_from_database_url(pg_url: str, tmp_path: Path) -> None:
@@ -103,127 +49,6 @@ async def test_open_store_picks_postgres_from_database_url(pg_url: str, tmp_path
     finally:
         await store.close()
     assert redact("postgresql://u:hunter2@h/db") == "postgresql://u:***@h/db"
-
-
-async def test_append_is_idempotent_and_numbered_by_a_sequence(pg_url: str, ev: EventFactory) -> None:
-    store = PostgresStore(pg_url)
-    await store.open()
-    try:
-        a, b = ev.message("x", "one"), ev.message("x", "nul \x00 inside")
-        first = await store.append_events([a, b, a])
-        again = await store.append_events([b, a])
-        assert [e.key for _, e in first] == [a.key, b.key]
-        assert again == []
-        assert (await store.counts())["events"] == 2
-        assert [e for _, e in await store.all_events_after(0, 10)] == [a, b]
-        assert await store.known_keys([a.key, "nope"]) == {a.key}
-    finally:
-        await store.close()
-
-
-async def test_same_outcome_as_sqlite(pg_url: str, tmp_path: Path) -> None:
-    events = _stream()
-    async with running_engine(tmp_path / "ref.db") as (engine, _):
-        await engine.ingest(events)
-    reference = sqlite_outcome(tmp_path / "ref.db")
-    assert reference["cases"]
-    engine = build_engine(pg_settings(pg_url, tmp_path), [MemorySink()])
-    await engine.start()
-    try:
-        for start in range(0, len(events), 500):
-            await engine.ingest(events[start : start + 500])
-        await engine.drain()
-    finally:
-        await engine.stop()
-    assert await pg_outcome(pg_url) == reference
-
-
-async def test_restart_mid_replay_loses_and_doubles_nothing(pg_url: str, tmp_path: Path) -> None:
-    events = _stream()
-    async with running_engine(tmp_path / "ref.db") as (engine, _):
-        await engine.ingest(events)
-    reference = sqlite_outcome(tmp_path / "ref.db")
-    settings = pg_settings(pg_url, tmp_path)
-    cut, stored_only = int(len(events) * 0.4), int(len(events) * 0.5)
-    engine = build_engine(settings, [MemorySink()])
-    await engine.start()
-    await engine.ingest(events[:cut])
-    # Stored but not processed, then the process "dies" without a graceful stop.
-    store = engine.store
-    assert isinstance(store, PostgresStore)
-    store.leader = False  # store only, like a follower, for this one call
-    await store.append_events(events[cut:stored_only])
-    await store.close()
-    again = build_engine(settings, [MemorySink()])
-    await again.start()
-    try:
-        assert again.stats.processed == stored_only - cut
-        await again.ingest(events)
-        assert again.stats.duplicates == stored_only
-    finally:
-        await again.stop()
-    assert await pg_outcome(pg_url) == reference
-
-
-async def test_forget_leaves_no_trace(pg_url: str, tmp_path: Path, ev: EventFactory) -> None:
-    events = [ev.adult("suspect"), ev.region("suspect", "north")]
-    for i in range(12):
-        events += [ev.minor(f"kid{i}"), ev.contact("suspect", f"kid{i}"), ev.answer("suspect", f"kid{i}", "rejected")]
-    events += [
-        ev.message("suspect", "hello there", conversation="dm1", private=True, recipients=("kid0",)),
-        ev.view("suspect", "kid1"),
-    ]
-    engine = build_engine(pg_settings(pg_url, tmp_path), [sink := MemorySink()])
-    await engine.start()
-    try:
-        await engine.ingest(events)
-        await engine.drain()
-        assert any(getattr(a, "suspect", None) == "suspect" for a in sink.actions)
-        removed = await engine.forget("suspect")
-        assert removed["cases"] == 1
-        assert removed["events"] == len(events) - 12
-    finally:
-        await engine.stop()
-    con = await asyncpg.connect(pg_url)
-    try:
-        hits = []
-        tables = [r[0] for r in await con.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-        for table in tables:
-            for row in await con.fetch(f"SELECT * FROM {table}"):
-                if any(isinstance(v, str) and "suspect" in v for v in row.values()):
-                    hits.append((table, dict(row)))
-        assert hits == []
-        assert await con.fetchval("SELECT COUNT(*) FROM audit WHERE action = 'forget'") == 1
-    finally:
-        await con.close()
-
-
-async def test_forget_a_child_scrubs_them_from_other_accounts_cases(
-    pg_url: str, tmp_path: Path, ev: EventFactory
-) -> None:
-    events: list[BaseEvent] = [ev.adult("suspect")]
-    for i in range(12):
-        events += [ev.minor(f"kid{i}"), ev.contact("suspect", f"kid{i}")]
-    engine = build_engine(pg_settings(pg_url, tmp_path), [MemorySink()])
-    await engine.start()
-    try:
-        await engine.ingest(events)
-        await engine.drain()
-        await engine.forget("kid5")
-    finally:
-        await engine.stop()
-    con = await asyncpg.connect(pg_url)
-    try:
-        leftovers = []
-        tables = [r[0] for r in await con.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-        for table in tables:
-            for row in await con.fetch(f"SELECT * FROM {table}"):
-                if any((isinstance(v, str) and '"kid5"' in v) or v == "kid5" for v in row.values()):
-                    leftovers.append(table)
-        assert leftovers == []
-        assert await con.fetchval("SELECT COUNT(*) FROM cases WHERE suspect = 'suspect'") == 1
-    finally:
-        await con.close()
 
 
 async def _wait_processed(url: str, seconds: float = 60) -> None:
@@ -266,7 +91,7 @@ async def test_two_engines_on_one_database_never_double_alert(pg_url: str, tmp_p
     async with running_engine(tmp_path / "ref.db") as (engine, _):
         await engine.ingest(one)
         await engine.ingest(two)
-    reference = sqlite_outcome(tmp_path / "ref.db")
+    reference = await outcome(Backend("sqlite", tmp_path / "ref.db", None))
     settings = pg_settings(pg_url, tmp_path)
     sink_a, sink_b = MemorySink(), MemorySink()
     a, b = build_engine(settings, [sink_a]), build_engine(settings, [sink_b])
@@ -298,20 +123,20 @@ async def test_two_engines_on_one_database_never_double_alert(pg_url: str, tmp_p
             await f.stop()
         await a.stop()
         await b.stop()
-    outcome = await pg_outcome(pg_url)
-    assert outcome["events"] == (len(one) + len(two), len(one) + len(two))
+    result = await outcome(Backend("postgres", tmp_path / "unused.db", pg_url))
+    assert result["events"] == (len(one) + len(two), len(one) + len(two))
     assert sink_b.actions == [], "a follower must never deliver"
     first_cards = [x.case_id for x in sink_a.of(ModAlert) if x.version == 1]
     # A case opened only by a child notice (below the alert threshold) has no card: alert_version 0.
-    carded = [c for c in outcome["cases"] if c[4] > 0]
+    carded = [c for c in result["cases"] if c[4] > 0]
     assert len(first_cards) == len(set(first_cards)) == len(carded), "one first alert per carded case"
     assert len({x.action_id for x in sink_a.actions}) == len(sink_a.actions)
     # The leader processed every event exactly once: the same state and cases as one engine on SQLite.
-    assert _by_community(outcome) == _by_community(reference)
+    assert _by_community(result) == _by_community(reference)
 
 
 async def test_follower_keeps_storing_and_a_restart_takes_over(pg_url: str, tmp_path: Path) -> None:
-    events = _stream()
+    events = generate(CommunitySpec(seed=11))[0]
     half = len(events) // 2
     settings = pg_settings(pg_url, tmp_path)
     leader, follower = build_engine(settings, [MemorySink()]), build_engine(settings, [MemorySink()])
@@ -342,22 +167,9 @@ async def test_follower_keeps_storing_and_a_restart_takes_over(pg_url: str, tmp_
         await again.stop()
     async with running_engine(tmp_path / "ref.db") as (engine, _):
         await engine.ingest(events)
-    reference = sqlite_outcome(tmp_path / "ref.db")
-    outcome = await pg_outcome(pg_url)
-    assert outcome["cases"] == reference["cases"] and outcome["actions"] == reference["actions"]
-
-
-@pytest.mark.parametrize("text", ["a\x00b", "\u200b\u202e" * 1000, "x" * 9_000])
-async def test_hostile_text_is_stored(pg_url: str, tmp_path: Path, ev: EventFactory, text: str) -> None:
-    engine = build_engine(pg_settings(pg_url, tmp_path), [MemorySink()])
-    await engine.start()
-    try:
-        event = ev.message("a", text, conversation="c")
-        assert await engine.ingest([event]) == 1
-        stored = await engine.store.all_events_after(0, 10)  # type: ignore[attr-defined]
-        assert [e for _, e in stored] == [event]
-    finally:
-        await engine.stop()
+    reference = await outcome(Backend("sqlite", tmp_path / "ref.db", None))
+    result = await outcome(Backend("postgres", tmp_path / "unused.db", pg_url))
+    assert result["cases"] == reference["cases"] and result["actions"] == reference["actions"]
 
 
 def test_doctor_checks_postgres(pg_server: Any, tmp_path: Path) -> None:
@@ -382,118 +194,3 @@ def test_doctor_checks_postgres(pg_server: Any, tmp_path: Path) -> None:
     settings.store.database_url = pg_server.url("gg_missing").replace("groomguard@", "groomguard:pw-zz9@")
     checks = check_database(settings)
     assert [c.status for c in checks] == [FAIL] and "pw-zz9" not in checks[0].detail
-
-
-async def test_forget_child_leaves_the_id_in_no_column_and_twice_is_consistent(pg_url: str, tmp_path: Path) -> None:
-    """Issue 12: conversation ids, request refs, other suspects' reasons and detector memory, on PostgreSQL."""
-    from tests.test_erasure import KID, OTHER, _scenario
-
-    engine = build_engine(pg_settings(pg_url, tmp_path), [MemorySink()])
-    await engine.start()
-    try:
-        await engine.ingest(_scenario(EventFactory()))
-        await engine.drain()
-        assert await engine.forget(KID)
-        assert await engine.forget(KID) == {}
-        assert KID not in str(engine.cases.active[("test-community", OTHER)].reasons)
-    finally:
-        await engine.stop()
-    con = await asyncpg.connect(pg_url)
-    try:
-        hits = []
-        tables = [r[0] for r in await con.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-        assert "detector_memory" in tables
-        for table in tables:
-            for row in await con.fetch(f"SELECT * FROM {table}"):
-                if any(KID in str(v) for v in row.values()):
-                    hits.append((table, dict(row)))
-        assert hits == []
-        assert await con.fetchval("SELECT COUNT(*) FROM cases WHERE suspect = $1", OTHER) == 1
-    finally:
-        await con.close()
-
-
-async def test_detector_memory_survives_a_restart_on_postgres(pg_url: str, tmp_path: Path) -> None:
-    """Issue 12: view_spike's firing mark and fan_out's ranking are committed with the batch and restored."""
-    from groomguard.detectors.view_spike import ViewSpikeDetector, ViewSpikeSettings
-
-    f = EventFactory()
-    kids = [f"kid{i}" for i in range(6)]
-    events: list[BaseEvent] = [f.adult("watcher"), *(f.minor(k) for k in kids)]
-    for h in range(24):  # a quiet baseline, then a burst hour
-        events.append(f.view("watcher", kids[h % 6], at=f.tick(hours=1)))
-    burst = f.tick(hours=1).replace(minute=0)
-    events += [f.view("watcher", kids[i % 5], at=burst.replace(minute=i // 60, second=i % 60)) for i in range(40)]
-    settings = pg_settings(pg_url, tmp_path)
-
-    def engine() -> Engine:
-        return build_engine(settings, [MemorySink()], detectors=[ViewSpikeDetector(ViewSpikeSettings())])
-
-    first = engine()
-    await first.start()
-    try:
-        for event in events[:-10]:
-            await first.ingest([event])
-        fired = first.stats.findings
-    finally:
-        await first.stop()
-    assert fired == 1
-    second = engine()
-    await second.start()
-    try:
-        for event in events[-10:]:
-            await second.ingest([event])
-        assert second.stats.findings == 0, "the restarted detector fired again in the same hour"
-    finally:
-        await second.stop()
-    con = await asyncpg.connect(pg_url)
-    try:
-        rows = await con.fetch("SELECT detector, key, accounts FROM detector_memory WHERE detector = 'view_spike'")
-        assert [tuple(r) for r in rows] == [("view_spike", "watcher", '["watcher"]')]
-    finally:
-        await con.close()
-
-
-async def test_layout_and_addressing_state_on_postgres(pg_url: str, tmp_path: Path) -> None:
-    """Issue 13 on the real server: standings survive a restart, hubs are counted by degree, group
-    messages resolve replies and turns, and forget and retention remove what addressing remembers."""
-    from groomguard.actions import ModAlert
-    from groomguard.addressing import addressees
-
-    from tests.test_layout import ADULT, MOD, hub_layout
-
-    ev = EventFactory()
-    settings = pg_settings(pg_url, tmp_path)
-    setup = hub_layout(ev, declare="moderator")
-    dms = [e for e in setup if getattr(e, "kind", None) is not None and e.kind.value == "dm"]  # type: ignore[attr-defined]
-    said = ev.message("@kid0:hs", "anyone on?")
-    reply = ev.message(ADULT, "me", reply_to=said.message_id)
-    # Retention runs on the wall clock (issue 12): the engines' "now" follows the scenario instead.
-    now = [reply.at + timedelta(hours=1)]
-    engine = build_engine(settings, [MemorySink()], clock=lambda: now[0])
-    await engine.start()
-    try:
-        await engine.ingest([e for e in setup if e not in dms] + [said, reply])
-        assert await engine.state.accepted_degree("test-community", MOD) == 9
-    finally:
-        await engine.stop()
-    engine = build_engine(settings, [sink := MemorySink()], clock=lambda: now[0])
-    await engine.start()
-    try:
-        assert (await engine.state.account("test-community", MOD)).standings == frozenset({"moderator"})
-        assert await engine.state.message_author("test-community", said.message_id) == "@kid0:hs"
-        assert [(a.account, a.how) for a in await addressees(reply, engine.state)] == [("@kid0:hs", "reply")]
-        await engine.ingest(dms)
-        await engine.drain()
-        assert {a.suspect for a in sink.of(ModAlert)} == {ADULT}
-        removed = await engine.forget("@kid0:hs")
-        assert removed["message_turns"] == 1
-        assert (await engine.forget(MOD))["standings"] == 1
-        later = ev.message("@kid1:hs", "later", at=ev.tick(days=340))
-        now[0] = reply.at + timedelta(days=366)  # tests keep 365 days of messages
-        await engine.ingest([later])
-        await engine.purge()  # the adult's reply is past retention now (the engine may have purged already)
-        assert await engine.state.message_author("test-community", reply.message_id) is None
-        assert await engine.state.message_author("test-community", later.message_id) == "@kid1:hs"
-    finally:
-        await engine.stop()

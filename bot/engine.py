@@ -94,8 +94,12 @@ class Engine:
         store: Store | None = None,
         detectors: Sequence[Detector] | None = None,
         clock: Callable[[], datetime] | None = None,
+        hold_actions: bool = False,
     ) -> None:
         self.settings = settings
+        #: Leave every action in the outbox for the process that runs the platforms (a CLI decision's card
+        #: edit must reach Discord or Matrix, not be marked delivered by a process with no adapters).
+        self.hold_actions = hold_actions
         #: The wall clock (injectable for tests): retention and the future-time bound use it.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.store = store or open_store(settings.store)
@@ -224,6 +228,10 @@ class Engine:
         await self._queue.join()
         await self._outbox.join()
         self._raise_if_failed()
+
+    def clock_of(self, community: str) -> datetime | None:
+        """The community's clock: the latest event time processed there ('risk now' is read at it)."""
+        return self._clocks.get(community)
 
     @property
     def queue_depth(self) -> int:
@@ -512,6 +520,8 @@ class Engine:
         return len(pending)
 
     async def _deliver(self, actions: Sequence[ActionT]) -> None:
+        if self.hold_actions:
+            return
         delivered: list[str] = []
         for action in actions:
             if isinstance(action, Enforcement):

@@ -156,6 +156,48 @@ def _history(entry: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+async def _known(engine: Engine, key: str) -> bool:
+    known = getattr(engine.store, "known_keys", None)
+    return bool(known is not None and key in await known([key]))
+
+
+async def add_note(
+    engine: Engine,
+    case_id: int,
+    moderator: str,
+    note: str,
+    *,
+    event_id: str,
+    community: str | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Attach a moderator's note to a case's history (audited as `note`); False when already attached.
+
+    For notes that come apart from a decision (a Matrix reply to the card). `event_id` makes it
+    idempotent: a re-synced reply is not attached twice.
+    """
+    note = " ".join(note.split())
+    if not note:
+        raise DecisionRefused("the note is empty")
+    if len(note) > MAX_NOTE:
+        raise DecisionRefused(f"the note is {len(note)} characters; at most {MAX_NOTE} are kept")
+    found = await engine.store.get_case(case_id)
+    if found is None or (community is not None and found[0].community != community):
+        raise DecisionRefused(f"there is no case #{case_id}" + (" here" if community is not None else ""))
+    for entry in found[2]:
+        if entry["action"] == "note" and json.loads(entry.get("detail") or "{}").get("event") == event_id:
+            return False
+    await engine.audit(
+        at or datetime.now(UTC),
+        moderator,
+        "note",
+        {"note": note, "event": event_id},
+        community=found[0].community,
+        case_id=case_id,
+    )
+    return True
+
+
 class DecisionRefused(ValueError):
     """A decision that cannot be applied (no such case, closed case, wrong community, bad note)."""
 
@@ -196,6 +238,9 @@ async def decide(
     if found is None or (community is not None and found[0].community != community):
         raise DecisionRefused(f"there is no case #{case_id}" + (" here" if community is not None else ""))
     case = found[0]
+    if event_id is not None and await _known(engine, f"{case.platform}:{event_id}"):
+        # The same press or reaction delivered again (a re-sync after a restart): already applied.
+        return DecisionOutcome(case_id, decision, case.status, case.status)
     if case.status not in ACTIVE:
         raise DecisionRefused(f"case #{case_id} is already {case.status}")
     event = ModeratorDecision(
@@ -218,6 +263,7 @@ __all__ = [
     "MAX_NOTE",
     "DecisionOutcome",
     "DecisionRefused",
+    "add_note",
     "case_queue",
     "clock_for",
     "community_clocks",

@@ -276,7 +276,7 @@ def demo(
     if not data.exists():
         err.print(f"[red]{data} is missing[/]: run `python examples/generate.py` to rebuild it")
         raise typer.Exit(1)
-    _setup_logging(settings)
+    _setup_logging(settings, quiet=True)  # the cards and the summary are the demo; INFO lines would bury them
     console.print(f"[bold]GroomGuard demo[/]: replaying {data.name} into {settings.store.path}")
     raise typer.Exit(asyncio.run(_replay(settings, data, None, quiet=False)))
 

@@ -14,15 +14,21 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from groomguard.cases import ACTIVE, Case, detector_title, recommended_action, risk_band, risk_note
 from groomguard.events import Decision, ModeratorDecision
 from groomguard.findings import Evidence
+from groomguard.port import EnginePort
+from groomguard.storage import Store
 
-if TYPE_CHECKING:
-    from groomguard.engine import Engine
-    from groomguard.store import Store
+
+class CaseSource(Protocol):
+    """Where cases are read from: the store itself (the CLI) or the running engine's port (adapters)."""
+
+    async def list_cases(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+    async def get_case(self, case_id: int) -> tuple[Case, list[dict[str, Any]], list[dict[str, Any]]] | None: ...
+
 
 #: Detector-memory name of each community's clock (kept by the engine, see groomguard.engine.CLOCK_MEMORY).
 CLOCK_MEMORY = "engine.clock"
@@ -32,7 +38,7 @@ MAX_NOTE = 1000
 
 async def community_clocks(store: Store) -> dict[str, datetime]:
     """Each community's clock as the engine last committed it (what 'risk now' is measured at)."""
-    rows = await store.memory_rows(CLOCK_MEMORY)  # type: ignore[attr-defined]
+    rows = await store.memory_rows(CLOCK_MEMORY)
     return {row.community: datetime.fromisoformat(json.loads(row.value)) for row in rows if row.value is not None}
 
 
@@ -43,28 +49,27 @@ def clock_for(case: Case, clocks: dict[str, datetime]) -> datetime:
 
 
 async def case_queue(
-    store: Store,
+    source: CaseSource,
     half_life_hours: float,
+    clocks: dict[str, datetime],
     *,
     status: str | None = None,
     community: str | None = None,
     platform: str | None = None,
     limit: int = 50,
-    clocks: dict[str, datetime] | None = None,
 ) -> list[dict[str, Any]]:
     """Case summaries, highest risk now first: the moderator's queue (CLI, Discord, Matrix, web).
 
     The stored risk is as of each case's last write; every case is read again at its community's
     clock, so the order and the numbers match the cards and `cases show`.
     """
-    clocks = await community_clocks(store) if clocks is None else clocks
     out = []
-    for row in await store.list_cases(status, limit=100_000):
+    for row in await source.list_cases(status, limit=100_000):
         if (community is not None and row["community"] != community) or (
             platform is not None and row["platform"] != platform
         ):
             continue
-        found = await store.get_case(row["id"])
+        found = await source.get_case(row["id"])
         if found is not None:
             out.append(summarise(found[0], clock_for(found[0], clocks), half_life_hours))
     out.sort(key=lambda r: (-float(r["risk_now"]), int(r["id"])))
@@ -156,13 +161,12 @@ def _history(entry: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-async def _known(engine: Engine, key: str) -> bool:
-    known = getattr(engine.store, "known_keys", None)
-    return bool(known is not None and key in await known([key]))
+async def _known(engine: EnginePort, key: str) -> bool:
+    return key in await engine.known_bodies([key])
 
 
 async def add_note(
-    engine: Engine,
+    engine: EnginePort,
     case_id: int,
     moderator: str,
     note: str,
@@ -181,7 +185,7 @@ async def add_note(
         raise DecisionRefused("the note is empty")
     if len(note) > MAX_NOTE:
         raise DecisionRefused(f"the note is {len(note)} characters; at most {MAX_NOTE} are kept")
-    found = await engine.store.get_case(case_id)
+    found = await engine.get_case(case_id)
     if found is None or (community is not None and found[0].community != community):
         raise DecisionRefused(f"there is no case #{case_id}" + (" here" if community is not None else ""))
     for entry in found[2]:
@@ -213,7 +217,7 @@ class DecisionOutcome:
 
 
 async def decide(
-    engine: Engine,
+    engine: EnginePort,
     case_id: int,
     decision: Decision,
     moderator: str,
@@ -234,7 +238,7 @@ async def decide(
     note = " ".join(note.split())
     if len(note) > MAX_NOTE:
         raise DecisionRefused(f"the note is {len(note)} characters; at most {MAX_NOTE} are kept")
-    found = await engine.store.get_case(case_id)
+    found = await engine.get_case(case_id)
     if found is None or (community is not None and found[0].community != community):
         raise DecisionRefused(f"there is no case #{case_id}" + (" here" if community is not None else ""))
     case = found[0]
@@ -254,8 +258,8 @@ async def decide(
         duration_minutes=duration_minutes,
         note=note,
     )
-    await engine.ingest([event])
-    after = await engine.store.get_case(case_id)
+    await engine.decide(event)
+    after = await engine.get_case(case_id)
     return DecisionOutcome(case_id, decision, case.status, after[0].status if after else case.status)
 
 

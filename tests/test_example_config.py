@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from groomguard.cli import app
+from groomguard.app.cli import app
 from groomguard.config import Settings
 from pydantic import BaseModel
 from typer.testing import CliRunner

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from groomguard.cli import app
+from groomguard.app.cli import app
+from groomguard.app.runtime import build_engine
 from groomguard.config import NOTICE_LOCALES, ConfigError, NoticeSettings, load_settings
 from groomguard.detectors.base import DetectorState
 from groomguard.engine import Engine
 from groomguard.events import BaseEvent, MessageSent
 from groomguard.findings import Finding
 from groomguard.notices import NoticeBook, template_path
-from groomguard.sinks import MemorySink
-from groomguard.testing import EventFactory, make_settings
+from groomguard.testing import EventFactory, MemorySink, make_settings
 from typer.testing import CliRunner
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -152,7 +152,7 @@ async def test_escalation_limits_survive_a_restart(tmp_path: Path) -> None:
     ev = EventFactory(start=datetime.now(UTC) - timedelta(minutes=30))
 
     def engine() -> Engine:
-        return Engine(make_settings(db), [MemorySink()], detectors=[_Stager()])
+        return build_engine(make_settings(db), [MemorySink()], detectors=[_Stager()])
 
     def say(words: str) -> MessageSent:
         return ev.message("adult", words, conversation="dm", recipients=("kid",), private=True)

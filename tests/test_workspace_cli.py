@@ -11,7 +11,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from groomguard.cli import app
+from groomguard.app.cli import app
 from groomguard.events import Decision, ModeratorDecision, dump_event
 from groomguard.testing import EventFactory
 from typer.testing import CliRunner

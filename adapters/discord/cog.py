@@ -41,10 +41,10 @@ from groomguard.cases import detector_title
 from groomguard.config import DiscordSettings
 from groomguard.events import AgeBand, AgeDeclared, AgeSource, BaseEvent, Decision
 from groomguard.findings import Evidence
-from groomguard.workspace import DecisionRefused, case_queue, clock_for, community_clocks, decide, evidence_line
+from groomguard.workspace import DecisionRefused, decide, evidence_line
 
 if TYPE_CHECKING:
-    from groomguard.engine import Engine
+    from groomguard.port import EnginePort
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _clip(text: str, limit: int) -> str:
 class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     """Translates gateway events for the engine and renders its actions; never decides anything itself."""
 
-    def __init__(self, bot: commands.Bot, settings: DiscordSettings, engine: Engine, cards: CardStore) -> None:
+    def __init__(self, bot: commands.Bot, settings: DiscordSettings, engine: EnginePort, cards: CardStore) -> None:
         self.bot = bot
         self.settings = settings
         self.engine = engine
@@ -357,7 +357,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         """Every card control lands here (from the custom id), so a restart loses nothing."""
         if not await self._require_moderator(interaction, f"button:{action}", case_id):
             return
-        found = await self.engine.store.get_case(case_id)
+        found = await self.engine.get_case(case_id)
         if found is None:
             await interaction.response.send_message(f"Case #{case_id} no longer exists.", ephemeral=True)
             return
@@ -607,13 +607,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     async def cases_cmd(self, interaction: discord.Interaction[Any]) -> None:
         if not await self._require_moderator(interaction, "command:cases", None):
             return
-        rows = await case_queue(
-            self.engine.store,
-            self.engine.settings.cases.half_life_hours,
-            community=str(interaction.guild_id),
-            platform=translate.PLATFORM,
-            limit=500,
-        )
+        rows = await self.engine.case_queue(community=str(interaction.guild_id), platform=translate.PLATFORM, limit=500)
         open_rows = [r for r in rows if r["status"] in ("open", "escalated", "confirmed")][:20]
         lines = [
             f"**#{r['id']}** {mention(r['suspect'])} · risk now {r['risk_now']:.2f} ({r['band']}) · "
@@ -633,13 +627,14 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     async def case_cmd(self, interaction: discord.Interaction[Any], case_id: app_commands.Range[int, 1]) -> None:
         if not await self._require_moderator(interaction, "command:case", case_id):
             return
-        found = await self.engine.store.get_case(case_id)
+        found = await self.engine.get_case(case_id)
         if found is None or found[0].community != str(interaction.guild_id):
             await interaction.response.send_message(f"No case #{case_id} in this server.", ephemeral=True)
             return
         card = await self.cards.card(case_id)
         # Risk read at the server's clock, as on the card and in `groomguard cases show`.
-        alert = self.engine.cases.render(found[0], clock_for(found[0], await community_clocks(self.engine.store)))
+        shown = await self.engine.case_detail(case_id)
+        alert = shown[1] if shown is not None else self.engine.case_card(found[0], _now())
         embed = render_embed(alert, card.undelivered if card else [])
         if card is not None:
             embed.add_field(

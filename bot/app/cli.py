@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Annotated, cast
 
 import typer
+from groomguard.app.runtime import build_engine
+from groomguard.app.sinks import JsonlSink, TerminalSink
 from groomguard.config import ConfigError, Settings, load_settings
 from groomguard.engine import Engine, EngineStats
 from groomguard.events import BaseEvent, schema_text
-from groomguard.sinks import JsonlSink, TerminalSink
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -38,7 +39,7 @@ ConfigOption = Annotated[
 ]
 DbOption = Annotated[Path | None, typer.Option("--db", help="SQLite database file (overrides store.path)")]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _load_or_exit(config: Path | None, header: str) -> Settings:
@@ -107,7 +108,7 @@ def _setup_logging(settings: Settings, verbose: bool = False, quiet: bool = Fals
     if quiet:
         level = max(level, logging.WARNING)
     if settings.logging.json_logs:
-        from groomguard.logs import configure_logging
+        from groomguard.app.logs import configure_logging
 
         configure_logging(level, json_logs=True)
         return
@@ -189,7 +190,7 @@ async def _replay(settings: Settings, source: Path | str, out: Path | None, quie
     sinks: list = [TerminalSink(console, show_alerts=False)] if not quiet else []
     if out is not None:
         sinks.append(JsonlSink(out))
-    engine = Engine(settings, sinks)
+    engine = build_engine(settings, sinks)
     # SIGTERM/SIGINT stop reading new lines; engine.stop() then drains the queue and the outbox.
     stop_signals: list[int] = []
     handled = _install_stop_handlers(stop_signals.append)
@@ -245,7 +246,7 @@ async def _final_cards(engine: Engine) -> None:
 
     The same card, risk and peak that `cases list` and `cases show` print for the same database.
     """
-    from groomguard.sinks import print_card
+    from groomguard.app.sinks import print_card
     from groomguard.workspace import clock_for, community_clocks
 
     clocks = await community_clocks(engine.store)
@@ -350,8 +351,8 @@ async def _run_adapters(settings: Settings) -> int:
             except ConfigError as error:
                 raise StartFailure(_one_line(name.split(".")[0], error, settings)) from None
     adapters = enabled_adapters(settings)
-    engine = Engine(settings, [TerminalSink(console, show_updates=False), *adapters])
-    from groomguard.metrics import start_metrics
+    engine = build_engine(settings, [TerminalSink(console, show_updates=False), *adapters])
+    from groomguard.app.metrics import start_metrics
 
     _metrics, metrics_server = await _start_part("metrics", settings, start_metrics(settings.metrics, engine))  # type: ignore[misc]
     try:
@@ -405,7 +406,7 @@ async def _follow_shared_log(settings: Settings, engine: Engine, stop: asyncio.E
     """On PostgreSQL, keep the lease holder processing other engines' events; stop a follower that should take over."""
     if not settings.store.database_url:
         return None
-    from groomguard.store.postgres import LogFollower
+    from groomguard.follower import LogFollower
 
     follower = LogFollower(engine, on_takeover=stop.set)
     await follower.start()
@@ -465,12 +466,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON on stdout i
 async def _case_rows(settings: Settings, status: str | None, limit: int) -> list[dict[str, object]]:
     """Case summaries with risk now and peak at each community's clock, highest risk now first."""
     from groomguard.store import open_store
-    from groomguard.workspace import case_queue
+    from groomguard.workspace import case_queue, community_clocks
 
     store = open_store(settings.store)
     await store.open()
     try:
-        return await case_queue(store, settings.cases.half_life_hours, status=status, limit=limit)
+        clocks = await community_clocks(store)
+        return await case_queue(store, settings.cases.half_life_hours, clocks, status=status, limit=limit)
     finally:
         await store.close()
 
@@ -530,8 +532,8 @@ def cases_show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one case: risk now and peak, reasons, evidence with times and children, and the history with notes."""
+    from groomguard.app.sinks import print_card
     from groomguard.cases import CaseBook
-    from groomguard.sinks import print_card
     from groomguard.workspace import detail
 
     settings = _data_settings(config, db, must_exist=True)
@@ -563,7 +565,7 @@ async def _decide_cli(settings: Settings, case_id: int, decision: str, by: str, 
     from groomguard.workspace import decide
 
     # No sinks and hold_actions: the card edit stays in the outbox for the running bot to post.
-    engine = Engine(settings, [], hold_actions=True)
+    engine = build_engine(settings, [], hold_actions=True)
     await engine.start()
     try:
         return await decide(engine, case_id, Decision(decision), f"cli:{by}", note)
@@ -644,8 +646,8 @@ def doctor(
     ] = None,
 ) -> None:
     """Check config, database, model file, platform settings and the webhook live; print what to fix (exit 1 on problems)."""
+    from groomguard.app.doctor import FAIL, WARN, diagnose
     from groomguard.config import read_secret
-    from groomguard.doctor import FAIL, WARN, diagnose
 
     settings = _data_settings(config, db, must_exist=False)
     try:

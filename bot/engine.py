@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from groomguard import workspace
 from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
 from groomguard.cases import Audit, Case, CaseBook
 from groomguard.config import Settings
@@ -69,8 +70,12 @@ class Engine:
         store: Store,
         detectors: Sequence[Detector] | None = None,
         clock: Callable[[], datetime] | None = None,
+        hold_actions: bool = False,
     ) -> None:
         self.settings = settings
+        #: Leave every action in the outbox for the process that runs the platforms (a CLI decision's card
+        #: edit must reach Discord or Matrix, not be marked delivered by a process with no adapters).
+        self.hold_actions = hold_actions
         #: The wall clock (injectable for tests): retention and the future-time bound use it.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.store = store
@@ -217,6 +222,40 @@ class Engine:
         """The alert card a case would show now (for a moderator's look-up; nothing is posted)."""
         return self.cases.render(case, now)
 
+    async def community_clocks(self) -> dict[str, datetime]:
+        """Each community's clock (latest event time processed there): 'risk now' is read at it."""
+        return dict(self._clocks)
+
+    async def case_queue(
+        self,
+        *,
+        status: str | None = None,
+        community: str | None = None,
+        platform: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Case summaries, highest risk now first (groomguard.workspace.case_queue on this engine's store)."""
+        return await workspace.case_queue(
+            self.store,
+            self.settings.cases.half_life_hours,
+            dict(self._clocks),
+            status=status,
+            community=community,
+            platform=platform,
+            limit=limit,
+        )
+
+    async def case_detail(self, case_id: int) -> tuple[dict[str, Any], ModAlert] | None:
+        """One case as moderators judge it (groomguard.workspace.detail) and its card, both at its community's clock."""
+        found = await self.store.get_case(case_id)
+        if found is None:
+            return None
+        case, findings, audit = found
+        now = workspace.clock_for(case, self._clocks)
+        return workspace.detail(case, findings, audit, now, self.settings.cases.half_life_hours), self.cases.render(
+            case, now
+        )
+
     def case_risk(self, case: Case, now: datetime) -> float:
         """A case's risk decayed to `now` with the configured half-life."""
         return case.risk(now, self.settings.cases.half_life_hours)
@@ -237,6 +276,10 @@ class Engine:
         await self._queue.join()
         await self._outbox.join()
         self._raise_if_failed()
+
+    def clock_of(self, community: str) -> datetime | None:
+        """The community's clock: the latest event time processed there ('risk now' is read at it)."""
+        return self._clocks.get(community)
 
     @property
     def queue_depth(self) -> int:
@@ -525,6 +568,8 @@ class Engine:
         return len(pending)
 
     async def _deliver(self, actions: Sequence[ActionT]) -> None:
+        if self.hold_actions:
+            return
         delivered: list[str] = []
         for action in actions:
             if isinstance(action, Enforcement):

@@ -24,7 +24,8 @@ class BatchWrite:
     cases: list[Case]
     findings: list[tuple[int, Finding]]
     actions: list[ActionT]
-    notices: list[tuple[str, str, str, str]]
+    #: (community, child, suspect, at ISO, template key) of each child notice sent.
+    notices: list[tuple[str, str, str, str, str]]
     audit: list[Audit]
     watermark: int
     watermark_at: datetime
@@ -44,7 +45,7 @@ class Snapshot:
     cases: list[Case] = field(default_factory=list)
     next_case_id: int = 1
     dismissals: dict[tuple[str, str], int] = field(default_factory=dict)
-    notices: list[tuple[str, str, str, datetime]] = field(default_factory=list)
+    notices: list[tuple[str, str, str, datetime, str]] = field(default_factory=list)
     watermark: int = 0
     watermark_at: datetime | None = None
 

@@ -33,8 +33,8 @@ from groomguard.events import (
     ContactAnswered,
     ContactRequested,
     Decision,
-    ModeratorDecision,
 )
+from groomguard.workspace import DecisionRefused, add_note, decide
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -617,26 +617,54 @@ class MatrixAdapter:
             return
         if item.kind == "reaction":
             await self._on_reaction(item)
+        elif item.kind == "reply":
+            await self._on_reply(item)
         else:
             await self._on_command(item, parse(item.text))
+
+    async def _on_reply(self, item: Interaction) -> None:
+        """A moderator's reply to an alert card: the reply's text is attached to that case as a note."""
+        assert self.mstore is not None and self.engine is not None
+        card = await self.mstore.card_by_event(item.relates_to)
+        if card is None:
+            return  # a reply to something else in the mod room (a prompt, a command's answer): not a note
+        try:
+            added = await add_note(
+                self.engine,
+                card.case_id,
+                item.sender,
+                item.text,
+                event_id=item.event_id,
+                community=card.community,
+                at=item.at,
+            )
+        except DecisionRefused as refused:
+            await self._reply(self.settings.mod_room, item.event_id, cards.text(f"Note not saved: {refused}."))
+            return
+        if added:
+            await self._reply(
+                self.settings.mod_room, item.event_id, cards.text(f"Note added to case #{card.case_id}'s record.")
+            )
 
     async def _decide(
         self, item: Interaction, case_id: int, community: str, decision: Decision, note: str = ""
     ) -> None:
         assert self.engine is not None
-        await self.engine.decide(
-            ModeratorDecision(
+        try:
+            await decide(
+                self.engine,
+                case_id,
+                decision,
+                item.sender,
+                note,
                 event_id=item.event_id,
-                platform=PLATFORM,
                 community=community,
                 at=item.at,
-                moderator=item.sender,
-                case_id=case_id,
-                decision=decision,
                 duration_minutes=self.settings.mute_minutes if decision is Decision.TIMEOUT else None,
-                note=note,
             )
-        )
+        except DecisionRefused as refused:
+            log.info("decision %s on case %s not applied: %s", item.event_id, case_id, refused)
+            await self._reply(self.settings.mod_room, item.event_id, cards.text(f"Not applied: {refused}."))
 
     async def _on_reaction(self, item: Interaction) -> None:
         assert self.mstore is not None and self.engine is not None
@@ -674,16 +702,14 @@ class MatrixAdapter:
             await self._reply(room, item.event_id, cards.text(f"{command.error}\n\n{cards.HELP_TEXT}"))
             return
         if command.name == "cases":
-            rows = await self.engine.list_cases(limit=20)
+            rows = await self.engine.case_queue(community=self.community, limit=20)
             await self._reply(room, item.event_id, cards.case_list(rows))
         elif command.name == "case" and command.case_id is not None:
-            found = await self.engine.get_case(command.case_id)
-            if found is None:
+            shown = await self.engine.case_detail(command.case_id)
+            if shown is None:
                 await self._reply(room, item.event_id, cards.text(f"No case #{command.case_id}."))
                 return
-            case, findings, audit = found
-            risk = self.engine.case_risk(case, datetime.now(UTC))
-            await self._reply(room, item.event_id, cards.case_detail(case, findings, audit, risk))
+            await self._reply(room, item.event_id, cards.case_detail(shown[0]))
         elif command.name == "age" and command.user and command.band:
             await self.engine.ingest(
                 [

@@ -311,9 +311,9 @@ class PostgresStore:
             slowest = min(snap.watermark_at, _dt(slowest_text) or snap.watermark_at)
             day_ago = (slowest - timedelta(days=1)).isoformat()
             rows = await self.db.fetch(
-                "SELECT community, child, suspect, at FROM notices WHERE at >= $1 ORDER BY at", day_ago
+                "SELECT community, child, suspect, at, stage FROM notices WHERE at >= $1 ORDER BY at", day_ago
             )
-            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3])) for r in rows]
+            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
         rows = await self.db.fetch("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed')")
         snap.cases = [Case.from_row(row) for row in rows]
         snap.next_case_id = int(await self.db.fetchval("SELECT COALESCE(MAX(id), 0) + 1 FROM cases"))
@@ -440,7 +440,7 @@ class PostgresStore:
                             f.suspect,
                             f.score,
                             f.reason,
-                            json.dumps([e.model_dump() for e in f.evidence]),
+                            json.dumps([e.model_dump(mode="json") for e in f.evidence]),
                             f.child,
                             f.at.isoformat(),
                             f.event_key,
@@ -466,7 +466,10 @@ class PostgresStore:
                     ),
                 )
             if batch.notices:
-                await db.executemany("INSERT INTO notices VALUES ($1,$2,$3,$4)", _rows(batch.notices))
+                await db.executemany(
+                    "INSERT INTO notices (community, child, suspect, at, stage) VALUES ($1,$2,$3,$4,$5)",
+                    _rows(batch.notices),
+                )
             if batch.audit:
                 await db.executemany(
                     "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES ($1,$2,$3,$4,$5,$6)",

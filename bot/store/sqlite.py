@@ -253,9 +253,9 @@ class SqliteStore:
             slowest = min(snap.watermark_at, _dt(row[0]) or snap.watermark_at) if row else snap.watermark_at
             day_ago = (slowest - timedelta(days=1)).isoformat()
             async with self.db.execute(
-                "SELECT community, child, suspect, at FROM notices WHERE at >= ? ORDER BY at", (day_ago,)
+                "SELECT community, child, suspect, at, stage FROM notices WHERE at >= ? ORDER BY at", (day_ago,)
             ) as cur:
-                snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3])) for r in await cur.fetchall()]
+                snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in await cur.fetchall()]
         async with self.db.execute("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed')") as cur:
             snap.cases = [Case.from_row(row) for row in await cur.fetchall()]
         async with self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM cases") as cur:
@@ -352,7 +352,7 @@ class SqliteStore:
                             f.suspect,
                             f.score,
                             f.reason,
-                            json.dumps([e.model_dump() for e in f.evidence]),
+                            json.dumps([e.model_dump(mode="json") for e in f.evidence]),
                             f.child,
                             f.at.isoformat(),
                             f.event_key,
@@ -376,7 +376,9 @@ class SqliteStore:
                     ],
                 )
             if batch.notices:
-                await db.executemany("INSERT INTO notices VALUES (?,?,?,?)", batch.notices)
+                await db.executemany(
+                    "INSERT INTO notices (community, child, suspect, at, stage) VALUES (?,?,?,?,?)", batch.notices
+                )
             if batch.audit:
                 await db.executemany(
                     "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES (?,?,?,?,?,?)",

@@ -304,6 +304,28 @@ class Harness:
         self._as_user(d, user, roles, permissions)
         self.feed(payload)
 
+    def submit_modal(
+        self,
+        custom_id: str,
+        note: str,
+        user: int = MODERATOR,
+        message: dict[str, Any] | None = None,
+        permissions: int | None = None,
+    ) -> None:
+        """A modal submit (interaction type 5) as Discord sends it: the text input inside an action row.
+
+        `message` is the message whose component opened the modal (Discord includes it then)."""
+        payload = frame("interaction_modal_submit.json")
+        d = payload["d"]
+        d["id"] = str(next(Rest.ids))
+        d["data"] = {
+            "custom_id": custom_id,
+            "components": [{"type": 1, "components": [{"type": 4, "custom_id": "note", "value": note}]}],
+        }
+        d["message"] = message
+        self._as_user(d, user, None, permissions)
+        self.feed(payload)
+
     def slash(
         self, name: str, user: int = MODERATOR, roles: list[str] | None = None, permissions: int | None = None
     ) -> None:

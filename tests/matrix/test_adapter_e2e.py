@@ -400,7 +400,11 @@ async def _scenario(s: Scenario) -> None:
     )
     expect(await child.join(notice_room), JoinResponse)
     notice = [e for e in await timeline(child, notice_room) if e["type"] == "m.room.message" and e["sender"] == bot_id]
-    assert len(notice) == 1 and adult.user_id not in notice[0]["content"]["body"]
+    # The first notice, then one each for the photo request and the meeting (new serious stages inside
+    # the 24 h limit), never more than notices.max_per_child_per_day; none names the adult.
+    bodies = [e["content"]["body"] for e in notice]
+    assert len(bodies) == 3 and all(adult.user_id not in b for b in bodies)
+    assert "photos or videos" in bodies[1] and "meeting up" in bodies[2]
 
     # A non-moderator in the mod room reacts: nothing changes, the attempt is audited.
     expect(await mod.room_invite(mod_room, junior.user_id), RoomInviteResponse)

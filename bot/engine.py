@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
 from groomguard.cases import Audit, CaseBook
@@ -32,6 +32,7 @@ from groomguard.state import CommunityState
 from groomguard.store import ActionT, BatchWrite, Store, open_store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How long recent contact edges stay in memory; detector windows longer than this are capped.
 CONTACT_WINDOW_HOURS = 24 * 30
@@ -484,6 +485,15 @@ class Engine:
         """Record something an adapter saw (a refused button press, a closed DM) outside any batch transaction."""
         async with self._lock:
             await self.store.audit(at, actor, action, detail, community=community, case_id=case_id)
+
+    async def store_write(self, write: Callable[[Store], Awaitable[T]]) -> T:
+        """Run one small store write outside any batch, under the writer lock (web sign-in links)."""
+        async with self._lock:
+            return await write(self.store)
+
+    def community_now(self, community: str) -> datetime | None:
+        """The latest event time processed in `community`: "now" for its cases' risk (None before any event)."""
+        return self._clocks.get(community)
 
     # -- output ---------------------------------------------------------------------------
 

@@ -248,7 +248,7 @@ def graph_scene(
         caption = revealed.get(node.account, "")
         if caption:
             scene.add(Shape("text", x, below, text=_clip(caption, 18), size=10))
-    scene.add(Shape("circle", cx, cy, r=22, fill=SUSPECT, stroke=INK, name="the suspect", role="suspect"))
+    scene.add(Shape("circle", cx, cy, r=27, fill=SUSPECT, stroke=INK, name="the suspect", role="suspect"))
     scene.add(Shape("text", cx, cy + 4, text="suspect", size=10, fill="#ffffff", bold=True))
     if len(graph.nodes) > len(shown):
         scene.add(Shape("text", width - 10, 18, text=f"+{len(graph.nodes) - len(shown)} more", size=11, anchor="end"))

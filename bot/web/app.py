@@ -34,7 +34,7 @@ SECURITY_HEADERS = {
     "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 STATUS_FILTERS = {
@@ -395,7 +395,9 @@ class WebView:
             findings=findings,
             children=[pages.ChildRow(n.label, n.account, n.how, n.answer, n.account in revealed) for n in graph.nodes],
             audit=audit,
-            graph_svg=pictures.to_svg(pictures.graph_scene(graph, names), "contact-graph"),
+            graph_svg=pictures.to_svg(pictures.graph_scene(graph, names), "contact-graph")
+            if graph.nodes or graph.others
+            else "",
             timeline_svg=timeline_svg,
             done=f"{pages.DONE[done]}. The decision is in the case history."
             if done in pages.DONE

@@ -82,7 +82,7 @@ def page(title: str, body: str, moderator: str | None = None, csrf: str | None =
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="referrer" content="no-referrer"><title>{escape(title)} · GroomGuard</title>'
+        f'<meta name="referrer" content="same-origin"><title>{escape(title)} · GroomGuard</title>'
         '<link rel="stylesheet" href="/static/web.css"></head><body>'
         '<a class="skip" href="#main">Skip to content</a>'
         f"<header>{home}{account}</header>"
@@ -365,12 +365,10 @@ def _graph_section(c: CasePage, csrf: str) -> str:
         "<th scope='col'>Answer</th><th scope='col'>Identity</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
         if rows
-        else "<p>No children on this case.</p>"
+        else "<p>No children on this case, and no contacts recorded for this account.</p>"
     )
-    return (
-        '<section aria-labelledby="graph-h"><h2 id="graph-h">Contact graph</h2>'
-        f'<figure id="graph">{c.graph_svg}</figure>{table}</section>'
-    )
+    figure = f'<figure id="graph">{c.graph_svg}</figure>' if c.graph_svg else ""
+    return f'<section aria-labelledby="graph-h"><h2 id="graph-h">Contact graph</h2>{figure}{table}</section>'
 
 
 def _findings_section(c: CasePage) -> str:

@@ -327,6 +327,10 @@ class WebSettings(Section):
         """Where the web view is reached: public_url, else the bound address."""
         return self.public_url or f"http://{self.host}:{self.port}"
 
+    def case_url(self, case_id: int) -> str | None:
+        """Link to a case in the web view for alert cards; None when no public_url is set."""
+        return f"{self.public_url}/cases/{case_id}" if self.public_url else None
+
 
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="log level")

@@ -7,15 +7,18 @@ appear as short labels ("child A") unless the caller reveals them; the PNG for c
 from __future__ import annotations
 
 import io
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import escape
-from typing import Protocol
+from typing import Any, Protocol
 
 from groomguard.cases import Case
 from groomguard.detectors.base import ContactEdge, RequestRecord
+
+log = logging.getLogger(__name__)
 
 #: Children drawn on the graph; the rest are counted in one "+N more" label.
 MAX_NODES = 24
@@ -469,3 +472,17 @@ async def card_picture(reader: PictureReader, case: Case) -> CardPicture | None:
         return None
     scene = graph_scene(graph)
     return CardPicture(to_png(scene, CARD_SCALE), f"case-{case.id}-contacts.png", scene.description)
+
+
+class CaseReader(PictureReader, Protocol):
+    async def get_case(self, case_id: int) -> tuple[Case, list[dict[str, Any]], list[dict[str, Any]]] | None: ...
+
+
+async def picture_for_alert(reader: CaseReader, case_id: int) -> CardPicture | None:
+    """The card picture for a case by id, never an exception: a card goes out without it rather than not at all."""
+    try:
+        found = await reader.get_case(case_id)
+        return None if found is None else await card_picture(reader, found[0])
+    except Exception:
+        log.exception("picture for case %s could not be drawn; the card goes without it", case_id)
+        return None

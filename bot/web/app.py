@@ -486,11 +486,4 @@ class WebView:
         return web.Response(status=303, headers={"Location": f"/cases/{case.id}?done=reveal#graph-h"})
 
 
-def case_url(settings: Settings, case_id: int) -> str | None:
-    """Link to a case in the web view, for alert cards; None when [web] has no public_url."""
-    if not settings.web.public_url:
-        return None
-    return f"{settings.web.public_url}/cases/{case_id}"
-
-
-__all__ = ["WebView", "case_url", "peak_risk"]
+__all__ = ["WebView", "peak_risk"]

@@ -442,6 +442,11 @@ def _line(
         i += 1
 
 
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's header, without decoding it."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
 # -- what a card carries ---------------------------------------------------------------
 
 #: Size of the picture on alert cards, relative to the web's.

@@ -430,3 +430,13 @@ def test_web_config_is_checked(tmp_path: Path) -> None:
     assert settings.web.public_url == "https://mod.example.org"
     assert auth.moderator_for_token(settings.web, ALICE) == "alice"
     assert auth.moderator_for_token(settings.web, ALICE + "x") is None
+
+
+async def test_sign_in_never_redirects_off_the_site(site: Site) -> None:
+    for target in ("//evil.example/x", "/\\evil.example", "https://evil.example/"):
+        client = await site.client()
+        try:
+            response = await sign_in(client, next_path=target)
+            assert response.status == 303 and response.headers["Location"] == "/", target
+        finally:
+            await client.close()

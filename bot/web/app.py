@@ -8,6 +8,7 @@ reaction, so they are audited and change the case the same way. Reveals and sign
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,9 @@ STATUS_FILTERS = {
     "all": (),
 }
 DECISION_CHOICES = {"confirm": Decision.CONFIRM, "dismiss": Decision.DISMISS, "escalate": Decision.ESCALATE}
+
+#: Where sign-in may send a browser next: a path on this site (never "//host" or "/\\host", which leave it).
+LOCAL_PATH = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.?=&%-]*$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -190,7 +194,7 @@ class WebView:
 
     def _signed_in(self, moderator: str, next_path: str) -> web.Response:
         session = self.sessions.create(moderator)
-        target = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
+        target = next_path if LOCAL_PATH.match(next_path) else "/"
         response = web.Response(status=303, headers={"Location": target})
         self._cookie(response, SESSION_COOKIE, session.id, int(self.web.session_minutes * 60))
         response.del_cookie(SIGNIN_COOKIE, path="/")

@@ -8,12 +8,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
-from groomguard.cases import Audit, CaseBook
+from groomguard.cases import Audit, Case, CaseBook
 from groomguard.config import Settings
 from groomguard.detectors import REGISTRY
 from groomguard.detectors.base import Detector
@@ -28,8 +27,10 @@ from groomguard.events import (
 )
 from groomguard.findings import Finding
 from groomguard.notices import NoticeBook
+from groomguard.pictures import CardPicture, picture_for_alert
+from groomguard.port import EngineStats
 from groomguard.state import CommunityState
-from groomguard.store import ActionT, BatchWrite, Store, open_store
+from groomguard.storage import ActionT, BatchWrite, Database, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,32 +44,6 @@ PURGE_EVERY_S = 3600.0
 CLOCK_MEMORY = "engine.clock"
 #: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
 PATTERN_DETECTORS = frozenset({"fan_out", "rejections", "new_account_contact"})
-
-
-@dataclass
-class EngineStats:
-    """Counters for the summary table and metrics."""
-
-    received: int = 0
-    duplicates: int = 0
-    stored: int = 0
-    processed: int = 0
-    findings: int = 0
-    alerts: int = 0
-    alert_updates: int = 0
-    notices: int = 0
-    notices_suppressed: int = 0
-    enforcements: int = 0
-    detector_errors: int = 0
-    delivery_errors: int = 0
-    cases_opened: int = 0
-    #: Inputs refused before they became events (bad JSON lines, invalid webhook bodies), by source.
-    rejected: dict[str, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
-
-    def rate(self) -> float:
-        elapsed = time.perf_counter() - self.started
-        return self.processed / elapsed if elapsed > 0 else 0.0
 
 
 class EngineError(RuntimeError):
@@ -92,14 +67,15 @@ class Engine:
         self,
         settings: Settings,
         sinks: Sequence[Sink] = (),
-        store: Store | None = None,
+        *,
+        store: Store,
         detectors: Sequence[Detector] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         #: The wall clock (injectable for tests): retention and the future-time bound use it.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self.store = store or open_store(settings.store)
+        self.store = store
         self.sinks = list(sinks)
         self.detectors = list(detectors) if detectors is not None else build_detectors(settings)
         # Each event type goes only to the detectors that declare they read it (`handles`); a detector
@@ -126,7 +102,7 @@ class Engine:
         #: Latest event time processed per community (persisted as detector memory, restored at start):
         #: each community's own clock for decaying its cases, so one community never moves another's.
         self._clocks: dict[str, datetime] = {}
-        #: Called with (detector name, seconds) after every inspect; groomguard.metrics plugs its histogram in here.
+        #: Called with (detector name, seconds) after every inspect; groomguard.app.metrics plugs its histogram in here.
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
         self._lock = asyncio.Lock()
@@ -219,6 +195,52 @@ class Engine:
     def reject(self, source: str, count: int = 1) -> None:
         """Count inputs an adapter refused as invalid, so /metrics and summaries show them."""
         self.stats.rejected[source] = self.stats.rejected.get(source, 0) + count
+
+    async def decide(self, decision: ModeratorDecision) -> int:
+        """Store and apply a moderator's decision now (1 if new, 0 if a repeat of one already taken)."""
+        return await self.ingest([decision])
+
+    async def known_bodies(self, keys: Sequence[str]) -> dict[str, str]:
+        """The stored JSON of those event keys the store already holds (to tell a resend from a conflict)."""
+        known_bodies = getattr(self.store, "known_bodies", None)
+        return await known_bodies(keys) if known_bodies is not None else {}
+
+    # -- case queries (groomguard.port) -------------------------------------------------------
+
+    async def list_cases(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Stored cases, riskiest first, as plain rows."""
+        return await self.store.list_cases(status, limit)
+
+    async def get_case(self, case_id: int) -> tuple[Case, list[dict[str, Any]], list[dict[str, Any]]] | None:
+        """One stored case with its findings and audit rows, or None."""
+        return await self.store.get_case(case_id)
+
+    def case_card(self, case: Case, now: datetime) -> ModAlert:
+        """The alert card a case would show now (for a moderator's look-up; nothing is posted)."""
+        return self.cases.render(case, now)
+
+    def case_risk(self, case: Case, now: datetime) -> float:
+        """A case's risk decayed to `now` with the configured half-life."""
+        return case.risk(now, self.settings.cases.half_life_hours)
+
+    async def pending_actions(self) -> list[ActionT]:
+        """Actions still in the outbox (not yet delivered by every sink)."""
+        return await self.store.pending_actions()
+
+    async def case_picture(self, case_id: int) -> CardPicture | None:
+        """The picture an alert card carries for a case (contact graph or view timeline PNG), or None."""
+        return await picture_for_alert(self.store, case_id)  # type: ignore[arg-type]
+
+    def case_link(self, case_id: int) -> str | None:
+        """The case's address in the web view, when [web] public_url is set."""
+        return self.settings.web.case_url(case_id)
+
+    def adapter_tables(self) -> Database:
+        """A new, unopened connection to the store's database for an adapter's own tables (migration 005).
+
+        Same database, so a PostgreSQL deployment keeps them in PostgreSQL and `forget` reaches them.
+        """
+        return self.store.tables()
 
     async def drain(self) -> None:
         """Wait until every queued event is processed and every action handed to the sinks."""

@@ -17,7 +17,7 @@ from html import escape
 from typing import Any, Protocol
 
 from groomguard.cases import Case
-from groomguard.detectors.base import ContactEdge, RequestRecord
+from groomguard.records import ContactEdge, RequestRecord
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from groomguard.cli import app
+from groomguard.app.cli import app
 from groomguard.config import load_settings
 from groomguard.store import open_store
 from groomguard.web import auth

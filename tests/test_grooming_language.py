@@ -10,11 +10,11 @@ from detector_harness import engine_with, feed
 from groomguard.actions import ChildNotice, ModAlert
 from groomguard.classifier import FakeClassifier, ModelError
 from groomguard.detectors import REGISTRY
-from groomguard.detectors.base import Account, ContactEdge
 from groomguard.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
 from groomguard.events import AgeBand
 from groomguard.findings import Finding
 from groomguard.memory import DetectorMemoryView, MemoryBook
+from groomguard.records import Account, ContactEdge
 from groomguard.testing import EventFactory
 
 # Synthetic lines written for these tests.

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from groomguard.corpora import load_probes
-from groomguard.detectors.base import Account
 from groomguard.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
 from groomguard.events import AgeBand
 from groomguard.findings import Finding
+from groomguard.records import Account
 from groomguard.scoring import score_file
 from groomguard.testing import EventFactory
 

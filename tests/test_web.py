@@ -14,10 +14,10 @@ import pytest
 from aiohttp import ClientResponse, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from groomguard.actions import ModAlert
+from groomguard.app.runtime import build_engine
 from groomguard.config import ConfigError, WebModerator, load_settings
 from groomguard.engine import Engine
-from groomguard.sinks import MemorySink
-from groomguard.testing import make_settings
+from groomguard.testing import MemorySink, make_settings
 from groomguard.web import WebView, auth, peak_risk
 from web_scenario import KIDS, communities
 
@@ -70,7 +70,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     settings.web.session_minutes = 30
     sink = MemorySink()
     clock = Clock()
-    engine = Engine(settings, [sink], clock=clock)
+    engine = build_engine(settings, [sink], clock=clock)
     await engine.start()
     for event in communities():
         await engine.submit(event)

@@ -456,7 +456,7 @@ class WebView:
             decision=decision,
             note=note,
         )
-        await self.engine.ingest([event])
+        await self.engine.decide(event)
         log.info("web: %s decided %s on case %s", session.moderator, decision.value, case.id)
         return web.Response(status=303, headers={"Location": f"/cases/{case.id}?done={decision.value}"})
 

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from conftest import ALICE, LiveSite
 from groomguard.web import auth
 from PIL import Image
 from selenium.webdriver.common.by import By
@@ -18,6 +17,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.browser.web_live import ALICE, LiveSite
 from tests.web_scenario import KIDS
 
 

@@ -1,4 +1,7 @@
-"""Test factories shared by every test suite: events with sensible defaults, a clock, and an engine in a temp dir."""
+"""Test helpers, one clearly named module outside the product layers: event factories, a clock, `MemorySink`, an engine
+in a temp dir; `groomguard.testing.simulate` generates a community for tests and benchmarks. It ships (bench/, examples/
+and embedders use it) but nothing in the product imports it: the import-linter "layers" contract keeps it on top.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.app.runtime import build_engine
 from groomguard.config import Settings, load_settings
 from groomguard.engine import Engine
 from groomguard.events import (
@@ -27,9 +32,21 @@ from groomguard.events import (
     StandingDeclared,
     StandingKind,
 )
-from groomguard.sinks import MemorySink
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class MemorySink:
+    """Keeps actions in a list; for tests and embedding."""
+
+    def __init__(self) -> None:
+        self.actions: list[ModAlert | ChildNotice | Enforcement] = []
+
+    async def deliver(self, action: ModAlert | ChildNotice | Enforcement) -> None:
+        self.actions.append(action)
+
+    def of(self, kind: type) -> list:  # type: ignore[type-arg]
+        return [a for a in self.actions if isinstance(a, kind)]
 
 
 class EventFactory:
@@ -169,7 +186,7 @@ async def running_engine(
 ) -> AsyncIterator[tuple[Engine, MemorySink]]:
     """An engine on a real SQLite file, started and stopped around the block; `clock` pins its wall clock."""
     sink = sink or MemorySink()
-    engine = Engine(make_settings(db, **overrides), [sink], clock=clock)
+    engine = build_engine(make_settings(db, **overrides), [sink], clock=clock)
     await engine.start()
     try:
         yield engine, sink

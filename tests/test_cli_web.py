@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from groomguard.app.cli import app
+from groomguard.app.web import auth
 from groomguard.config import load_settings
 from groomguard.store import open_store
-from groomguard.web import auth
 from typer.testing import CliRunner
 
 runner = CliRunner()

@@ -15,10 +15,10 @@ from aiohttp import ClientResponse, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from groomguard.actions import ModAlert
 from groomguard.app.runtime import build_engine
+from groomguard.app.web import WebView, auth, peak_risk
 from groomguard.config import ConfigError, WebModerator, load_settings
 from groomguard.engine import Engine
 from groomguard.testing import MemorySink, make_settings
-from groomguard.web import WebView, auth, peak_risk
 from web_scenario import KIDS, communities
 
 ALICE = "alice-token-0123456789abcdef"

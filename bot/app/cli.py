@@ -335,7 +335,7 @@ async def _run_adapters(settings: Settings) -> int:
         raise
     web_view = None
     if settings.web.enabled:
-        from groomguard.web import WebView
+        from groomguard.app.web import WebView
 
         web_view = WebView(settings, engine)
         try:
@@ -456,7 +456,7 @@ def web_link(
     """Print a one-time sign-in link for a moderator (single use, expires after web.link_minutes)."""
     from datetime import UTC, datetime, timedelta
 
-    from groomguard.web import auth
+    from groomguard.app.web import auth
 
     settings = _data_settings(config, db, must_exist=False)
     if moderator not in settings.web.moderators:
@@ -479,8 +479,8 @@ def web_token(moderator: Annotated[str, typer.Argument(help="moderator name to a
     """Make a sign-in token for a moderator and print the config lines that accept it (only its hash)."""
     import re
 
+    from groomguard.app.web import auth
     from groomguard.config import MODERATOR_NAME
-    from groomguard.web import auth
 
     if not re.match(MODERATOR_NAME, moderator):
         err.print("[red]moderator names are letters, digits, '.', '_' or '-' (1-64)[/]")

@@ -647,7 +647,7 @@ class PostgresStore:
             *_rows([(at.isoformat(), actor, action, community, case_id, json.dumps(detail))])[0],
         )
 
-    # -- one-time sign-in links of the web case view (groomguard.web) ---------------------------
+    # -- one-time sign-in links of the web case view (groomguard.app.web) ---------------------------
 
     @_serialized
     async def put_web_link(self, digest: str, moderator: str, expires_at: datetime) -> None:

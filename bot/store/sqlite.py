@@ -563,7 +563,7 @@ class SqliteStore:
             (at.isoformat(), actor, action, community, case_id, json.dumps(detail)),
         )
 
-    # -- one-time sign-in links of the web case view (groomguard.web) ---------------------------
+    # -- one-time sign-in links of the web case view (groomguard.app.web) ---------------------------
 
     async def put_web_link(self, digest: str, moderator: str, expires_at: datetime) -> None:
         """Keep a one-time link by the SHA-256 of its token (the token itself is never stored)."""

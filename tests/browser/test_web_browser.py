@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from groomguard.web import auth
+from groomguard.app.web import auth
 from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from groomguard.app.runtime import build_engine
+from groomguard.app.web import WebView, auth
 from groomguard.config import WebModerator
 from groomguard.testing import MemorySink, make_settings
-from groomguard.web import WebView, auth
 
 from tests.web_scenario import communities
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+from groomguard.app.web import auth
 from groomguard.store import open_store
 from groomguard.testing import make_settings
-from groomguard.web import auth
 
 
 async def test_a_link_works_once_and_expires(pg_url: str, tmp_path: Path) -> None:

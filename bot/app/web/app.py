@@ -16,11 +16,11 @@ from typing import Any
 
 from aiohttp import web
 from groomguard import pictures
+from groomguard.app.web import auth, pages
 from groomguard.cases import decayed, recommended_action, risk_band
 from groomguard.config import Settings
 from groomguard.engine import Engine
 from groomguard.events import Decision, ModeratorDecision
-from groomguard.web import auth, pages
 
 log = logging.getLogger(__name__)
 

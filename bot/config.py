@@ -354,6 +354,94 @@ class MetricsSettings(Section):
     port: int = Field(9464, ge=1, le=65535, description="TCP port for the metrics endpoint")
 
 
+#: A moderator's name on the web view: it is the actor in the audit trail ("web:<name>").
+MODERATOR_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class WebModerator(Section):
+    """One moderator who may sign in to the web case view."""
+
+    token: SecretStr | None = Field(
+        None,
+        description="sign-in token (16+ characters); prefer token_sha256, so the config holds no usable token",
+    )
+    token_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of the sign-in token, as `groomguard web-token NAME` prints it",
+    )
+    communities: list[str] = Field(
+        default_factory=list, description="communities whose cases this moderator sees; empty = every community"
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("a sign-in token needs at least 16 characters (groomguard web-token makes one)")
+        return value
+
+    def token_digest(self) -> str | None:
+        """The SHA-256 a presented token must hash to, or None when only one-time links sign this moderator in."""
+        if self.token_sha256:
+            return self.token_sha256
+        if self.token is not None:
+            import hashlib
+
+            return hashlib.sha256(self.token.get_secret_value().encode()).hexdigest()
+        return None
+
+    def sees(self, community: str) -> bool:
+        return not self.communities or community in self.communities
+
+
+class WebSettings(Section):
+    enabled: bool = Field(
+        False, description="serve the web case view inside `groomguard run` too (`groomguard web` always serves it)"
+    )
+    host: str = Field("127.0.0.1", description="bind address; keep loopback unless a proxy terminates TLS")
+    port: int = Field(8788, ge=1, le=65535, description="TCP port of the web case view")
+    public_url: str = Field(
+        "",
+        description="the address moderators open (e.g. https://mod.example.org); alert cards link to cases there, "
+        "and an https address marks the session cookie Secure. Empty = no links on cards",
+    )
+    session_minutes: float = Field(
+        480, gt=0, le=7 * 24 * 60, description="how long a sign-in lasts; shorter is safer on shared computers"
+    )
+    link_minutes: float = Field(
+        15, gt=0, le=24 * 60, description="how long a one-time sign-in link from `groomguard web-link` works"
+    )
+    moderators: dict[str, WebModerator] = Field(
+        default_factory=dict, description="who may sign in: name → token (or token_sha256) and communities"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("public_url must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("moderators")
+    @classmethod
+    def _names(cls, value: dict[str, WebModerator]) -> dict[str, WebModerator]:
+        import re
+
+        bad = sorted(name for name in value if not re.match(MODERATOR_NAME, name))
+        if bad:
+            raise ValueError(f"moderator names are letters, digits, '.', '_' or '-' (1-64); got {', '.join(bad)}")
+        return value
+
+    def base_url(self) -> str:
+        """Where the web view is reached: public_url, else the bound address."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def case_url(self, case_id: int) -> str | None:
+        """Link to a case in the web view for alert cards; None when no public_url is set."""
+        return f"{self.public_url}/cases/{case_id}" if self.public_url else None
+
+
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
     json_logs: bool = Field(False, description="one JSON object per log line")
@@ -387,6 +475,7 @@ class Settings(BaseSettings):
     matrix: MatrixSettings = Field(default_factory=MatrixSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(

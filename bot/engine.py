@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from groomguard import workspace
 from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
@@ -28,11 +28,13 @@ from groomguard.events import (
 )
 from groomguard.findings import Finding
 from groomguard.notices import NoticeBook
+from groomguard.pictures import CardPicture, picture_for_alert
 from groomguard.port import EngineStats
 from groomguard.state import CommunityState
 from groomguard.storage import ActionT, BatchWrite, Database, Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How long recent contact edges stay in memory; detector windows longer than this are capped.
 CONTACT_WINDOW_HOURS = 24 * 30
@@ -263,6 +265,14 @@ class Engine:
     async def pending_actions(self) -> list[ActionT]:
         """Actions still in the outbox (not yet delivered by every sink)."""
         return await self.store.pending_actions()
+
+    async def case_picture(self, case_id: int) -> CardPicture | None:
+        """The picture an alert card carries for a case (contact graph or view timeline PNG), or None."""
+        return await picture_for_alert(self.store, case_id)  # type: ignore[arg-type]
+
+    def case_link(self, case_id: int) -> str | None:
+        """The case's address in the web view, when [web] public_url is set."""
+        return self.settings.web.case_url(case_id)
 
     def adapter_tables(self) -> Database:
         """A new, unopened connection to the store's database for an adapter's own tables (migration 005).
@@ -540,6 +550,15 @@ class Engine:
         """Record something an adapter saw (a refused button press, a closed DM) outside any batch transaction."""
         async with self._lock:
             await self.store.audit(at, actor, action, detail, community=community, case_id=case_id)
+
+    async def store_write(self, write: Callable[[Store], Awaitable[T]]) -> T:
+        """Run one small store write outside any batch, under the writer lock (web sign-in links)."""
+        async with self._lock:
+            return await write(self.store)
+
+    def community_now(self, community: str) -> datetime | None:
+        """The latest event time processed in `community`: "now" for its cases' risk (None before any event)."""
+        return self._clocks.get(community)
 
     # -- output ---------------------------------------------------------------------------
 

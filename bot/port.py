@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from groomguard.actions import ActionT, ModAlert
 from groomguard.cases import Case
 from groomguard.events import BaseEvent, ModeratorDecision
+from groomguard.pictures import CardPicture
 from groomguard.storage import Database
 
 
@@ -77,6 +78,8 @@ class EnginePort(Protocol):
         limit: int = 50,
     ) -> list[dict[str, Any]]: ...
     async def case_detail(self, case_id: int) -> tuple[dict[str, Any], ModAlert] | None: ...
+    async def case_picture(self, case_id: int) -> CardPicture | None: ...
+    def case_link(self, case_id: int) -> str | None: ...
 
     # -- the adapter's own tables, in the engine's database ----------------------------
     def adapter_tables(self) -> Database: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -9,6 +10,7 @@ from typing import Any, Protocol
 import discord
 from groomguard.actions import ModAlert
 from groomguard.events import Decision
+from groomguard.pictures import CardPicture
 from groomguard.workspace import evidence_line
 
 #: Cases whose status still takes decisions; closed cards keep only "View evidence".
@@ -324,3 +326,18 @@ class TimeoutSelect(
         values = (interaction.data or {}).get("values") or []  # type: ignore[union-attr]
         minutes = int(values[0]) if values and str(values[0]).isdigit() else None
         await cog.on_case_button(interaction, self.case_id, "timeout", minutes=minutes)
+
+
+def attach_picture(embed: discord.Embed, picture: CardPicture | None) -> list[discord.File]:
+    """Show the case's picture (contact graph or view timeline) as the embed image; returns the file to send
+    with the message (an edit replaces the earlier picture)."""
+    if picture is None:
+        return []
+    embed.set_image(url=f"attachment://{picture.filename}")
+    return [discord.File(io.BytesIO(picture.png), filename=picture.filename, description=picture.alt[:1024])]
+
+
+def link_case(embed: discord.Embed, url: str | None) -> None:
+    """Make the card's title a link to the case in the web view (when [web] has a public URL)."""
+    if url:
+        embed.url = url

@@ -21,8 +21,10 @@ from groomguard.adapters.discord.cards import (
     NOTE_MODAL_ID,
     CaseButton,
     TimeoutSelect,
+    attach_picture,
     confirm_view,
     duration_label,
+    link_case,
     mention,
     modal_value,
     note_modal,
@@ -499,23 +501,32 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         notes = undelivered if undelivered is not None else (card.undelivered if card else [])
         notes = list(dict.fromkeys(notes + self._pending_undelivered.pop(alert.case_id, [])))
         embed = render_embed(alert, notes)
+        files = await self._card_extras(alert, embed)
         view = render_view(alert, self.settings.timeout_choices_minutes)
         message_id: int | None = None
         if card is not None:
             try:
                 target = self.bot.get_channel(card.channel_id) or channel
-                await target.get_partial_message(card.message_id).edit(embed=embed, view=view)  # type: ignore[union-attr]
+                await target.get_partial_message(card.message_id).edit(embed=embed, view=view, attachments=files)  # type: ignore[union-attr]
                 message_id = card.message_id
                 channel_id = card.channel_id
             except discord.NotFound:
                 log.warning("card for case %s was deleted; posting a new one", alert.case_id)
         if message_id is None:
-            sent = await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none())
+            sent = await channel.send(
+                embed=embed, view=view, files=files, allowed_mentions=discord.AllowedMentions.none()
+            )
             message_id, channel_id = sent.id, channel.id
         await self.cards.save(
             Card(alert.case_id, int(alert.community), channel_id, message_id, alert.version, alert, notes)
         )
         log.info("case %s card %s at version %s", alert.case_id, message_id, alert.version)
+
+    async def _card_extras(self, alert: ModAlert, embed: discord.Embed) -> list[discord.File]:
+        """The case picture and the web view link on a card (kept apart from the card text in cards.py)."""
+        link_case(embed, self.engine.case_link(alert.case_id))
+        picture = await self.engine.case_picture(alert.case_id)
+        return attach_picture(embed, picture)
 
     async def _notify_child(self, notice: ChildNotice) -> None:
         """DM the child; when Discord refuses (DMs closed), tell the moderators on the case card instead."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from groomguard.events import (
     ContactRequested,
     Decision,
 )
+from groomguard.pictures import CardPicture, png_size
 from groomguard.workspace import DecisionRefused, add_note, decide
 from nio import (
     AsyncClient,
@@ -48,6 +50,7 @@ from nio import (
     RoomPreset,
     RoomSendResponse,
     RoomVisibility,
+    UploadResponse,
     WhoamiError,
 )
 from nio.api import Api
@@ -110,6 +113,8 @@ class MatrixAdapter:
         self._tasks: list[asyncio.Task[None]] = []
         self._first_sync = asyncio.Event()
         self._send_lock = asyncio.Lock()
+        #: sha256 of an uploaded card picture → its mxc URI (an unchanged picture is not uploaded again).
+        self._uploads: dict[str, str] = {}
         self._filter = {
             "presence": {"not_types": ["*"]},
             "account_data": {"not_types": ["*"]},
@@ -482,7 +487,7 @@ class MatrixAdapter:
         if self.mod_room_problem:
             raise ModRoomRefused(self.mod_room_problem)
         room = self.settings.mod_room
-        content = cards.alert_card(alert)
+        content = await self._card_extras(alert, cards.alert_card(alert))
         card = await self.mstore.card(alert.community, alert.case_id)
         if card is not None and card.room_id == room:
             if alert.version <= card.version:
@@ -494,6 +499,40 @@ class MatrixAdapter:
         await self.mstore.save_card(Card(room, event_id, alert.version, alert.case_id, alert.community))
         log.info("alert card for case %d posted as %s", alert.case_id, event_id)
         return event_id
+
+    async def _card_extras(self, alert: ModAlert, content: dict[str, Any]) -> dict[str, Any]:
+        """The web view link and the case picture on a card (kept apart from the card text in cards.py)."""
+        assert self.engine is not None
+        content = cards.with_case_link(content, self.engine.case_link(alert.case_id))
+        picture = await self.engine.case_picture(alert.case_id)
+        if picture is None:
+            return content
+        uri = await self._upload_picture(picture)
+        if uri is None:
+            return content
+        width, height = png_size(picture.png)
+        return cards.with_picture(content, uri, picture.alt, width, height)
+
+    async def _upload_picture(self, picture: CardPicture) -> str | None:
+        """Upload a card picture once (same bytes, same mxc URI); a failed upload leaves the card without it."""
+        assert self.client is not None
+        key = hashlib.sha256(picture.png).hexdigest()
+        if key in self._uploads:
+            return self._uploads[key]
+        try:
+            reply, _ = await self.client.upload(
+                io.BytesIO(picture.png), content_type="image/png", filename=picture.filename, filesize=len(picture.png)
+            )
+        except Exception:
+            log.warning("upload of %s failed; the card goes without its picture", picture.filename, exc_info=True)
+            return None
+        if not isinstance(reply, UploadResponse):
+            log.warning("upload of %s refused: %s; the card goes without its picture", picture.filename, reply)
+            return None
+        if len(self._uploads) >= 512:
+            self._uploads.pop(next(iter(self._uploads)))
+        self._uploads[key] = str(reply.content_uri)
+        return self._uploads[key]
 
     async def _notify_child(self, notice: ChildNotice) -> str:
         """Send the notice in a 1:1 room with the child (reused when the child is still in it)."""

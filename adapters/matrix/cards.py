@@ -91,6 +91,26 @@ def alert_card(alert: ModAlert) -> dict[str, Any]:
     return message("\n".join(plain), "".join(html))
 
 
+def with_picture(content: dict[str, Any], mxc_uri: str, alt: str, width: int, height: int) -> dict[str, Any]:
+    """The card with the case picture (uploaded as `mxc_uri`) inline at the end; clients without HTML get the alt."""
+    html = (
+        f'<p><img src="{escape(mxc_uri, quote=True)}" alt="{escape(alt, quote=True)}" '
+        f'width="{width}" height="{height}"></p>'
+    )
+    return {**content, "body": f"{content['body']}\nPicture: {alt}", "formatted_body": content["formatted_body"] + html}
+
+
+def with_case_link(content: dict[str, Any], url: str | None) -> dict[str, Any]:
+    """The card with a link to the case in the web view (when [web] has a public URL)."""
+    if not url:
+        return content
+    return {
+        **content,
+        "body": f"{content['body']}\nOpen the case: {url}",
+        "formatted_body": content["formatted_body"] + f'<p><a href="{escape(url, quote=True)}">Open the case</a></p>',
+    }
+
+
 def case_list(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """`!gg cases`: summaries from groomguard.workspace.case_queue (risk now and peak, as on the cards)."""
     if not rows:

@@ -316,7 +316,7 @@ def _one_line(part: str, error: BaseException, settings: Settings) -> str:
     if problems and all(isinstance(p, str) for p in problems):  # the Discord adapter's StartupError
         return f"{part}: " + "; ".join(problems)
     if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
-        section = {"webhook": settings.webhook, "metrics": settings.metrics}.get(part)
+        section = {"webhook": settings.webhook, "metrics": settings.metrics, "web": settings.web}.get(part)
         where = f"{section.host}:{section.port}" if section is not None else "its address"
         return f"{part}: {where} is already in use: stop the other process or set [{part}] port to a free one"
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -361,6 +361,19 @@ async def _run_adapters(settings: Settings) -> int:
         if metrics_server is not None:
             await metrics_server.stop()
         raise
+    web_view = None
+    if settings.web.enabled:
+        from groomguard.app.web import WebView
+
+        web_view = WebView(settings, engine)
+        try:
+            await _start_part("web", settings, web_view.start())
+        except StartFailure:
+            await engine.stop()
+            if metrics_server is not None:
+                await metrics_server.stop()
+            raise
+        err.print(f"web case view: {escape(settings.web.base_url())} (sign-in links: groomguard web-link NAME)")
     stop = asyncio.Event()
     follower = await _follow_shared_log(settings, engine, stop)
     loop = asyncio.get_running_loop()
@@ -385,7 +398,7 @@ async def _run_adapters(settings: Settings) -> int:
 
             report = await replay(engine, settings.replay.path)
             logging.getLogger("groomguard").info("replayed %d events, %d bad lines", report.submitted, report.bad)
-            if not adapters:
+            if not adapters and web_view is None:
                 stop.set()
         await stop.wait()
     finally:
@@ -393,6 +406,8 @@ async def _run_adapters(settings: Settings) -> int:
             await follower.stop()
         for adapter in reversed(started):
             await adapter.stop()
+        if web_view is not None:
+            await web_view.stop()
         await engine.stop()
         if metrics_server is not None:
             await metrics_server.stop()
@@ -419,18 +434,90 @@ def run(config: ConfigOption = None, verbose: bool = False) -> None:
     settings = _data_settings(config, None, must_exist=False)
     _setup_logging(settings, verbose)
     if settings.replay.path is None and not (
-        settings.webhook.enabled or settings.discord.enabled or settings.matrix.enabled
+        settings.webhook.enabled or settings.discord.enabled or settings.matrix.enabled or settings.web.enabled
     ):
         err.print(
-            "[red]nothing to run[/]: enable [webhook], [discord] or [matrix], or set [replay] path, in the config"
+            "[red]nothing to run[/]: enable [webhook], [discord], [matrix] or [web], or set [replay] path, in the config"
         )
         raise typer.Exit(1)
+    if settings.web.enabled:
+        _check_web(settings)
     try:
         code = asyncio.run(_run_adapters(settings))
     except StartFailure as failure:
         err.print(f"[red]cannot start[/] {escape(str(failure))}", soft_wrap=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+def _check_web(settings: Settings) -> None:
+    """The web view needs at least one moderator; say how to add one instead of serving a page nobody can open."""
+    if not settings.web.moderators:
+        err.print(
+            "[red]web: no moderators[/]: add [web.moderators.NAME] with token_sha256 (from `groomguard web-token "
+            "NAME`) to the config; see docs/web.md"
+        )
+        raise typer.Exit(1)
+
+
+@app.command()
+def web(config: ConfigOption = None, verbose: bool = False) -> None:
+    """Serve the web case view (and every adapter the config enables) until stopped; see docs/web.md."""
+    settings = _data_settings(config, None, must_exist=False)
+    settings.web.enabled = True
+    _check_web(settings)
+    _setup_logging(settings, verbose)
+    try:
+        code = asyncio.run(_run_adapters(settings))
+    except StartFailure as failure:
+        err.print(f"[red]cannot start[/] {escape(str(failure))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command("web-link")
+def web_link(
+    moderator: Annotated[str, typer.Argument(help="moderator name from [web.moderators]")],
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Print a one-time sign-in link for a moderator (single use, expires after web.link_minutes)."""
+    from datetime import UTC, datetime, timedelta
+
+    from groomguard.app.web import auth
+
+    settings = _data_settings(config, db, must_exist=False)
+    if moderator not in settings.web.moderators:
+        known = ", ".join(sorted(settings.web.moderators)) or "none configured"
+        err.print(
+            f"[red]{escape(moderator)} is not a web moderator[/] (known: {escape(known)}); add [web.moderators.NAME]"
+        )
+        raise typer.Exit(1)
+    token = auth.new_token()
+    expires = datetime.now(UTC) + timedelta(minutes=settings.web.link_minutes)
+    asyncio.run(_with_store(settings, lambda s: s.put_web_link(auth.digest(token), moderator, expires)))
+    err.print(
+        f"one-time sign-in link for {escape(moderator)}, valid until {expires:%Y-%m-%d %H:%M} UTC; send it privately:"
+    )
+    typer.echo(auth.link_url(settings.web, token))
+
+
+@app.command("web-token")
+def web_token(moderator: Annotated[str, typer.Argument(help="moderator name to add to [web.moderators]")]) -> None:
+    """Make a sign-in token for a moderator and print the config lines that accept it (only its hash)."""
+    import re
+
+    from groomguard.app.web import auth
+    from groomguard.config import MODERATOR_NAME
+
+    if not re.match(MODERATOR_NAME, moderator):
+        err.print("[red]moderator names are letters, digits, '.', '_' or '-' (1-64)[/]")
+        raise typer.Exit(2)
+    token = auth.new_token()
+    err.print(f"token for {escape(moderator)} (give it to them privately; GroomGuard keeps only its hash):")
+    typer.echo(token)
+    err.print("add to the config:")
+    err.print(f'[web.moderators.{moderator}]\ntoken_sha256 = "{auth.digest(token)}"', markup=False)
 
 
 @app.command("check-config")

@@ -54,6 +54,8 @@ class Call:
     reason: str | None = None
     via: str = "http"
     response: Any = None
+    #: Files sent with the request (multipart): (filename, bytes).
+    files: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class _Response:
@@ -118,6 +120,7 @@ class Rest:
         if body is None and kwargs.get("form"):
             body = json.loads(next(p["value"] for p in kwargs["form"] if p["name"] == "payload_json"))
         call = Call(route.method, route.url.removeprefix(API), body, kwargs.get("params"), kwargs.get("reason"))
+        call.files = [(f.filename, f.fp.getvalue()) for f in kwargs.get("files") or [] if hasattr(f.fp, "getvalue")]
         self.calls.append(call)
         call.response = self._answer(route, body)
         return call.response

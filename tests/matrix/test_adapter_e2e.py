@@ -448,9 +448,15 @@ async def _scenario(s: Scenario) -> None:
     await wait_for(lambda: s.engine.cases.by_id[case_id].status == "banned", "ban")  # type: ignore[union-attr]
     await s.engine.drain()  # type: ignore[union-attr]
     for room_id in (games, arcade, teens, adults):
-        state = expect(
-            await mod.room_get_state_event(room_id, "m.room.member", adult.user_id), RoomGetStateEventResponse
-        )
+        # The case turns "banned" in memory before its batch commits and the ban reaches the outbox, so a
+        # drain right after can return before the ban is sent: wait (bounded) for the homeserver to show it.
+        for _ in range(200):
+            state = expect(
+                await mod.room_get_state_event(room_id, "m.room.member", adult.user_id), RoomGetStateEventResponse
+            )
+            if state.content["membership"] == "ban":
+                break
+            await asyncio.sleep(0.05)
         assert state.content["membership"] == "ban", room_id
 
     # The suspect never saw a read receipt or reaction from the bot.

@@ -88,7 +88,7 @@ INSERT_ACTION = (
     "INSERT INTO actions (id, kind, case_id, subject, created_at, payload) VALUES ($1,$2,$3,$4,$5,$6) "
     "ON CONFLICT (id) DO NOTHING"
 )
-INSERT_NOTICE = "INSERT INTO notices VALUES ($1,$2,$3,$4)"
+INSERT_NOTICE = "INSERT INTO notices (community, child, suspect, at, stage) VALUES ($1,$2,$3,$4,$5)"
 INSERT_AUDIT = "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES ($1,$2,$3,$4,$5,$6)"
 DELETE_MEMORY = "DELETE FROM detector_memory WHERE detector = $1 AND community = $2 AND key = $3"
 UPSERT_MEMORY = (
@@ -97,6 +97,8 @@ UPSERT_MEMORY = (
 )
 UPSERT_META = "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 
+#: `meta` rows holding one-time web sign-in links, by token digest.
+WEB_LINK = "web_link:"
 #: Tables `counts` reports (what `groomguard status` shows).
 COUNTED = ("events", "accounts", "contacts", "requests", "messages", "findings", "cases", "actions", "audit")
 
@@ -169,7 +171,7 @@ def batch_statements(batch: BatchWrite) -> list[tuple[str, list[Any]]]:
                 f.suspect,
                 f.score,
                 f.reason,
-                json.dumps([e.model_dump() for e in f.evidence]),
+                json.dumps([e.model_dump(mode="json") for e in f.evidence]),
                 f.child,
                 f.at.isoformat(),
                 f.event_key,
@@ -324,9 +326,9 @@ class SqlStore:
             slowest = min(snap.watermark_at, _dt(slowest_text) or snap.watermark_at)
             day_ago = (slowest - timedelta(days=1)).isoformat()
             rows = await db.fetch(
-                "SELECT community, child, suspect, at FROM notices WHERE at >= $1 ORDER BY at", day_ago
+                "SELECT community, child, suspect, at, stage FROM notices WHERE at >= $1 ORDER BY at", day_ago
             )
-            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3])) for r in rows]
+            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
         rows = await db.fetch("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed')")
         snap.cases = [Case.from_row(row) for row in rows]
         snap.next_case_id = int(await db.fetchval("SELECT COALESCE(MAX(id), 0) + 1 FROM cases"))
@@ -513,6 +515,32 @@ class SqlStore:
         case_id: int | None = None,
     ) -> None:
         await self.database.execute(INSERT_AUDIT, at.isoformat(), actor, action, community, case_id, json.dumps(detail))
+
+    # -- one-time sign-in links of the web case view (groomguard.app.web) ---------------------------
+
+    @serialized
+    async def put_web_link(self, digest: str, moderator: str, expires_at: datetime) -> None:
+        """Keep a one-time link by the SHA-256 of its token (the token itself is never stored)."""
+        await self.database.execute(
+            "INSERT INTO meta (name, value) VALUES ($1, $2)",
+            WEB_LINK + digest,
+            json.dumps({"moderator": moderator, "expires_at": expires_at.isoformat()}),
+        )
+
+    @serialized
+    async def take_web_link(self, digest: str, now: datetime) -> str | None:
+        """Use a link once: delete it and return its moderator, or None (unknown, used or expired)."""
+        db = self.database
+        value = await db.fetchval("DELETE FROM meta WHERE name = $1 RETURNING value", WEB_LINK + digest)
+        rows = await db.fetch("SELECT name, value FROM meta WHERE substr(name, 1, $1) = $2", len(WEB_LINK), WEB_LINK)
+        stale = [r[0] for r in rows if datetime.fromisoformat(json.loads(r[1])["expires_at"]) <= now]
+        if stale:
+            condition, args = db.in_list("name", 1, stale)
+            await db.execute(f"DELETE FROM meta WHERE {condition}", *args)
+        if value is None:
+            return None
+        link = json.loads(value)
+        return str(link["moderator"]) if datetime.fromisoformat(link["expires_at"]) > now else None
 
     # -- privacy --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -558,3 +558,23 @@ async def test_the_dialect_layer_answers_alike(backend: Backend) -> None:
         assert await db.fetchval("SELECT COUNT(*) FROM scratch") == 6  # the transaction rolled back
     finally:
         await db.close()
+
+
+async def test_a_web_link_works_once_and_expires(backend: Backend) -> None:
+    """One-time web sign-in links: kept by hash, usable once, refused after expiry, swept when stale."""
+    from groomguard.app.web import auth
+
+    store = open_store(backend.settings().store)
+    await store.open()
+    now = datetime(2026, 3, 5, 12, tzinfo=UTC)
+    try:
+        token, old = auth.new_token(), auth.new_token()
+        await store.put_web_link(auth.digest(token), "alice", now + timedelta(minutes=15))
+        await store.put_web_link(auth.digest(old), "bob", now - timedelta(minutes=1))
+        assert await store.take_web_link(auth.digest("guess"), now) is None
+        assert await store.take_web_link(auth.digest(old), now) is None, "expired"
+        assert await store.take_web_link(auth.digest(token), now) == "alice"
+        assert await store.take_web_link(auth.digest(token), now) is None, "used"
+    finally:
+        await store.close()
+    assert await backend.rows("SELECT name FROM meta WHERE substr(name, 1, 9) = 'web_link:'") == []

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from groomguard.actions import ChildNotice, Enforcement, ModAlert
     from groomguard.config import Settings
-    from groomguard.engine import Engine
+    from groomguard.port import EnginePort
 
 
 @runtime_checkable
@@ -19,7 +19,7 @@ class Adapter(Protocol):
 
     name: str
 
-    async def start(self, engine: Engine) -> None: ...
+    async def start(self, engine: EnginePort) -> None: ...
 
     async def stop(self) -> None: ...
 

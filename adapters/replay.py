@@ -7,10 +7,9 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
-from groomguard.engine import Engine
-from groomguard.events import MAX_TEXT_CHARS, EventError, parse_event
+from groomguard.events import MAX_TEXT_CHARS, BaseEvent, EventError, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,18 @@ def read_lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
         yield number, line
 
 
+class Feed(Protocol):
+    """What replay needs of the engine (a part of groomguard.port.EnginePort)."""
+
+    async def submit(self, event: BaseEvent) -> None: ...
+
+    def reject(self, source: str, count: int = 1) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
 async def replay(
-    engine: Engine,
+    engine: Feed,
     source: Path | IO[bytes] | str,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayReport:

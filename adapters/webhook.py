@@ -18,7 +18,7 @@ from groomguard.events import AgeDeclared, AgeSource, BaseEvent, EventError, Mod
 
 if TYPE_CHECKING:
     from groomguard.actions import Enforcement, ModAlert
-    from groomguard.engine import Engine
+    from groomguard.port import EnginePort
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class WebhookAdapter:
         #: budget of a real sender, even one behind the same reverse proxy.
         self.unauthenticated = RateLimiter(settings.unauthenticated_per_second)
         self._secret: bytes | None = None
-        self._engine: Engine | None = None
+        self._engine: EnginePort | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -144,7 +144,7 @@ class WebhookAdapter:
         app.router.add_get("/healthz", self.health)
         return app
 
-    async def start(self, engine: Engine) -> None:
+    async def start(self, engine: EnginePort) -> None:
         """Read the secret (refusing to start without one) and listen on settings.host:port."""
         self._secret = read_secret(self.settings.secret, self.settings.secret_file, "webhook.secret").encode()
         self._engine = engine
@@ -299,10 +299,7 @@ class WebhookAdapter:
         if engine is None:
             return problem(503, "not started", None)
         keys = [e.key for e in events]
-        known: dict[str, str] = {}
-        known_bodies = getattr(engine.store, "known_bodies", None)
-        if known_bodies is not None:
-            known = await known_bodies(keys)
+        known = await engine.known_bodies(keys)
         seen: dict[str, str] = {}
         duplicate_ids = []
         conflicting_ids = []

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from groomguard.actions import ModAlert
+from groomguard.app.runtime import build_engine
 from groomguard.cases import decayed
 from groomguard.config import Settings, load_settings
 from groomguard.detectors.base import Detector, DetectorState
-from groomguard.engine import Engine, build_detectors
+from groomguard.engine import build_detectors
 from groomguard.events import BaseEvent
 from groomguard.findings import Finding
-from groomguard.simulate import CommunitySpec, Truth, generate
+from groomguard.testing.simulate import CommunitySpec, Truth, generate
 
 #: Detectors scored in the per-detector table (others still run and count towards "overall").
 ACCOUNT_PATTERNS = ("fan_out", "rejections", "view_spike", "new_account_contact")
@@ -139,7 +140,7 @@ class Run:
 async def replay(events: list[BaseEvent], settings: Settings) -> Run:
     recorders = [Recorder(d) for d in build_detectors(settings)]
     sink = AlertCollector()
-    engine = Engine(settings, [sink], detectors=recorders)
+    engine = build_engine(settings, [sink], detectors=recorders)
     await engine.start()
     started = time.perf_counter()
     for event in events:

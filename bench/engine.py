@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from groomguard.adapters.replay import replay
-from groomguard.engine import Engine
+from groomguard.app.runtime import build_engine
 from groomguard.testing import make_settings
 
 START = datetime(2026, 2, 2, tzinfo=UTC)
@@ -96,7 +96,7 @@ async def run_engine(db: Path, data: Path) -> tuple[int, float, int]:
     settings = make_settings(db)
     settings.engine.batch_size = 1000
     settings.engine.batch_wait_ms = 5
-    engine = Engine(settings, [])
+    engine = build_engine(settings, [])
     await engine.start()
     start = time.perf_counter()
     report = await replay(engine, data)

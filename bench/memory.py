@@ -120,14 +120,14 @@ def stream(accounts: int, n: int, seed: int) -> list[BaseEvent]:
 
 
 async def measure(db: Path, accounts: int, n: int, seed: int) -> dict[str, Any]:
+    from groomguard.app.runtime import build_engine
     from groomguard.config import load_settings
-    from groomguard.engine import Engine
 
     settings = load_settings(None)
     settings.store.path = db
     settings.engine.batch_wait_ms = 5
     before = rss_mb()
-    engine = Engine(settings, [])
+    engine = build_engine(settings, [])
     started = time.perf_counter()
     await engine.start()
     start_s = time.perf_counter() - started

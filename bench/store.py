@@ -68,13 +68,14 @@ async def _worker(url: str, source: str, expected: int) -> None:
     """One engine process: replay `source`; the lease holder then waits until every shard's events are processed."""
     import asyncpg
     from groomguard.adapters.replay import replay
-    from groomguard.engine import Engine
-    from groomguard.store.postgres import LogFollower, PostgresStore
+    from groomguard.app.runtime import build_engine
+    from groomguard.follower import LogFollower
+    from groomguard.store.postgres import PostgresStore
     from groomguard.testing import make_settings
 
     settings = make_settings(Path(tempfile.gettempdir()) / "unused.db")
     settings.store.database_url = url
-    engine = Engine(settings, [])
+    engine = build_engine(settings, [])
     await engine.start()
     follower = LogFollower(engine, interval_s=0.02)
     await follower.start()

@@ -1,5 +1,5 @@
 """Allows `python -m groomguard` as well as the `groomguard` script."""
 
-from groomguard.cli import app
+from groomguard.app.cli import app
 
 app()

@@ -85,7 +85,9 @@ class Enforcement(BaseModel):
     at: datetime
 
 
-Action = Annotated[ModAlert | ChildNotice | Enforcement, Field(discriminator="kind")]
+#: Any action, as a type (ActionT) and as a pydantic discriminated union for parsing (Action).
+ActionT = ModAlert | ChildNotice | Enforcement
+Action = Annotated[ActionT, Field(discriminator="kind")]
 
 
 @runtime_checkable

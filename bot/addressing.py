@@ -55,8 +55,8 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Literal, Protocol
 
-from groomguard.detectors.base import Account, Turn
 from groomguard.events import BaseEvent, MessageSent
+from groomguard.records import Account, Turn
 from pydantic import BaseModel, ConfigDict, Field
 
 How = Literal["reply", "mention", "turns"]

@@ -8,12 +8,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
-from groomguard.cases import Audit, CaseBook
+from groomguard.cases import Audit, Case, CaseBook
 from groomguard.config import Settings
 from groomguard.detectors import REGISTRY
 from groomguard.detectors.base import Detector
@@ -28,8 +27,9 @@ from groomguard.events import (
 )
 from groomguard.findings import Finding
 from groomguard.notices import NoticeBook
+from groomguard.port import EngineStats
 from groomguard.state import CommunityState
-from groomguard.store import ActionT, BatchWrite, Store, open_store
+from groomguard.storage import ActionT, BatchWrite, Database, PipelinedStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -46,32 +46,6 @@ CLOCK_MEMORY = "engine.clock"
 SETTLE_EVERY_BATCHES = 8
 #: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
 PATTERN_DETECTORS = frozenset({"fan_out", "rejections", "new_account_contact"})
-
-
-@dataclass
-class EngineStats:
-    """Counters for the summary table and metrics."""
-
-    received: int = 0
-    duplicates: int = 0
-    stored: int = 0
-    processed: int = 0
-    findings: int = 0
-    alerts: int = 0
-    alert_updates: int = 0
-    notices: int = 0
-    notices_suppressed: int = 0
-    enforcements: int = 0
-    detector_errors: int = 0
-    delivery_errors: int = 0
-    cases_opened: int = 0
-    #: Inputs refused before they became events (bad JSON lines, invalid webhook bodies), by source.
-    rejected: dict[str, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
-
-    def rate(self) -> float:
-        elapsed = time.perf_counter() - self.started
-        return self.processed / elapsed if elapsed > 0 else 0.0
 
 
 class EngineError(RuntimeError):
@@ -95,14 +69,15 @@ class Engine:
         self,
         settings: Settings,
         sinks: Sequence[Sink] = (),
-        store: Store | None = None,
+        *,
+        store: Store,
         detectors: Sequence[Detector] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         #: The wall clock (injectable for tests): retention and the future-time bound use it.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self.store = store or open_store(settings.store)
+        self.store = store
         self.sinks = list(sinks)
         self.detectors = list(detectors) if detectors is not None else build_detectors(settings)
         # Each event type goes only to the detectors that declare they read it (`handles`); a detector
@@ -129,12 +104,12 @@ class Engine:
         #: Latest event time processed per community (persisted as detector memory, restored at start):
         #: each community's own clock for decaying its cases, so one community never moves another's.
         self._clocks: dict[str, datetime] = {}
-        #: Called with (detector name, seconds) after every inspect; groomguard.metrics plugs its histogram in here.
+        #: Called with (detector name, seconds) after every inspect; groomguard.app.metrics plugs its histogram in here.
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
         self._lock = asyncio.Lock()
-        #: Whether batches commit behind processing (SQLite: see SqliteStore.submit_batch); set at start.
-        self._pipelined = False
+        #: The store, when its batches commit behind processing (SQLite: see SqliteStore.submit_batch); set at start.
+        self._pipe: PipelinedStore | None = None
         #: Submitted, not yet durable batches in order: (commit future, their actions, event count).
         self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
 
@@ -143,7 +118,8 @@ class Engine:
     async def start(self) -> None:
         """Open the store, rebuild memory, finish events stored but not processed, then accept new ones."""
         await self.store.open()
-        self._pipelined = bool(getattr(self.store, "pipelined", False))
+        pipelined = isinstance(self.store, PipelinedStore) and self.store.pipelined
+        self._pipe = self.store if pipelined else None
         snap = await self.store.snapshot(CONTACT_WINDOW_HOURS)
         for community, acc in snap.accounts:
             self.state.accounts[(community, acc.account)] = acc
@@ -156,8 +132,8 @@ class Engine:
             if row.value is not None:
                 self._clocks[row.community] = datetime.fromisoformat(json.loads(row.value))
         await self._deliver(await self.store.pending_actions())
-        if self._pipelined:
-            self.store.pin_reads()  # type: ignore[attr-defined]
+        if self._pipe is not None:
+            self._pipe.pin_reads()
         recovered = await self.catch_up()
         await self.purge()
         if recovered:
@@ -233,6 +209,44 @@ class Engine:
     def reject(self, source: str, count: int = 1) -> None:
         """Count inputs an adapter refused as invalid, so /metrics and summaries show them."""
         self.stats.rejected[source] = self.stats.rejected.get(source, 0) + count
+
+    async def decide(self, decision: ModeratorDecision) -> int:
+        """Store and apply a moderator's decision now (1 if new, 0 if a repeat of one already taken)."""
+        return await self.ingest([decision])
+
+    async def known_bodies(self, keys: Sequence[str]) -> dict[str, str]:
+        """The stored JSON of those event keys the store already holds (to tell a resend from a conflict)."""
+        known_bodies = getattr(self.store, "known_bodies", None)
+        return await known_bodies(keys) if known_bodies is not None else {}
+
+    # -- case queries (groomguard.port) -------------------------------------------------------
+
+    async def list_cases(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Stored cases, riskiest first, as plain rows."""
+        return await self.store.list_cases(status, limit)
+
+    async def get_case(self, case_id: int) -> tuple[Case, list[dict[str, Any]], list[dict[str, Any]]] | None:
+        """One stored case with its findings and audit rows, or None."""
+        return await self.store.get_case(case_id)
+
+    def case_card(self, case: Case, now: datetime) -> ModAlert:
+        """The alert card a case would show now (for a moderator's look-up; nothing is posted)."""
+        return self.cases.render(case, now)
+
+    def case_risk(self, case: Case, now: datetime) -> float:
+        """A case's risk decayed to `now` with the configured half-life."""
+        return case.risk(now, self.settings.cases.half_life_hours)
+
+    async def pending_actions(self) -> list[ActionT]:
+        """Actions still in the outbox (not yet delivered by every sink)."""
+        return await self.store.pending_actions()
+
+    def adapter_tables(self) -> Database:
+        """A new, unopened connection to the store's database for an adapter's own tables (migration 005).
+
+        Same database, so a PostgreSQL deployment keeps them in PostgreSQL and `forget` reaches them.
+        """
+        return self.store.tables()
 
     async def drain(self) -> None:
         """Wait until every queued event is processed and committed and every action handed to the sinks."""
@@ -390,9 +404,9 @@ class Engine:
             clocks=clocks,
         )
         self._batches += 1
-        if self._pipelined:
+        if self._pipe is not None:
             # Commit behind processing: actions reach the outbox once their batch is durable.
-            self._inflight.append((self.store.submit_batch(write), actions, len(items)))  # type: ignore[attr-defined]
+            self._inflight.append((self._pipe.submit_batch(write), actions, len(items)))
             self._reap()
             if len(self._inflight) >= SETTLE_EVERY_BATCHES:
                 await self._settle()
@@ -422,14 +436,16 @@ class Engine:
 
         The writer lock must be held. Raises the store's failure; nothing after a failed batch commits.
         """
-        if not self._pipelined:
+        if self._pipe is None:
             return
-        await self.store.settle()  # type: ignore[attr-defined]
+        await self._pipe.settle()
+        # Every batch future is one of the store's jobs; gathering them again raises a failed one's error.
+        await asyncio.gather(*(future for future, _, _ in self._inflight))
         self._reap()
         # Every row handed over is now committed: the state drops its overlay as the read view moves.
-        self.store.release_reads()  # type: ignore[attr-defined]
+        self._pipe.release_reads()
         self.state.settle()
-        self.store.pin_reads()  # type: ignore[attr-defined]
+        self._pipe.pin_reads()
 
     def _age_lift(self, event: AgeDeclared) -> list[Audit]:
         """Apply an age that would lift a minor band: only a moderator may, and that is audited."""
@@ -522,11 +538,11 @@ class Engine:
         purge_memory = getattr(self.store, "purge_memory", None)
         if purge_memory is not None:
             removed["detector_memory"] = await purge_memory(now - timedelta(days=s.message_retention_days))
-        if self._pipelined:
+        if self._pipe is not None:
             # Reads pinned before the purge would still show the purged rows.
-            self.store.release_reads()  # type: ignore[attr-defined]
+            self._pipe.release_reads()
             self.state.settle()
-            self.store.pin_reads()  # type: ignore[attr-defined]
+            self._pipe.pin_reads()
         log.info("retention purge removed %s", removed)
         return removed
 
@@ -534,9 +550,9 @@ class Engine:
         """Erase one account's data from memory and the store (the right to erasure)."""
         async with self._lock:
             await self._settle()
-            if self._pipelined:
+            if self._pipe is not None:
                 # An open read snapshot would keep erased rows readable and block the WAL truncation.
-                self.store.release_reads()  # type: ignore[attr-defined]
+                self._pipe.release_reads()
             self.state.forget(account, community)
             self.cases.forget(account, community)
             self.notices.forget(account, community)
@@ -548,8 +564,8 @@ class Engine:
             try:
                 return await self.store.forget(account, community)
             finally:
-                if self._pipelined:
-                    self.store.pin_reads()  # type: ignore[attr-defined]
+                if self._pipe is not None:
+                    self._pipe.pin_reads()
 
     async def audit(
         self,

@@ -82,6 +82,7 @@ def replay(
         window=thresholds.window,
         smooth=thresholds.smooth,
         notice_threshold=thresholds.notice,
+        moderator_threshold=thresholds.moderator,
         escalation_stages=tagger.escalation,
         joiner="\n" if raw_windows else " ",
     )

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
+    "CHILD_DIRECTED_STAGES",
     "ESCALATION_LOGIT",
     "MODEL_VETO_LOGIT",
     "PATTERN_MIN_ESCALATIONS",
     "PATTERN_WITHOUT_PROBING",
     "PROBING_LOGIT",
     "SECOND_OPINION_FROM",
+    "SECOND_OPINION_WEIGHT",
     "ConversationEvidence",
     "EvidenceSettings",
     "agree",
@@ -55,7 +57,22 @@ MODEL_VETO_LOGIT: Final = -1.0
 #: the two are averaged in log-odds. Below it, the first model's "benign" stands: most chat never pays
 #: for the second model.
 SECOND_OPINION_FROM: Final = 0.3
+#: How much the second opinion counts when the two are averaged in log-odds (0.5 = equal). The embedding
+#: model reads meaning and was the better judge of explicit adult chat (NPS Chat, CONDA) in the replays,
+#: so it gets the larger share; the n-gram model still moves the result (see models/MODEL_CARD.md).
+SECOND_OPINION_WEIGHT: Final = 0.7
+#: Stages only grooming of a child shows: probing for age, school, being alone or the parents, secrecy,
+#: isolation from friends and family, gifts as a lever, meeting. Sexual talk, "add me on snap" and photo
+#: requests are just as common between adults (the negatives README and the NPS/CONDA replays), so a
+#: conversation that shows none of these stages never alerts moderators, and notifies the child only
+#: when the text model alone reads it at the moderator's confidence.
+CHILD_DIRECTED_STAGES: Final = frozenset({"personal_info", "secrecy", "isolation", "gifts", "meeting"})
 _EPS: Final = 1e-6
+
+
+def _just_below(threshold: float) -> float:
+    """A risk a hair under `threshold` (in log-odds), so a capped conversation stays visibly near it."""
+    return sigmoid(logit(threshold) - 0.01)
 
 
 def logit(p: float) -> float:
@@ -85,13 +102,13 @@ def with_second_opinion(
     return out
 
 
-def agree(first: float, second: float) -> float:
-    """Two calibrated probabilities of the same window combined: their mean in log-odds.
+def agree(first: float, second: float, weight: float = SECOND_OPINION_WEIGHT) -> float:
+    """Two calibrated probabilities of the same window combined: their weighted mean in log-odds.
 
     Why: the n-gram model alone flags explicit adult chat it shares words with; the embedding model
     alone misses PJ-style wording. A window both read as grooming stays high; one they disagree on drops.
     """
-    return sigmoid((logit(first) + logit(second)) / 2.0)
+    return sigmoid((1.0 - weight) * logit(first) + weight * logit(second))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +118,10 @@ class EvidenceSettings:
     window: int = 10
     smooth: int = 3
     notice_threshold: float = 0.5
+    #: Where moderators are alerted; without a child-directed stage risk stays below it (and below the
+    #: notice threshold too unless the model alone reads the window at least this high).
+    moderator_threshold: float = 0.9
+    child_directed_stages: frozenset[str] = CHILD_DIRECTED_STAGES
     escalation_stages: frozenset[str] = frozenset(
         {"secrecy", "isolation", "gifts", "off_platform", "photos", "sexual", "meeting"}
     )
@@ -192,7 +213,15 @@ class ConversationEvidence:
             escalations
         ) >= PATTERN_WITHOUT_PROBING:
             risk = max(risk, settings.notice_threshold)
+        if not self.child_directed(settings):
+            # Nothing only child grooming shows: explicit or flirty adult talk must not alert anyone.
+            sure = model_part >= settings.moderator_threshold
+            risk = min(risk, _just_below(settings.moderator_threshold if sure else settings.notice_threshold))
         return min(1.0, max(0.0, risk))
+
+    def child_directed(self, settings: EvidenceSettings) -> bool:
+        """True once the adult has shown a stage only grooming of a child shows (see CHILD_DIRECTED_STAGES)."""
+        return any(s in settings.child_directed_stages for s in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready snapshot (what the detector stores, so a restart resumes exactly here)."""

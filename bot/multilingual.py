@@ -32,7 +32,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import groomguard.models
 import numpy as np
@@ -40,13 +40,15 @@ from groomguard.langid import language_name
 from groomguard.stages import STAGES, StageMatch, StageTagger
 from groomguard.text import NormalizedText, normalize
 
+if TYPE_CHECKING:
+    from groomguard.evaluation import Replay
+
 __all__ = [
     "COVERED_LANGUAGES",
     "DEFAULT_HEAD_PATH",
     "FILLERS",
     "MULTILINGUAL_DIR",
     "STAGES_DIR",
-    "ConversationReplay",
     "LineEmbedder",
     "MultilingualError",
     "MultilingualScorer",
@@ -406,53 +408,28 @@ def load_multilingual_scorer() -> MultilingualScorer:
     return scorer
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationReplay:
-    """Where one conversation, fed message by message, first crossed the notice and alert thresholds."""
+def replay_conversation(scorer: MultilingualScorer, lang: str, lines: Sequence[str]) -> Replay:
+    """One adult's lines in `lang` through the product's replay (groomguard.evaluation), at the shipped thresholds.
 
-    notice_at: int | None
-    alert_at: int | None
-    peak: float
-    stages: tuple[str, ...]
-    risks: tuple[float, ...]
-
-
-def replay_conversation(
-    scorer: MultilingualScorer,
-    lang: str,
-    lines: Sequence[str],
-    notice: float = 0.80,
-    moderator: float = 0.90,
-    min_messages: int = 3,
-    base_rate: float = 0.10,
-) -> ConversationReplay:
-    """Feed an adult's lines one at a time through the product's aggregation (groomguard.evidence), as the detector does.
-
-    Each informative line enters the window of the last ten; the window (lines joined by newlines) is
-    scored by `scorer`; the language's stage lexicon tags every line; risk comes from
-    `ConversationEvidence.risk`. No judgement before `min_messages` informative lines, as in the detector.
+    The same aggregation, stage tagging of normalised text and thresholds the detector applies to a
+    covered language (the English model's validated notice and moderator thresholds).
     """
-    from groomguard.evidence import ConversationEvidence, EvidenceSettings
+    from groomguard.classifier import ModelInfo
+    from groomguard.evaluation import ProductThresholds, replay
+    from groomguard.language_routing import MultilingualAdapter
 
-    settings = EvidenceSettings(window=WINDOW_LINES, smooth=3, notice_threshold=notice, joiner="\n")
-    tagger = scorer.tagger(lang)
-    evidence = ConversationEvidence()
-    notice_at = alert_at = None
-    peak = 0.0
-    risks: list[float] = []
-    for i, line in enumerate(lines, start=1):
-        window = evidence.add(line, informative(line), tagger.stages(line), settings)
-        if window is not None:
-            evidence.record(scorer.classify([window])[0], settings)
-        risk = evidence.risk(settings, base_rate) if evidence.informative >= min_messages else 0.0
-        risks.append(round(risk, 4))
-        peak = max(peak, risk)
-        if notice_at is None and risk >= notice:
-            notice_at = i
-        if alert_at is None and risk >= moderator:
-            alert_at = i
-    stages = tuple(sorted(evidence.stages, key=lambda s: evidence.stages[s]))
-    return ConversationReplay(notice_at, alert_at, round(peak, 4), stages, tuple(risks))
+    info = ModelInfo.load()
+    adapter = MultilingualAdapter(scorer, info.calibration.base_rate)
+    thresholds = ProductThresholds(notice=info.notice_threshold, moderator=info.moderator_threshold)
+    return replay(
+        lines,
+        adapter.classify_folded,
+        adapter.informative,
+        scorer.tagger(lang),
+        thresholds,
+        adapter.base_rate,
+        raw_windows=True,
+    )
 
 
 PROBES_DIR: Final = MODELS_DIR / "probes"

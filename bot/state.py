@@ -11,15 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from groomguard.detectors.base import (
-    Account,
-    ContactEdge,
-    DetectorMemory,
-    RequestRecord,
-    Turn,
-    ViewerHour,
-    ViewShare,
-)
+from groomguard.detectors.base import DetectorMemory
 from groomguard.events import (
     REQUEST_KINDS,
     AgeBand,
@@ -39,6 +31,7 @@ from groomguard.events import (
     StandingDeclared,
 )
 from groomguard.memory import MemoryBook
+from groomguard.records import Account, ContactEdge, RequestRecord, Turn, ViewerHour, ViewShare
 
 #: Which age sources may overwrite which: a stronger source always wins.
 SOURCE_RANK = {

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from groomguard.events import dump_event
-from groomguard.simulate import CommunitySpec, generate
+from groomguard.testing.simulate import CommunitySpec, generate
 
 
 def main() -> None:

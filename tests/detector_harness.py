@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from groomguard.app.runtime import build_engine
 from groomguard.detectors.base import Detector, DetectorState
 from groomguard.engine import Engine
 from groomguard.events import BaseEvent
 from groomguard.findings import Finding
-from groomguard.sinks import MemorySink
-from groomguard.testing import make_settings
+from groomguard.testing import MemorySink, make_settings
 
 
 class Recorder:
@@ -35,7 +35,7 @@ async def engine_with(
 ) -> AsyncIterator[tuple[Engine, Recorder]]:
     """An engine whose only detectors are `detectors`; yields it and the recorder of the last one."""
     recorders = [Recorder(d) for d in detectors]
-    engine = Engine(make_settings(db, **overrides), [MemorySink()], detectors=recorders)
+    engine = build_engine(make_settings(db, **overrides), [MemorySink()], detectors=recorders)
     await engine.start()
     try:
         yield engine, recorders[-1]

@@ -14,12 +14,11 @@ from typing import ClassVar
 
 import pytest
 from groomguard.addressing import Addressee, AddressingSettings, addressees
+from groomguard.app.runtime import build_engine
 from groomguard.detectors.base import DetectorState
-from groomguard.engine import Engine
 from groomguard.events import BaseEvent, MessageSent
 from groomguard.findings import Finding
-from groomguard.sinks import MemorySink
-from groomguard.testing import EventFactory, make_settings
+from groomguard.testing import EventFactory, MemorySink, make_settings
 
 
 class Probe:
@@ -40,7 +39,7 @@ class Probe:
 
 async def run(db: Path, events: list[BaseEvent], probe: Probe | None = None, one_batch: bool = False) -> Probe:
     probe = probe or Probe()
-    engine = Engine(make_settings(db), [MemorySink()], detectors=[probe])
+    engine = build_engine(make_settings(db), [MemorySink()], detectors=[probe])
     await engine.start()
     try:
         if one_batch:
@@ -161,7 +160,7 @@ async def test_private_messages_are_left_to_their_recipients(db: Path) -> None:
 async def test_forget_erases_the_memory_of_who_wrote_what(db: Path) -> None:
     f = EventFactory()
     kid_says = f.message("amy", "gg")
-    engine = Engine(make_settings(db), [MemorySink()], detectors=[])
+    engine = build_engine(make_settings(db), [MemorySink()], detectors=[])
     await engine.start()
     await engine.ingest([*cast(f), kid_says])
     assert await engine.state.message_author("test-community", kid_says.message_id) == "amy"
@@ -176,7 +175,7 @@ async def test_old_turns_are_purged_with_message_retention(db: Path) -> None:
     old = f.message("amy", "hi")
     later = f.message("ben", "later", at=f.tick(days=340))
     # Retention runs on the wall clock (issue 12; tests keep 365 days): "now" is a year after `old`.
-    engine = Engine(make_settings(db), [MemorySink()], detectors=[], clock=lambda: old.at + timedelta(days=366))
+    engine = build_engine(make_settings(db), [MemorySink()], detectors=[], clock=lambda: old.at + timedelta(days=366))
     await engine.start()
     await engine.ingest([*cast(f), old, later])
     await engine.purge()  # (the engine may already have purged on its own batch count: check the state)

@@ -13,8 +13,7 @@ from groomguard.cases import CaseBook, recommended_action, risk_band
 from groomguard.config import CaseSettings
 from groomguard.events import ContactKind
 from groomguard.findings import Finding
-from groomguard.sinks import MemorySink
-from groomguard.testing import T0, EventFactory, running_engine
+from groomguard.testing import T0, EventFactory, MemorySink, running_engine
 
 
 def finding(detector: str, score: float, minutes: float, reason: str = "", child: str | None = None) -> Finding:

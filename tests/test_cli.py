@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from groomguard.cli import app
+from groomguard.app.cli import app
 from groomguard.events import dump_event
 from groomguard.testing import EventFactory
 from typer.testing import CliRunner

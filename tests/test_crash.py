@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 from groomguard.events import BaseEvent, ContentViewed, dump_event
-from groomguard.simulate import CommunitySpec, generate
 from groomguard.testing import EventFactory
+from groomguard.testing.simulate import CommunitySpec, generate
 
 pytestmark = pytest.mark.slow
 

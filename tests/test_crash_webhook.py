@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from groomguard.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from groomguard.events import BaseEvent, dump_event
-from groomguard.simulate import CommunitySpec, generate
+from groomguard.testing.simulate import CommunitySpec, generate
 
 from tests.test_crash import ROOT, _bursts, _outcome
 

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from groomguard.actions import ChildNotice, Enforcement, ModAlert
-from groomguard.engine import Engine
+from groomguard.app.runtime import build_engine
 from groomguard.events import BaseEvent, ContentViewed, MessageSent
 from groomguard.findings import Finding
-from groomguard.simulate import generate
-from groomguard.sinks import MemorySink
-from groomguard.testing import EventFactory, make_settings, running_engine
+from groomguard.testing import EventFactory, MemorySink, failing_commits, make_settings, running_engine
+from groomguard.testing.simulate import generate
 
 
 def fan_out_events(ev: EventFactory, suspect: str = "groomer", kids: int = 12) -> list[BaseEvent]:
@@ -60,7 +59,7 @@ async def test_detector_exception_is_isolated(db: Path, ev: EventFactory, caplog
     from groomguard.engine import build_detectors
 
     settings = make_settings(db)
-    engine = Engine(settings, [MemorySink()], detectors=[Exploding(), *build_detectors(settings)])
+    engine = build_engine(settings, [MemorySink()], detectors=[Exploding(), *build_detectors(settings)])
     await engine.start()
     bad = ev.message("a", "boom")
     await engine.submit(bad)
@@ -78,7 +77,7 @@ async def test_back_pressure_bounds_the_queue(db: Path, ev: EventFactory) -> Non
     settings = make_settings(db)
     settings.engine.queue_size = 10
     settings.engine.batch_size = 5
-    engine = Engine(settings, [])
+    engine = build_engine(settings, [])
     await engine.start()
     peak = 0
 
@@ -149,7 +148,7 @@ class Scripted:
 async def test_dismissed_suspect_needs_more_to_realert(db: Path, ev: EventFactory) -> None:
     settings = make_settings(db)
     sink = MemorySink()
-    engine = Engine(settings, [sink], detectors=[Scripted()])
+    engine = build_engine(settings, [sink], detectors=[Scripted()])
     await engine.start()
     await engine.ingest([ev.message("g", "0.65")])
     await engine.drain()
@@ -195,7 +194,7 @@ async def test_child_notice_goes_to_child_never_suspect(db: Path, ev: EventFacto
 
     settings = make_settings(db)
     sink = MemorySink()
-    engine = Engine(settings, [sink], detectors=[Talker()])
+    engine = build_engine(settings, [sink], detectors=[Talker()])
     await engine.start()
     for _ in range(5):
         await engine.submit(ev.message("suspect-zed", "...", conversation="dm", private=True, recipients=("kid",)))
@@ -227,7 +226,7 @@ async def test_forget_reaches_detectors_that_keep_memory(db: Path, ev: EventFact
             self.seen.discard(account)
 
     detector = Remembering()
-    engine = Engine(make_settings(db), [], detectors=[detector])
+    engine = build_engine(make_settings(db), [], detectors=[detector])
     await engine.start()
     await engine.ingest([ev.message("alice", "hi"), ev.message("bob", "hi")])
     await engine.forget("alice")
@@ -281,17 +280,13 @@ async def test_failed_ingest_stops_the_engine_instead_of_skipping_events(db: Pat
     import pytest
     from groomguard.engine import EngineError
 
-    engine = Engine(make_settings(db), [])
+    engine = build_engine(make_settings(db), [])
     await engine.start()
-    real = engine.store.commit_batch
-
-    async def failing(batch):  # type: ignore[no-untyped-def]
-        raise sqlite3.OperationalError("disk I/O error")
-
-    engine.store.commit_batch = failing  # type: ignore[method-assign]
-    with pytest.raises(sqlite3.OperationalError):
+    with (
+        failing_commits(engine.store, sqlite3.OperationalError("disk I/O error")),
+        pytest.raises(sqlite3.OperationalError),
+    ):
         await engine.ingest([ev.message("a", "hi")])
-    engine.store.commit_batch = real  # type: ignore[method-assign]
     with pytest.raises(EngineError):
         await engine.ingest([ev.message("a", "again")])
     await engine.stop()
@@ -310,7 +305,7 @@ async def test_detectors_only_receive_the_event_types_they_declare(db: Path, ev:
             seen.append(event.type)  # type: ignore[attr-defined]
             return ()
 
-    engine = Engine(make_settings(db), [], detectors=[OnlyViews()])
+    engine = build_engine(make_settings(db), [], detectors=[OnlyViews()])
     await engine.start()
     await engine.ingest([ev.message("a", "hi"), ev.view("a", "b"), ev.contact("a", "b"), ev.view("b", "a")])
     await engine.stop()

@@ -14,10 +14,10 @@ from typing import Any
 from groomguard.actions import ModAlert
 from groomguard.adapters.discord.cardstore import Card, CardStore
 from groomguard.adapters.matrix.store import MatrixStore, Mute, PendingInvite
+from groomguard.app.runtime import build_engine
 from groomguard.engine import Engine
 from groomguard.events import BaseEvent
-from groomguard.sinks import MemorySink
-from groomguard.testing import EventFactory, make_settings
+from groomguard.testing import EventFactory, MemorySink, make_settings
 
 KID = "kidzq5"  # ids chosen so that no other id contains them
 SUSPECT = "grownzq9"
@@ -88,16 +88,16 @@ def _in_memory(engine: Engine, needle: str) -> list[str]:
     return [s[:120] for s in _walk(engine, skip) if needle in s]
 
 
-async def _adapter_rows(db: Path, alert: ModAlert) -> None:
+async def _adapter_rows(engine: Engine, alert: ModAlert) -> None:
     """What the Matrix and Discord adapters keep about the kid in their own tables of the same file."""
-    matrix = MatrixStore(db)
+    matrix = MatrixStore(engine.adapter_tables())
     await matrix.open()
     await matrix.save_dm_room(KID, "!dmroom:localhost")
     at = datetime(2026, 3, 2, tzinfo=UTC)
     await matrix.add_invites([PendingInvite(f"{SUSPECT}>{KID}", "test-community", SUSPECT, KID, "$ev1", at)])
     await matrix.save_mute(Mute("!room:localhost", KID, at + timedelta(hours=1), 0))
     await matrix.close()
-    cards = CardStore(db)
+    cards = CardStore(engine.adapter_tables())
     await cards.open()
     await cards.save(Card(alert.case_id, 1, 2, 3, 1, alert, undelivered=[KID]))
     await cards.close()
@@ -107,13 +107,13 @@ async def test_forget_leaves_the_id_in_no_byte_of_the_database_wal_or_memory(tmp
     db = tmp_path / "erase.db"
     ev = EventFactory()
     sink = MemorySink()
-    engine = Engine(make_settings(db), [sink])
+    engine = build_engine(make_settings(db), [sink])
     await engine.start()
     try:
         await engine.ingest(_scenario(ev))
         await engine.drain()
         other_alert = next(a for a in sink.of(ModAlert) if a.suspect == OTHER and KID in a.children)
-        await _adapter_rows(db, other_alert)
+        await _adapter_rows(engine, other_alert)
         assert KID.encode() in _raw(db)
         assert _in_memory(engine, KID), "the walk sees the engine's memory"
         con = sqlite3.connect(db)
@@ -135,7 +135,7 @@ async def test_forget_leaves_the_id_in_no_byte_of_the_database_wal_or_memory(tmp
 async def test_forget_an_adult_twice_is_consistent(tmp_path: Path) -> None:
     db = tmp_path / "adult.db"
     ev = EventFactory()
-    engine = Engine(make_settings(db), [MemorySink()])
+    engine = build_engine(make_settings(db), [MemorySink()])
     await engine.start()
     try:
         await engine.ingest(_scenario(ev))
@@ -151,7 +151,7 @@ async def test_forget_an_adult_twice_is_consistent(tmp_path: Path) -> None:
 
 async def test_database_files_are_private_and_secure_delete_is_on(tmp_path: Path) -> None:
     db = tmp_path / "private.db"
-    engine = Engine(make_settings(db), [MemorySink()])
+    engine = build_engine(make_settings(db), [MemorySink()])
     await engine.start()
     try:
         await engine.ingest([EventFactory().adult("someone")])
@@ -167,7 +167,7 @@ async def test_an_existing_world_readable_database_is_tightened(tmp_path: Path) 
     db = tmp_path / "old.db"
     sqlite3.connect(db).close()
     db.chmod(0o644)
-    engine = Engine(make_settings(db), [MemorySink()])
+    engine = build_engine(make_settings(db), [MemorySink()])
     await engine.start()
     await engine.stop()
     assert stat.S_IMODE(db.stat().st_mode) == 0o600

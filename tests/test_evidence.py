@@ -105,5 +105,22 @@ def test_two_models_agree_in_log_odds() -> None:
     from groomguard.evidence import agree
 
     assert agree(0.9, 0.9) == pytest.approx(0.9)
-    assert agree(0.95, 0.05) == pytest.approx(0.5)
+    assert agree(0.95, 0.05, weight=0.5) == pytest.approx(0.5)  # equal weights: opposite views cancel
+    assert agree(0.95, 0.05) < 0.5 < agree(0.05, 0.95)  # the shipped weight leans on the second opinion
     assert agree(0.99, 0.2) < 0.99
+
+
+def test_without_a_child_directed_stage_adult_talk_never_alerts_and_notifies_only_on_a_sure_model() -> None:
+    """Sexual talk, "add me on snap" and photo requests alone (common between adults) stay below the alert."""
+    settings = EvidenceSettings(window=5, smooth=1, notice_threshold=0.6, moderator_threshold=0.8)
+    adult = ConversationEvidence()
+    for line in ("you look hot", "add me on snap", "send a pic"):
+        adult.add(line, True, ("sexual", "off_platform", "photos")[: 1 + len(adult.stages)], settings)
+        adult.record(0.7, settings)  # the model: fairly sure, not sure enough
+    assert set(adult.stages) == {"sexual", "off_platform", "photos"}
+    assert adult.risk(settings, 0.1) < 0.6  # three escalations, but nothing only grooming shows
+    adult.record(0.95, settings)  # the model alone is sure
+    assert 0.6 <= adult.risk(settings, 0.1) < 0.8  # the child hears; moderators do not get an alert
+    adult.add("how old are you", True, ("personal_info",), settings)  # probing for age: child-directed
+    adult.record(0.95, settings)
+    assert adult.risk(settings, 0.1) >= 0.8

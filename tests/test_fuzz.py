@@ -22,11 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 from groomguard.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookAdapter, sign
+from groomguard.app.runtime import build_engine
 from groomguard.config import ConfigError, Settings, WebhookSettings, load_settings
 from groomguard.engine import Engine
 from groomguard.events import EVENT_TYPES, MAX_TEXT_CHARS, BaseEvent, EventError, MessageSent, dump_event, parse_event
-from groomguard.sinks import MemorySink
-from groomguard.testing import make_settings
+from groomguard.testing import MemorySink, make_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -302,7 +302,7 @@ def engine_db(
     loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Engine, Path]]:
     db = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-    engine = Engine(make_settings(db), [MemorySink()])
+    engine = build_engine(make_settings(db), [MemorySink()])
     loop.run_until_complete(engine.start())
     yield engine, db
     loop.run_until_complete(engine.stop())
@@ -385,7 +385,7 @@ class _Webhook:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, db: Path) -> None:
         self.loop = loop
-        self.engine = Engine(make_settings(db), [MemorySink()])
+        self.engine = build_engine(make_settings(db), [MemorySink()])
         settings = WebhookSettings(enabled=True, secret=SECRET, rate_per_second=1e9).model_copy(update={"port": 0})
         self.adapter = WebhookAdapter(settings)
         loop.run_until_complete(self.engine.start())

@@ -10,11 +10,11 @@ from detector_harness import engine_with, feed
 from groomguard.actions import ChildNotice, ModAlert
 from groomguard.classifier import FakeClassifier, ModelError
 from groomguard.detectors import REGISTRY
-from groomguard.detectors.base import Account, ContactEdge
 from groomguard.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
 from groomguard.events import AgeBand
 from groomguard.findings import Finding
 from groomguard.memory import DetectorMemoryView, MemoryBook
+from groomguard.records import Account, ContactEdge
 from groomguard.testing import EventFactory
 
 # Synthetic lines written for these tests.
@@ -109,9 +109,18 @@ async def test_between_thresholds_only_the_child_hears() -> None:
     det = GroomingLanguageDetector(
         GroomingLanguageSettings(child_notice_threshold=0.6, moderator_threshold=0.9), classifier=Flat(0.7)
     )
-    findings = await run(det, EventFactory(), "adult", ["great game today", "your passing was brilliant", "bye now"])
+    findings = await run(det, EventFactory(), "adult", ["great game today", "how old are you", "bye now"])
     assert len(findings) == 1 and findings[0].notify_child
     assert findings[0].score <= GroomingLanguageSettings().child_only_score  # child notice alone: no mod alert
+
+
+async def test_without_a_child_directed_stage_a_fairly_sure_model_notifies_nobody() -> None:
+    # The same 0.7 with nothing only grooming of a child shows (no age/parents probing, secrecy, isolation,
+    # gifts or meeting): explicit or flirty talk between adults reads like this, so the child is not warned.
+    det = GroomingLanguageDetector(
+        GroomingLanguageSettings(child_notice_threshold=0.6, moderator_threshold=0.9), classifier=Flat(0.7)
+    )
+    assert await run(det, EventFactory(), "adult", ["great game today", "your passing was brilliant", "bye now"]) == []
 
 
 async def test_terse_benign_chat_stays_quiet_even_when_the_model_is_wrong_about_it() -> None:
@@ -370,7 +379,7 @@ async def test_a_second_model_that_disagrees_pulls_the_risk_down() -> None:
     settings = GroomingLanguageSettings(child_notice_threshold=0.6, moderator_threshold=0.9)
     alone = GroomingLanguageDetector(settings, classifier=Flat(0.95))
     checked = GroomingLanguageDetector(settings, classifier=Flat(0.95), languages=SecondOpinion())  # type: ignore[arg-type]
-    lines = ["great game today", "your passing was brilliant", "see you at the next match"]
+    lines = ["great game today", "how old are you", "see you at the next match"]
     assert [round(x.score, 2) for x in await run(alone, EventFactory(), "adult", lines)] == [0.95]
-    assert await run(checked, EventFactory(), "adult", lines) == []  # agree(0.95, 0.01) ≈ 0.30
+    assert await run(checked, EventFactory(), "adult", lines) == []  # agree(0.95, 0.01) ≈ 0.09
     assert checked.languages.second.calls  # type: ignore[union-attr]

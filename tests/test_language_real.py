@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from groomguard.corpora import load_probes
-from groomguard.detectors.base import Account
 from groomguard.detectors.grooming_language import GroomingLanguageDetector, GroomingLanguageSettings
 from groomguard.events import AgeBand
 from groomguard.findings import Finding
+from groomguard.records import Account
 from groomguard.scoring import score_file
 from groomguard.testing import EventFactory
 
@@ -63,6 +63,38 @@ async def test_english_grooming_probes_mostly_warn_the_child() -> None:
         notified += any(f.notify_child for f in findings)
     # Paraphrased, stock-phrase-free grooming: at least half must reach the child today.
     assert notified / len(groups) >= 0.5, f"{notified} of {len(groups)}"
+
+
+async def test_the_detector_runs_at_the_thresholds_the_training_run_validated() -> None:
+    """Empty threshold settings mean grooming.json's notice and moderator thresholds (what `eval` reports)."""
+    from groomguard.classifier import ModelInfo
+
+    info = ModelInfo.load()
+    detector = GroomingLanguageDetector(GroomingLanguageSettings())
+    assert (detector.notice_threshold, detector.moderator_threshold) == (
+        info.notice_threshold,
+        info.moderator_threshold,
+    )
+    assert detector.notice_threshold < 0.8  # the validated notice threshold, not the fallback for fakes
+
+
+async def test_explicit_talk_alone_never_alerts_but_probing_for_age_and_parents_does() -> None:
+    """Written for this test: sexual talk with no child-directed stage stays below the moderator threshold;
+    the same adult asking the child's age and whether the parents are home then alerts."""
+    explicit = [
+        "you are so hot tonight",
+        "i want you so bad",
+        "tell me what you are wearing",
+        "i keep thinking about kissing you",
+        "you make me so horny",
+        "send me something sexy",
+    ]
+    findings, detector = await converse(explicit)
+    assert all(f.score < detector.moderator_threshold for f in findings)
+    findings, detector = await converse(
+        [*explicit, "how old are you again", "are your parents home right now", "dont tell anyone we talk"]
+    )
+    assert any(f.score >= detector.moderator_threshold for f in findings)
 
 
 async def test_the_issues_terse_parent_chat_raises_nothing() -> None:

@@ -9,8 +9,7 @@ import pytest
 from groomguard.actions import ModAlert
 from groomguard.adapters.replay import replay
 from groomguard.events import Answer, BaseEvent, ContactKind, dump_event
-from groomguard.sinks import MemorySink
-from groomguard.testing import EventFactory, running_engine
+from groomguard.testing import EventFactory, MemorySink, running_engine
 
 KIDS = [f"@kid{i}:hs" for i in range(8)]
 ADULT = "@adult:hs"

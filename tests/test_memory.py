@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from groomguard.app.runtime import build_engine
 from groomguard.detectors.base import DetectorState
 from groomguard.engine import Engine
 from groomguard.events import AgeBand, BaseEvent, MessageSent
 from groomguard.findings import Finding
-from groomguard.sinks import MemorySink
-from groomguard.testing import EventFactory, make_settings, running_engine
+from groomguard.testing import EventFactory, MemorySink, failing_commits, make_settings, running_engine
 
 
 class Counter:
@@ -43,7 +43,7 @@ class Counter:
 
 
 async def _engine(db: Path, detector: Counter, **kw: object) -> Engine:
-    engine = Engine(make_settings(db), [MemorySink()], detectors=[detector], **kw)  # type: ignore[arg-type]
+    engine = build_engine(make_settings(db), [MemorySink()], detectors=[detector], **kw)  # type: ignore[arg-type]
     await engine.start()
     return engine
 
@@ -72,15 +72,8 @@ async def test_a_failed_commit_leaves_no_memory_behind(db: Path, ev: EventFactor
     detector = Counter()
     engine = await _engine(db, detector)
     await engine.ingest([ev.message("adult", "hi", conversation="dm1")])
-    real_commit = engine.store.commit_batch
-
-    async def failing(batch: object) -> None:
-        raise RuntimeError("disk full")
-
-    engine.store.commit_batch = failing  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError, match="disk full"):
+    with failing_commits(engine.store, RuntimeError("disk full")), pytest.raises(RuntimeError, match="disk full"):
         await engine.ingest([ev.message("adult", "hi", conversation="dm1")])
-    engine.store.commit_batch = real_commit  # type: ignore[method-assign]
     await engine.store.close()
     again = Counter()
     engine = await _engine(db, again)  # replays the stored-but-uncommitted event from the watermark
@@ -215,7 +208,7 @@ async def test_a_lagging_community_keeps_its_notice_rate_limit_across_a_restart(
     live = EventFactory(community="live", platform="live", start=now - timedelta(minutes=5))
 
     def engine() -> Engine:
-        return Engine(make_settings(db), [MemorySink()], detectors=[_Talker()])
+        return build_engine(make_settings(db), [MemorySink()], detectors=[_Talker()])
 
     first = engine()
     await first.start()

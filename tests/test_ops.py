@@ -10,10 +10,10 @@ import sqlite3
 from pathlib import Path
 
 import aiohttp
-from groomguard.cli import app
+from groomguard.app.cli import app
+from groomguard.app.logs import JsonFormatter, configure_logging
+from groomguard.app.metrics import Histogram, start_metrics
 from groomguard.config import MetricsSettings
-from groomguard.logs import JsonFormatter, configure_logging
-from groomguard.metrics import Histogram, start_metrics
 from groomguard.testing import EventFactory, running_engine
 from typer.testing import CliRunner
 
@@ -137,8 +137,8 @@ async def test_doctor_checks_the_webhook_url_and_secret_live(tmp_path: Path) -> 
     import asyncio
 
     from groomguard.adapters.webhook import WebhookAdapter
+    from groomguard.app.doctor import FAIL, OK, WARN, check_webhook_live, diagnose
     from groomguard.config import WebhookSettings
-    from groomguard.doctor import FAIL, OK, WARN, check_webhook_live, diagnose
     from groomguard.testing import make_settings, running_engine
 
     from tests.synapse.homeserver import free_port

@@ -131,7 +131,7 @@ def test_wheel_installs_only_the_groomguard_namespace_with_its_data(tmp_path: Pa
     ):
         assert shipped in names, f"{shipped} missing from the wheel"
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "groomguard = groomguard.cli:app" in entry
+    assert "groomguard = groomguard.app.cli:app" in entry
     # Run from the unpacked wheel (it comes first on sys.path, before the editable checkout): the shipped
     # models, stages and migrations are found inside the package, not beside a source checkout.
     unpacked = tmp_path / "site"

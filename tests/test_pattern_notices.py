@@ -16,11 +16,10 @@ import aiohttp
 from aiohttp import web
 from groomguard.actions import ChildNotice, ModAlert
 from groomguard.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookAdapter, sign
+from groomguard.app.runtime import build_engine
 from groomguard.config import WebhookSettings
-from groomguard.engine import Engine
 from groomguard.events import BaseEvent, ContactKind, dump_event
-from groomguard.sinks import MemorySink
-from groomguard.testing import EventFactory, make_settings, running_engine
+from groomguard.testing import EventFactory, MemorySink, make_settings, running_engine
 
 SECRET = "pattern-notice-secret"
 KIDS = [f"kid{i}" for i in range(10)]
@@ -123,7 +122,7 @@ async def test_on_the_webhook_path_the_platform_delivers_the_notice(tmp_path: Pa
         enabled=True, secret=SECRET, notice_url=f"http://127.0.0.1:{port}/notices", rate_per_second=1000
     )
     webhook = WebhookAdapter(settings.model_copy(update={"port": 0}))
-    engine = Engine(make_settings(tmp_path / "db"), [webhook])
+    engine = build_engine(make_settings(tmp_path / "db"), [webhook])
     await engine.start()
     await webhook.start(engine)
     f = EventFactory(platform="mygame")

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.app.runtime import build_engine
 from groomguard.config import ConfigError, load_settings, read_secret
-from groomguard.engine import Engine
-from groomguard.simulate import CommunitySpec, generate
-from groomguard.sinks import MemorySink
-from groomguard.testing import EventFactory, running_engine
+from groomguard.testing import EventFactory, MemorySink, running_engine
+from groomguard.testing.simulate import CommunitySpec, generate
 
 SECRETS = {
     "GROOMGUARD_WEBHOOK__SECRET": "whsec-7f3a9c1e5b2d",
@@ -60,7 +59,7 @@ def all_logs() -> Iterator[io.StringIO]:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     handlers = [handler]
     try:
-        from groomguard.logs import JsonFormatter
+        from groomguard.app.logs import JsonFormatter
 
         json_handler = logging.StreamHandler(buffer)
         json_handler.setFormatter(JsonFormatter())
@@ -115,7 +114,7 @@ async def test_secrets_never_reach_the_logs(
     settings = load_settings(None)
     settings.store.path = tmp_path / "s.db"
     settings.logging.level = "DEBUG"
-    engine = Engine(settings, [MemorySink()])
+    engine = build_engine(settings, [MemorySink()])
     await engine.start()
     adapter = WebhookAdapter(settings.webhook.model_copy(update={"port": 0, "enabled": True}))
     await adapter.start(engine)
@@ -132,8 +131,8 @@ async def test_secrets_never_reach_the_logs(
 
 
 def test_json_logs_carry_ids_never_message_bodies(all_logs: io.StringIO) -> None:
-    pytest.importorskip("groomguard.logs")
-    from groomguard.logs import JsonFormatter
+    pytest.importorskip("groomguard.app.logs")
+    from groomguard.app.logs import JsonFormatter
 
     record = logging.LogRecord("groomguard.engine", logging.INFO, __file__, 1, "event %s processed", ("p:e1",), None)
     line = json.loads(JsonFormatter().format(record))

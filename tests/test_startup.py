@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from groomguard import doctor
-from groomguard.cli import app
+from groomguard.app import doctor
+from groomguard.app.cli import app
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]

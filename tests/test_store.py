@@ -6,12 +6,11 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from groomguard.engine import Engine
+from groomguard.app.runtime import build_engine
 from groomguard.events import AgeBand, dump_event
-from groomguard.simulate import CommunitySpec, generate
-from groomguard.sinks import MemorySink
 from groomguard.store.sqlite import SqliteStore, migrations
-from groomguard.testing import EventFactory, make_settings, running_engine
+from groomguard.testing import EventFactory, MemorySink, failing_commits, make_settings, running_engine
+from groomguard.testing.simulate import CommunitySpec, generate
 
 
 async def test_migrations_apply_once_and_enable_wal(db: Path) -> None:
@@ -77,7 +76,7 @@ async def test_restart_mid_replay_loses_and_doubles_nothing(tmp_path: Path) -> N
 
     # Run 1 processes 40 %, then 10 % more is stored but not processed, then the process "dies".
     cut, stored_only = int(len(events) * 0.4), int(len(events) * 0.5)
-    engine = Engine(make_settings(crashed_db), [MemorySink()])
+    engine = build_engine(make_settings(crashed_db), [MemorySink()])
     await engine.start()
     await engine.ingest(events[:cut])
     await engine.store.append_events(events[cut:stored_only])
@@ -95,17 +94,13 @@ async def test_restart_mid_replay_loses_and_doubles_nothing(tmp_path: Path) -> N
 async def test_failed_commit_rolls_back_and_resumes(tmp_path: Path, ev: EventFactory) -> None:
     db = tmp_path / "x.db"
     events = [ev.adult("g"), *(ev.minor(f"k{i}") for i in range(6)), *(ev.contact("g", f"k{i}") for i in range(6))]
-    engine = Engine(make_settings(db), [MemorySink()])
+    engine = build_engine(make_settings(db), [MemorySink()])
     await engine.start()
-    real_commit = engine.store.commit_batch
-
-    async def failing(batch):  # type: ignore[no-untyped-def]
-        raise sqlite3.OperationalError("disk I/O error")
-
-    engine.store.commit_batch = failing  # type: ignore[method-assign]
-    with contextlib.suppress(sqlite3.OperationalError):
+    with (
+        failing_commits(engine.store, sqlite3.OperationalError("disk I/O error")),
+        contextlib.suppress(sqlite3.OperationalError),
+    ):
         await engine.ingest(events)
-    engine.store.commit_batch = real_commit  # type: ignore[method-assign]
     await engine.store.close()
     async with running_engine(db) as (again, _sink):
         assert again.stats.processed == len(events)

@@ -20,6 +20,7 @@ from groomguard.config import DiscordSettings, read_secret
 
 if TYPE_CHECKING:
     from groomguard.engine import Engine
+    from groomguard.port import EnginePort
 
 __all__ = ["DiscordAdapter", "DiscordNotReady", "GroomGuardCog", "StartupError", "setup", "teardown"]
 
@@ -53,13 +54,13 @@ class DiscordAdapter:
         self.owned_engine: Engine | None = None
         self._runner: asyncio.Task[None] | None = None
 
-    async def start(self, engine: Engine) -> None:
+    async def start(self, engine: EnginePort) -> None:
         """Open the card table, add the cog; standalone, also log in and wait until the start-up checks pass."""
         # The token first: failing on it must not leave the card table's thread open (a hang at exit).
         token = read_secret(self.settings.token, self.settings.token_file, "discord.token") if self.owns_bot else ""
         if self.bot is None:
             self.bot = build_bot(self.settings)
-        self.cards = CardStore(engine.settings.store.path)
+        self.cards = CardStore(engine.adapter_tables())
         await self.cards.open()
         self.cog = GroomGuardCog(self.bot, self.settings, engine, self.cards)
         try:
@@ -149,6 +150,7 @@ async def setup(bot: commands.Bot) -> None:
     """
     from groomguard.config import load_settings
     from groomguard.engine import Engine
+    from groomguard.store import open_store
 
     named = os.environ.get("GROOMGUARD_CONFIG")
     path = Path(named or "groomguard.toml")
@@ -159,7 +161,7 @@ async def setup(bot: commands.Bot) -> None:
         log.warning("GroomGuard not started in this bot: [discord] enabled = false in %s", path)
         return
     adapter = DiscordAdapter(settings.discord, bot=bot)
-    engine = Engine(settings, [adapter])
+    engine = Engine(settings, [adapter], store=open_store(settings.store))
     await engine.start()
     try:
         await adapter.start(engine)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import discord
 from groomguard.actions import ModAlert
 from groomguard.events import Decision
-
-if TYPE_CHECKING:
-    from groomguard.adapters.discord.cog import GroomGuardCog
 
 #: Cases whose status still takes decisions; closed cards keep only "View evidence".
 OPEN_STATUSES = frozenset({"open", "escalated", "confirmed"})
@@ -159,7 +156,15 @@ def confirm_view(case_id: int, action: str = "ban") -> discord.ui.View:
     return view
 
 
-def _cog(interaction: discord.Interaction[Any]) -> GroomGuardCog | None:
+class CaseControls(Protocol):
+    """Where a card control's press goes (the cog); named here so cards need not import the cog."""
+
+    async def on_case_button(
+        self, interaction: discord.Interaction[Any], case_id: int, action: str, minutes: int | None = None
+    ) -> None: ...
+
+
+def _cog(interaction: discord.Interaction[Any]) -> CaseControls | None:
     client = interaction.client
     get_cog = getattr(client, "get_cog", None)
     cog = get_cog(COG_NAME) if get_cog is not None else None

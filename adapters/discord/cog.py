@@ -36,7 +36,7 @@ from groomguard.config import DiscordSettings
 from groomguard.events import AgeBand, AgeDeclared, AgeSource, BaseEvent, Decision, ModeratorDecision
 
 if TYPE_CHECKING:
-    from groomguard.engine import Engine
+    from groomguard.port import EnginePort
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _clip(text: str, limit: int) -> str:
 class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     """Translates gateway events for the engine and renders its actions; never decides anything itself."""
 
-    def __init__(self, bot: commands.Bot, settings: DiscordSettings, engine: Engine, cards: CardStore) -> None:
+    def __init__(self, bot: commands.Bot, settings: DiscordSettings, engine: EnginePort, cards: CardStore) -> None:
         self.bot = bot
         self.settings = settings
         self.engine = engine
@@ -355,7 +355,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         """Every card control lands here (from the custom id), so a restart loses nothing."""
         if not await self._require_moderator(interaction, f"button:{action}", case_id):
             return
-        found = await self.engine.store.get_case(case_id)
+        found = await self.engine.get_case(case_id)
         if found is None:
             await interaction.response.send_message(f"Case #{case_id} no longer exists.", ephemeral=True)
             return
@@ -395,7 +395,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
                 duration_minutes=minutes if decision is Decision.TIMEOUT else None,
                 note="via Discord",
             )
-            await self.engine.ingest([event])
+            await self.engine.decide(event)
             extra = f" for {duration_label(minutes)}" if decision is Decision.TIMEOUT and minutes else ""
             await interaction.followup.send(f"Case #{case_id}: {_PAST[decision]}{extra}.", ephemeral=True)
 
@@ -563,7 +563,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     async def cases_cmd(self, interaction: discord.Interaction[Any]) -> None:
         if not await self._require_moderator(interaction, "command:cases", None):
             return
-        rows = await self.engine.store.list_cases(limit=500)
+        rows = await self.engine.list_cases(limit=500)
         mine = [r for r in rows if r["community"] == str(interaction.guild_id) and r["platform"] == translate.PLATFORM]
         open_rows = [r for r in mine if r["status"] in ("open", "escalated", "confirmed")][:20]
         lines = [f"**#{r['id']}** {mention(r['suspect'])} · risk {r['risk']:.2f} · {r['status']}" for r in open_rows]
@@ -580,12 +580,12 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     async def case_cmd(self, interaction: discord.Interaction[Any], case_id: app_commands.Range[int, 1]) -> None:
         if not await self._require_moderator(interaction, "command:case", case_id):
             return
-        found = await self.engine.store.get_case(case_id)
+        found = await self.engine.get_case(case_id)
         if found is None or found[0].community != str(interaction.guild_id):
             await interaction.response.send_message(f"No case #{case_id} in this server.", ephemeral=True)
             return
         card = await self.cards.card(case_id)
-        alert = self.engine.cases.render(found[0], _now())
+        alert = self.engine.case_card(found[0], _now())
         embed = render_embed(alert, card.undelivered if card else [])
         if card is not None:
             embed.add_field(

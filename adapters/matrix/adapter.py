@@ -53,7 +53,7 @@ from nio import (
 from nio.api import Api
 
 if TYPE_CHECKING:
-    from groomguard.engine import Engine
+    from groomguard.port import EnginePort
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class MatrixAdapter:
     def __init__(self, settings: MatrixSettings, client: AsyncClient | None = None) -> None:
         self.settings = settings
         self.client = client
-        self.engine: Engine | None = None
+        self.engine: EnginePort | None = None
         self.mstore: MatrixStore | None = None
         server = settings.user_id.partition(":")[2]
         self.community = settings.community or server or "matrix"
@@ -122,10 +122,10 @@ class MatrixAdapter:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, engine: Engine, wait_s: float = 15.0) -> None:
+    async def start(self, engine: EnginePort, wait_s: float = 15.0) -> None:
         """Log in, open the adapter's tables, start syncing; waits (bounded) for the first sync."""
         self.engine = engine
-        self.mstore = MatrixStore(engine.settings.store.path)
+        self.mstore = MatrixStore(engine.adapter_tables())
         await self.mstore.open()
         if self.client is None:
             self.client = AsyncClient(
@@ -463,7 +463,7 @@ class MatrixAdapter:
     async def _catch_up_outbox(self) -> None:
         """Deliver what the engine tried to hand over before this adapter was started."""
         assert self.engine is not None
-        pending = [a for a in await self.engine.store.pending_actions() if a.platform == PLATFORM]
+        pending = [a for a in await self.engine.pending_actions() if a.platform == PLATFORM]
         done = []
         for action in pending:
             try:
@@ -624,20 +624,18 @@ class MatrixAdapter:
         self, item: Interaction, case_id: int, community: str, decision: Decision, note: str = ""
     ) -> None:
         assert self.engine is not None
-        await self.engine.ingest(
-            [
-                ModeratorDecision(
-                    event_id=item.event_id,
-                    platform=PLATFORM,
-                    community=community,
-                    at=item.at,
-                    moderator=item.sender,
-                    case_id=case_id,
-                    decision=decision,
-                    duration_minutes=self.settings.mute_minutes if decision is Decision.TIMEOUT else None,
-                    note=note,
-                )
-            ]
+        await self.engine.decide(
+            ModeratorDecision(
+                event_id=item.event_id,
+                platform=PLATFORM,
+                community=community,
+                at=item.at,
+                moderator=item.sender,
+                case_id=case_id,
+                decision=decision,
+                duration_minutes=self.settings.mute_minutes if decision is Decision.TIMEOUT else None,
+                note=note,
+            )
         )
 
     async def _on_reaction(self, item: Interaction) -> None:
@@ -655,8 +653,8 @@ class MatrixAdapter:
         if card is None:
             return
         if meaning == "ban":
-            case = self.engine.cases.by_id.get(card.case_id)
-            suspect = case.suspect if case is not None else "the suspect"
+            found = await self.engine.get_case(card.case_id)
+            suspect = found[0].suspect if found is not None else "the suspect"
             rooms = len(self.protected_rooms())
             question = (
                 f"🔨 Ban {suspect} from {rooms} protected room(s) for case #{card.case_id}? "
@@ -676,15 +674,15 @@ class MatrixAdapter:
             await self._reply(room, item.event_id, cards.text(f"{command.error}\n\n{cards.HELP_TEXT}"))
             return
         if command.name == "cases":
-            rows = await self.engine.store.list_cases(limit=20)
+            rows = await self.engine.list_cases(limit=20)
             await self._reply(room, item.event_id, cards.case_list(rows))
         elif command.name == "case" and command.case_id is not None:
-            found = await self.engine.store.get_case(command.case_id)
+            found = await self.engine.get_case(command.case_id)
             if found is None:
                 await self._reply(room, item.event_id, cards.text(f"No case #{command.case_id}."))
                 return
             case, findings, audit = found
-            risk = case.risk(datetime.now(UTC), self.engine.settings.cases.half_life_hours)
+            risk = self.engine.case_risk(case, datetime.now(UTC))
             await self._reply(room, item.event_id, cards.case_detail(case, findings, audit, risk))
         elif command.name == "age" and command.user and command.band:
             await self.engine.ingest(

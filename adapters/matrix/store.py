@@ -1,10 +1,9 @@
 """The Matrix adapter's own durable state: sync token, alert cards, DMs, pending invites, mutes, prompts.
 
-These tables live in the engine's SQLite file but belong to the adapter and are opened through the
-adapter's own aiosqlite connection (WAL lets both connections share the file). Why not an engine
-migration: the engine's store is the record of *events and cases*; this is the record of *where the
-adapter put things on Matrix*, which nothing else reads, and keeping it here leaves the Store protocol
-and the migration numbering (shared by every engineer) untouched.
+These tables are migration 005 of the engine's store (SQLite or PostgreSQL) but belong to the adapter:
+it writes them through a connection of its own (`EnginePort.adapter_tables()`), one autocommit statement
+at a time. They record *where the adapter put things on Matrix*, which nothing else reads; being in the
+store's database, `forget` and a PostgreSQL deployment reach them too.
 """
 
 from __future__ import annotations
@@ -12,32 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
-import aiosqlite
-from groomguard.store.sqlite import private_file
+from groomguard.storage import AdapterTables
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS matrix_sync (account TEXT PRIMARY KEY, next_batch TEXT NOT NULL, saved_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS matrix_cards (
-    community TEXT NOT NULL, case_id INTEGER NOT NULL, room_id TEXT NOT NULL, event_id TEXT NOT NULL,
-    version INTEGER NOT NULL, PRIMARY KEY (community, case_id));
-CREATE INDEX IF NOT EXISTS matrix_cards_event ON matrix_cards(event_id);
-CREATE TABLE IF NOT EXISTS matrix_delivered (action_id TEXT PRIMARY KEY, event_id TEXT, at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS matrix_dms (account TEXT PRIMARY KEY, room_id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS matrix_invites (
-    request_id TEXT PRIMARY KEY, community TEXT NOT NULL, inviter TEXT NOT NULL, invitee TEXT NOT NULL,
-    event_id TEXT NOT NULL, at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS matrix_invites_at ON matrix_invites(at);
-CREATE TABLE IF NOT EXISTS matrix_prompts (
-    event_id TEXT PRIMARY KEY, community TEXT NOT NULL, case_id INTEGER NOT NULL, decision TEXT NOT NULL,
-    asked_by TEXT NOT NULL, at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS matrix_mutes (
-    room_id TEXT NOT NULL, account TEXT NOT NULL, until TEXT NOT NULL, previous INTEGER,
-    PRIMARY KEY (room_id, account));
-"""
 
 
 @dataclass(frozen=True)
@@ -82,152 +59,149 @@ class Mute:
     previous: int | None
 
 
-class MatrixStore:
+class MatrixStore(AdapterTables):
     """Small, adapter-owned tables; every write is its own short autocommit statement."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("matrix store is not open")
-        return self._db
-
-    async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        private_file(self.path)  # 0600: the engine's database file, shared
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.execute("PRAGMA secure_delete=ON")  # erased rows leave no bytes behind (groomguard.store)
-        await self._db.executescript(SCHEMA)
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    async def _one(self, sql: str, args: tuple[object, ...]) -> aiosqlite.Row | None:
-        async with self.db.execute(sql, args) as cur:
-            return await cur.fetchone()
 
     # -- sync token ------------------------------------------------------------------------
 
     async def sync_token(self, account: str) -> str | None:
-        row = await self._one("SELECT next_batch FROM matrix_sync WHERE account = ?", (account,))
-        return str(row[0]) if row else None
+        row = await self.db.fetchrow("SELECT next_batch FROM matrix_sync WHERE account = $1", account)
+        return str(row["next_batch"]) if row else None
 
     async def save_sync_token(self, account: str, token: str, at: datetime) -> None:
-        await self.db.execute("INSERT OR REPLACE INTO matrix_sync VALUES (?, ?, ?)", (account, token, at.isoformat()))
+        await self.db.execute(
+            "INSERT INTO matrix_sync VALUES ($1, $2, $3) ON CONFLICT (account) DO UPDATE "
+            "SET next_batch = excluded.next_batch, saved_at = excluded.saved_at",
+            account,
+            token,
+            at.isoformat(),
+        )
 
     # -- delivery idempotency --------------------------------------------------------------
 
     async def delivered(self, action_id: str) -> bool:
-        return await self._one("SELECT 1 FROM matrix_delivered WHERE action_id = ?", (action_id,)) is not None
+        return await self.db.fetchrow("SELECT 1 FROM matrix_delivered WHERE action_id = $1", action_id) is not None
 
     async def mark_delivered(self, action_id: str, event_id: str | None, at: datetime) -> None:
         await self.db.execute(
-            "INSERT OR IGNORE INTO matrix_delivered VALUES (?, ?, ?)", (action_id, event_id, at.isoformat())
+            "INSERT INTO matrix_delivered VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            action_id,
+            event_id,
+            at.isoformat(),
         )
 
     # -- alert cards -----------------------------------------------------------------------
 
     async def card(self, community: str, case_id: int) -> Card | None:
-        row = await self._one(
-            "SELECT room_id, event_id, version FROM matrix_cards WHERE community = ? AND case_id = ?",
-            (community, case_id),
+        row = await self.db.fetchrow(
+            "SELECT room_id, event_id, version FROM matrix_cards WHERE community = $1 AND case_id = $2",
+            community,
+            case_id,
         )
-        return Card(row[0], row[1], row[2], case_id, community) if row else None
+        return Card(row["room_id"], row["event_id"], row["version"], case_id, community) if row else None
 
     async def card_by_event(self, event_id: str) -> Card | None:
-        row = await self._one(
-            "SELECT room_id, event_id, version, case_id, community FROM matrix_cards WHERE event_id = ?", (event_id,)
+        row = await self.db.fetchrow(
+            "SELECT room_id, event_id, version, case_id, community FROM matrix_cards WHERE event_id = $1", event_id
         )
-        return Card(row[0], row[1], row[2], row[3], row[4]) if row else None
+        return Card(*tuple(row)) if row else None
 
     async def save_card(self, card: Card) -> None:
         await self.db.execute(
-            "INSERT OR REPLACE INTO matrix_cards VALUES (?, ?, ?, ?, ?)",
-            (card.community, card.case_id, card.room_id, card.event_id, card.version),
+            "INSERT INTO matrix_cards VALUES ($1, $2, $3, $4, $5) ON CONFLICT (community, case_id) DO UPDATE "
+            "SET room_id = excluded.room_id, event_id = excluded.event_id, version = excluded.version",
+            card.community,
+            card.case_id,
+            card.room_id,
+            card.event_id,
+            card.version,
         )
 
     # -- DMs with children -----------------------------------------------------------------
 
     async def dm_room(self, account: str) -> str | None:
-        row = await self._one("SELECT room_id FROM matrix_dms WHERE account = ?", (account,))
-        return str(row[0]) if row else None
+        row = await self.db.fetchrow("SELECT room_id FROM matrix_dms WHERE account = $1", account)
+        return str(row["room_id"]) if row else None
 
     async def save_dm_room(self, account: str, room_id: str) -> None:
-        await self.db.execute("INSERT OR REPLACE INTO matrix_dms VALUES (?, ?)", (account, room_id))
+        await self.db.execute(
+            "INSERT INTO matrix_dms VALUES ($1, $2) ON CONFLICT (account) DO UPDATE SET room_id = excluded.room_id",
+            account,
+            room_id,
+        )
 
     # -- pending invites -------------------------------------------------------------------
 
     async def add_invites(self, invites: list[PendingInvite]) -> None:
         if invites:
             await self.db.executemany(
-                "INSERT OR IGNORE INTO matrix_invites VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO matrix_invites VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 [(i.request_id, i.community, i.inviter, i.invitee, i.event_id, i.at.isoformat()) for i in invites],
             )
 
     async def settle_invites(self, request_ids: list[str]) -> None:
         if request_ids:
-            await self.db.executemany("DELETE FROM matrix_invites WHERE request_id = ?", [(r,) for r in request_ids])
+            await self.db.executemany("DELETE FROM matrix_invites WHERE request_id = $1", [(r,) for r in request_ids])
 
     async def invites_before(self, cutoff: datetime, limit: int = 500) -> list[PendingInvite]:
-        async with self.db.execute(
-            "SELECT request_id, community, inviter, invitee, event_id, at FROM matrix_invites WHERE at < ? "
-            "ORDER BY at LIMIT ?",
-            (cutoff.isoformat(), limit),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [PendingInvite(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5])) for r in rows]
+        rows = await self.db.fetch(
+            "SELECT request_id, community, inviter, invitee, event_id, at FROM matrix_invites WHERE at < $1 "
+            "ORDER BY at LIMIT $2",
+            cutoff.isoformat(),
+            limit,
+        )
+        return [PendingInvite(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5])) for r in map(tuple, rows)]
 
     # -- confirmation prompts --------------------------------------------------------------
 
     async def save_prompt(self, prompt: Prompt, at: datetime) -> None:
         await self.db.execute(
-            "INSERT OR IGNORE INTO matrix_prompts VALUES (?, ?, ?, ?, ?, ?)",
-            (prompt.event_id, prompt.community, prompt.case_id, prompt.decision, prompt.asked_by, at.isoformat()),
+            "INSERT INTO matrix_prompts VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            prompt.event_id,
+            prompt.community,
+            prompt.case_id,
+            prompt.decision,
+            prompt.asked_by,
+            at.isoformat(),
         )
 
     async def prompt(self, event_id: str) -> Prompt | None:
-        row = await self._one(
-            "SELECT event_id, community, case_id, decision, asked_by FROM matrix_prompts WHERE event_id = ?",
-            (event_id,),
+        row = await self.db.fetchrow(
+            "SELECT event_id, community, case_id, decision, asked_by FROM matrix_prompts WHERE event_id = $1",
+            event_id,
         )
-        return Prompt(row[0], row[1], row[2], row[3], row[4]) if row else None
+        return Prompt(*tuple(row)) if row else None
 
     # -- mutes -----------------------------------------------------------------------------
 
     async def save_mute(self, mute: Mute) -> None:
         # Keep the first `previous` level: muting twice must not make -1 the level to restore.
         await self.db.execute(
-            "INSERT INTO matrix_mutes VALUES (?, ?, ?, ?) ON CONFLICT (room_id, account) DO UPDATE SET until = excluded.until",
-            (mute.room_id, mute.account, mute.until.isoformat(), mute.previous),
+            "INSERT INTO matrix_mutes VALUES ($1, $2, $3, $4) ON CONFLICT (room_id, account) DO UPDATE SET until = excluded.until",
+            mute.room_id,
+            mute.account,
+            mute.until.isoformat(),
+            mute.previous,
         )
 
     async def mutes_due(self, now: datetime) -> list[Mute]:
-        async with self.db.execute(
-            "SELECT room_id, account, until, previous FROM matrix_mutes WHERE until <= ?", (now.isoformat(),)
-        ) as cur:
-            rows = await cur.fetchall()
-        return [Mute(r[0], r[1], datetime.fromisoformat(r[2]), r[3]) for r in rows]
+        rows = await self.db.fetch(
+            "SELECT room_id, account, until, previous FROM matrix_mutes WHERE until <= $1", now.isoformat()
+        )
+        return [Mute(r[0], r[1], datetime.fromisoformat(r[2]), r[3]) for r in map(tuple, rows)]
 
     async def drop_mute(self, room_id: str, account: str) -> None:
-        await self.db.execute("DELETE FROM matrix_mutes WHERE room_id = ? AND account = ?", (room_id, account))
+        await self.db.execute("DELETE FROM matrix_mutes WHERE room_id = $1 AND account = $2", room_id, account)
 
     # -- erasure ---------------------------------------------------------------------------
 
     async def forget(self, account: str) -> int:
         """Drop what the adapter keeps about one account (its DM room, pending invites, mutes)."""
         removed = 0
-        for sql, n in (
-            ("DELETE FROM matrix_dms WHERE account = ?", 1),
-            ("DELETE FROM matrix_invites WHERE inviter = ? OR invitee = ?", 2),
-            ("DELETE FROM matrix_mutes WHERE account = ?", 1),
+        for sql in (
+            "DELETE FROM matrix_dms WHERE account = $1",
+            "DELETE FROM matrix_invites WHERE inviter = $1 OR invitee = $1",
+            "DELETE FROM matrix_mutes WHERE account = $1",
         ):
-            cur = await self.db.execute(sql, (account,) * n)
-            removed += max(0, cur.rowcount)
+            removed += await self.db.execute(sql, account)
         return removed

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import Account, ContactEdge, DetectorState, ramp
+from groomguard.detectors.base import DetectorState, ramp
 from groomguard.events import AgeBand, BaseEvent, ContactKind, ContactRequested
 from groomguard.findings import Evidence, Finding
+from groomguard.records import Account, ContactEdge
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Contact made in front of everyone; from a moderator, bot or creator it is the role, not a relationship.

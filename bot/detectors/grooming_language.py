@@ -231,8 +231,11 @@ class GroomingLanguageDetector:
 
             languages = default_router()
         self.languages = languages
-        notice = settings.child_notice_threshold or getattr(classifier, "notice_threshold", 0.8)
-        moderator = settings.moderator_threshold or getattr(classifier, "moderator_threshold", 0.9)
+        # Empty settings mean the thresholds the shipped model's training run validated (grooming.json);
+        # a classifier without metadata (a test fake) falls back to conservative 0.8 / 0.9.
+        info = getattr(classifier, "info", None)
+        notice = settings.child_notice_threshold or (info.notice_threshold if info is not None else 0.8)
+        moderator = settings.moderator_threshold or (info.moderator_threshold if info is not None else 0.9)
         self.notice_threshold = float(notice)
         self.moderator_threshold = max(float(moderator), self.notice_threshold)
         #: Used only when the caller's state has no store behind it (unit tests driving `inspect` directly).
@@ -246,6 +249,7 @@ class GroomingLanguageDetector:
             window=s.window_messages,
             smooth=s.smooth,
             notice_threshold=self.notice_threshold,
+            moderator_threshold=self.moderator_threshold,
             escalation_stages=tagger.escalation,
             joiner=joiner,
         )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import Account, DetectorState, ramp
+from groomguard.detectors.base import DetectorState, ramp
 from groomguard.detectors.fan_out import (
     HubRule,
     classify,
@@ -17,6 +17,7 @@ from groomguard.detectors.fan_out import (
 )
 from groomguard.events import BaseEvent, ContactRequested
 from groomguard.findings import Finding
+from groomguard.records import Account
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 

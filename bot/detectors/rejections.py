@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, RequestRecord, ramp
+from groomguard.detectors.base import DetectorState, ramp
 from groomguard.detectors.fan_out import span_text
 from groomguard.events import BaseEvent, ContactAnswered, ContactKind, ContactRequested
 from groomguard.findings import Evidence, Finding
+from groomguard.records import RequestRecord
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Request statuses that mean the child said no (or never said yes).

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from groomguard.detectors.base import Account, DetectorState
+from groomguard.detectors.base import DetectorState, ramp
 from groomguard.events import BaseEvent, ContentViewed
 from groomguard.findings import Evidence, Finding
+from groomguard.records import Account
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -125,10 +126,12 @@ class ViewSpikeDetector:
             accounts=(event.viewer,),
             expires_at=datetime.fromtimestamp((hour.hour + 1) * 3600, UTC),
         )
-        by_views = (hour.to_minors - s.min_views) / max(1, s.saturate_views - s.min_views)
-        by_authors = (len(cold) - s.min_minor_authors) / max(1, s.saturate_minor_authors - s.min_minor_authors)
-        progress = min(1.0, max(by_views, by_authors))
-        score = s.floor_score + (s.top_score - s.floor_score) * progress
+        # Whichever measure is further along its ramp sets the score (both are at or past their floor here).
+        by_views = ramp(hour.to_minors, s.min_views, max(s.min_views + 1, s.saturate_views), 0.0, 1.0)
+        by_authors = ramp(
+            len(cold), s.min_minor_authors, max(s.min_minor_authors + 1, s.saturate_minor_authors), 0.0, 1.0
+        )
+        score = ramp(max(by_views, by_authors), 0.0, 1.0, s.floor_score, s.top_score)
         reason = (
             f"viewed {hour.to_minors} posts by {hour.minor_authors} under-18 accounts in one hour "
             f"({len(cold)} with no shared region or contact); "

@@ -27,21 +27,19 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from groomguard.actions import Action
 from groomguard.cases import Case
-from groomguard.detectors.base import Account, ContactEdge, RequestRecord, Turn
 from groomguard.events import AgeBand, BaseEvent, parse_event
 from groomguard.memory import MemoryRow
 from groomguard.privacy import mentions, needles, scrub
-from groomguard.store import ActionT, BatchWrite, Snapshot
+from groomguard.records import Account, ContactEdge, RequestRecord, Turn
+from groomguard.storage import ActionT, BatchWrite, Snapshot
+from groomguard.store.db import PostgresDatabase
 from pydantic import TypeAdapter
-
-if TYPE_CHECKING:
-    from groomguard.engine import Engine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -121,6 +119,13 @@ class PostgresStoreError(RuntimeError):
 
 class PostgresStore:
     """The shared store: one asyncpg connection per engine, which also holds the processing lease."""
+
+    #: What groomguard.follower.LogFollower retries after: the server went away or restarted.
+    transient_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        OSError,
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -860,6 +865,10 @@ class PostgresStore:
         )
         return out
 
+    def tables(self) -> PostgresDatabase:
+        """A connection of its own to this database, for an adapter's tables (see groomguard.store.db)."""
+        return PostgresDatabase(self.url)
+
     @_serialized
     async def counts(self) -> dict[str, int]:
         out = {}
@@ -876,66 +885,3 @@ class PostgresStore:
         ):
             out[table] = int(await self.db.fetchval(f"SELECT COUNT(*) FROM {table}"))
         return out
-
-
-class LogFollower:
-    """Keeps a leader processing events other engines stored; tells a follower when the lease is free."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        interval_s: float = 0.2,
-        lease_check_s: float = 5.0,
-        on_takeover: Callable[[], None] | None = None,
-    ) -> None:
-        self.engine = engine
-        self.on_takeover = on_takeover
-        self.interval_s = interval_s
-        self.lease_check_s = lease_check_s
-        #: Set on a follower when no engine holds the processing lease: restart to take over.
-        self.takeover = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def store(self) -> PostgresStore:
-        store = self.engine.store
-        assert isinstance(store, PostgresStore)
-        return store
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="groomguard-log-follower")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def catch_up(self) -> int:
-        """Process events that other engines stored; returns how many (leader only)."""
-        engine, store = self.engine, self.store
-        if not store.leader:
-            return 0
-        # Same path as Engine.start's recovery, under the engine's writer lock.
-        return await engine.catch_up(store.take_due)
-
-    async def _run(self) -> None:
-        waited = 0.0
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                if self.store.leader:
-                    await self.catch_up()
-                    continue
-                waited += self.interval_s
-                if waited >= self.lease_check_s:
-                    waited = 0.0
-                    if await self.store.lease_free():
-                        log.warning("processing lease is free (the leader stopped): restart this engine to take over")
-                        self.takeover.set()
-                        if self.on_takeover is not None:
-                            self.on_takeover()
-                        return
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                log.exception("log follower: database error; retrying")

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -18,11 +17,12 @@ from typing import Any
 import aiosqlite
 from groomguard.actions import Action
 from groomguard.cases import Case
-from groomguard.detectors.base import Account, ContactEdge, RequestRecord, Turn
 from groomguard.events import AgeBand, BaseEvent, parse_event
 from groomguard.memory import MemoryRow
 from groomguard.privacy import mentions, needles, scrub
-from groomguard.store import ActionT, BatchWrite, Snapshot
+from groomguard.records import Account, ContactEdge, RequestRecord, Turn
+from groomguard.storage import ActionT, BatchWrite, Snapshot
+from groomguard.store.db import SqliteDatabase, private_file
 from pydantic import TypeAdapter
 
 log = logging.getLogger(__name__)
@@ -58,23 +58,6 @@ def split_sql(script: str) -> list[str]:
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
-
-
-def private_file(path: Path) -> None:
-    """Create the database file readable by its owner only (0600), or tighten an existing one.
-
-    SQLite creates the -wal and -shm files with the database file's permissions, so they follow.
-    """
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        return
-    for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        try:
-            if part.exists() and part.stat().st_mode & 0o077:
-                part.chmod(0o600)
-                log.warning("%s was readable by others; made it 0600 (it holds children's data)", part)
-        except PermissionError:
-            log.warning("%s is readable by others and not ours to chmod; run chmod 600 on it", part)
 
 
 class StoreError(RuntimeError):
@@ -727,6 +710,10 @@ class SqliteStore:
         )
         out["event_text"] = cur.rowcount
         return out
+
+    def tables(self) -> SqliteDatabase:
+        """A connection of its own to this database file, for an adapter's tables (see groomguard.store.db)."""
+        return SqliteDatabase(self.path)
 
     async def counts(self) -> dict[str, int]:
         out = {}

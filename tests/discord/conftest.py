@@ -12,9 +12,9 @@ from discord.webhook.async_ import AsyncWebhookAdapter
 from dpy_harness import Harness, Rest, ScriptedLanguageDetector, discord_settings, stop
 from groomguard.adapters.discord import DiscordAdapter
 from groomguard.adapters.discord.checks import required_intents
+from groomguard.app.runtime import build_engine
 from groomguard.config import Settings
 from groomguard.detectors.fan_out import FanOutDetector, FanOutSettings
-from groomguard.engine import Engine
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ async def make_harness(tmp_path: Path, rest: Rest) -> AsyncIterator[Callable[...
         adapter = DiscordAdapter(settings.discord, bot=bot)
         if detectors is None:
             detectors = [FanOutDetector(FanOutSettings(min_minors=3, saturate_minors=6)), ScriptedLanguageDetector()]
-        engine = Engine(settings, [adapter], detectors=detectors)
+        engine = build_engine(settings, [adapter], detectors=detectors)
         await engine.start()
         await adapter.start(engine)
         harness = Harness(bot, adapter, engine, rest)

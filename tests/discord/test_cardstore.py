@@ -7,11 +7,14 @@ from pathlib import Path
 from groomguard.actions import ModAlert, Reason
 from groomguard.adapters.discord.cardstore import Card, CardStore
 from groomguard.findings import Evidence
+from groomguard.store.sqlite import SqliteStore
 from groomguard.testing import T0
 
 
 async def test_forget_scrubs_a_child_from_other_cards(tmp_path: Path) -> None:
-    store = CardStore(tmp_path / "cards.db")
+    engine_store = SqliteStore(tmp_path / "cards.db")
+    await engine_store.open()  # migration 005 creates the card tables
+    store = CardStore(engine_store.tables())
     await store.open()
     try:
         alert = ModAlert(
@@ -38,3 +41,4 @@ async def test_forget_scrubs_a_child_from_other_cards(tmp_path: Path) -> None:
         assert await store.forget("111") == 1 and await store.card(1) is None
     finally:
         await store.close()
+        await engine_store.close()

@@ -11,7 +11,7 @@ from discord.ext import commands
 from dpy_harness import BYSTANDER, GUILD, KIDS, MODERATOR, Harness, frame
 from groomguard.adapters.discord import DiscordAdapter, StartupError
 from groomguard.adapters.discord.checks import required_intents
-from groomguard.engine import Engine
+from groomguard.app.runtime import build_engine
 
 EPHEMERAL = 64
 
@@ -104,7 +104,7 @@ async def test_standalone_start_turns_privileged_intents_refusal_into_instructio
     settings = h.engine.settings.model_copy(deep=True)
     settings.discord.token = "test-token"
     adapter = DiscordAdapter(settings.discord)
-    engine = Engine(settings, [adapter], detectors=[])
+    engine = build_engine(settings, [adapter], detectors=[])
     await engine.start()
     try:
         with pytest.raises(StartupError, match="switch on SERVER MEMBERS INTENT and MESSAGE CONTENT INTENT"):

@@ -17,6 +17,7 @@ from groomguard.actions import ModAlert
 from groomguard.adapters.matrix import cards
 from groomguard.adapters.matrix.adapter import MatrixAdapter
 from groomguard.adapters.matrix.commands import Command, parse, reaction_meaning
+from groomguard.app.runtime import build_engine
 from groomguard.config import MatrixSettings
 from groomguard.engine import Engine
 from groomguard.events import AgeBand, AgeSource, BaseEvent
@@ -99,7 +100,7 @@ class Bench:
 
     async def start(self, settings: MatrixSettings, wait_s: float = 15.0) -> tuple[Engine, MatrixAdapter]:
         adapter = MatrixAdapter(settings)
-        engine = Engine(make_settings(self.db), [adapter], detectors=None)
+        engine = build_engine(make_settings(self.db), [adapter], detectors=None)
         await engine.start()
         self.running.append((engine, adapter))
         await adapter.start(engine, wait_s=wait_s)

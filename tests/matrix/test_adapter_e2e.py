@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from groomguard.adapters.matrix.adapter import MatrixAdapter
 from groomguard.adapters.webhook import WebhookAdapter
+from groomguard.app.runtime import build_engine
 from groomguard.config import MatrixSettings, WebhookSettings
 from groomguard.engine import Engine, build_detectors
 from groomguard.events import BaseEvent, parse_event
@@ -140,7 +141,7 @@ class Scenario:
         )
         adapter = MatrixAdapter(settings)
         webhook = RecordingWebhook(hook_settings, self.reported)
-        engine = Engine(engine_settings, [adapter, webhook], detectors=build_detectors(engine_settings))
+        engine = build_engine(engine_settings, [adapter, webhook], detectors=build_detectors(engine_settings))
         await engine.start()
         await webhook.start(engine)
         await adapter.start(engine)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from groomguard.adapters.matrix.adapter import MatrixAdapter, MatrixError
+from groomguard.app.doctor import check_live
 from groomguard.config import MatrixSettings, load_settings
-from groomguard.doctor import check_live
 from groomguard.testing import running_engine
 
 from tests.synapse.homeserver import Homeserver

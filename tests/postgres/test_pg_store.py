@@ -11,15 +11,16 @@ from typing import Any
 import asyncpg
 import pytest
 from groomguard.actions import ModAlert
+from groomguard.app.runtime import build_engine
 from groomguard.engine import Engine
 from groomguard.events import BaseEvent
-from groomguard.simulate import CommunitySpec, generate
-from groomguard.sinks import MemorySink
+from groomguard.follower import LogFollower
 from groomguard.store import open_store
-from groomguard.store.postgres import LogFollower, PostgresStore, redact
+from groomguard.store.postgres import PostgresStore, redact
 from groomguard.store.postgres import migrations as pg_migrations
 from groomguard.store.sqlite import migrations as sqlite_migrations
-from groomguard.testing import EventFactory, make_settings, running_engine
+from groomguard.testing import EventFactory, MemorySink, make_settings, running_engine
+from groomguard.testing.simulate import CommunitySpec, generate
 
 CASE_COLUMNS = "community, suspect, status, round(risk::numeric, 6)::float8, alert_version, children, reasons"
 
@@ -126,7 +127,7 @@ async def test_same_outcome_as_sqlite(pg_url: str, tmp_path: Path) -> None:
         await engine.ingest(events)
     reference = sqlite_outcome(tmp_path / "ref.db")
     assert reference["cases"]
-    engine = Engine(pg_settings(pg_url, tmp_path), [MemorySink()])
+    engine = build_engine(pg_settings(pg_url, tmp_path), [MemorySink()])
     await engine.start()
     try:
         for start in range(0, len(events), 500):
@@ -144,7 +145,7 @@ async def test_restart_mid_replay_loses_and_doubles_nothing(pg_url: str, tmp_pat
     reference = sqlite_outcome(tmp_path / "ref.db")
     settings = pg_settings(pg_url, tmp_path)
     cut, stored_only = int(len(events) * 0.4), int(len(events) * 0.5)
-    engine = Engine(settings, [MemorySink()])
+    engine = build_engine(settings, [MemorySink()])
     await engine.start()
     await engine.ingest(events[:cut])
     # Stored but not processed, then the process "dies" without a graceful stop.
@@ -153,7 +154,7 @@ async def test_restart_mid_replay_loses_and_doubles_nothing(pg_url: str, tmp_pat
     store.leader = False  # store only, like a follower, for this one call
     await store.append_events(events[cut:stored_only])
     await store.close()
-    again = Engine(settings, [MemorySink()])
+    again = build_engine(settings, [MemorySink()])
     await again.start()
     try:
         assert again.stats.processed == stored_only - cut
@@ -172,7 +173,7 @@ async def test_forget_leaves_no_trace(pg_url: str, tmp_path: Path, ev: EventFact
         ev.message("suspect", "hello there", conversation="dm1", private=True, recipients=("kid0",)),
         ev.view("suspect", "kid1"),
     ]
-    engine = Engine(pg_settings(pg_url, tmp_path), [sink := MemorySink()])
+    engine = build_engine(pg_settings(pg_url, tmp_path), [sink := MemorySink()])
     await engine.start()
     try:
         await engine.ingest(events)
@@ -203,7 +204,7 @@ async def test_forget_a_child_scrubs_them_from_other_accounts_cases(
     events: list[BaseEvent] = [ev.adult("suspect")]
     for i in range(12):
         events += [ev.minor(f"kid{i}"), ev.contact("suspect", f"kid{i}")]
-    engine = Engine(pg_settings(pg_url, tmp_path), [MemorySink()])
+    engine = build_engine(pg_settings(pg_url, tmp_path), [MemorySink()])
     await engine.start()
     try:
         await engine.ingest(events)
@@ -268,7 +269,7 @@ async def test_two_engines_on_one_database_never_double_alert(pg_url: str, tmp_p
     reference = sqlite_outcome(tmp_path / "ref.db")
     settings = pg_settings(pg_url, tmp_path)
     sink_a, sink_b = MemorySink(), MemorySink()
-    a, b = Engine(settings, [sink_a]), Engine(settings, [sink_b])
+    a, b = build_engine(settings, [sink_a]), build_engine(settings, [sink_b])
     await a.start()
     await b.start()
     followers = [LogFollower(a, interval_s=0.02), LogFollower(b, interval_s=0.02)]
@@ -313,7 +314,7 @@ async def test_follower_keeps_storing_and_a_restart_takes_over(pg_url: str, tmp_
     events = _stream()
     half = len(events) // 2
     settings = pg_settings(pg_url, tmp_path)
-    leader, follower = Engine(settings, [MemorySink()]), Engine(settings, [MemorySink()])
+    leader, follower = build_engine(settings, [MemorySink()]), build_engine(settings, [MemorySink()])
     await leader.start()
     await follower.start()
     watch = LogFollower(follower, interval_s=0.02, lease_check_s=0.05)
@@ -332,7 +333,7 @@ async def test_follower_keeps_storing_and_a_restart_takes_over(pg_url: str, tmp_
     await con.close()
     assert stored == len(events) and mark < stored
     # Crash-only takeover: a new engine opens as leader and processes the backlog from the store.
-    again = Engine(settings, [MemorySink()])
+    again = build_engine(settings, [MemorySink()])
     await again.start()
     try:
         assert again.store.leader  # type: ignore[attr-defined]
@@ -348,7 +349,7 @@ async def test_follower_keeps_storing_and_a_restart_takes_over(pg_url: str, tmp_
 
 @pytest.mark.parametrize("text", ["a\x00b", "\u200b\u202e" * 1000, "x" * 9_000])
 async def test_hostile_text_is_stored(pg_url: str, tmp_path: Path, ev: EventFactory, text: str) -> None:
-    engine = Engine(pg_settings(pg_url, tmp_path), [MemorySink()])
+    engine = build_engine(pg_settings(pg_url, tmp_path), [MemorySink()])
     await engine.start()
     try:
         event = ev.message("a", text, conversation="c")
@@ -360,7 +361,7 @@ async def test_hostile_text_is_stored(pg_url: str, tmp_path: Path, ev: EventFact
 
 
 def test_doctor_checks_postgres(pg_server: Any, tmp_path: Path) -> None:
-    from groomguard.doctor import FAIL, OK, WARN, check_database
+    from groomguard.app.doctor import FAIL, OK, WARN, check_database
 
     async def create() -> None:
         con = await asyncpg.connect(pg_server.url())
@@ -387,7 +388,7 @@ async def test_forget_child_leaves_the_id_in_no_column_and_twice_is_consistent(p
     """Issue 12: conversation ids, request refs, other suspects' reasons and detector memory, on PostgreSQL."""
     from tests.test_erasure import KID, OTHER, _scenario
 
-    engine = Engine(pg_settings(pg_url, tmp_path), [MemorySink()])
+    engine = build_engine(pg_settings(pg_url, tmp_path), [MemorySink()])
     await engine.start()
     try:
         await engine.ingest(_scenario(EventFactory()))
@@ -426,7 +427,7 @@ async def test_detector_memory_survives_a_restart_on_postgres(pg_url: str, tmp_p
     settings = pg_settings(pg_url, tmp_path)
 
     def engine() -> Engine:
-        return Engine(settings, [MemorySink()], detectors=[ViewSpikeDetector(ViewSpikeSettings())])
+        return build_engine(settings, [MemorySink()], detectors=[ViewSpikeDetector(ViewSpikeSettings())])
 
     first = engine()
     await first.start()
@@ -469,14 +470,14 @@ async def test_layout_and_addressing_state_on_postgres(pg_url: str, tmp_path: Pa
     reply = ev.message(ADULT, "me", reply_to=said.message_id)
     # Retention runs on the wall clock (issue 12): the engines' "now" follows the scenario instead.
     now = [reply.at + timedelta(hours=1)]
-    engine = Engine(settings, [MemorySink()], clock=lambda: now[0])
+    engine = build_engine(settings, [MemorySink()], clock=lambda: now[0])
     await engine.start()
     try:
         await engine.ingest([e for e in setup if e not in dms] + [said, reply])
         assert await engine.state.accepted_degree("test-community", MOD) == 9
     finally:
         await engine.stop()
-    engine = Engine(settings, [sink := MemorySink()], clock=lambda: now[0])
+    engine = build_engine(settings, [sink := MemorySink()], clock=lambda: now[0])
     await engine.start()
     try:
         assert (await engine.state.account("test-community", MOD)).standings == frozenset({"moderator"})

@@ -1,14 +1,20 @@
-"""Test factories shared by every test suite: events with sensible defaults, a clock, and an engine in a temp dir."""
+"""Test helpers, one clearly named module outside the product layers: event factories, a clock, `MemorySink`, an engine
+in a temp dir; `groomguard.testing.simulate` generates a community for tests and benchmarks. It ships (bench/, examples/
+and embedders use it) but nothing in the product imports it: the import-linter "layers" contract keeps it on top.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.app.runtime import build_engine
 from groomguard.config import Settings, load_settings
 from groomguard.engine import Engine
 from groomguard.events import (
@@ -27,9 +33,21 @@ from groomguard.events import (
     StandingDeclared,
     StandingKind,
 )
-from groomguard.sinks import MemorySink
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class MemorySink:
+    """Keeps actions in a list; for tests and embedding."""
+
+    def __init__(self) -> None:
+        self.actions: list[ModAlert | ChildNotice | Enforcement] = []
+
+    async def deliver(self, action: ModAlert | ChildNotice | Enforcement) -> None:
+        self.actions.append(action)
+
+    def of(self, kind: type) -> list:  # type: ignore[type-arg]
+        return [a for a in self.actions if isinstance(a, kind)]
 
 
 class EventFactory:
@@ -169,9 +187,37 @@ async def running_engine(
 ) -> AsyncIterator[tuple[Engine, MemorySink]]:
     """An engine on a real SQLite file, started and stopped around the block; `clock` pins its wall clock."""
     sink = sink or MemorySink()
-    engine = Engine(make_settings(db, **overrides), [sink], clock=clock)
+    engine = build_engine(make_settings(db, **overrides), [sink], clock=clock)
     await engine.start()
     try:
         yield engine, sink
     finally:
         await engine.stop()
+
+
+@contextmanager
+def failing_commits(store: Any, error: BaseException) -> Iterator[None]:
+    """Make every batch commit of `store` fail with `error` inside the block, awaited or pipelined.
+
+    A store whose commits run behind processing (SqliteStore.submit_batch) reports the failure through
+    the batch's future, as a failed transaction on its writer thread does; the events stay stored.
+    """
+
+    async def failing(batch: object) -> None:
+        raise error
+
+    def failing_submit(batch: object) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_exception(error)
+        return future
+
+    real = store.commit_batch, getattr(store, "submit_batch", None)
+    store.commit_batch = failing
+    if real[1] is not None:
+        store.submit_batch = failing_submit
+    try:
+        yield
+    finally:
+        store.commit_batch = real[0]
+        if real[1] is not None:
+            store.submit_batch = real[1]

@@ -75,16 +75,3 @@ class JsonlSink:
                 with self.path.open("a", encoding="utf-8") as handle:
                     handle.write(line)
             self.seen.add(action.action_id)
-
-
-class MemorySink:
-    """Keeps actions in a list; for tests and embedding."""
-
-    def __init__(self) -> None:
-        self.actions: list[ModAlert | ChildNotice | Enforcement] = []
-
-    async def deliver(self, action: ModAlert | ChildNotice | Enforcement) -> None:
-        self.actions.append(action)
-
-    def of(self, kind: type) -> list:  # type: ignore[type-arg]
-        return [a for a in self.actions if isinstance(a, kind)]

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Annotated, cast
 
 import typer
+from groomguard.app.runtime import build_engine
+from groomguard.app.sinks import JsonlSink, TerminalSink, alert_table
 from groomguard.config import ConfigError, Settings, load_settings
 from groomguard.engine import Engine, EngineStats
 from groomguard.events import BaseEvent, schema_text
-from groomguard.sinks import JsonlSink, TerminalSink, alert_table
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -38,7 +39,7 @@ ConfigOption = Annotated[
 ]
 DbOption = Annotated[Path | None, typer.Option("--db", help="SQLite database file (overrides store.path)")]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _load_or_exit(config: Path | None, header: str) -> Settings:
@@ -104,7 +105,7 @@ def _data_settings(config: Path | None, db: Path | None, must_exist: bool) -> Se
 def _setup_logging(settings: Settings, verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else getattr(logging, settings.logging.level)
     if settings.logging.json_logs:
-        from groomguard.logs import configure_logging
+        from groomguard.app.logs import configure_logging
 
         configure_logging(level, json_logs=True)
         return
@@ -185,7 +186,7 @@ async def _replay(settings: Settings, source: Path | str, out: Path | None, quie
     sinks: list = [TerminalSink(console, show_updates=False)] if not quiet else []
     if out is not None:
         sinks.append(JsonlSink(out))
-    engine = Engine(settings, sinks)
+    engine = build_engine(settings, sinks)
     # SIGTERM/SIGINT stop reading new lines; engine.stop() then drains the queue and the outbox.
     stop_signals: list[int] = []
     handled = _install_stop_handlers(stop_signals.append)
@@ -322,8 +323,8 @@ async def _run_adapters(settings: Settings) -> int:
             except ConfigError as error:
                 raise StartFailure(_one_line(name.split(".")[0], error, settings)) from None
     adapters = enabled_adapters(settings)
-    engine = Engine(settings, [TerminalSink(console, show_updates=False), *adapters])
-    from groomguard.metrics import start_metrics
+    engine = build_engine(settings, [TerminalSink(console, show_updates=False), *adapters])
+    from groomguard.app.metrics import start_metrics
 
     _metrics, metrics_server = await _start_part("metrics", settings, start_metrics(settings.metrics, engine))  # type: ignore[misc]
     try:
@@ -377,7 +378,7 @@ async def _follow_shared_log(settings: Settings, engine: Engine, stop: asyncio.E
     """On PostgreSQL, keep the lease holder processing other engines' events; stop a follower that should take over."""
     if not settings.store.database_url:
         return None
-    from groomguard.store.postgres import LogFollower
+    from groomguard.follower import LogFollower
 
     follower = LogFollower(engine, on_takeover=stop.set)
     await follower.start()
@@ -514,8 +515,8 @@ def doctor(
     ] = None,
 ) -> None:
     """Check config, database, model file, platform settings and the webhook live; print what to fix (exit 1 on problems)."""
+    from groomguard.app.doctor import FAIL, WARN, diagnose
     from groomguard.config import read_secret
-    from groomguard.doctor import FAIL, WARN, diagnose
 
     settings = _data_settings(config, db, must_exist=False)
     try:

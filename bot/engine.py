@@ -417,8 +417,9 @@ class Engine:
             if isinstance(event, ModeratorDecision):
                 actions.extend(self.cases.decide(event))
                 continue
+            timer = self.detector_timer
             for detector in self._routes.get(type(event), self.detectors):
-                started = time.perf_counter()
+                started = time.perf_counter() if timer is not None else 0.0
                 try:
                     found = await detector.inspect(event, self.state)
                 except Exception:
@@ -426,8 +427,8 @@ class Engine:
                     log.exception("detector %s failed on event %s; skipped for this event", detector.name, event.key)
                     continue
                 finally:
-                    if self.detector_timer is not None:
-                        self.detector_timer(detector.name, time.perf_counter() - started)
+                    if timer is not None:
+                        timer(detector.name, time.perf_counter() - started)
                 for finding in found:
                     actions.extend(self._on_finding(finding, findings))
             actions.extend(self._pattern_notices(event))

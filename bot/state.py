@@ -552,7 +552,6 @@ class CommunityState:
     def apply(self, event: BaseEvent) -> None:
         """Fold one event into memory and queue its rows; called before detectors see the event."""
         c, at = event.community, event.at
-        stamp = at.isoformat()  # once per event: isoformat is a hot spot at 1M events
         match event:
             case MemberJoined():
                 acc = self._touch(c, event.account, at)
@@ -565,6 +564,7 @@ class CommunityState:
                 self._touch(c, event.target, at)
                 self._record_contact(event)
             case ContactAnswered():
+                stamp = at.isoformat()  # once per event, and only where a row needs it: a hot spot at 1M events
                 self._touch(c, event.target, at)
                 request_id = event.request_id or f"{event.source}>{event.target}"
                 self.pending.answers.append((event.answer.value, stamp, c, event.source, event.target, request_id))
@@ -575,6 +575,7 @@ class CommunityState:
                     self._pending_accepted[(c, event.source)].add(event.target)
                     self._pending_accepted[(c, event.target)].add(event.source)
             case MessageSent():
+                stamp = at.isoformat()
                 self._touch(c, event.author, at)
                 conv = self.pending.conversations.setdefault((c, event.conversation), [event.private, stamp, stamp, 0])
                 conv[2] = stamp
@@ -608,6 +609,7 @@ class CommunityState:
             case AgeDeclared():
                 self.declare_age(c, event.account, event.band, event.age, event.source, at)
             case StandingDeclared():
+                stamp = at.isoformat()
                 acc = self._touch(c, event.account, at)
                 standings = (
                     acc.standings | {event.standing.value} if event.held else acc.standings - {event.standing.value}

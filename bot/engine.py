@@ -499,6 +499,7 @@ class Engine:
         # Every row handed over is now committed: the state drops its overlay as the read view moves.
         self._pipe.release_reads()
         self.state.settle()
+        await self._pipe.checkpoint_if_due()
         self._pipe.pin_reads()
 
     def _age_lift(self, event: AgeDeclared) -> list[Audit]:

@@ -52,7 +52,7 @@ async def _replay(db: Path, events: list[Any], pipelined: bool, monkeypatch: pyt
 async def test_commits_behind_processing_change_no_finding_case_or_action(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events, truth = generate(CommunitySpec(seed=5, adults=80, minors=50, days=10))
+    events, _truth = generate(CommunitySpec(seed=5, adults=80, minors=50, days=10))
     assert len(events) > 40 * SETTLE_EVERY_BATCHES * 3, "enough batches for several settle cycles"
     classic = await _replay(tmp_path / "classic.db", events, False, monkeypatch)
     piped = await _replay(tmp_path / "piped.db", events, True, monkeypatch)

@@ -380,10 +380,11 @@ class Engine:
 
     def _admit(self, batch: list[BaseEvent]) -> list[BaseEvent]:
         """Drop events dated too far in the future, counted and logged: one bad clock must not age all data."""
+        # One clock reading per batch: the bound moves by milliseconds within one.
+        latest = self.clock() + timedelta(seconds=self.settings.engine.max_future_seconds)
         kept = []
         for event in batch:
-            problem = self.time_problem(event)
-            if problem is None:
+            if event.at <= latest or (problem := self.time_problem(event)) is None:
                 kept.append(event)
                 continue
             self.reject("future_time")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from groomguard.detectors import REGISTRY
+from groomguard.detectors.base import DetectorSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -290,7 +291,8 @@ class Settings(BaseSettings):
         # Environment beats the file, so deployments can override one key without editing it.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
-    def detector(self, name: str) -> BaseModel:
+    def detector(self, name: str) -> DetectorSettings:
+        """The settings of the registry's detector `name`."""
         return getattr(self.detectors, name)  # type: ignore[no-any-return]
 
 

@@ -15,7 +15,7 @@ from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
 from groomguard.cases import Audit, Case, CaseBook
 from groomguard.config import Settings
 from groomguard.detectors import REGISTRY
-from groomguard.detectors.base import Detector
+from groomguard.detectors.base import Detector, check_detector
 from groomguard.events import (
     EVENT_TYPES,
     AgeBand,
@@ -53,7 +53,7 @@ def build_detectors(settings: Settings) -> list[Detector]:
     detectors = []
     for spec in REGISTRY:
         det_settings = settings.detector(spec.name)
-        if getattr(det_settings, "enabled", True):
+        if det_settings.enabled:  # checked before building: a disabled detector loads no model
             detectors.append(spec.factory(det_settings))
     return detectors
 
@@ -75,12 +75,12 @@ class Engine:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.store = store
         self.sinks = list(sinks)
-        self.detectors = list(detectors) if detectors is not None else build_detectors(settings)
-        # Each event type goes only to the detectors that declare they read it (`handles`); a detector
-        # without the declaration sees every event. Saves a coroutine per detector per event.
+        given = detectors if detectors is not None else build_detectors(settings)
+        self.detectors = [d for d in map(check_detector, given) if d.enabled]
+        # Each event type goes only to the detectors that declare they read it (`handles`): saves a
+        # coroutine per detector per event.
         self._routes: dict[type, list[Detector]] = {
-            cls: [d for d in self.detectors if issubclass(cls, getattr(d, "handles", (BaseEvent,)))]
-            for cls in EVENT_TYPES.values()
+            cls: [d for d in self.detectors if issubclass(cls, d.handles)] for cls in EVENT_TYPES.values()
         }
         self.state = CommunityState(
             self.store.accepted_contacts,
@@ -479,10 +479,7 @@ class Engine:
             self.cases.forget(account, community)
             self.notices.forget(account, community)
             for detector in self.detectors:
-                # Detectors that keep their own memory (conversation windows) erase it too.
-                forget = getattr(detector, "forget", None)
-                if callable(forget):
-                    forget(account, community)
+                detector.forget(account, community)
             return await self.store.forget(account, community)
 
     async def audit(

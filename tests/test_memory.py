@@ -22,10 +22,14 @@ class Counter:
     """A toy detector that counts messages per conversation in its memory and reports every third."""
 
     name: ClassVar[str] = "counter"
+    enabled: ClassVar[bool] = True
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
 
     def __init__(self) -> None:
         self.seen: list[int] = []
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         assert isinstance(event, MessageSent)
@@ -195,6 +199,11 @@ class _Talker:
     """Every message to a child is a finding that asks for a child notice."""
 
     name: ClassVar[str] = "talker"
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
+    enabled: ClassVar[bool] = True
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, MessageSent) or not event.recipients:

@@ -6,23 +6,22 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, ramp
+from groomguard.detectors.base import DetectorState, RampSettings
 from groomguard.detectors.fan_out import span_text
 from groomguard.events import BaseEvent, ContactAnswered, ContactKind, ContactRequested
 from groomguard.findings import Evidence, Finding
 from groomguard.records import RequestRecord
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 #: Request statuses that mean the child said no (or never said yes).
 REFUSED = frozenset({"rejected", "expired"})
 
 
-class RejectionsSettings(BaseModel):
+class RejectionsSettings(RampSettings):
     """Thresholds for rejections; each says what it trades off."""
 
-    model_config = ConfigDict(extra="forbid")
+    ramp_counts = ("min_refused", "saturate_refused")
 
-    enabled: bool = Field(True, description="turn the detector on or off")
     window_hours: float = Field(
         24 * 28,
         gt=0,
@@ -63,14 +62,6 @@ class RejectionsSettings(BaseModel):
     )
     top_score: float = Field(0.9, gt=0, le=1, description="score at saturate_refused")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> RejectionsSettings:
-        if self.saturate_refused <= self.min_refused:
-            raise ValueError("saturate_refused must be greater than min_refused")
-        if self.top_score < self.floor_score:
-            raise ValueError("top_score must be at least floor_score")
-        return self
-
 
 def settle(record: RequestRecord, now: datetime, expire_after: timedelta) -> str:
     """The request's status as of `now`: a pending request past the expiry counts as expired."""
@@ -92,6 +83,13 @@ class RejectionsDetector:
 
     def __init__(self, settings: RejectionsSettings) -> None:
         self.settings = settings
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """Nothing to erase here: all it remembers is in the store, which the engine's forget erases."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if isinstance(event, ContactAnswered):
@@ -128,7 +126,7 @@ class RejectionsDetector:
         # A new request only re-reports when it is what reveals requests left unanswered past the expiry.
         if isinstance(event, ContactRequested) and not any(r.status == "pending" for r, _ in refused):
             return ()
-        score = ramp(len(refused), s.min_refused, s.saturate_refused, s.floor_score, s.top_score)
+        score = s.score(len(refused))
         rejected = sum(1 for _, st in refused if st == "rejected")
         expired = len(refused) - rejected
         minors = len({r.target for r, _ in settled})

@@ -6,19 +6,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, ramp
+from groomguard.detectors.base import DetectorState, RampSettings, ramp
 from groomguard.events import BaseEvent, ContentViewed
 from groomguard.findings import Evidence, Finding
 from groomguard.records import Account
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 
-class ViewSpikeSettings(BaseModel):
+class ViewSpikeSettings(RampSettings):
     """Thresholds for view_spike; each says what it trades off."""
 
-    model_config = ConfigDict(extra="forbid")
+    ramp_counts = ("min_views", "saturate_views")
 
-    enabled: bool = Field(True, description="turn the detector on or off")
     ewma_alpha: float = Field(
         0.05,
         gt=0,
@@ -78,6 +77,13 @@ class ViewSpikeDetector:
         # the views double), lives in the detector memory under the viewer's id, so a restart in the
         # middle of a burst neither repeats the finding nor forgets it (groomguard.detectors.base.DetectorMemory).
 
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """Nothing to erase here: all it remembers is in the store, which the engine's forget erases."""
+
     @staticmethod
     async def _cold_authors(state: DetectorState, community: str, viewer: Account, authors: frozenset[str]) -> set[str]:
         """Minors viewed who share no region and no accepted contact with the viewer."""
@@ -127,7 +133,7 @@ class ViewSpikeDetector:
             expires_at=datetime.fromtimestamp((hour.hour + 1) * 3600, UTC),
         )
         # Whichever measure is further along its ramp sets the score (both are at or past their floor here).
-        by_views = ramp(hour.to_minors, s.min_views, max(s.min_views + 1, s.saturate_views), 0.0, 1.0)
+        by_views = s.progress(hour.to_minors)
         by_authors = ramp(
             len(cold), s.min_minor_authors, max(s.min_minor_authors + 1, s.saturate_minor_authors), 0.0, 1.0
         )

@@ -61,8 +61,9 @@ def request_id(room_id: str, invitee: str) -> str:
     return f"{room_id}|{invitee}"
 
 
-def normalise_text(body: str, is_reply: bool) -> str:
-    """One text shape for detectors: reply quotes removed, odd spaces folded, no zero-width tricks."""
+def strip_markup(body: str, is_reply: bool) -> str:
+    """Matrix body markup stripped, once, before it becomes event text: the reply fallback quote removed, odd
+    spaces and zero-width joiners gone. The general fold is the core's (`groomguard.text.fold`)."""
     if is_reply:
         body = _REPLY_FALLBACK.sub("", body, count=1)
     body = body.replace("\u200c", "").replace("\u200d", "").replace("\ufeff", "")
@@ -482,13 +483,13 @@ class Translator:
                         message_id=relates["event_id"],
                         author=sender,
                         conversation=room_id,
-                        text=normalise_text(new_body, False),
+                        text=strip_markup(new_body, False),
                     )
                 )
                 return
             reply = relates.get("m.in_reply_to")
             reply_to = reply.get("event_id") if isinstance(reply, dict) else None
-            text = normalise_text(body, reply_to is not None) if msgtype in TEXT_MSGTYPES else ""
+            text = strip_markup(body, reply_to is not None) if msgtype in TEXT_MSGTYPES else ""
             others = info.joined() - {self.config.bot_user}
             private = info.direct or len(others) <= 2
             mentions = self._mentions(content, sender)

@@ -19,7 +19,7 @@ from groomguard.evidence import ConversationEvidence, EvidenceSettings, logit, s
 from groomguard.findings import Evidence, Finding
 from groomguard.memory import MemoryBook
 from groomguard.stages import STAGES, StageTagger, default_tagger
-from groomguard.text import content_words, model_text, normalize
+from groomguard.text import content_words, fold, model_text
 from pydantic import Field, model_validator
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ class GroomingLanguageDetector:
         if not weighted:
             return ()
         children = list(weighted)
-        folded = normalize(event.text)
+        folded = fold(event.text)
         if folded.binary or not folded.text.strip():
             return ()
         expires = event.at + timedelta(days=self.settings.memory_days)

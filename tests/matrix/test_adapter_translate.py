@@ -11,7 +11,7 @@ from typing import Any
 from groomguard.actions import ModAlert, Reason
 from groomguard.adapters.matrix import cards
 from groomguard.adapters.matrix.commands import parse, reaction_meaning
-from groomguard.adapters.matrix.translate import Translator, TranslatorConfig, normalise_text
+from groomguard.adapters.matrix.translate import Translator, TranslatorConfig, strip_markup
 from groomguard.events import (
     AgeBand,
     Answer,
@@ -207,7 +207,7 @@ def test_commands_reactions_text_and_card_rendering() -> None:
     assert parse("!gg age 13").name == "self_age" and parse("!gg age 13").band is AgeBand.MINOR
     assert parse("!gg age 200").error and parse("!gg forget bob").error and parse("!gg nope").error
     assert reaction_meaning("⬆️") == "escalate" and reaction_meaning("🔨") == "ban" and reaction_meaning("👍") is None
-    assert normalise_text("> <@a:b> quoted\n\nim  13\u200d", True) == "im 13"
+    assert strip_markup("> <@a:b> quoted\n\nim  13\u200d", True) == "im 13"
     alert = ModAlert(
         action_id="a",
         platform="matrix",

@@ -32,6 +32,7 @@ from groomguard.adapters.discord.checks import (
     mod_channel_problems,
     portal_problems,
 )
+from groomguard.cases import ACTIVE
 from groomguard.config import DiscordSettings
 from groomguard.events import AgeBand, AgeDeclared, AgeSource, BaseEvent, Decision, ModeratorDecision
 
@@ -565,7 +566,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
             return
         rows = await self.engine.list_cases(limit=500)
         mine = [r for r in rows if r["community"] == str(interaction.guild_id) and r["platform"] == translate.PLATFORM]
-        open_rows = [r for r in mine if r["status"] in ("open", "escalated", "confirmed")][:20]
+        open_rows = [r for r in mine if r["status"] in ACTIVE][:20]
         lines = [f"**#{r['id']}** {mention(r['suspect'])} · risk {r['risk']:.2f} · {r['status']}" for r in open_rows]
         embed = discord.Embed(
             title=f"Open cases ({len(open_rows)})",

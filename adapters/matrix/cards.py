@@ -6,7 +6,7 @@ from html import escape
 from typing import Any
 
 from groomguard.actions import ModAlert
-from groomguard.cases import Case, recommended_action, risk_band
+from groomguard.cases import ACTIVE, Case, recommended_action, risk_band
 
 #: Plain-words titles for detectors; unknown detectors fall back to their name.
 DETECTOR_TITLES = {
@@ -91,7 +91,7 @@ def alert_card(alert: ModAlert) -> dict[str, Any]:
             plain.append(f" - {more}")
             html.append(f"<li>{escape(more)}</li>")
         html.append("</ul>")
-    if status in ("open", "escalated", "confirmed"):
+    if status in ACTIVE:
         plain.append(f"Act by reacting: {REACTION_HELP}")
         html.append(f"<p>Act by reacting: {escape(REACTION_HELP)}</p>")
     else:

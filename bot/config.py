@@ -222,7 +222,12 @@ class MatrixSettings(Section):
     minor_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are minors")
     adult_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are adults")
     moderator_power_level: int = Field(50, ge=0, le=100, description="power level in the mod room needed to act")
-    invite_expiry_hours: float = Field(72, gt=0, description="a pending invite older than this counts as expired")
+    invite_expiry_hours: float | None = Field(
+        None,
+        gt=0,
+        description="no longer used (still accepted so older files load): detectors.rejections.expire_after_hours "
+        "decides when an unanswered invite counts as refused",
+    )
     community: str = Field(
         "",
         description="community id for events; empty = the bot's server name. Use the same value as the Synapse module's",

@@ -175,7 +175,6 @@ class SyncBatch:
     interactions: list[Interaction] = field(default_factory=list)
     invited_to: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
-    withdrawn: list[str] = field(default_factory=list)
     mod_room_changed: bool = False
 
 
@@ -436,21 +435,19 @@ class Translator:
                 )
             return
         if membership in ("leave", "ban"):
-            if prev == "invite":
-                if sender == target and inviter and inviter != bot:
-                    batch.events.append(
-                        ContactAnswered(
-                            **base,
-                            event_id=event_id,
-                            source=inviter,
-                            target=target,
-                            answer=Answer.REJECTED,
-                            request_id=rid,
-                        )
+            if prev == "invite" and inviter and inviter != bot:
+                # Left by the invitee: a rejection. Withdrawn by the inviter, or a kick/ban of the invitee:
+                # no answer from the child, reported so the invite neither expires nor counts as refused.
+                batch.events.append(
+                    ContactAnswered(
+                        **base,
+                        event_id=event_id,
+                        source=inviter,
+                        target=target,
+                        answer=Answer.REJECTED if sender == target else Answer.WITHDRAWN,
+                        request_id=rid,
                     )
-                else:
-                    # Withdrawn by the inviter, or a kick/ban of the invitee: no answer from the child.
-                    batch.withdrawn.append(rid)
+                )
             elif prev == "join":
                 batch.events.append(MemberLeft(**base, event_id=event_id, account=target))
 

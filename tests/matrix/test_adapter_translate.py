@@ -135,8 +135,9 @@ def test_withdrawn_invite_is_not_a_rejection_and_edits_redactions_translate() ->
         },
     }
     batch = t.translate(payload, NOW)
-    assert batch.withdrawn == [f"{room}|@kid:localhost"]
-    assert not [e for e in batch.events if isinstance(e, ContactAnswered)]
+    [withdrawn] = [e for e in batch.events if isinstance(e, ContactAnswered)]
+    assert (withdrawn.answer, withdrawn.source, withdrawn.target) == (Answer.WITHDRAWN, ALICE, "@kid:localhost")
+    assert withdrawn.request_id == f"{room}|@kid:localhost"
     [edit] = [e for e in batch.events if isinstance(e, MessageEdited)]
     assert (edit.message_id, edit.text) == ("$m1", "hi there")
     [deleted] = [e for e in batch.events if isinstance(e, MessageDeleted)]

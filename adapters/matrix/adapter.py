@@ -25,6 +25,7 @@ from groomguard.adapters.matrix.store import Card, MatrixStore, Mute, Prompt
 from groomguard.adapters.matrix.translate import PLATFORM, Interaction, Translator, TranslatorConfig
 from groomguard.config import MatrixSettings, read_secret
 from groomguard.events import (
+    AgeBand,
     AgeDeclared,
     AgeSource,
     Decision,
@@ -649,19 +650,7 @@ class MatrixAdapter:
             risk = self.engine.case_risk(case, datetime.now(UTC))
             await self._reply(room, item.event_id, cards.case_detail(case, findings, audit, risk))
         elif command.name == "age" and command.user and command.band:
-            await self.engine.ingest(
-                [
-                    AgeDeclared(
-                        event_id=item.event_id,
-                        platform=PLATFORM,
-                        community=self.community,
-                        at=item.at,
-                        account=command.user,
-                        band=command.band,
-                        source=AgeSource.MODERATOR,
-                    )
-                ]
-            )
+            await self._declare_age(item, command.user, command.band, AgeSource.MODERATOR)
             await self._reply(room, item.event_id, cards.text(f"Noted: {command.user} is {command.band.value}."))
         elif command.name == "forget" and command.user:
             removed = await self.engine.forget(command.user, self.community)
@@ -674,25 +663,29 @@ class MatrixAdapter:
         else:
             await self._reply(room, item.event_id, cards.text(cards.HELP_TEXT))
 
+    async def _declare_age(
+        self, item: Interaction, account: str, band: AgeBand, source: AgeSource, age: int | None = None
+    ) -> None:
+        """Report an age the command in `item` declared (a moderator's for anyone, a user's own in a DM)."""
+        assert self.engine is not None
+        declared = AgeDeclared(
+            event_id=item.event_id,
+            platform=PLATFORM,
+            community=self.community,
+            at=item.at,
+            account=account,
+            band=band,
+            age=age,
+            source=source,
+        )
+        await self.engine.ingest([declared])
+
     async def _dm_command(self, item: Interaction) -> None:
         """What a user may do in their 1:1 room with the bot: declare their own age, ask for help."""
         assert self.engine is not None
         command = parse(item.text)
         if command.name == "self_age" and command.band is not None and not command.error:
-            await self.engine.ingest(
-                [
-                    AgeDeclared(
-                        event_id=item.event_id,
-                        platform=PLATFORM,
-                        community=self.community,
-                        at=item.at,
-                        account=item.sender,
-                        band=command.band,
-                        age=command.age,
-                        source=AgeSource.SELF,
-                    )
-                ]
-            )
+            await self._declare_age(item, item.sender, command.band, AgeSource.SELF, command.age)
             await self._reply(item.room_id, item.event_id, cards.text("Thank you, I've noted that. Stay safe!"))
             return
         reply = cards.DM_HELP_TEXT if not command.error else f"{command.error}. {cards.DM_HELP_TEXT}"

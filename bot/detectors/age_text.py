@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorSettings, DetectorState
+from groomguard.detectors.base import DetectorSettings, DetectorState, StoreBackedDetector
 from groomguard.events import AgeBand, BaseEvent, MessageEdited, MessageSent
 from groomguard.findings import Finding
 from pydantic import Field
@@ -60,7 +60,7 @@ def stated_age(text: str) -> int | None:
     return None
 
 
-class AgeTextDetector:
+class AgeTextDetector(StoreBackedDetector[AgeTextSettings]):
     """Marks an unknown-age author as a likely minor when they state an under-18 age; never relaxes anything."""
 
     name: ClassVar[str] = "age_text"
@@ -70,16 +70,6 @@ class AgeTextDetector:
         MessageSent,
         MessageEdited,
     )
-
-    def __init__(self, settings: AgeTextSettings) -> None:
-        self.settings = settings
-
-    @property
-    def enabled(self) -> bool:
-        return self.settings.enabled
-
-    def forget(self, account: str, community: str | None = None) -> None:
-        """Nothing to erase here: all it remembers is in the store, which the engine's forget erases."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, MessageSent | MessageEdited) or not event.text:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from groomguard.events import BaseEvent
 from groomguard.findings import Finding
@@ -148,6 +148,26 @@ class DetectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="turn the detector on or off")
+
+
+SettingsT = TypeVar("SettingsT", bound=DetectorSettings)
+
+
+class StoreBackedDetector(Generic[SettingsT]):
+    """A detector built from its settings that remembers nothing outside the store: `enabled` follows the
+    settings, and `forget` has nothing of its own to erase (its `DetectorMemory` rows and the store's
+    tables are erased by the engine's forget). A detector holding state in the process overrides `forget`.
+    """
+
+    def __init__(self, settings: SettingsT) -> None:
+        self.settings = settings
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """Nothing to erase here: what it remembers is in the store, which the engine's forget erases."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, RampSettings
+from groomguard.detectors.base import DetectorState, RampSettings, StoreBackedDetector
 from groomguard.events import AgeBand, BaseEvent, ContactKind, ContactRequested
 from groomguard.findings import Evidence, Finding
 from groomguard.records import Account, ContactEdge
@@ -247,23 +247,13 @@ def contact_evidence(contacts: Sequence[MinorContact], limit: int = 25) -> tuple
     return tuple(out)
 
 
-class FanOutDetector:
+class FanOutDetector(StoreBackedDetector[FanOutSettings]):
     """Counts distinct minors an account *started* contact with and shares no mutual or region with."""
 
     name: ClassVar[str] = "fan_out"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContactRequested,)
-
-    def __init__(self, settings: FanOutSettings) -> None:
-        self.settings = settings
-
-    @property
-    def enabled(self) -> bool:
-        return self.settings.enabled
-
-    def forget(self, account: str, community: str | None = None) -> None:
-        """Nothing to erase here: all it remembers is in the store, which the engine's forget erases."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, ContactRequested) or event.source == event.target:

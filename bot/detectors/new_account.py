@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, RampSettings
+from groomguard.detectors.base import DetectorState, RampSettings, StoreBackedDetector
 from groomguard.detectors.fan_out import (
     HubRule,
     classify,
@@ -63,23 +63,13 @@ def account_age_hours(account: Account, now_hours: float) -> float | None:
     return now_hours - born.timestamp() / 3600
 
 
-class NewAccountDetector:
+class NewAccountDetector(StoreBackedDetector[NewAccountSettings]):
     """Flags accounts younger than a few days that start contact with several unconnected minors."""
 
     name: ClassVar[str] = "new_account_contact"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContactRequested,)
-
-    def __init__(self, settings: NewAccountSettings) -> None:
-        self.settings = settings
-
-    @property
-    def enabled(self) -> bool:
-        return self.settings.enabled
-
-    def forget(self, account: str, community: str | None = None) -> None:
-        """Nothing to erase here: all it remembers is in the store, which the engine's forget erases."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, ContactRequested) or event.source == event.target:

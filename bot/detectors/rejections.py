@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, RampSettings
+from groomguard.detectors.base import DetectorState, RampSettings, StoreBackedDetector
 from groomguard.detectors.fan_out import span_text
 from groomguard.events import REQUEST_KINDS, Answer, BaseEvent, ContactAnswered, ContactKind, ContactRequested
 from groomguard.findings import Evidence, Finding
@@ -119,7 +119,7 @@ def due_expiries(rows: Iterable[MemoryRow], now: datetime, settings: RejectionsS
     return out
 
 
-class RejectionsDetector:
+class RejectionsDetector(StoreBackedDetector[RejectionsSettings]):
     """Counts requests to minors that were rejected or expired unanswered, with a count floor and a ratio."""
 
     name: ClassVar[str] = "rejections"
@@ -129,16 +129,6 @@ class RejectionsDetector:
         ContactRequested,
         ContactAnswered,
     )
-
-    def __init__(self, settings: RejectionsSettings) -> None:
-        self.settings = settings
-
-    @property
-    def enabled(self) -> bool:
-        return self.settings.enabled
-
-    def forget(self, account: str, community: str | None = None) -> None:
-        """Nothing to erase here: all it remembers is in the store, which the engine's forget erases."""
 
     @staticmethod
     def _await_answer(event: ContactRequested, state: DetectorState, expire: timedelta, moderated: bool) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, RampSettings, ramp
+from groomguard.detectors.base import DetectorState, RampSettings, StoreBackedDetector, ramp
 from groomguard.events import BaseEvent, ContentViewed
 from groomguard.findings import Evidence, Finding
 from groomguard.records import Account
@@ -63,7 +63,7 @@ class ViewSpikeSettings(RampSettings):
     top_score: float = Field(0.85, gt=0, le=1, description="score at saturate_views")
 
 
-class ViewSpikeDetector:
+class ViewSpikeDetector(StoreBackedDetector[ViewSpikeSettings]):
     """Compares a viewer's hourly views of minors' content to their EWMA baseline and the community's share."""
 
     name: ClassVar[str] = "view_spike"
@@ -71,18 +71,9 @@ class ViewSpikeDetector:
     #: The only event types this detector reads; the engine feeds it nothing else.
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContentViewed,)
 
-    def __init__(self, settings: ViewSpikeSettings) -> None:
-        self.settings = settings
-        # What it remembers, "fired for this viewer this hour at N views" (one finding per hour unless
-        # the views double), lives in the detector memory under the viewer's id, so a restart in the
-        # middle of a burst neither repeats the finding nor forgets it (groomguard.detectors.base.DetectorMemory).
-
-    @property
-    def enabled(self) -> bool:
-        return self.settings.enabled
-
-    def forget(self, account: str, community: str | None = None) -> None:
-        """Nothing to erase here: all it remembers is in the store, which the engine's forget erases."""
+    # What it remembers, "fired for this viewer this hour at N views" (one finding per hour unless
+    # the views double), lives in the detector memory under the viewer's id, so a restart in the
+    # middle of a burst neither repeats the finding nor forgets it (groomguard.detectors.base.DetectorMemory).
 
     @staticmethod
     async def _cold_authors(state: DetectorState, community: str, viewer: Account, authors: frozenset[str]) -> set[str]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from groomguard.actions import Enforcement, ModAlert, Reason
 from groomguard.config import CaseSettings
@@ -54,11 +54,15 @@ CLOSED_ACTION = {CaseStatus.DISMISSED: "none (dismissed)", CaseStatus.BANNED: "n
 
 
 class EvidenceRow(TypedDict):
-    """One `Evidence` as a case keeps it in its JSON row (`Evidence.model_dump()`)."""
+    """One `Evidence` as a case keeps it in its JSON row (`Evidence.model_dump(mode="json")`)."""
 
     kind: str
     ref: str
     label: str
+    #: When the thing happened, ISO 8601 (the finding's time when the detector gave none).
+    at: str | None
+    #: The child the item is about, if any.
+    child: str | None
 
 
 class _FoundReason(TypedDict):
@@ -82,6 +86,30 @@ class CaseReason(_FoundReason, total=False):
 
     #: `text` as the posted card showed it; absent until a card showed this detector.
     alerted_text: str
+
+
+#: Plain-words titles for detectors, shown on cards and in `cases` output instead of detector names.
+DETECTOR_TITLES = {
+    "fan_out": "Contacting many children",
+    "rejections": "Many refused requests from children",
+    "view_spike": "Unusual viewing of children's posts",
+    "grooming_language": "Grooming language towards a child",
+    "new_account_contact": "New account contacting children",
+}
+
+
+def detector_title(name: str) -> str:
+    """A detector's plain title; an unknown detector gets its name in words."""
+    return DETECTOR_TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def risk_note(half_life_hours: float) -> str:
+    """The one line every card prints under the risk: what the number means and how it moves."""
+    every = f"{half_life_hours / 24:g} days" if half_life_hours % 24 == 0 else f"{half_life_hours:g} hours"
+    return (
+        "Risk is how strongly all signs together point to grooming, from 0 to 1; it halves every "
+        f"{every} without new signs. Peak is the highest it has been."
+    )
 
 
 def risk_band(risk: float) -> str:
@@ -134,6 +162,8 @@ class Case:
     dismissals: int = 0
     children: list[str] = field(default_factory=list)
     reasons: dict[str, CaseReason] = field(default_factory=dict)
+    #: The highest risk the case has had (right after a finding; decay and dismissals only lower it).
+    peak_risk: float = 0.0
 
     def risk(self, now: datetime, half_life_hours: float) -> float:
         """Noisy-OR across detectors of each one's decayed score: independent signals add up."""
@@ -167,6 +197,7 @@ class Case:
                     "alerted_at": self.alerted_at.isoformat() if self.alerted_at else None,
                     "alerted_children": self.alerted_children,
                     "alerted_status": self.alerted_status.value if self.alerted_status else "",
+                    "peak_risk": self.peak_risk,
                 }
             ),
         )
@@ -190,6 +221,7 @@ class Case:
             dismissals=row["dismissals"],
             children=json.loads(row["children"]),
             reasons=extra.get("reasons", {}),
+            peak_risk=float(extra.get("peak_risk", 0.0)),
         )
 
 
@@ -255,8 +287,12 @@ class CaseBook:
             else 0.0
         )
         if finding.score >= old or previous is None:
+            # Every item carries a time: the detector's own, else the finding's (mode="json": stored as text).
             evidence = [
-                EvidenceRow(kind=e.kind, ref=e.ref, label=e.label)
+                cast(
+                    EvidenceRow,
+                    (e if e.at is not None else e.model_copy(update={"at": finding.at})).model_dump(mode="json"),
+                )
                 for e in finding.evidence[: self.settings.max_evidence]
             ]
             case.reasons[finding.detector] = {
@@ -274,6 +310,7 @@ class CaseBook:
                 case.children.append(child)
         del case.children[: max(0, len(case.children) - MAX_CHILDREN)]
         case.updated_at = max(case.updated_at, finding.at)
+        case.peak_risk = max(case.peak_risk, case.risk(finding.at, half_life))
         self.dirty[case.id] = case
         return case, self._maybe_alert(case, finding.at)
 
@@ -309,9 +346,9 @@ class CaseBook:
             out.append(f"risk {case.alerted_risk:.2f} → {risk:.2f}")
         for detector, r in sorted(case.reasons.items()):
             if "alerted_text" not in r:
-                out.append(f"new signal · {detector}: {r['text'][:200]}")
+                out.append(f"new signal · {detector_title(detector)}: {r['text'][:200]}")
             elif r["alerted_text"] != r["text"]:
-                out.append(f"{detector}: {r['text'][:200]}")
+                out.append(f"{detector_title(detector)}: {r['text'][:200]}")
         added = len(case.children) - case.alerted_children
         if added > 0:
             out.append(f"{added} more child{'ren' if added > 1 else ''} involved ({len(case.children)} in all)")
@@ -358,8 +395,13 @@ class CaseBook:
             version=max(1, case.alert_version),
             suspect=case.suspect,
             risk=round(min(1.0, max(0.0, risk)), 3),
+            peak=round(min(1.0, max(0.0, case.peak_risk, risk)), 3),
+            risk_note=risk_note(self.settings.half_life_hours),
             status=case.status,
-            reasons=tuple(Reason(detector=d, text=r["text"], score=round(r["score"], 3)) for d, r in ordered),
+            reasons=tuple(
+                Reason(detector=d, text=r["text"], score=round(r["score"], 3), title=detector_title(d))
+                for d, r in ordered
+            ),
             evidence=tuple(evidence[: self.settings.max_evidence]),
             children=tuple(case.children),
             band=risk_band(risk),

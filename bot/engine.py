@@ -9,8 +9,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from groomguard import workspace
 from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
 from groomguard.cases import Audit, Case, CaseBook
 from groomguard.config import Settings
@@ -28,11 +29,13 @@ from groomguard.events import (
 )
 from groomguard.findings import Finding
 from groomguard.notices import NoticeBook
+from groomguard.pictures import CardPicture, picture_for_alert
 from groomguard.port import EngineStats
 from groomguard.state import CommunityState
 from groomguard.storage import ActionT, BatchWrite, Database, Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How long recent contact edges stay in memory; detector windows longer than this are capped.
 CONTACT_WINDOW_HOURS = 24 * 30
@@ -72,8 +75,12 @@ class Engine:
         store: Store,
         detectors: Sequence[Detector] | None = None,
         clock: Callable[[], datetime] | None = None,
+        hold_actions: bool = False,
     ) -> None:
         self.settings = settings
+        #: Leave every action in the outbox for the process that runs the platforms (a CLI decision's card
+        #: edit must reach Discord or Matrix, not be marked delivered by a process with no adapters).
+        self.hold_actions = hold_actions
         #: The wall clock (injectable for tests): retention and the future-time bound use it.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.store = store
@@ -221,6 +228,40 @@ class Engine:
         """The alert card a case would show now (for a moderator's look-up; nothing is posted)."""
         return self.cases.render(case, now)
 
+    async def community_clocks(self) -> dict[str, datetime]:
+        """Each community's clock (latest event time processed there): 'risk now' is read at it."""
+        return dict(self._clocks)
+
+    async def case_queue(
+        self,
+        *,
+        status: str | None = None,
+        community: str | None = None,
+        platform: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Case summaries, highest risk now first (groomguard.workspace.case_queue on this engine's store)."""
+        return await workspace.case_queue(
+            self.store,
+            self.settings.cases.half_life_hours,
+            dict(self._clocks),
+            status=status,
+            community=community,
+            platform=platform,
+            limit=limit,
+        )
+
+    async def case_detail(self, case_id: int) -> tuple[dict[str, Any], ModAlert] | None:
+        """One case as moderators judge it (groomguard.workspace.detail) and its card, both at its community's clock."""
+        found = await self.store.get_case(case_id)
+        if found is None:
+            return None
+        case, findings, audit = found
+        now = workspace.clock_for(case, self._clocks)
+        return workspace.detail(case, findings, audit, now, self.settings.cases.half_life_hours), self.cases.render(
+            case, now
+        )
+
     def case_risk(self, case: Case, now: datetime) -> float:
         """A case's risk decayed to `now` with the configured half-life."""
         return case.risk(now, self.settings.cases.half_life_hours)
@@ -228,6 +269,14 @@ class Engine:
     async def pending_actions(self) -> list[ActionT]:
         """Actions still in the outbox (not yet delivered by every sink)."""
         return await self.store.pending_actions()
+
+    async def case_picture(self, case_id: int) -> CardPicture | None:
+        """The picture an alert card carries for a case (contact graph or view timeline PNG), or None."""
+        return await picture_for_alert(self.store, case_id)  # type: ignore[arg-type]
+
+    def case_link(self, case_id: int) -> str | None:
+        """The case's address in the web view, when [web] public_url is set."""
+        return self.settings.web.case_url(case_id)
 
     def adapter_tables(self) -> Database:
         """A new, unopened connection to the store's database for an adapter's own tables (migration 005).
@@ -241,6 +290,10 @@ class Engine:
         await self._queue.join()
         await self._outbox.join()
         self._raise_if_failed()
+
+    def clock_of(self, community: str) -> datetime | None:
+        """The community's clock: the latest event time processed there ('risk now' is read at it)."""
+        return self._clocks.get(community)
 
     @property
     def queue_depth(self) -> int:
@@ -516,6 +569,15 @@ class Engine:
         async with self._lock:
             await self.store.audit(at, actor, action, detail, community=community, case_id=case_id)
 
+    async def store_write(self, write: Callable[[Store], Awaitable[T]]) -> T:
+        """Run one small store write outside any batch, under the writer lock (web sign-in links)."""
+        async with self._lock:
+            return await write(self.store)
+
+    def community_now(self, community: str) -> datetime | None:
+        """The latest event time processed in `community`: "now" for its cases' risk (None before any event)."""
+        return self._clocks.get(community)
+
     # -- output ---------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
@@ -548,6 +610,8 @@ class Engine:
         return len(pending)
 
     async def _deliver(self, actions: Sequence[ActionT]) -> None:
+        if self.hold_actions:
+            return
         delivered: list[str] = []
         for action in actions:
             if isinstance(action, Enforcement):

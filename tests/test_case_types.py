@@ -50,12 +50,15 @@ def test_reason_rows_have_the_typed_shape_and_round_trip_unchanged() -> None:
         "text": "contacted 7 minors",
         "score": 0.7,
         "at": T0.isoformat(),
-        "evidence": [{"kind": "account", "ref": "kid1", "label": "cold contact"}],
+        "evidence": [
+            {"kind": "account", "ref": "kid1", "label": "cold contact", "at": "2026-03-02T09:00:00Z", "child": None}
+        ],
         "alerted_text": "contacted 7 minors",
     }
     row = case.to_row(T0, CaseSettings().half_life_hours)
     assert row[4] == "open" and type(row[4]) is str
     columns = ("id", "platform", "community", "suspect", "status", "risk", "risk_at", "opened_at", "updated_at")
+    assert len(row) == len(columns) + 4, "the row's shape is the store's (see Case.to_row)"
     mapping = dict(zip((*columns, "alert_version", "dismissals", "children", "reasons"), row, strict=True))
     again = type(case).from_row(mapping)
     assert again.status is CaseStatus.OPEN and again.alerted_status is CaseStatus.OPEN

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
@@ -29,8 +30,9 @@ from groomguard.events import (
     AgeDeclared,
     AgeSource,
     Decision,
-    ModeratorDecision,
 )
+from groomguard.pictures import CardPicture, png_size
+from groomguard.workspace import DecisionRefused, add_note, decide
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -44,6 +46,7 @@ from nio import (
     RoomPreset,
     RoomSendResponse,
     RoomVisibility,
+    UploadResponse,
     WhoamiError,
 )
 from nio.api import Api
@@ -106,6 +109,8 @@ class MatrixAdapter:
         self._tasks: list[asyncio.Task[None]] = []
         self._first_sync = asyncio.Event()
         self._send_lock = asyncio.Lock()
+        #: sha256 of an uploaded card picture → its mxc URI (an unchanged picture is not uploaded again).
+        self._uploads: dict[str, str] = {}
         self._filter = {
             "presence": {"not_types": ["*"]},
             "account_data": {"not_types": ["*"]},
@@ -447,7 +452,7 @@ class MatrixAdapter:
         if self.mod_room_problem:
             raise ModRoomRefused(self.mod_room_problem)
         room = self.settings.mod_room
-        content = cards.alert_card(alert)
+        content = await self._card_extras(alert, cards.alert_card(alert))
         card = await self.mstore.card(alert.community, alert.case_id)
         if card is not None and card.room_id == room:
             if alert.version <= card.version:
@@ -459,6 +464,40 @@ class MatrixAdapter:
         await self.mstore.save_card(Card(room, event_id, alert.version, alert.case_id, alert.community))
         log.info("alert card for case %d posted as %s", alert.case_id, event_id)
         return event_id
+
+    async def _card_extras(self, alert: ModAlert, content: dict[str, Any]) -> dict[str, Any]:
+        """The web view link and the case picture on a card (kept apart from the card text in cards.py)."""
+        assert self.engine is not None
+        content = cards.with_case_link(content, self.engine.case_link(alert.case_id))
+        picture = await self.engine.case_picture(alert.case_id)
+        if picture is None:
+            return content
+        uri = await self._upload_picture(picture)
+        if uri is None:
+            return content
+        width, height = png_size(picture.png)
+        return cards.with_picture(content, uri, picture.alt, width, height)
+
+    async def _upload_picture(self, picture: CardPicture) -> str | None:
+        """Upload a card picture once (same bytes, same mxc URI); a failed upload leaves the card without it."""
+        assert self.client is not None
+        key = hashlib.sha256(picture.png).hexdigest()
+        if key in self._uploads:
+            return self._uploads[key]
+        try:
+            reply, _ = await self.client.upload(
+                io.BytesIO(picture.png), content_type="image/png", filename=picture.filename, filesize=len(picture.png)
+            )
+        except Exception:
+            log.warning("upload of %s failed; the card goes without its picture", picture.filename, exc_info=True)
+            return None
+        if not isinstance(reply, UploadResponse):
+            log.warning("upload of %s refused: %s; the card goes without its picture", picture.filename, reply)
+            return None
+        if len(self._uploads) >= 512:
+            self._uploads.pop(next(iter(self._uploads)))
+        self._uploads[key] = str(reply.content_uri)
+        return self._uploads[key]
 
     async def _notify_child(self, notice: ChildNotice) -> str:
         """Send the notice in a 1:1 room with the child (reused when the child is still in it)."""
@@ -582,26 +621,54 @@ class MatrixAdapter:
             return
         if item.kind == "reaction":
             await self._on_reaction(item)
+        elif item.kind == "reply":
+            await self._on_reply(item)
         else:
             await self._on_command(item, parse(item.text))
+
+    async def _on_reply(self, item: Interaction) -> None:
+        """A moderator's reply to an alert card: the reply's text is attached to that case as a note."""
+        assert self.mstore is not None and self.engine is not None
+        card = await self.mstore.card_by_event(item.relates_to)
+        if card is None:
+            return  # a reply to something else in the mod room (a prompt, a command's answer): not a note
+        try:
+            added = await add_note(
+                self.engine,
+                card.case_id,
+                item.sender,
+                item.text,
+                event_id=item.event_id,
+                community=card.community,
+                at=item.at,
+            )
+        except DecisionRefused as refused:
+            await self._reply(self.settings.mod_room, item.event_id, cards.text(f"Note not saved: {refused}."))
+            return
+        if added:
+            await self._reply(
+                self.settings.mod_room, item.event_id, cards.text(f"Note added to case #{card.case_id}'s record.")
+            )
 
     async def _decide(
         self, item: Interaction, case_id: int, community: str, decision: Decision, note: str = ""
     ) -> None:
         assert self.engine is not None
-        await self.engine.decide(
-            ModeratorDecision(
+        try:
+            await decide(
+                self.engine,
+                case_id,
+                decision,
+                item.sender,
+                note,
                 event_id=item.event_id,
-                platform=PLATFORM,
                 community=community,
                 at=item.at,
-                moderator=item.sender,
-                case_id=case_id,
-                decision=decision,
                 duration_minutes=self.settings.mute_minutes if decision is Decision.TIMEOUT else None,
-                note=note,
             )
-        )
+        except DecisionRefused as refused:
+            log.info("decision %s on case %s not applied: %s", item.event_id, case_id, refused)
+            await self._reply(self.settings.mod_room, item.event_id, cards.text(f"Not applied: {refused}."))
 
     async def _on_reaction(self, item: Interaction) -> None:
         assert self.mstore is not None and self.engine is not None
@@ -639,16 +706,14 @@ class MatrixAdapter:
             await self._reply(room, item.event_id, cards.text(f"{command.error}\n\n{cards.HELP_TEXT}"))
             return
         if command.name == "cases":
-            rows = await self.engine.list_cases(limit=20)
+            rows = await self.engine.case_queue(community=self.community, limit=20)
             await self._reply(room, item.event_id, cards.case_list(rows))
         elif command.name == "case" and command.case_id is not None:
-            found = await self.engine.get_case(command.case_id)
-            if found is None:
+            shown = await self.engine.case_detail(command.case_id)
+            if shown is None:
                 await self._reply(room, item.event_id, cards.text(f"No case #{command.case_id}."))
                 return
-            case, findings, audit = found
-            risk = self.engine.case_risk(case, datetime.now(UTC))
-            await self._reply(room, item.event_id, cards.case_detail(case, findings, audit, risk))
+            await self._reply(room, item.event_id, cards.case_detail(shown[0]))
         elif command.name == "age" and command.user and command.band:
             await self._declare_age(item, command.user, command.band, AgeSource.MODERATOR)
             await self._reply(room, item.event_id, cards.text(f"Noted: {command.user} is {command.band.value}."))

@@ -156,14 +156,25 @@ class RoomInfo:
 class Interaction:
     """Something addressed to the bot rather than a community event: a mod-room reaction or command."""
 
-    kind: str  # "reaction" | "command"
+    kind: str  # "reaction" | "command" | "reply" (a reply to a message in the mod room)
     room_id: str
     sender: str
     event_id: str
     at: datetime
     text: str = ""  # the command text, or the reaction key
-    relates_to: str = ""  # the event a reaction points at
+    relates_to: str = ""  # the event a reaction points at, or the message a reply answers
     in_dm: bool = False  # sent in a 1:1 room with the bot
+
+
+def strip_reply_fallback(body: str) -> str:
+    """A reply's own text: the quoted fallback ("> <@mod:hs> ..." lines, then a blank line) removed."""
+    lines = body.splitlines()
+    if lines and lines[0].startswith(">"):
+        while lines and lines[0].startswith(">"):
+            lines.pop(0)
+        if lines and not lines[0].strip():
+            lines.pop(0)
+    return "\n".join(lines).strip()
 
 
 @dataclass
@@ -573,6 +584,15 @@ class Translator:
             return
         if etype == "m.room.message" and relates.get("rel_type") != "m.replace":
             body = content.get("body")
+            reply_to = relates.get("m.in_reply_to") if isinstance(relates.get("m.in_reply_to"), dict) else {}
+            target = reply_to.get("event_id")
+            text = strip_reply_fallback(body) if isinstance(body, str) else ""
+            if not in_dm and isinstance(target, str) and text and not text.lower().startswith(COMMAND_PREFIX):
+                # A moderator's reply to an alert card is a note on that case (the adapter checks which).
+                batch.interactions.append(
+                    Interaction("reply", room_id, sender, event_id, at, text=text[:1000], relates_to=target)
+                )
+                return
             if isinstance(body, str) and body.strip().lower().startswith(COMMAND_PREFIX):
                 batch.interactions.append(
                     Interaction("command", room_id, sender, event_id, at, text=body.strip()[:500], in_dm=in_dm)

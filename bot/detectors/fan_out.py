@@ -228,22 +228,35 @@ def contact_reason(contacts: Sequence[MinorContact], span: str) -> str:
     return reason
 
 
+#: How each kind of first contact reads on a card.
+_CONTACT_WORDS = {
+    "friend": "friend request",
+    "follow": "followed them",
+    "dm": "invited them to a private chat",
+    "reply": "first reply to them",
+    "mention": "first mention of them",
+    "invite": "invited them to a room",
+}
+
+
 def contact_evidence(contacts: Sequence[MinorContact], limit: int = 25) -> tuple[Evidence, ...]:
     """One evidence line per contacted minor, cold ones first, with the event that started the contact."""
     ordered = sorted(contacts, key=lambda c: (not c.cold, c.edge.at))
     out = []
     for c in ordered[:limit]:
+        # Plain words with the time and the child as fields (cards print them), no event ids.
         facts = [
-            c.edge.kind,
-            c.edge.at.strftime("%Y-%m-%d %H:%M"),
-            "no mutual" if c.mutuals == 0 else f"{c.mutuals} mutual",
+            _CONTACT_WORDS.get(c.edge.kind, f"{c.edge.kind} contact"),
+            "no mutual contact" if c.mutuals == 0 else f"{c.mutuals} mutual contact(s)",
         ]
         if c.impersonal_mutuals:
             facts.append(f"{c.impersonal_mutuals} moderator/hub in common, not counted")
         facts.append("shares region" if c.shares_region else "no shared region")
         if c.answered_inbound:
             facts.append("they contacted first")
-        out.append(Evidence(kind="account", ref=c.edge.target, label=f"{'; '.join(facts)} (event {c.edge.event_key})"))
+        out.append(
+            Evidence(kind="account", ref=c.edge.target, label="; ".join(facts), at=c.edge.at, child=c.edge.target)
+        )
     return tuple(out)
 
 

@@ -205,7 +205,9 @@ class RejectionsDetector(StoreBackedDetector[RejectionsSettings]):
             Evidence(
                 kind="request",
                 ref=r.request_id,
-                label=f"{r.kind} to {r.target} on {r.requested_at:%Y-%m-%d %H:%M}: {st} (event {r.event_key})",
+                label=f"{r.kind} request {'rejected' if st == 'rejected' else 'never answered'}",
+                at=r.requested_at,
+                child=r.target,
             )
             for r, st in sorted(refused, key=lambda x: x[0].requested_at)[-25:]
         )

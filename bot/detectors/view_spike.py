@@ -139,13 +139,20 @@ class ViewSpikeDetector(StoreBackedDetector[ViewSpikeSettings]):
             Evidence(
                 kind="view_bucket",
                 ref=f"{event.viewer}@{hour.hour}",
-                label=f"hour starting {event.at:%Y-%m-%d %H}:00 UTC: {hour.to_minors} of {hour.total} views to minors",
+                label=f"{hour.to_minors} of {hour.total} views that hour went to children's posts",
+                at=event.at.replace(minute=0, second=0, microsecond=0),
             ),
             *(
-                Evidence(kind="account", ref=a, label="minor whose posts were viewed that hour")
+                Evidence(kind="account", ref=a, label="their posts were viewed that hour", child=a, at=event.at)
                 for a in sorted(cold)[:20]
             ),
-            Evidence(kind="account", ref=event.author, label=f"latest minor viewed (event {event.key})"),
+            Evidence(
+                kind="account",
+                ref=event.author,
+                label="the latest child whose post was viewed",
+                child=event.author,
+                at=event.at,
+            ),
         )
         return (
             Finding(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from nio import (
     AsyncClientConfig,
     JoinResponse,
     RoomCreateResponse,
+    RoomGetEventResponse,
     RoomGetStateEventResponse,
     RoomInviteResponse,
     RoomKickResponse,
@@ -203,7 +205,7 @@ async def test_commands_self_declaration_mute_and_expiry(bench: Bench) -> None:
     card = await bot.mstore.card(COMMUNITY, case.id)  # type: ignore[union-attr]
     assert card is not None
 
-    listed = await said(mod, mod_room, "!gg cases", bot_id, "Cases (highest risk first)")
+    listed = await said(mod, mod_room, "!gg cases", bot_id, "Cases (highest risk now first)")
     assert f"#{case.id} {adult.user_id} · open" in listed
     detail = await said(mod, mod_room, f"!gg case {case.id}", bot_id, f"Case #{case.id}:")
     assert adult.user_id in detail and "Contacting many children" in detail
@@ -426,3 +428,81 @@ async def test_mod_room_with_readable_history_or_guests_is_refused(
     expect(await mod.room_put_state(mod_room, event_type, content), RoomPutStateResponse)
     await until(lambda: bot.mod_room_problem is not None, "the bot to refuse the mod room")
     assert reason in (bot.mod_room_problem or "")
+
+
+@pytest.mark.synapse
+async def test_a_reply_to_the_card_is_a_note_on_the_case_and_reactions_decide(bench: Bench) -> None:
+    bot_id, bot_token = bench.server.register("note_bot")
+    mod, adult, junior = (bench.user(n) for n in ("note_mod", "note_adult", "note_junior"))
+    mod_room = await room(mod, {bot_id: 100}, invite=[bot_id])
+    settings = MatrixSettings(
+        enabled=True,
+        homeserver=bench.server.url,
+        user_id=bot_id,
+        access_token=bot_token,
+        mod_room=mod_room,
+        sync_timeout_ms=10_000,
+    )
+    engine, bot = await bench.start(settings)
+    await engine.ingest(fan_out(adult.user_id))
+    await engine.drain()
+    [case] = [c for c in engine.cases.by_id.values() if c.suspect == adult.user_id]
+    card = await bot.mstore.card(COMMUNITY, case.id)  # type: ignore[union-attr]
+    assert card is not None
+
+    # The card as moderators see it: risk now with its peak and what it means, plain reasons, no jargon.
+    shown = expect(await mod.room_get_event(mod_room, card.event_id), RoomGetEventResponse)
+    body = shown.event.source["content"]["body"]
+    assert "Risk now " in body and " · peak " in body and "Risk is how strongly all signs" in body
+    assert "Contacting many children" in body and "fan_out" not in body and " - account " not in body
+    assert " UTC · @synthetic_kid" in body  # evidence: when, which child, what
+    assert "Reply to this card to add a note" in body
+
+    # A reply as Element sends it (with the quoted fallback) becomes a note on the case.
+    reply = {
+        "msgtype": "m.text",
+        "body": f"> <{bot_id}> 🚨 GroomGuard case #{case.id}: {adult.user_id}\n\nchecked with the school: not a coach",
+        "m.relates_to": {"m.in_reply_to": {"event_id": card.event_id}},
+    }
+    mod.next_batch = expect(await mod.sync(timeout=0), SyncResponse).next_batch
+    expect(await mod.room_send(mod_room, "m.room.message", reply), RoomSendResponse)
+
+    async def notes() -> list[dict[str, Any]]:
+        found = await engine.store.get_case(case.id)
+        assert found is not None
+        return [a for a in found[2] if a["action"] == "note"]
+
+    for _ in range(250):
+        if await notes():
+            break
+        await asyncio.sleep(0.02)
+    [note] = await notes()
+    assert note["actor"] == mod.user_id
+    assert json.loads(note["detail"])["note"] == "checked with the school: not a coach"
+    detail = await said(mod, mod_room, f"!gg case {case.id}", bot_id, "History:")
+    assert "checked with the school: not a coach" in detail and "risk now" in detail
+
+    # A non-moderator's reply is not a note (and is audited as ignored).
+    expect(await mod.room_invite(mod_room, junior.user_id), RoomInviteResponse)
+    expect(await junior.join(mod_room), JoinResponse)
+    forged = {**reply, "body": "ignore this case"}
+    expect(await junior.room_send(mod_room, "m.room.message", forged), RoomSendResponse)
+    for _ in range(250):
+        if junior.user_id in await audited(engine, "matrix_ignored_non_moderator"):
+            break
+        await asyncio.sleep(0.02)
+    assert junior.user_id in await audited(engine, "matrix_ignored_non_moderator")
+    assert len(await notes()) == 1
+    expect(await mod.room_kick(mod_room, junior.user_id), RoomKickResponse)
+    await until(lambda: bot.mod_room_problem is None, "the mod room to be moderators-only again")
+
+    # ❌ on the card dismisses through the same decision path as every other surface.
+    reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": card.event_id, "key": "❌"}}
+    expect(await mod.room_send(mod_room, "m.reaction", reaction), RoomSendResponse)
+    for _ in range(250):
+        found = await engine.store.get_case(case.id)
+        if found is not None and found[0].status == "dismissed":
+            break
+        await asyncio.sleep(0.02)
+    assert found is not None and found[0].status == "dismissed"
+    assert mod.user_id in await audited(engine, "dismiss")

@@ -290,14 +290,16 @@ async def test_commands_self_declaration_mute_and_expiry(bench: Bench) -> None:
     engine.clock = lambda: later  # the engine refuses events dated ahead of its clock
     await bot.housekeeping(now=later)
     assert await level() is None
-    assert await engine.expire_requests() == 1
+    assert await engine.expire_requests() >= 1  # the invite, and the fan_out requests to minors left unanswered
     async with engine.store.db.execute("SELECT body FROM events WHERE type = 'contact_answered'") as cur:  # type: ignore[attr-defined]
         answers = [r[0] for r in await cur.fetchall() if request in r[0]]
     assert len(answers) == 1 and '"expired"' in answers[0]
+    async with engine.store.db.execute("SELECT count(*) FROM events WHERE type = 'contact_answered'") as cur:  # type: ignore[attr-defined]
+        answered = (await cur.fetchone())[0]  # type: ignore[index]
     assert await engine.expire_requests() == 0  # nothing is expired twice
     assert await pending() == []
     async with engine.store.db.execute("SELECT count(*) FROM events WHERE type = 'contact_answered'") as cur:  # type: ignore[attr-defined]
-        assert (await cur.fetchone())[0] == 1  # type: ignore[index]
+        assert (await cur.fetchone())[0] == answered  # type: ignore[index]
 
 
 @pytest.mark.synapse

@@ -15,7 +15,7 @@ from aiohttp import ClientResponse, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from groomguard.actions import ModAlert
 from groomguard.app.runtime import build_engine
-from groomguard.app.web import WebView, auth, peak_risk
+from groomguard.app.web import WebView, auth
 from groomguard.config import ConfigError, WebModerator, load_settings
 from groomguard.engine import Engine
 from groomguard.testing import MemorySink, make_settings
@@ -363,6 +363,9 @@ async def test_queue_is_sorted_by_risk_now_with_the_peak_beside_it(site: Site) -
     cells = re.findall(r'<td class="risk">([0-9.]+)</td><td>([0-9.]+)</td>', page)
     assert [float(now) for now, _ in cells] == [round(r, 2) for r in risks]
     assert all(float(peak) >= float(now) for now, peak in cells)
+    # One risk number everywhere: the peak is the case's stored peak, as on the cards and in `cases list`.
+    peaks = [max(site.engine.cases.by_id[i].peak_risk, r) for i, r in zip(order, risks, strict=True)]
+    assert [float(peak) for _, peak in cells] == [round(p, 2) for p in peaks]
 
 
 async def test_moderator_of_one_community_sees_only_its_cases(site: Site) -> None:
@@ -396,18 +399,6 @@ async def test_view_spike_case_shows_the_view_timeline(site: Site) -> None:
     assert '<h2 id="views-h">View timeline</h2>' in spike and 'id="view-timeline"' in spike
     assert "(flagged)" in spike
     assert "View timeline" not in fan_out and 'id="contact-graph"' in fan_out
-
-
-def test_peak_is_the_highest_risk_the_case_reached() -> None:
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    findings = [
-        {"detector": "fan_out", "score": 0.6, "at": t0.isoformat()},
-        {"detector": "rejections", "score": 0.5, "at": (t0 + timedelta(hours=1)).isoformat()},
-        {"detector": "fan_out", "score": 0.4, "at": (t0 + timedelta(days=30)).isoformat()},
-    ]
-    peak = peak_risk(findings, 168, now_risk=0.1)
-    assert peak == pytest.approx(1 - (1 - 0.6 * 0.5 ** (1 / 168)) * (1 - 0.5), abs=1e-9)
-    assert peak_risk([], 168, now_risk=0.3) == 0.3
 
 
 def test_web_config_is_checked(tmp_path: Path) -> None:

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from groomguard import pictures
+from groomguard import pictures, workspace
 from groomguard.app.web import auth, pages
-from groomguard.cases import decayed, recommended_action, risk_band
+from groomguard.cases import recommended_action, risk_band
 from groomguard.config import Settings
 from groomguard.engine import Engine
-from groomguard.events import Decision, ModeratorDecision
+from groomguard.events import Decision
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +52,6 @@ DECISION_CHOICES = {"confirm": Decision.CONFIRM, "dismiss": Decision.DISMISS, "e
 LOCAL_PATH = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.?=&%-]*$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def peak_risk(findings: list[dict[str, Any]], half_life_hours: float, now_risk: float) -> float:
-    """The highest the case's risk has been: the case's own rule (latest score per signal, noisy-OR,
-    decay) replayed at each finding's time."""
-    latest: dict[str, tuple[float, datetime]] = {}
-    peak = now_risk
-    for f in findings:
-        at = datetime.fromisoformat(f["at"])
-        old = latest.get(f["detector"])
-        if old is None or float(f["score"]) >= decayed(old[0], old[1], at, half_life_hours):
-            latest[f["detector"]] = (float(f["score"]), at)
-        keep = 1.0
-        for score, since in latest.values():
-            keep *= 1.0 - decayed(score, since, at, half_life_hours)
-        peak = max(peak, 1.0 - keep)
-    return min(1.0, peak)
 
 
 class WebView:
@@ -339,7 +321,7 @@ class WebView:
             found = await self.engine.store.get_case(int(row["id"]))
             if found is None:
                 continue
-            case, findings, _ = found
+            case = found[0]
             risk = case.risk(self._now_for(case.community, case.updated_at), half_life)
             rows.append(
                 pages.QueueRow(
@@ -348,7 +330,7 @@ class WebView:
                     suspect=case.suspect,
                     status=case.status,
                     risk=risk,
-                    peak=peak_risk(findings, half_life, risk),
+                    peak=max(case.peak_risk, risk),
                     signals=[pages.signal(d) for d, _ in sorted(case.reasons.items(), key=lambda kv: -kv[1]["score"])],
                     children=len(case.children),
                     updated_at=case.updated_at,
@@ -390,7 +372,7 @@ class WebView:
             suspect=case.suspect,
             status=case.status,
             risk=risk,
-            peak=peak_risk(findings, half_life, risk),
+            peak=max(case.peak_risk, risk),
             band=risk_band(risk),
             recommended=recommended_action(risk, case.status, case.reasons),
             opened_at=case.opened_at,
@@ -443,20 +425,18 @@ class WebView:
         decision = DECISION_CHOICES.get(form.get("decision", ""))
         if decision is None:
             raise web.HTTPBadRequest(text="choose confirm, dismiss or escalate")
-        if case.status not in pages.ACTIVE:
+        try:
+            await workspace.decide(
+                self.engine,
+                case.id,
+                decision,
+                self.actor(session.moderator),
+                form.get("note", "")[: workspace.MAX_NOTE],
+                community=case.community,
+                at=self._decision_time(case.community),
+            )
+        except workspace.DecisionRefused:
             return web.Response(status=303, headers={"Location": f"/cases/{case.id}?error=closed"})
-        note = " ".join(form.get("note", "").split())[:1000]
-        event = ModeratorDecision(
-            event_id=f"web:{uuid.uuid4()}",
-            platform=case.platform,
-            community=case.community,
-            at=self._decision_time(case.community),
-            moderator=self.actor(session.moderator),
-            case_id=case.id,
-            decision=decision,
-            note=note,
-        )
-        await self.engine.decide(event)
         log.info("web: %s decided %s on case %s", session.moderator, decision.value, case.id)
         return web.Response(status=303, headers={"Location": f"/cases/{case.id}?done={decision.value}"})
 
@@ -490,4 +470,4 @@ class WebView:
         return web.Response(status=303, headers={"Location": f"/cases/{case.id}?done=reveal#graph-h"})
 
 
-__all__ = ["WebView", "peak_risk"]
+__all__ = ["WebView"]

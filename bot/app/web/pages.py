@@ -11,22 +11,14 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-#: Signals in moderators' words (detector names never reach the page).
-SIGNALS = {
-    "fan_out": "Contacting many children",
-    "rejections": "Many refused requests from children",
-    "view_spike": "Unusual viewing of children's posts",
-    "grooming_language": "Grooming language towards a child",
-    "new_account_contact": "New account contacting children",
-    "age_text": "Stated age under 18",
-}
+from groomguard.cases import ACTIVE, detector_title
+
 DECISIONS = (
     ("confirm", "Confirm", "The evidence shows grooming risk: keep the case open as confirmed."),
     ("dismiss", "Dismiss", "Not a concern: close the case (future alerts on this account need more evidence)."),
     ("escalate", "Escalate", "Needs a senior moderator or safeguarding lead."),
 )
 DONE = {"confirm": "Confirmed", "dismiss": "Dismissed", "escalate": "Escalated"}
-ACTIVE = ("open", "escalated", "confirmed")
 
 STYLE = """
 :root { color-scheme: light; --ink: #1f2933; --muted: #52606d; --line: #cbd2d9; --accent: #0b5cad; --bad: #b42318; }
@@ -109,7 +101,8 @@ def time_tag(value: str | datetime | None) -> str:
 
 
 def signal(detector: str) -> str:
-    return SIGNALS.get(detector, detector.replace("_", " ").capitalize())
+    """A signal in moderators' words (the same titles as the cards and `cases show`)."""
+    return detector_title(detector)
 
 
 class Masker:

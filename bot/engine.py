@@ -16,7 +16,8 @@ from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
 from groomguard.cases import Audit, Case, CaseBook
 from groomguard.config import Settings
 from groomguard.detectors import REGISTRY
-from groomguard.detectors.base import Detector
+from groomguard.detectors.base import Detector, check_detector
+from groomguard.detectors.rejections import PENDING_REQUESTS, RejectionsDetector, RejectionsSettings, due_expiries
 from groomguard.events import (
     EVENT_TYPES,
     AgeBand,
@@ -41,6 +42,8 @@ CONTACT_WINDOW_HOURS = 24 * 30
 PURGE_EVERY_BATCHES = 2_000
 REDELIVER_EVERY_S = 30.0
 PURGE_EVERY_S = 3600.0
+#: How often, when the outbox is quiet, requests to minors left unanswered are checked for expiry.
+EXPIRE_EVERY_S = 300.0
 #: Detector-memory name under which each community's clock (latest event time processed) is kept.
 CLOCK_MEMORY = "engine.clock"
 #: With a pipelined store, batches processed while earlier commits still run before the engine waits
@@ -60,7 +63,7 @@ def build_detectors(settings: Settings) -> list[Detector]:
     detectors = []
     for spec in REGISTRY:
         det_settings = settings.detector(spec.name)
-        if getattr(det_settings, "enabled", True):
+        if det_settings.enabled:  # checked before building: a disabled detector loads no model
             detectors.append(spec.factory(det_settings))
     return detectors
 
@@ -86,12 +89,12 @@ class Engine:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.store = store
         self.sinks = list(sinks)
-        self.detectors = list(detectors) if detectors is not None else build_detectors(settings)
-        # Each event type goes only to the detectors that declare they read it (`handles`); a detector
-        # without the declaration sees every event. Saves a coroutine per detector per event.
+        given = detectors if detectors is not None else build_detectors(settings)
+        self.detectors = [d for d in map(check_detector, given) if d.enabled]
+        # Each event type goes only to the detectors that declare they read it (`handles`): saves a
+        # coroutine per detector per event.
         self._routes: dict[type, list[Detector]] = {
-            cls: [d for d in self.detectors if issubclass(cls, getattr(d, "handles", (BaseEvent,)))]
-            for cls in EVENT_TYPES.values()
+            cls: [d for d in self.detectors if issubclass(cls, d.handles)] for cls in EVENT_TYPES.values()
         }
         self.state = CommunityState(
             self.store.accepted_contacts,
@@ -119,6 +122,7 @@ class Engine:
         self._pipe: PipelinedStore | None = None
         #: Submitted, not yet durable batches in order: (commit future, their actions, event count).
         self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
+        self._last_expiry = time.monotonic()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -602,6 +606,25 @@ class Engine:
         log.info("retention purge removed %s", removed)
         return removed
 
+    async def expire_requests(self) -> int:
+        """Ingest, as `expired` answers, the requests to minors unanswered past `detectors.rejections.expire_after_hours`
+        by the wall clock (`groomguard.detectors.rejections.due_expiries`); returns how many were new.
+
+        The rejections detector owns expiry: no adapter invents expired answers, and on every platform an
+        account whose requests go unanswered is found once they expire, not only at its next request.
+        """
+        self._last_expiry = time.monotonic()
+        if not any(d.name == RejectionsDetector.name for d in self.detectors):
+            return 0
+        settings = self.settings.detector(RejectionsDetector.name)
+        assert isinstance(settings, RejectionsSettings)
+        async with self._lock:
+            # Rows come straight from the store: make every batch processed so far part of it first.
+            await self._settle()
+            rows = await self.state.memory_book.rows(PENDING_REQUESTS)
+        expired = due_expiries(rows, self.clock(), settings)
+        return await self.ingest(expired) if expired else 0
+
     async def forget(self, account: str, community: str | None = None) -> dict[str, int]:
         """Erase one account's data from memory and the store (the right to erasure)."""
         async with self._lock:
@@ -613,10 +636,7 @@ class Engine:
             self.cases.forget(account, community)
             self.notices.forget(account, community)
             for detector in self.detectors:
-                # Detectors that keep their own memory (conversation windows) erase it too.
-                forget = getattr(detector, "forget", None)
-                if callable(forget):
-                    forget(account, community)
+                detector.forget(account, community)
             try:
                 return await self.store.forget(account, community)
             finally:
@@ -658,6 +678,11 @@ class Engine:
                 if time.monotonic() - self._last_purge >= PURGE_EVERY_S:
                     async with self._lock:
                         await self.purge()
+                if time.monotonic() - self._last_expiry >= EXPIRE_EVERY_S:
+                    try:
+                        await self.expire_requests()
+                    except Exception:  # ingest has stopped the engine and logged why; delivery goes on
+                        log.exception("request expiry failed")
                 continue
             try:
                 await self._deliver(actions)

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -805,13 +806,21 @@ def _write_statements(con: sqlite3.Connection, statements: list[tuple[str, Seque
         if match is None or len(rows) < 2:
             con.executemany(sql, rows)
             continue
-        group = f"({match.group(1)})"
+        rows = rows if isinstance(rows, list) else list(rows)
         for start in range(0, len(rows), MULTI_ROWS):
             chunk = rows[start : start + MULTI_ROWS]
-            values = ",".join([group] * len(chunk))
-            con.execute(
-                sql[: match.start()] + "VALUES " + values + sql[match.end() :], [v for row in chunk for v in row]
-            )
+            # This thread holds the GIL while it builds a statement, and the event loop's reads wait for
+            # it: the text comes from a cache and the parameters are flattened in C.
+            con.execute(_multi_row(sql, match, len(chunk)), list(chain.from_iterable(chunk)))
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row_text(sql: str, start: int, end: int, group: str, count: int) -> str:
+    return sql[:start] + "VALUES " + ",".join([group] * count) + sql[end:]
+
+
+def _multi_row(sql: str, match: re.Match[str], count: int) -> str:
+    return _multi_row_text(sql, match.start(), match.end(), f"({match.group(1)})", count)
 
 
 def _batch_statements(batch: BatchWrite) -> list[tuple[str, Sequence[Any]]]:

@@ -789,8 +789,8 @@ def _subject(action: ActionT) -> str:
 
 #: WAL size past which `checkpoint_if_due` checkpoints (SQLite's own auto-checkpoint is at ~4 MB).
 CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024
-#: Rows per multi-row INSERT (see `_write_statements`); well under SQLite's 32,766 bound parameters.
-MULTI_ROWS = 256
+#: Bound parameters per multi-row INSERT (see `_write_statements`); SQLite allows 32,766 since 3.32.
+MAX_PARAMS = 32_000
 _VALUES = re.compile(r"VALUES \((\?(?:,\?)*)\)")
 
 
@@ -807,8 +807,10 @@ def _write_statements(con: sqlite3.Connection, statements: list[tuple[str, Seque
             con.executemany(sql, rows)
             continue
         rows = rows if isinstance(rows, list) else list(rows)
-        for start in range(0, len(rows), MULTI_ROWS):
-            chunk = rows[start : start + MULTI_ROWS]
+        # As few statements as SQLite's bound-parameter limit allows: each one is a GIL round trip.
+        per = max(1, MAX_PARAMS // (match.group(1).count("?")))
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
             # This thread holds the GIL while it builds a statement, and the event loop's reads wait for
             # it: the text comes from a cache and the parameters are flattened in C.
             con.execute(_multi_row(sql, match, len(chunk)), list(chain.from_iterable(chunk)))

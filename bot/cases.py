@@ -7,7 +7,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypedDict, cast
 
 from groomguard.actions import Enforcement, ModAlert, Reason
 from groomguard.config import CaseSettings
@@ -17,14 +18,25 @@ from groomguard.privacy import scrub_value
 
 log = logging.getLogger(__name__)
 
-ACTIVE = frozenset({"open", "escalated", "confirmed"})
+
+class CaseStatus(StrEnum):
+    """Where a case stands; the values are what the database, JSON rows and cards carry (unchanged)."""
+
+    OPEN = "open"
+    ESCALATED = "escalated"
+    CONFIRMED = "confirmed"
+    DISMISSED = "dismissed"
+    BANNED = "banned"
+
+
+ACTIVE = frozenset({CaseStatus.OPEN, CaseStatus.ESCALATED, CaseStatus.CONFIRMED})
 STATUS_AFTER = {
-    Decision.CONFIRM: "confirmed",
-    Decision.DISMISS: "dismissed",
-    Decision.ESCALATE: "escalated",
-    Decision.TIMEOUT: "confirmed",
-    Decision.KICK: "confirmed",
-    Decision.BAN: "banned",
+    Decision.CONFIRM: CaseStatus.CONFIRMED,
+    Decision.DISMISS: CaseStatus.DISMISSED,
+    Decision.ESCALATE: CaseStatus.ESCALATED,
+    Decision.TIMEOUT: CaseStatus.CONFIRMED,
+    Decision.KICK: CaseStatus.CONFIRMED,
+    Decision.BAN: CaseStatus.BANNED,
 }
 #: Risk must move at least this much before an already-posted card is edited again.
 MIN_RISK_CHANGE = 0.05
@@ -38,7 +50,42 @@ BANDS = (
     (0.7, "high", "review now and check on the children involved"),
     (0.85, "very high", "act now: restrict the account and check on the children involved"),
 )
-CLOSED_ACTION = {"dismissed": "none (dismissed)", "banned": "none (banned)"}
+CLOSED_ACTION = {CaseStatus.DISMISSED: "none (dismissed)", CaseStatus.BANNED: "none (banned)"}
+
+
+class EvidenceRow(TypedDict):
+    """One `Evidence` as a case keeps it in its JSON row (`Evidence.model_dump(mode="json")`)."""
+
+    kind: str
+    ref: str
+    label: str
+    #: When the thing happened, ISO 8601 (the finding's time when the detector gave none).
+    at: str | None
+    #: The child the item is about, if any.
+    child: str | None
+
+
+class _FoundReason(TypedDict):
+    """The keys every case reason has (see `CaseReason`)."""
+
+    #: The finding's reason, in moderators' words.
+    text: str
+    #: Its score (lowered by dismissals); the case's risk is the noisy-OR of these, decayed.
+    score: float
+    #: Event time of the finding, ISO 8601 (decay counts from it).
+    at: str
+    evidence: list[EvidenceRow]
+
+
+class CaseReason(_FoundReason, total=False):
+    """One detector's latest contribution to a case, as stored in the case row's JSON (`reasons`).
+
+    (`total=False` on a subclass rather than `NotRequired`: with postponed annotations Python 3.11
+    cannot see `NotRequired` and would make the key required.)
+    """
+
+    #: `text` as the posted card showed it; absent until a card showed this detector.
+    alerted_text: str
 
 
 #: Plain-words titles for detectors, shown on cards and in `cases` output instead of detector names.
@@ -74,7 +121,7 @@ def risk_band(risk: float) -> str:
 CONVERSATION_DETECTORS = frozenset({"grooming_language"})
 
 
-def recommended_action(risk: float, status: str, detectors: Iterable[str] = ()) -> str:
+def recommended_action(risk: float, status: CaseStatus, detectors: Iterable[str] = ()) -> str:
     """What the card asks moderators to do; a closed case asks nothing.
 
     The band sets the urgency; grooming language on the case adds "read the conversation", so the
@@ -85,7 +132,7 @@ def recommended_action(risk: float, status: str, detectors: Iterable[str] = ()) 
     action = next(todo for floor, _, todo in reversed(BANDS) if risk >= floor)
     if CONVERSATION_DETECTORS & set(detectors) and risk >= BANDS[1][0]:
         action += "; read the conversation"
-    return f"{action} (escalated)" if status == "escalated" else action
+    return f"{action} (escalated)" if status == CaseStatus.ESCALATED else action
 
 
 def decayed(score: float, since: datetime, now: datetime, half_life_hours: float) -> float:
@@ -102,7 +149,7 @@ class Case:
     platform: str
     community: str
     suspect: str
-    status: str
+    status: CaseStatus
     opened_at: datetime
     updated_at: datetime
     alert_version: int = 0
@@ -110,10 +157,11 @@ class Case:
     #: Event time the card was last posted or edited, and how many children it listed then.
     alerted_at: datetime | None = None
     alerted_children: int = 0
-    alerted_status: str = ""
+    #: The status the posted card showed (None before the first card).
+    alerted_status: CaseStatus | None = None
     dismissals: int = 0
     children: list[str] = field(default_factory=list)
-    reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reasons: dict[str, CaseReason] = field(default_factory=dict)
     #: The highest risk the case has had (right after a finding; decay and dismissals only lower it).
     peak_risk: float = 0.0
 
@@ -134,7 +182,7 @@ class Case:
             self.platform,
             self.community,
             self.suspect,
-            self.status,
+            self.status.value,
             self.risk(now, half_life),
             now.isoformat(),
             self.opened_at.isoformat(),
@@ -148,7 +196,7 @@ class Case:
                     "alerted_risk": self.alerted_risk,
                     "alerted_at": self.alerted_at.isoformat() if self.alerted_at else None,
                     "alerted_children": self.alerted_children,
-                    "alerted_status": self.alerted_status,
+                    "alerted_status": self.alerted_status.value if self.alerted_status else "",
                     "peak_risk": self.peak_risk,
                 }
             ),
@@ -162,14 +210,14 @@ class Case:
             platform=row["platform"],
             community=row["community"],
             suspect=row["suspect"],
-            status=row["status"],
+            status=CaseStatus(row["status"]),
             opened_at=datetime.fromisoformat(row["opened_at"]),
             updated_at=datetime.fromisoformat(row["updated_at"]),
             alert_version=row["alert_version"],
             alerted_risk=extra.get("alerted_risk", 0.0),
             alerted_at=datetime.fromisoformat(extra["alerted_at"]) if extra.get("alerted_at") else None,
             alerted_children=extra.get("alerted_children", 0),
-            alerted_status=extra.get("alerted_status", ""),
+            alerted_status=CaseStatus(extra["alerted_status"]) if extra.get("alerted_status") else None,
             dismissals=row["dismissals"],
             children=json.loads(row["children"]),
             reasons=extra.get("reasons", {}),
@@ -220,7 +268,13 @@ class CaseBook:
         case = self.active.get(key)
         if case is None:
             case = Case(
-                self.next_id, finding.platform, finding.community, finding.suspect, "open", finding.at, finding.at
+                self.next_id,
+                finding.platform,
+                finding.community,
+                finding.suspect,
+                CaseStatus.OPEN,
+                finding.at,
+                finding.at,
             )
             self.next_id += 1
             self.active[key] = case
@@ -235,7 +289,10 @@ class CaseBook:
         if finding.score >= old or previous is None:
             # Every item carries a time: the detector's own, else the finding's (mode="json": stored as text).
             evidence = [
-                (e if e.at is not None else e.model_copy(update={"at": finding.at})).model_dump(mode="json")
+                cast(
+                    EvidenceRow,
+                    (e if e.at is not None else e.model_copy(update={"at": finding.at})).model_dump(mode="json"),
+                )
                 for e in finding.evidence[: self.settings.max_evidence]
             ]
             case.reasons[finding.detector] = {

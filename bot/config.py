@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from groomguard.detectors import REGISTRY
+from groomguard.detectors.base import DetectorSettings
 from groomguard.stages import STAGES as _STAGE_NAMES
 from pydantic import (
     BaseModel,
@@ -331,7 +332,12 @@ class MatrixSettings(Section):
     minor_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are minors")
     adult_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are adults")
     moderator_power_level: int = Field(50, ge=0, le=100, description="power level in the mod room needed to act")
-    invite_expiry_hours: float = Field(72, gt=0, description="a pending invite older than this counts as expired")
+    invite_expiry_hours: float | None = Field(
+        None,
+        gt=0,
+        description="no longer used (still accepted so older files load): detectors.rejections.expire_after_hours "
+        "decides when an unanswered invite counts as refused",
+    )
     community: str = Field(
         "",
         description="community id for events; empty = the bot's server name. Use the same value as the Synapse module's",
@@ -489,7 +495,8 @@ class Settings(BaseSettings):
         # Environment beats the file, so deployments can override one key without editing it.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
-    def detector(self, name: str) -> BaseModel:
+    def detector(self, name: str) -> DetectorSettings:
+        """The settings of the registry's detector `name`."""
         return getattr(self.detectors, name)  # type: ignore[no-any-return]
 
 

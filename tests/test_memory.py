@@ -15,17 +15,21 @@ from groomguard.detectors.base import DetectorState
 from groomguard.engine import Engine
 from groomguard.events import AgeBand, BaseEvent, MessageSent
 from groomguard.findings import Finding
-from groomguard.testing import EventFactory, MemorySink, make_settings, running_engine
+from groomguard.testing import EventFactory, MemorySink, failing_commits, make_settings, running_engine
 
 
 class Counter:
     """A toy detector that counts messages per conversation in its memory and reports every third."""
 
     name: ClassVar[str] = "counter"
+    enabled: ClassVar[bool] = True
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
 
     def __init__(self) -> None:
         self.seen: list[int] = []
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         assert isinstance(event, MessageSent)
@@ -72,15 +76,8 @@ async def test_a_failed_commit_leaves_no_memory_behind(db: Path, ev: EventFactor
     detector = Counter()
     engine = await _engine(db, detector)
     await engine.ingest([ev.message("adult", "hi", conversation="dm1")])
-    real_commit = engine.store.commit_batch
-
-    async def failing(batch: object) -> None:
-        raise RuntimeError("disk full")
-
-    engine.store.commit_batch = failing  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError, match="disk full"):
+    with failing_commits(engine.store, RuntimeError("disk full")), pytest.raises(RuntimeError, match="disk full"):
         await engine.ingest([ev.message("adult", "hi", conversation="dm1")])
-    engine.store.commit_batch = real_commit  # type: ignore[method-assign]
     await engine.store.close()
     again = Counter()
     engine = await _engine(db, again)  # replays the stored-but-uncommitted event from the watermark
@@ -195,6 +192,11 @@ class _Talker:
     """Every message to a child is a finding that asks for a child notice."""
 
     name: ClassVar[str] = "talker"
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
+    enabled: ClassVar[bool] = True
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, MessageSent) or not event.recipients:
@@ -228,3 +230,16 @@ async def test_a_lagging_community_keeps_its_notice_rate_limit_across_a_restart(
     await second.ingest([slow.message("adult", "secret again", conversation="dm", recipients=("kid",))])
     await second.stop()
     assert second.stats.notices == 0, "the child was warned about this account minutes ago (event time)"
+
+
+async def test_forget_drops_cached_absences_whose_key_names_the_account() -> None:
+    from groomguard.memory import MemoryBook
+
+    book = MemoryBook()
+    assert await book.get("d", "c", "adult|kid") is None  # a miss is cached as an absence under the key
+    book.delete("d", "c", "adult|kid2")
+    book.take_pending()  # committed: a cached deletion
+    book.put("d", "c", "other", {"n": 1}, accounts=("someone",))
+    book.forget("kid")
+    assert [i for i in book._cache if "kid" in i[2]] == []
+    assert await book.get("d", "c", "other") == {"n": 1}, "rows about others stay"

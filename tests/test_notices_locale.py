@@ -70,6 +70,11 @@ class _Stager:
     """Each message to a child is a finding that asks for a notice; the stages are the message's words."""
 
     name: ClassVar[str] = "stager"
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
+    enabled: ClassVar[bool] = True
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, MessageSent) or not event.recipients:

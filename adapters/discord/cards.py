@@ -9,18 +9,19 @@ from typing import Any, Protocol
 
 import discord
 from groomguard.actions import ModAlert
+from groomguard.cases import ACTIVE, CaseStatus
 from groomguard.events import Decision
 from groomguard.pictures import CardPicture
 from groomguard.workspace import evidence_line
 
 #: Cases whose status still takes decisions; closed cards keep only "View evidence".
-OPEN_STATUSES = frozenset({"open", "escalated", "confirmed"})
+OPEN_STATUSES = ACTIVE
 STATUS_COLOUR = {
-    "open": discord.Colour.red(),
-    "escalated": discord.Colour.dark_red(),
-    "confirmed": discord.Colour.orange(),
-    "dismissed": discord.Colour.light_grey(),
-    "banned": discord.Colour.dark_grey(),
+    CaseStatus.OPEN: discord.Colour.red(),
+    CaseStatus.ESCALATED: discord.Colour.dark_red(),
+    CaseStatus.CONFIRMED: discord.Colour.orange(),
+    CaseStatus.DISMISSED: discord.Colour.light_grey(),
+    CaseStatus.BANNED: discord.Colour.dark_grey(),
 }
 BUTTON_ACTIONS = (
     "confirm",

@@ -39,7 +39,7 @@ from groomguard.adapters.discord.checks import (
     mod_channel_problems,
     portal_problems,
 )
-from groomguard.cases import detector_title
+from groomguard.cases import ACTIVE, detector_title
 from groomguard.config import DiscordSettings
 from groomguard.events import AgeBand, AgeDeclared, AgeSource, BaseEvent, Decision
 from groomguard.findings import Evidence
@@ -619,7 +619,7 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         if not await self._require_moderator(interaction, "command:cases", None):
             return
         rows = await self.engine.case_queue(community=str(interaction.guild_id), platform=translate.PLATFORM, limit=500)
-        open_rows = [r for r in rows if r["status"] in ("open", "escalated", "confirmed")][:20]
+        open_rows = [r for r in rows if r["status"] in ACTIVE][:20]
         lines = [
             f"**#{r['id']}** {mention(r['suspect'])} · risk now {r['risk_now']:.2f} ({r['band']}) · "
             f"peak {r['peak']:.2f} · {r['status']}"

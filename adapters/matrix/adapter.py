@@ -22,17 +22,13 @@ import aiohttp
 from groomguard.actions import ChildNotice, Enforcement, ModAlert
 from groomguard.adapters.matrix import cards
 from groomguard.adapters.matrix.commands import DECISIONS, Command, parse, reaction_meaning
-from groomguard.adapters.matrix.store import Card, MatrixStore, Mute, PendingInvite, Prompt
-from groomguard.adapters.matrix.translate import PLATFORM, Interaction, SyncBatch, Translator, TranslatorConfig
+from groomguard.adapters.matrix.store import Card, MatrixStore, Mute, Prompt
+from groomguard.adapters.matrix.translate import PLATFORM, Interaction, Translator, TranslatorConfig
 from groomguard.config import MatrixSettings, read_secret
 from groomguard.events import (
-    REQUEST_KINDS,
+    AgeBand,
     AgeDeclared,
     AgeSource,
-    Answer,
-    BaseEvent,
-    ContactAnswered,
-    ContactRequested,
     Decision,
 )
 from groomguard.pictures import CardPicture, png_size
@@ -130,6 +126,11 @@ class MatrixAdapter:
     async def start(self, engine: EnginePort, wait_s: float = 15.0) -> None:
         """Log in, open the adapter's tables, start syncing; waits (bounded) for the first sync."""
         self.engine = engine
+        if self.settings.invite_expiry_hours is not None:
+            log.warning(
+                "matrix.invite_expiry_hours is no longer used: detectors.rejections.expire_after_hours decides "
+                "when an unanswered invite counts as refused; remove the key"
+            )
         self.mstore = MatrixStore(engine.adapter_tables())
         await self.mstore.open()
         if self.client is None:
@@ -259,7 +260,6 @@ class MatrixAdapter:
         batch = self.translator.translate(payload)
         if batch.events:
             await self.engine.ingest(batch.events)
-        await self._track_invites(batch)
         if first or batch.mod_room_changed:
             self._check_mod_room()
         for interaction in batch.interactions:
@@ -302,24 +302,7 @@ class MatrixAdapter:
             if isinstance(reply, RoomGetEventResponse):
                 self.translator.remember(event_id, reply.event.sender)
 
-    async def _track_invites(self, batch: SyncBatch) -> None:
-        """Keep the pending-invite table in step, so unanswered invites can expire later."""
-        assert self.mstore is not None
-        pending: dict[str, PendingInvite] = {}
-        settled: set[str] = set(batch.withdrawn)
-        for event in batch.events:
-            if isinstance(event, ContactRequested) and event.kind in REQUEST_KINDS and event.request_id:
-                pending[event.request_id] = PendingInvite(
-                    event.request_id, event.community, event.source, event.target, event.event_id, event.at
-                )
-                settled.discard(event.request_id)
-            elif isinstance(event, ContactAnswered) and event.request_id:
-                pending.pop(event.request_id, None)
-                settled.add(event.request_id)
-        await self.mstore.settle_invites(sorted(settled))
-        await self.mstore.add_invites(list(pending.values()))
-
-    # -- housekeeping: expiry and unmute --------------------------------------------------
+    # -- housekeeping: unmute --------------------------------------------------
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -334,28 +317,10 @@ class MatrixAdapter:
                 log.exception("matrix housekeeping failed; will retry")
 
     async def housekeeping(self, now: datetime | None = None) -> None:
-        """Expire invites pending past `invite_expiry_hours` and lift mutes whose time is up."""
+        """Lift mutes whose time is up. (Invites left unanswered are not the adapter's: the engine expires
+        them for the rejections detector, `Engine.expire_requests`.)"""
         assert self.engine is not None and self.mstore is not None
         now = now or datetime.now(UTC)
-        expiry = timedelta(hours=self.settings.invite_expiry_hours)
-        due = await self.mstore.invites_before(now - expiry)
-        if due:
-            events: list[BaseEvent] = [
-                ContactAnswered(
-                    event_id=f"{i.event_id}#expired",
-                    platform=PLATFORM,
-                    community=i.community,
-                    at=i.at + expiry,
-                    source=i.inviter,
-                    target=i.invitee,
-                    answer=Answer.EXPIRED,
-                    request_id=i.request_id,
-                )
-                for i in due
-            ]
-            await self.engine.ingest(events)
-            await self.mstore.settle_invites([i.request_id for i in due])
-            log.info("%d matrix invites expired unanswered", len(due))
         for mute in await self.mstore.mutes_due(now):
             await self._set_power(mute.room_id, mute.account, mute.previous)
             await self.mstore.drop_mute(mute.room_id, mute.account)
@@ -750,19 +715,7 @@ class MatrixAdapter:
                 return
             await self._reply(room, item.event_id, cards.case_detail(shown[0]))
         elif command.name == "age" and command.user and command.band:
-            await self.engine.ingest(
-                [
-                    AgeDeclared(
-                        event_id=item.event_id,
-                        platform=PLATFORM,
-                        community=self.community,
-                        at=item.at,
-                        account=command.user,
-                        band=command.band,
-                        source=AgeSource.MODERATOR,
-                    )
-                ]
-            )
+            await self._declare_age(item, command.user, command.band, AgeSource.MODERATOR)
             await self._reply(room, item.event_id, cards.text(f"Noted: {command.user} is {command.band.value}."))
         elif command.name == "forget" and command.user:
             removed = await self.engine.forget(command.user, self.community)
@@ -775,25 +728,29 @@ class MatrixAdapter:
         else:
             await self._reply(room, item.event_id, cards.text(cards.HELP_TEXT))
 
+    async def _declare_age(
+        self, item: Interaction, account: str, band: AgeBand, source: AgeSource, age: int | None = None
+    ) -> None:
+        """Report an age the command in `item` declared (a moderator's for anyone, a user's own in a DM)."""
+        assert self.engine is not None
+        declared = AgeDeclared(
+            event_id=item.event_id,
+            platform=PLATFORM,
+            community=self.community,
+            at=item.at,
+            account=account,
+            band=band,
+            age=age,
+            source=source,
+        )
+        await self.engine.ingest([declared])
+
     async def _dm_command(self, item: Interaction) -> None:
         """What a user may do in their 1:1 room with the bot: declare their own age, ask for help."""
         assert self.engine is not None
         command = parse(item.text)
         if command.name == "self_age" and command.band is not None and not command.error:
-            await self.engine.ingest(
-                [
-                    AgeDeclared(
-                        event_id=item.event_id,
-                        platform=PLATFORM,
-                        community=self.community,
-                        at=item.at,
-                        account=item.sender,
-                        band=command.band,
-                        age=command.age,
-                        source=AgeSource.SELF,
-                    )
-                ]
-            )
+            await self._declare_age(item, item.sender, command.band, AgeSource.SELF, command.age)
             await self._reply(item.room_id, item.event_id, cards.text("Thank you, I've noted that. Stay safe!"))
             return
         reply = cards.DM_HELP_TEXT if not command.error else f"{command.error}. {cards.DM_HELP_TEXT}"

@@ -6,7 +6,7 @@ from html import escape
 from typing import Any
 
 from groomguard.actions import ModAlert
-from groomguard.cases import detector_title, risk_band
+from groomguard.cases import ACTIVE, detector_title, risk_band
 from groomguard.workspace import evidence_line
 
 REACTION_HELP = "✅ confirm · ❌ dismiss · ⬆️ escalate · 🔇 mute · 🔨 ban (asks you to confirm)"
@@ -82,7 +82,7 @@ def alert_card(alert: ModAlert) -> dict[str, Any]:
             plain.append(f" - {more}")
             html.append(f"<li>{escape(more)}</li>")
         html.append("</ul>")
-    if status in ("open", "escalated", "confirmed"):
+    if status in ACTIVE:
         plain.append(f"Act by reacting: {REACTION_HELP}. Reply to this card to add a note to the case.")
         html.append(f"<p>Act by reacting: {escape(REACTION_HELP)}. Reply to this card to add a note to the case.</p>")
     else:

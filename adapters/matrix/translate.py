@@ -61,8 +61,9 @@ def request_id(room_id: str, invitee: str) -> str:
     return f"{room_id}|{invitee}"
 
 
-def normalise_text(body: str, is_reply: bool) -> str:
-    """One text shape for detectors: reply quotes removed, odd spaces folded, no zero-width tricks."""
+def strip_markup(body: str, is_reply: bool) -> str:
+    """Matrix body markup stripped, once, before it becomes event text: the reply fallback quote removed, odd
+    spaces and zero-width joiners gone. The general fold is the core's (`groomguard.text.fold`)."""
     if is_reply:
         body = _REPLY_FALLBACK.sub("", body, count=1)
     body = body.replace("\u200c", "").replace("\u200d", "").replace("\ufeff", "")
@@ -185,7 +186,6 @@ class SyncBatch:
     interactions: list[Interaction] = field(default_factory=list)
     invited_to: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
-    withdrawn: list[str] = field(default_factory=list)
     mod_room_changed: bool = False
 
 
@@ -446,21 +446,19 @@ class Translator:
                 )
             return
         if membership in ("leave", "ban"):
-            if prev == "invite":
-                if sender == target and inviter and inviter != bot:
-                    batch.events.append(
-                        ContactAnswered(
-                            **base,
-                            event_id=event_id,
-                            source=inviter,
-                            target=target,
-                            answer=Answer.REJECTED,
-                            request_id=rid,
-                        )
+            if prev == "invite" and inviter and inviter != bot:
+                # Left by the invitee: a rejection. Withdrawn by the inviter, or a kick/ban of the invitee:
+                # no answer from the child, reported so the invite neither expires nor counts as refused.
+                batch.events.append(
+                    ContactAnswered(
+                        **base,
+                        event_id=event_id,
+                        source=inviter,
+                        target=target,
+                        answer=Answer.REJECTED if sender == target else Answer.WITHDRAWN,
+                        request_id=rid,
                     )
-                else:
-                    # Withdrawn by the inviter, or a kick/ban of the invitee: no answer from the child.
-                    batch.withdrawn.append(rid)
+                )
             elif prev == "join":
                 batch.events.append(MemberLeft(**base, event_id=event_id, account=target))
 
@@ -493,13 +491,13 @@ class Translator:
                         message_id=relates["event_id"],
                         author=sender,
                         conversation=room_id,
-                        text=normalise_text(new_body, False),
+                        text=strip_markup(new_body, False),
                     )
                 )
                 return
             reply = relates.get("m.in_reply_to")
             reply_to = reply.get("event_id") if isinstance(reply, dict) else None
-            text = normalise_text(body, reply_to is not None) if msgtype in TEXT_MSGTYPES else ""
+            text = strip_markup(body, reply_to is not None) if msgtype in TEXT_MSGTYPES else ""
             others = info.joined() - {self.config.bot_user}
             private = info.direct or len(others) <= 2
             mentions = self._mentions(content, sender)

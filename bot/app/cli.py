@@ -524,9 +524,7 @@ def web_token(moderator: Annotated[str, typer.Argument(help="moderator name to a
 def check_config(file: Annotated[Path, typer.Argument(help="TOML config file to check")]) -> None:
     """Validate a config file and report every problem with its key and a fix hint."""
     settings = _load_or_exit(file, str(file))
-    enabled = [
-        name for name in type(settings.detectors).model_fields if getattr(settings.detector(name), "enabled", True)
-    ]
+    enabled = [name for name in type(settings.detectors).model_fields if settings.detector(name).enabled]
     console.print(f"[green]{file}: OK[/] — store {settings.store.path}, detectors: {', '.join(enabled)}")
 
 

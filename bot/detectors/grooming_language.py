@@ -13,14 +13,14 @@ from typing import Any, ClassVar, Protocol
 
 from groomguard.addressing import addressees
 from groomguard.classifier import OnnxClassifier, TextClassifier, load_default_classifier
-from groomguard.detectors.base import DetectorMemory, DetectorState
+from groomguard.detectors.base import DetectorMemory, DetectorSettings, DetectorState
 from groomguard.events import BaseEvent, MessageEdited, MessageSent
 from groomguard.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid, with_second_opinion
 from groomguard.findings import Evidence, Finding
 from groomguard.memory import MemoryBook
 from groomguard.stages import STAGES, StageTagger, default_tagger
-from groomguard.text import content_words, model_text, normalize
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from groomguard.text import content_words, fold, model_text
+from pydantic import Field, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,9 @@ class LanguageRouter(Protocol):
         ...
 
 
-class GroomingLanguageSettings(BaseModel):
+class GroomingLanguageSettings(DetectorSettings):
     """Thresholds and bounds for grooming-language detection."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="turn the detector on or off")
     model_path: str | None = Field(
         None, description="path to a grooming .onnx model; empty uses the shipped models/grooming.onnx"
     )
@@ -248,6 +245,10 @@ class GroomingLanguageDetector:
         #: Messages per language that were reported "not scored" (read by metrics).
         self.unscored_messages: dict[str, int] = {}
 
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
     def _evidence_settings(self, tagger: StageTagger, joiner: str) -> EvidenceSettings:
         s = self.settings
         return EvidenceSettings(
@@ -283,7 +284,7 @@ class GroomingLanguageDetector:
         if not weighted:
             return ()
         children = list(weighted)
-        folded = normalize(event.text)
+        folded = fold(event.text)
         if folded.binary or not folded.text.strip():
             return ()
         expires = event.at + timedelta(days=self.settings.memory_days)

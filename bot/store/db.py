@@ -79,6 +79,15 @@ def sqlite_sql(statement: str) -> str:
     return _PLACEHOLDER.sub(r"?\1", statement)
 
 
+@functools.lru_cache(maxsize=256)
+def sqlite_positional(statement: str) -> str:
+    """`$1..$k`, each once and in order, as SQLite's plain `?` (what a multi-row VALUES list needs)."""
+    numbers = [int(n) for n in _PLACEHOLDER.findall(statement)]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"placeholders are not $1..$n in order, each once: {statement[:80]}")
+    return _PLACEHOLDER.sub("?", statement)
+
+
 def _rowcount(status: str) -> int:
     """The row count at the end of an asyncpg command status ("DELETE 3", "INSERT 0 1")."""
     tail = status.rsplit(" ", 1)[-1]

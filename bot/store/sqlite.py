@@ -7,23 +7,35 @@ detector reads on the event loop, and the WAL checkpoint that takes erased rows 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import os
+import re
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from groomguard.events import BaseEvent
-from groomguard.store.base import SqlStore, serialized
-from groomguard.store.db import SqliteDatabase, read_migrations, split_sql, sqlite_sql
+from groomguard.storage import BatchWrite
+from groomguard.store.base import SqlStore, batch_statements, serialized
+from groomguard.store.db import SqliteDatabase, read_migrations, split_sql, sqlite_positional, sqlite_sql
 
 __all__ = ["SqliteStore", "StoreError", "migrations", "split_sql"]
 
 log = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ("seq", "key", "type", "community", "at", "stored_at", "body")
+INSERT_EVENTS = "INSERT INTO events (seq, key, type, community, at, stored_at, body) VALUES (?,?,?,?,?,?,?)"
+#: WAL size past which `checkpoint_if_due` checkpoints (SQLite's own auto-checkpoint is at ~4 MB).
+CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024
+#: Bound parameters per multi-row INSERT (see `_write_statements`); SQLite allows 32,766 since 3.32.
+MAX_PARAMS = 32_000
+_VALUES = re.compile(r"VALUES \((\?(?:,\?)*)\)")
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -46,6 +58,12 @@ class SqliteStore(SqlStore):
         super().__init__(SqliteDatabase(self.path))
         self._ro: sqlite3.Connection | None = None
         self._next_seq = 1
+        # Pipelined writes (see `submit_batch`): while reads are pinned, the read-only connection holds
+        # one snapshot and writes queue behind processing on aiosqlite's thread.
+        self._pinned = False
+        self._unsynced_keys: set[str] = set()
+        self._jobs: list[asyncio.Future[None]] = []
+        self._write_failure: BaseException | None = None
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -80,6 +98,90 @@ class SqliteStore(SqlStore):
             self._ro = None
         await self.database.close()
 
+    # -- pipelined writes ------------------------------------------------------------------
+    #
+    # Processing a batch and committing the one before it can overlap: the engine hands each batch's
+    # writes over with `submit_batch` and goes on, and the transaction runs on aiosqlite's thread (which
+    # releases the GIL inside SQLite). Two things keep that exact. Reads are pinned to one snapshot
+    # (`pin_reads`) that does not move while commits land, so the state merges everything it handed over
+    # since then, as it merges one uncommitted batch; the engine calls `settle` before moving the pin.
+    # And each job is one whole transaction queued in order on the one writer connection: a kill -9
+    # leaves a prefix of batches committed, each with its watermark, and once one job fails every later
+    # one refuses, so no watermark can move past a batch that was not written.
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether `submit_batch` can queue work on the writer thread without an await (aiosqlite's queue)."""
+        return hasattr(self.database._db, "_tx")
+
+    def pin_reads(self) -> None:
+        """Hold detector reads on the state committed now until `release_reads` (every write settled)."""
+        if self._ro is None or self._pinned:
+            return
+        self._ro.execute("BEGIN")
+        # A read transaction takes its snapshot at its first read, so take it now, not at some later read.
+        self._ro.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        self._pinned = True
+        self._unsynced_keys.clear()
+
+    def release_reads(self) -> None:
+        """Let detector reads see every commit again (and checkpoints run to the end)."""
+        if self._ro is not None and self._ro.in_transaction:
+            self._ro.execute("COMMIT")
+        self._pinned = False
+        self._unsynced_keys.clear()
+
+    async def checkpoint_if_due(self) -> None:
+        """Fold a grown WAL back into the database while no read is pinned, so the log restarts from its start.
+
+        A pinned reader stops SQLite from restarting the WAL; pinned nearly all the time, the WAL grew by
+        every batch (700 MB over 200k events) and every read searched a longer WAL index. Call between
+        `release_reads` and `pin_reads`; the next read then starts on the checkpointed file.
+        """
+        try:
+            size = os.path.getsize(f"{self.path}-wal")  # noqa: ASYNC240 - one stat of a local file
+        except OSError:
+            return
+        if size >= CHECKPOINT_WAL_BYTES:
+            async with self.db.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
+                await cur.fetchall()
+
+    def _submit(self, work: Any, *args: Any) -> asyncio.Future[None]:
+        """Queue `work(connection, *args)` as one transaction on the writer thread, now, without awaiting."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.db._tx.put_nowait((future, functools.partial(self._transaction, work, *args)))  # type: ignore[attr-defined]
+        self._jobs.append(future)
+        return future
+
+    def _transaction(self, work: Any, *args: Any) -> None:
+        """Runs on the writer thread: one transaction, or a refusal once an earlier one failed."""
+        if self._write_failure is not None:
+            raise StoreError(f"an earlier write failed, so later ones are refused: {self._write_failure}")
+        con = self.db._conn  # type: ignore[attr-defined]
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            work(con, *args)
+            con.execute("COMMIT")
+        except BaseException as error:
+            self._write_failure = error
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+
+    def submit_batch(self, batch: BatchWrite) -> asyncio.Future[None]:
+        """Queue one processed batch's transaction (as `commit_batch` writes it); its future says when it is durable."""
+        return self._submit(_write_statements, _batch_statements(batch))
+
+    async def settle(self) -> None:
+        """Wait for every queued write; raise the first failure."""
+        jobs, self._jobs = self._jobs, []
+        if not jobs:
+            return
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
         """Run one detector read on the read-only connection (see `open`); `$n` placeholders."""
         if self._ro is None:
@@ -104,7 +206,8 @@ class SqliteStore(SqlStore):
             condition, args = self.database.in_list("key", 1, keys[start : start + step])
             # Every earlier append is committed, so the read-only connection sees all known keys.
             known.update(row[0] for row in self._read(f"SELECT key FROM events WHERE {condition}", args))
-        fresh = [(k, e) for k, e in unique.items() if k not in known]
+        # Pinned reads do not show events queued since the pin; they are known all the same.
+        fresh = [(k, e) for k, e in unique.items() if k not in known and k not in self._unsynced_keys]
         if not fresh:
             return []
         # The one writer numbers events itself: no other process appends to this file.
@@ -114,6 +217,12 @@ class SqliteStore(SqlStore):
             (seq, k, e.type, e.community, e.at.isoformat(), now, e.model_dump_json())  # type: ignore[attr-defined]
             for (seq, e), (k, _) in zip(numbered, fresh, strict=True)
         ]
+        if self._pinned:
+            # Queued ahead of the batch's own transaction: stored before its results can commit.
+            self._unsynced_keys.update(k for k, _ in fresh)
+            self._submit(_write_statements, [(INSERT_EVENTS, rows)])
+            self._next_seq += len(numbered)
+            return numbered
         async with self.database.transaction():
             await self.database.insert_rows("events", EVENT_COLUMNS, (), rows)
         self._next_seq += len(numbered)
@@ -133,3 +242,39 @@ class SqliteStore(SqlStore):
     def tables(self) -> SqliteDatabase:
         """A connection of its own to this database file, for an adapter's tables (see groomguard.store.db)."""
         return SqliteDatabase(self.path)
+
+
+def _write_statements(con: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]) -> None:
+    """Run (statement, rows) pairs on the writer thread, INSERTs as multi-row statements.
+
+    `executemany` steps SQLite once per row and gives the GIL back around every step; while the event
+    loop's thread is busy each step then waits for the GIL again (up to the 5 ms switch interval), so
+    a writer behind busy processing crawls. One INSERT with many VALUES rows is one step.
+    """
+    for sql, rows in statements:
+        match = _VALUES.search(sql) if sql.startswith("INSERT") else None
+        if match is None or len(rows) < 2:
+            con.executemany(sql, rows)
+            continue
+        rows = rows if isinstance(rows, list) else list(rows)
+        # As few statements as SQLite's bound-parameter limit allows: each one is a GIL round trip.
+        per = max(1, MAX_PARAMS // (match.group(1).count("?")))
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            # This thread holds the GIL while it builds a statement, and the event loop's reads wait for
+            # it: the text comes from a cache and the parameters are flattened in C.
+            con.execute(_multi_row(sql, match, len(chunk)), list(chain.from_iterable(chunk)))
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row_text(sql: str, start: int, end: int, group: str, count: int) -> str:
+    return sql[:start] + "VALUES " + ",".join([group] * count) + sql[end:]
+
+
+def _multi_row(sql: str, match: re.Match[str], count: int) -> str:
+    return _multi_row_text(sql, match.start(), match.end(), f"({match.group(1)})", count)
+
+
+def _batch_statements(batch: BatchWrite) -> list[tuple[str, Sequence[Any]]]:
+    """The batch's statements (groomguard.store.base) with positional `?`, as `_write_statements` expands them."""
+    return [(sqlite_positional(sql), rows) for sql, rows in batch_statements(batch)]

@@ -190,11 +190,16 @@ class ScriptedLanguageDetector:
     """
 
     name: ClassVar[str] = "grooming_language"
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
+    enabled: ClassVar[bool] = True
     PHRASES: ClassVar[tuple[str, ...]] = ("our little secret", "just between us", "add me on snap")
 
     def __init__(self, score: float = 0.9) -> None:
         # Below cases.alert_threshold (0.6) a finding notifies the child but opens no card.
         self.score = score
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, MessageSent) or not any(p in event.text.lower() for p in self.PHRASES):

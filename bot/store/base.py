@@ -122,7 +122,7 @@ def batch_statements(batch: BatchWrite) -> list[tuple[str, list[Any]]]:
 
     def add(sql: str, rows: Any) -> None:
         if rows:
-            out.append((sql, list(rows)))
+            out.append((sql, rows if isinstance(rows, list) else list(rows)))
 
     add(
         UPSERT_ACCOUNT,

@@ -88,6 +88,12 @@ def sqlite_positional(statement: str) -> str:
     return _PLACEHOLDER.sub("?", statement)
 
 
+@functools.lru_cache(maxsize=64)
+def _sqlite_marks(first: int, count: int) -> str:
+    """`?first,...` for a list parameter (cached: the append's key check sends one per batch)."""
+    return ",".join(f"?{first + i}" for i in range(count))
+
+
 def _rowcount(status: str) -> int:
     """The row count at the end of an asyncpg command status ("DELETE 3", "INSERT 0 1")."""
     tail = status.rsplit(" ", 1)[-1]
@@ -183,8 +189,7 @@ class SqliteDatabase:
         """SQL for `column` equal to one of `values`, bound from `$first` on, and the arguments to bind."""
         if not values:
             return "0 = 1", []
-        marks = ",".join(f"?{first + i}" for i in range(len(values)))
-        return f"{column} IN ({marks})", list(values)
+        return f"{column} IN ({_sqlite_marks(first, len(values))})", list(values)
 
     def same(self, expression: str, param: str) -> str:
         """Row identity in a WHERE: `IS`, because a SQLite primary-key column may hold NULL."""

@@ -29,7 +29,7 @@ from groomguard.findings import Finding
 from groomguard.notices import NoticeBook
 from groomguard.port import EngineStats
 from groomguard.state import CommunityState
-from groomguard.storage import ActionT, BatchWrite, Database, Store
+from groomguard.storage import ActionT, BatchWrite, Database, StaleLease, Store
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,7 @@ class Engine:
             cls: [d for d in self.detectors if issubclass(cls, getattr(d, "handles", (BaseEvent,)))]
             for cls in EVENT_TYPES.values()
         }
-        self.state = CommunityState(
-            self.store.accepted_contacts,
-            timedelta(hours=CONTACT_WINDOW_HOURS),
-            reader=self.store,  # type: ignore[arg-type]
-        )
-        self.cases = CaseBook(settings.cases)
-        self.notices = NoticeBook(settings.notices)
+        self._fresh_memory()
         self.stats = EngineStats()
         self._queue: asyncio.Queue[BaseEvent] = asyncio.Queue(maxsize=settings.engine.queue_size)
         self._outbox: asyncio.Queue[list[ActionT]] = asyncio.Queue()
@@ -97,23 +91,30 @@ class Engine:
         self._batches = 0
         self._watermark_at: datetime | None = None
         self._watermark = 0
-        #: Latest event time processed per community (persisted as detector memory, restored at start):
-        #: each community's own clock for decaying its cases, so one community never moves another's.
-        self._clocks: dict[str, datetime] = {}
         #: Called with (detector name, seconds) after every inspect; groomguard.app.metrics plugs its histogram in here.
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
         self._lock = asyncio.Lock()
 
-    # -- lifecycle ------------------------------------------------------------------------
+    def _fresh_memory(self) -> None:
+        """Empty in-memory state, cases, notice history and clocks (filled from the store by `_load`)."""
+        self.state = CommunityState(
+            self.store.accepted_contacts,
+            timedelta(hours=CONTACT_WINDOW_HOURS),
+            reader=self.store,  # type: ignore[arg-type]
+        )
+        self.cases = CaseBook(self.settings.cases)
+        self.notices = NoticeBook(self.settings.notices)
+        #: Latest event time processed per community (persisted as detector memory, restored at start):
+        #: each community's own clock for decaying its cases, so one community never moves another's.
+        self._clocks: dict[str, datetime] = {}
 
-    async def start(self) -> None:
-        """Open the store, rebuild memory, finish events stored but not processed, then accept new ones."""
-        await self.store.open()
+    async def _load(self) -> None:
+        """Rebuild memory from the store's snapshot: accounts, open cases, notices, watermark, rankings, clocks."""
         snap = await self.store.snapshot(CONTACT_WINDOW_HOURS)
         for community, acc in snap.accounts:
             self.state.accounts[(community, acc.account)] = acc
-        self.cases.load(snap.cases, snap.next_case_id, snap.dismissals)
+        self.cases.load(snap.cases, snap.next_case_id, snap.dismissals, snap.case_ids)
         self.notices.load(snap.notices)
         self._watermark = snap.watermark
         self._watermark_at = snap.watermark_at
@@ -121,6 +122,13 @@ class Engine:
         for row in await self.state.memory_book.rows(CLOCK_MEMORY):
             if row.value is not None:
                 self._clocks[row.community] = datetime.fromisoformat(json.loads(row.value))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, rebuild memory, finish events stored but not processed, then accept new ones."""
+        await self.store.open()
+        await self._load()
         await self._deliver(await self.store.pending_actions())
         recovered = await self.catch_up()
         await self.purge()
@@ -189,6 +197,19 @@ class Engine:
                 await self._process(batch)
                 done += len(batch)
         return done
+
+    async def rebalance(self, step: Callable[[], Awaitable[bool]]) -> bool:
+        """Run `step` (a shared store's lease round) between batches; when it changed which communities this
+        engine processes, rebuild memory from the store for exactly those, deliver their waiting actions and
+        catch up from their watermarks. Returns whether anything changed."""
+        async with self._lock:
+            if not await step():
+                return False
+            self._fresh_memory()
+            await self._load()
+        await self._deliver(await self.store.pending_actions())
+        await self.catch_up()
+        return True
 
     def reject(self, source: str, count: int = 1) -> None:
         """Count inputs an adapter refused as invalid, so /metrics and summaries show them."""
@@ -357,21 +378,29 @@ class Engine:
             clocks[community] = known
         dirty_cases, audit = self.cases.take_dirty()
         audit.extend(lifted)
-        await self.store.commit_batch(
-            BatchWrite(
-                state=self.state.take_pending(),
-                cases=dirty_cases,
-                findings=findings,
-                actions=actions,
-                notices=self.notices.take_pending(),
-                audit=audit,
-                watermark=last_seq,
-                watermark_at=self._watermark_at,
-                half_life_hours=self.settings.cases.half_life_hours,
-                memory=self.state.memory_book.take_pending(),
-                clocks=clocks,
+        try:
+            await self.store.commit_batch(
+                BatchWrite(
+                    state=self.state.take_pending(),
+                    cases=dirty_cases,
+                    findings=findings,
+                    actions=actions,
+                    notices=self.notices.take_pending(),
+                    audit=audit,
+                    watermark=last_seq,
+                    watermark_at=self._watermark_at,
+                    half_life_hours=self.settings.cases.half_life_hours,
+                    memory=self.state.memory_book.take_pending(),
+                    clocks=clocks,
+                )
             )
-        )
+        except StaleLease as lost:
+            # Another engine took over a partition of this batch: nothing was written, and this batch's
+            # changes to memory are wrong for it. Rebuild from the store; the rest is processed again.
+            log.warning("%s", lost)
+            self._fresh_memory()
+            await self._load()
+            return
         self.stats.processed += len(items)
         self._batches += 1
         if self._batches % PURGE_EVERY_BATCHES == 0:

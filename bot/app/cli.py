@@ -334,7 +334,7 @@ async def _run_adapters(settings: Settings) -> int:
             await metrics_server.stop()
         raise
     stop = asyncio.Event()
-    follower = await _follow_shared_log(settings, engine, stop)
+    follower = await _follow_shared_log(settings, engine)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -368,19 +368,16 @@ async def _run_adapters(settings: Settings) -> int:
         await engine.stop()
         if metrics_server is not None:
             await metrics_server.stop()
-    if follower is not None and follower.takeover.is_set():
-        err.print("the processing lease is free: exiting with 75 so the supervisor restarts this engine as leader")
-        return 75
     return 0
 
 
-async def _follow_shared_log(settings: Settings, engine: Engine, stop: asyncio.Event):  # type: ignore[no-untyped-def]
-    """On PostgreSQL, keep the lease holder processing other engines' events; stop a follower that should take over."""
+async def _follow_shared_log(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
+    """On PostgreSQL, keep this engine processing its partitions' events and taking over those of engines that stop."""
     if not settings.store.database_url:
         return None
     from groomguard.follower import LogFollower
 
-    follower = LogFollower(engine, on_takeover=stop.set)
+    follower = LogFollower(engine)
     await follower.start()
     return follower
 

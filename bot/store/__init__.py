@@ -17,7 +17,7 @@ def open_store(settings: StoreSettings) -> Store:
             raise RuntimeError(
                 f"store.database_url is set but PostgreSQL support is missing ({error}): pip install 'groomguard[postgres]'"
             ) from None
-        return PostgresStore(settings.database_url)
+        return PostgresStore(settings.database_url, settings.partitions, settings.partition_lease_seconds)
     from groomguard.store.sqlite import SqliteStore
 
     return SqliteStore(settings.path)

@@ -41,6 +41,16 @@ def _stream(seed: int = 11) -> list[BaseEvent]:
     return events
 
 
+def _unnumbered(action_id: str, suspect: str | None) -> str:
+    """An alert's id with its case number replaced by the suspect: PostgreSQL numbers cases per partition
+    (groomguard.store.partitions.CaseIds), SQLite one after another, and the rest of the id is the same."""
+    kind, _, rest = action_id.partition(":")
+    if kind != "alert" or suspect is None:
+        return action_id
+    community, _case, version = rest.rsplit(":", 2)
+    return f"alert:{community}:{suspect}:{version}"
+
+
 def sqlite_outcome(db: Path) -> dict[str, Any]:
     con = sqlite3.connect(db)
     try:
@@ -58,7 +68,10 @@ def sqlite_outcome(db: Path) -> dict[str, Any]:
                     "SELECT detector, community, suspect, score, reason, event_key FROM findings ORDER BY id"
                 )
             ],
-            "actions": sorted(r[0] for r in con.execute("SELECT id FROM actions")),
+            "actions": sorted(
+                _unnumbered(*r)
+                for r in con.execute("SELECT a.id, c.suspect FROM actions a LEFT JOIN cases c ON c.id = a.case_id")
+            ),
             "contacts": con.execute("SELECT COUNT(*) FROM contacts").fetchone()[0],
             "views": sorted(
                 tuple(r) for r in con.execute("SELECT community, viewer, hour, to_minors, total FROM views")
@@ -80,7 +93,10 @@ async def pg_outcome(url: str) -> dict[str, Any]:
                     "SELECT detector, community, suspect, score, reason, event_key FROM findings ORDER BY id"
                 )
             ],
-            "actions": sorted(r[0] for r in await con.fetch("SELECT id FROM actions")),
+            "actions": sorted(
+                _unnumbered(*r)
+                for r in await con.fetch("SELECT a.id, c.suspect FROM actions a LEFT JOIN cases c ON c.id = a.case_id")
+            ),
             "contacts": await con.fetchval("SELECT COUNT(*) FROM contacts"),
             "views": sorted(
                 tuple(r) for r in await con.fetch("SELECT community, viewer, hour, to_minors, total FROM views")

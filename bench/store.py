@@ -171,7 +171,9 @@ def main() -> None:
             )
         finally:
             server.stop()
-    print("(wall time per run includes process start-up; 2 processes = 2 shards storing, each processing its partitions)")
+    print(
+        "(wall time per run includes process start-up; 2 processes = 2 shards storing, each processing its partitions)"
+    )
     print(json.dumps(results))
 
 

@@ -421,7 +421,7 @@ def schema() -> None:
 async def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
     from groomguard.store import open_store
 
-    store = open_store(settings.store)
+    store = open_store(settings.store, process=False)  # a look-up or an erasure processes nothing
     await store.open()
     try:
         return await fn(store)

@@ -101,6 +101,9 @@ class Partitions:
         self._marks: dict[int, tuple[int, int, datetime]] = {}
         #: Partitions whose lease ran out under us (a renewal found it gone): the engine must rebuild memory.
         self._lost: set[int] = set()
+        #: A member counts towards the fair share; a process joins by running lease rounds (LogFollower), so a
+        #: one-shot tool with a store open (a replay) never makes the others hand it partitions it won't take.
+        self.joined = False
         self._con: asyncpg.Connection | None = None
         self._con_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -135,12 +138,11 @@ class Partitions:
                 )
 
     async def start(self) -> None:
-        """Open the lease connection, join as a member, take a first share and start renewing."""
+        """Open the lease connection, take a first share of what is free and start renewing."""
         if not self.process:
             return
         self._con = await asyncpg.connect(self.url)
-        await self.renew()
-        await self.rebalance()
+        await self._round(join=False)
         self._task = asyncio.create_task(self._heartbeat(), name="groomguard-partition-leases")
 
     async def close(self) -> None:
@@ -191,12 +193,8 @@ class Partitions:
     async def renew(self) -> None:
         """Extend this member's row and every lease it still holds; a lease found gone is dropped here."""
         async with self._con_lock, self.con.transaction():
-            await self.con.execute(
-                "INSERT INTO engine_members (owner, expires_at) VALUES ($1, now() + make_interval(secs => $2)) "
-                "ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
-                self.owner,
-                self.lease_s,
-            )
+            if self.joined:
+                await self._member()
             rows = await self.con.fetch(
                 "UPDATE partitions SET expires_at = now() + make_interval(secs => $2) "
                 "WHERE owner = $1 AND expires_at > now() RETURNING part",
@@ -211,22 +209,38 @@ class Partitions:
                 del self.held[part]
             self._lost |= gone
 
+    async def _member(self) -> None:
+        await self.con.execute(
+            "INSERT INTO engine_members (owner, expires_at) VALUES ($1, now() + make_interval(secs => $2)) "
+            "ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
+            self.owner,
+            self.lease_s,
+        )
+
     async def rebalance(self) -> bool:
-        """Release partitions beyond the fair share, take free or expired ones up to it; True when the set changed.
+        """Join as a member (first call), release partitions beyond the fair share, take free or expired ones up
+        to it; True when the set changed.
 
         Call it only between batches (the engine's writer lock): what it releases must not be in a batch
         being processed, and what it takes must not be processed before memory is rebuilt from the store.
         """
+        return await self._round(join=True)
+
+    async def _round(self, join: bool) -> bool:
         if not self.process or self._con is None:
             return False
         changed = bool(self._lost)
         self._lost = set()
         async with self._con_lock:
-            members = int(
+            if join and not self.joined:
+                await self._member()
+                self.joined = True
+            others = int(
                 await self.con.fetchval(
-                    "SELECT COUNT(*) FROM engine_members WHERE expires_at > now() OR owner = $1", self.owner
+                    "SELECT COUNT(*) FROM engine_members WHERE expires_at > now() AND owner <> $1", self.owner
                 )
             )
+            members = others + 1
             share = fair_share(self.count, members)
             if len(self.held) > share:
                 # Keep the lowest numbers, hand back the highest: deterministic, and a joiner takes those.

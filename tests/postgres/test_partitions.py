@@ -362,3 +362,24 @@ async def test_kill_9_mid_stream_is_taken_over_in_process_within_15_s(
     # The same action id may reach a sink twice (delivered just before the kill, not yet marked): sinks
     # dedupe on action_id. A second id for the same alert would be a double no sink could catch.
     assert len(set(a)) == len(a) and len(set(b)) == len(b)
+
+
+async def test_a_clean_stop_hands_its_partitions_over_without_waiting_for_the_lease(
+    pg_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(pg_url, tmp_path, lease=30.0)  # expiry would take 30 s: the handover must not wait
+    a, b = build_engine(settings, [MemorySink()]), build_engine(settings, [MemorySink()])
+    await a.start()
+    await b.start()
+    followers = [LogFollower(e, interval_s=0.02, rebalance_s=0.1) for e in (a, b)]
+    for f in followers:
+        await f.start()
+    try:
+        await wait_for(lambda: _async(len(held(a)) == len(held(b)) == 8), 10, "a fair split")
+        await followers[1].stop()
+        await b.stop()
+        took = await wait_for(lambda: _async(len(held(a)) == 16), 5, "A takes B's released partitions")
+        assert took < 2.0
+    finally:
+        await followers[0].stop()
+        await a.stop()

@@ -26,6 +26,7 @@ demo: $(STAMP)
 test: $(TEST_STAMP)
 	bash tests/synapse/setup.sh
 	bash tests/postgres/setup.sh
+	bash tests/browser/setup.sh
 	$(PY) scripts/lint_imports.py
 	GROOMGUARD_REQUIRE_SERVICES=1 $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc

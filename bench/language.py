@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from groomguard.classifier import DEFAULT_MODEL_PATH, OnnxClassifier
-from groomguard.text import normalize_text
+from groomguard.text import fold_text
 
 from bench.memory_use import current_rss_mb, peak_rss_mb
 
@@ -82,7 +82,7 @@ def english_path(classifier: OnnxClassifier, risky: bool = False) -> Callable[[S
     from groomguard.evidence import ConversationEvidence, EvidenceSettings, with_second_opinion
     from groomguard.language_routing import default_router
     from groomguard.stages import default_tagger
-    from groomguard.text import model_text, normalize
+    from groomguard.text import fold, model_text
 
     router = default_router()
     second = router.second_opinion()
@@ -97,7 +97,7 @@ def english_path(classifier: OnnxClassifier, risky: bool = False) -> Callable[[S
             if risky:  # a fresh risky line each time, so the embedding cache cannot answer for it
                 text = f"{RISKY[next(counter) % len(RISKY)]} {next(counter)}"
             router.language(text)
-            folded = normalize(text)
+            folded = fold(text)
             tagger.tag(folded)
             mt = model_text(folded.text)
             window = evidence.add(mt, classifier.informative(mt), (), settings, line=text)
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = 5000
     t0 = time.perf_counter()
     for _ in range(n):
-        normalize_text(line)
+        fold_text(line)
     print(f"normalise one line: {(time.perf_counter() - t0) / n * 1e6:.1f} µs")
     results: dict[str, object] = {}
     results["english_model"] = measure("english model, one message", classifier.classify, args.batch, args.seconds)

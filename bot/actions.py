@@ -18,6 +18,8 @@ class Reason(BaseModel):
     detector: str
     text: str
     score: float
+    #: The detector in plain words ("Contacting many children"); cards show this, never the detector name.
+    title: str = ""
 
 
 class ModAlert(BaseModel):
@@ -32,7 +34,11 @@ class ModAlert(BaseModel):
     case_id: int
     version: int = 1
     suspect: str
+    #: Risk now (at the community's latest event time when the card was made); `peak` is the highest it reached.
     risk: Annotated[float, Field(ge=0, le=1)]
+    peak: Annotated[float, Field(ge=0, le=1)] = 0.0
+    #: One plain line saying what the risk number means (printed on every card).
+    risk_note: str = ""
     status: str = "open"
     reasons: tuple[Reason, ...]
     evidence: tuple[Evidence, ...] = ()
@@ -63,6 +69,8 @@ class ChildNotice(BaseModel):
     child: str
     text: str
     helpline: str
+    #: Language of `text` (notices.locale of the community).
+    locale: str = "en"
     case_id: int | None = Field(default=None, description="for the moderators' record only")
     at: datetime
 

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypedDict, cast
 
 from groomguard.actions import Enforcement, ModAlert, Reason
 from groomguard.config import CaseSettings
@@ -17,14 +18,25 @@ from groomguard.privacy import scrub_value
 
 log = logging.getLogger(__name__)
 
-ACTIVE = frozenset({"open", "escalated", "confirmed"})
+
+class CaseStatus(StrEnum):
+    """Where a case stands; the values are what the database, JSON rows and cards carry (unchanged)."""
+
+    OPEN = "open"
+    ESCALATED = "escalated"
+    CONFIRMED = "confirmed"
+    DISMISSED = "dismissed"
+    BANNED = "banned"
+
+
+ACTIVE = frozenset({CaseStatus.OPEN, CaseStatus.ESCALATED, CaseStatus.CONFIRMED})
 STATUS_AFTER = {
-    Decision.CONFIRM: "confirmed",
-    Decision.DISMISS: "dismissed",
-    Decision.ESCALATE: "escalated",
-    Decision.TIMEOUT: "confirmed",
-    Decision.KICK: "confirmed",
-    Decision.BAN: "banned",
+    Decision.CONFIRM: CaseStatus.CONFIRMED,
+    Decision.DISMISS: CaseStatus.DISMISSED,
+    Decision.ESCALATE: CaseStatus.ESCALATED,
+    Decision.TIMEOUT: CaseStatus.CONFIRMED,
+    Decision.KICK: CaseStatus.CONFIRMED,
+    Decision.BAN: CaseStatus.BANNED,
 }
 #: Risk must move at least this much before an already-posted card is edited again.
 MIN_RISK_CHANGE = 0.05
@@ -38,7 +50,66 @@ BANDS = (
     (0.7, "high", "review now and check on the children involved"),
     (0.85, "very high", "act now: restrict the account and check on the children involved"),
 )
-CLOSED_ACTION = {"dismissed": "none (dismissed)", "banned": "none (banned)"}
+CLOSED_ACTION = {CaseStatus.DISMISSED: "none (dismissed)", CaseStatus.BANNED: "none (banned)"}
+
+
+class EvidenceRow(TypedDict):
+    """One `Evidence` as a case keeps it in its JSON row (`Evidence.model_dump(mode="json")`)."""
+
+    kind: str
+    ref: str
+    label: str
+    #: When the thing happened, ISO 8601 (the finding's time when the detector gave none).
+    at: str | None
+    #: The child the item is about, if any.
+    child: str | None
+
+
+class _FoundReason(TypedDict):
+    """The keys every case reason has (see `CaseReason`)."""
+
+    #: The finding's reason, in moderators' words.
+    text: str
+    #: Its score (lowered by dismissals); the case's risk is the noisy-OR of these, decayed.
+    score: float
+    #: Event time of the finding, ISO 8601 (decay counts from it).
+    at: str
+    evidence: list[EvidenceRow]
+
+
+class CaseReason(_FoundReason, total=False):
+    """One detector's latest contribution to a case, as stored in the case row's JSON (`reasons`).
+
+    (`total=False` on a subclass rather than `NotRequired`: with postponed annotations Python 3.11
+    cannot see `NotRequired` and would make the key required.)
+    """
+
+    #: `text` as the posted card showed it; absent until a card showed this detector.
+    alerted_text: str
+
+
+#: Plain-words titles for detectors, shown on cards and in `cases` output instead of detector names.
+DETECTOR_TITLES = {
+    "fan_out": "Contacting many children",
+    "rejections": "Many refused requests from children",
+    "view_spike": "Unusual viewing of children's posts",
+    "grooming_language": "Grooming language towards a child",
+    "new_account_contact": "New account contacting children",
+}
+
+
+def detector_title(name: str) -> str:
+    """A detector's plain title; an unknown detector gets its name in words."""
+    return DETECTOR_TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def risk_note(half_life_hours: float) -> str:
+    """The one line every card prints under the risk: what the number means and how it moves."""
+    every = f"{half_life_hours / 24:g} days" if half_life_hours % 24 == 0 else f"{half_life_hours:g} hours"
+    return (
+        "Risk is how strongly all signs together point to grooming, from 0 to 1; it halves every "
+        f"{every} without new signs. Peak is the highest it has been."
+    )
 
 
 def risk_band(risk: float) -> str:
@@ -50,7 +121,7 @@ def risk_band(risk: float) -> str:
 CONVERSATION_DETECTORS = frozenset({"grooming_language"})
 
 
-def recommended_action(risk: float, status: str, detectors: Iterable[str] = ()) -> str:
+def recommended_action(risk: float, status: CaseStatus, detectors: Iterable[str] = ()) -> str:
     """What the card asks moderators to do; a closed case asks nothing.
 
     The band sets the urgency; grooming language on the case adds "read the conversation", so the
@@ -61,7 +132,7 @@ def recommended_action(risk: float, status: str, detectors: Iterable[str] = ()) 
     action = next(todo for floor, _, todo in reversed(BANDS) if risk >= floor)
     if CONVERSATION_DETECTORS & set(detectors) and risk >= BANDS[1][0]:
         action += "; read the conversation"
-    return f"{action} (escalated)" if status == "escalated" else action
+    return f"{action} (escalated)" if status == CaseStatus.ESCALATED else action
 
 
 def decayed(score: float, since: datetime, now: datetime, half_life_hours: float) -> float:
@@ -78,7 +149,7 @@ class Case:
     platform: str
     community: str
     suspect: str
-    status: str
+    status: CaseStatus
     opened_at: datetime
     updated_at: datetime
     alert_version: int = 0
@@ -86,10 +157,13 @@ class Case:
     #: Event time the card was last posted or edited, and how many children it listed then.
     alerted_at: datetime | None = None
     alerted_children: int = 0
-    alerted_status: str = ""
+    #: The status the posted card showed (None before the first card).
+    alerted_status: CaseStatus | None = None
     dismissals: int = 0
     children: list[str] = field(default_factory=list)
-    reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reasons: dict[str, CaseReason] = field(default_factory=dict)
+    #: The highest risk the case has had (right after a finding; decay and dismissals only lower it).
+    peak_risk: float = 0.0
 
     def risk(self, now: datetime, half_life_hours: float) -> float:
         """Noisy-OR across detectors of each one's decayed score: independent signals add up."""
@@ -108,7 +182,7 @@ class Case:
             self.platform,
             self.community,
             self.suspect,
-            self.status,
+            self.status.value,
             self.risk(now, half_life),
             now.isoformat(),
             self.opened_at.isoformat(),
@@ -122,7 +196,8 @@ class Case:
                     "alerted_risk": self.alerted_risk,
                     "alerted_at": self.alerted_at.isoformat() if self.alerted_at else None,
                     "alerted_children": self.alerted_children,
-                    "alerted_status": self.alerted_status,
+                    "alerted_status": self.alerted_status.value if self.alerted_status else "",
+                    "peak_risk": self.peak_risk,
                 }
             ),
         )
@@ -135,17 +210,18 @@ class Case:
             platform=row["platform"],
             community=row["community"],
             suspect=row["suspect"],
-            status=row["status"],
+            status=CaseStatus(row["status"]),
             opened_at=datetime.fromisoformat(row["opened_at"]),
             updated_at=datetime.fromisoformat(row["updated_at"]),
             alert_version=row["alert_version"],
             alerted_risk=extra.get("alerted_risk", 0.0),
             alerted_at=datetime.fromisoformat(extra["alerted_at"]) if extra.get("alerted_at") else None,
             alerted_children=extra.get("alerted_children", 0),
-            alerted_status=extra.get("alerted_status", ""),
+            alerted_status=CaseStatus(extra["alerted_status"]) if extra.get("alerted_status") else None,
             dismissals=row["dismissals"],
             children=json.loads(row["children"]),
             reasons=extra.get("reasons", {}),
+            peak_risk=float(extra.get("peak_risk", 0.0)),
         )
 
 
@@ -202,7 +278,15 @@ class CaseBook:
         case = self.active.get(key)
         if case is None:
             case_id = self.next_id if self.case_ids is None else self.case_ids(finding.community)
-            case = Case(case_id, finding.platform, finding.community, finding.suspect, "open", finding.at, finding.at)
+            case = Case(
+                case_id,
+                finding.platform,
+                finding.community,
+                finding.suspect,
+                CaseStatus.OPEN,
+                finding.at,
+                finding.at,
+            )
             # Counts openings in both numberings (the engine's cases_opened reads it).
             self.next_id += 1
             self.active[key] = case
@@ -215,7 +299,14 @@ class CaseBook:
             else 0.0
         )
         if finding.score >= old or previous is None:
-            evidence = [e.model_dump() for e in finding.evidence[: self.settings.max_evidence]]
+            # Every item carries a time: the detector's own, else the finding's (mode="json": stored as text).
+            evidence = [
+                cast(
+                    EvidenceRow,
+                    (e if e.at is not None else e.model_copy(update={"at": finding.at})).model_dump(mode="json"),
+                )
+                for e in finding.evidence[: self.settings.max_evidence]
+            ]
             case.reasons[finding.detector] = {
                 "text": finding.reason,
                 "score": finding.score,
@@ -231,6 +322,7 @@ class CaseBook:
                 case.children.append(child)
         del case.children[: max(0, len(case.children) - MAX_CHILDREN)]
         case.updated_at = max(case.updated_at, finding.at)
+        case.peak_risk = max(case.peak_risk, case.risk(finding.at, half_life))
         self.dirty[case.id] = case
         return case, self._maybe_alert(case, finding.at)
 
@@ -266,9 +358,9 @@ class CaseBook:
             out.append(f"risk {case.alerted_risk:.2f} → {risk:.2f}")
         for detector, r in sorted(case.reasons.items()):
             if "alerted_text" not in r:
-                out.append(f"new signal · {detector}: {r['text'][:200]}")
+                out.append(f"new signal · {detector_title(detector)}: {r['text'][:200]}")
             elif r["alerted_text"] != r["text"]:
-                out.append(f"{detector}: {r['text'][:200]}")
+                out.append(f"{detector_title(detector)}: {r['text'][:200]}")
         added = len(case.children) - case.alerted_children
         if added > 0:
             out.append(f"{added} more child{'ren' if added > 1 else ''} involved ({len(case.children)} in all)")
@@ -315,8 +407,13 @@ class CaseBook:
             version=max(1, case.alert_version),
             suspect=case.suspect,
             risk=round(min(1.0, max(0.0, risk)), 3),
+            peak=round(min(1.0, max(0.0, case.peak_risk, risk)), 3),
+            risk_note=risk_note(self.settings.half_life_hours),
             status=case.status,
-            reasons=tuple(Reason(detector=d, text=r["text"], score=round(r["score"], 3)) for d, r in ordered),
+            reasons=tuple(
+                Reason(detector=d, text=r["text"], score=round(r["score"], 3), title=detector_title(d))
+                for d, r in ordered
+            ),
             evidence=tuple(evidence[: self.settings.max_evidence]),
             children=tuple(case.children),
             band=risk_band(risk),

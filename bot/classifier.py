@@ -13,7 +13,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import groomguard.models
 import numpy as np
-from groomguard.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, content_words, model_text, normalize_text
+from groomguard.text import DEFAULT_MAX_CHARS, FOLD_VERSION, content_words, fold_text, model_text
 
 __all__ = [
     "DEFAULT_METADATA_PATH",
@@ -60,7 +60,7 @@ class TextClassifier(Protocol):
         ...
 
     def classify_folded(self, texts: Sequence[str]) -> list[float]:
-        """Like `classify`, for texts already passed through `model_text(normalize_text(...))`."""
+        """Like `classify`, for texts already passed through `model_text(fold_text(...))`."""
         ...
 
 
@@ -136,7 +136,7 @@ class OnnxClassifier:
 
     The session is created once; one intra-op and one inter-op thread, because the bot runs
     on small machines next to an event loop and batching gives more than threads do here.
-    Text is normalised by `groomguard.text` before it reaches the graph, exactly as in training.
+    Text is folded by `groomguard.text` before it reaches the graph, exactly as in training.
     """
 
     def __init__(self, path: Path = DEFAULT_MODEL_PATH, metadata_path: Path | None = None) -> None:
@@ -153,10 +153,10 @@ class OnnxClassifier:
             self.vocabulary = frozenset(vocab_path.read_text(encoding="utf-8").split())
         except OSError as exc:
             raise ModelError(f"model vocabulary {vocab_path} is missing or unreadable ({exc}); {REBUILD_HINT}") from exc
-        if self.info.normalization_version != NORMALIZATION_VERSION:
+        if self.info.normalization_version != FOLD_VERSION:
             raise ModelError(
-                f"model {self.path} was trained with text normalisation v"
-                f"{self.info.normalization_version}, this code uses v{NORMALIZATION_VERSION}; "
+                f"model {self.path} was trained with text fold v"
+                f"{self.info.normalization_version}, this code uses v{FOLD_VERSION}; "
                 f"{REBUILD_HINT}"
             )
         try:
@@ -183,11 +183,11 @@ class OnnxClassifier:
         return any(w in self.vocabulary for w in content_words(folded))
 
     def classify(self, texts: Sequence[str]) -> list[float]:
-        """Normalise and score a batch; uninformative texts score the base rate without a run."""
-        return self.classify_folded([model_text(normalize_text(t, self.info.max_chars)) for t in texts])
+        """Fold and score a batch; uninformative texts score the base rate without a run."""
+        return self.classify_folded([model_text(fold_text(t, self.info.max_chars)) for t in texts])
 
     def classify_folded(self, texts: Sequence[str]) -> list[float]:
-        """Score texts already folded by `model_text(normalize_text(...))`, calibrated."""
+        """Score texts already folded by `model_text(fold_text(...))`, calibrated."""
         scores = [self.base_rate] * len(texts)
         live = [i for i, t in enumerate(texts) if self.informative(t)]
         if not live:
@@ -226,12 +226,12 @@ class FakeClassifier:
     def classify(self, texts: Sequence[str]) -> list[float]:
         """Table lookup on the raw text first, then the keyword rule on the folded text."""
         self.calls.append(list(texts))
-        return [self.scores[t] if t in self.scores else self._score(model_text(normalize_text(t))) for t in texts]
+        return [self.scores[t] if t in self.scores else self._score(model_text(fold_text(t))) for t in texts]
 
     def classify_folded(self, texts: Sequence[str]) -> list[float]:
         """The keyword rule on already-folded texts (table entries are matched folded too)."""
         self.calls.append(list(texts))
-        folded_table = {model_text(normalize_text(k)): v for k, v in self.scores.items()}
+        folded_table = {model_text(fold_text(k)): v for k, v in self.scores.items()}
         return [folded_table[t] if t in folded_table else self._score(t) for t in texts]
 
     def _score(self, folded: str) -> float:

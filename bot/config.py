@@ -8,7 +8,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from groomguard.detectors import REGISTRY
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
+from groomguard.detectors.base import DetectorSettings
+from groomguard.stages import STAGES as _STAGE_NAMES
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -95,26 +106,126 @@ class Helpline(Section):
 
 
 def _default_helplines() -> dict[str, Helpline]:
+    """Free, confidential helplines for children, by region code (ISO 3166-1 alpha-2, lower case)."""
     return {
         "gb": Helpline(name="Childline", contact="0800 1111", url="https://www.childline.org.uk"),
         "ie": Helpline(name="Childline (ISPCC)", contact="1800 66 66 66", url="https://www.childline.ie"),
         "us": Helpline(name="Childhelp", contact="1-800-422-4453", url="https://www.childhelphotline.org"),
+        "ca": Helpline(name="Kids Help Phone", contact="1-800-668-6868", url="https://kidshelpphone.ca"),
         "au": Helpline(name="Kids Helpline", contact="1800 55 1800", url="https://kidshelpline.com.au"),
+        "de": Helpline(name="Nummer gegen Kummer", contact="116 111", url="https://www.nummergegenkummer.de"),
+        "at": Helpline(name="Rat auf Draht", contact="147", url="https://www.rataufdraht.at"),
+        "ch": Helpline(name="Pro Juventute", contact="147", url="https://www.147.ch"),
+        "es": Helpline(name="Fundación ANAR", contact="900 20 20 10", url="https://www.anar.org"),
+        "fr": Helpline(name="Allô Enfance en Danger", contact="119", url="https://www.allo119.gouv.fr"),
+        "nl": Helpline(name="De Kindertelefoon", contact="0800-0432", url="https://www.kindertelefoon.nl"),
     }
 
 
+#: Languages child notices are written in (bot/templates/child_notice*.toml).
+NOTICE_LOCALES = ("en", "es", "de", "fr", "nl")
+
+
+def _check_region(region: str, extra: dict[str, Helpline]) -> None:
+    regions = sorted({*_default_helplines(), *extra})
+    if region.lower() not in regions:
+        raise ValueError(
+            f"unknown region {region!r}; allowed: {', '.join(regions)} "
+            f"(or add [notices.helplines.{region.lower()}] with name, contact and url)"
+        )
+
+
+def _check_locale(locale: str) -> None:
+    if locale.lower() not in NOTICE_LOCALES:
+        raise ValueError(f"unknown locale {locale!r}; allowed: {', '.join(NOTICE_LOCALES)}")
+
+
+class CommunityNotices(Section):
+    """Per-community overrides of the notice language and region (a Discord server, a Matrix community...)."""
+
+    locale: str | None = Field(None, description="language of this community's child notices: en, es, de, fr or nl")
+    region: str | None = Field(None, description="region code picking this community's helpline")
+
+
 class NoticeSettings(Section):
+    # helplines comes first: region, locale and communities are checked against it.
+    helplines: dict[str, Helpline] = Field(
+        default_factory=dict,
+        description="helpline per region code; added to (or replacing) the built-in ones for gb, ie, us, ca, au, "
+        "de, at, ch, es, fr, nl",
+    )
     region: str = Field("gb", description="community's region; picks the helpline in child notices")
-    helplines: dict[str, Helpline] = Field(default_factory=_default_helplines, description="helpline per region code")
+    locale: str = Field("en", description="language of child notices: en, es, de, fr or nl")
+    communities: dict[str, CommunityNotices] = Field(
+        default_factory=dict,
+        description='community id → its own locale and region, e.g. {"1100000000000000001" = {locale = "de", region = "de"}}',
+    )
     min_hours_between: float = Field(
         24, ge=0, description="hours before the same child is warned again about the same account"
     )
     max_per_child_per_day: int = Field(
-        2, ge=1, le=20, description="notices one child may get in 24 hours, all accounts together"
+        3,
+        ge=1,
+        le=20,
+        description="notices one child may get in 24 hours, all accounts and escalations together (a hard cap)",
+    )
+    escalation_stages: list[str] = Field(
+        default_factory=lambda: ["photos", "meeting"],
+        description="grooming stages serious enough that a child is warned again inside min_hours_between, once "
+        "per stage per window (still under max_per_child_per_day)",
     )
 
+    @field_validator("helplines")
+    @classmethod
+    def _lower_regions(cls, value: dict[str, Helpline]) -> dict[str, Helpline]:
+        return {k.lower(): v for k, v in value.items()}
+
+    # An unknown region or locale is an error naming what is allowed, never a silent fallback to gb/en.
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str, info: ValidationInfo) -> str:
+        _check_region(value, info.data.get("helplines", {}))
+        return value.lower()
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        _check_locale(value)
+        return value.lower()
+
+    @field_validator("communities")
+    @classmethod
+    def _communities(cls, value: dict[str, CommunityNotices], info: ValidationInfo) -> dict[str, CommunityNotices]:
+        for cid, own in value.items():
+            try:
+                if own.region is not None:
+                    _check_region(own.region, info.data.get("helplines", {}))
+                if own.locale is not None:
+                    _check_locale(own.locale)
+            except ValueError as error:
+                raise ValueError(f"community {cid}: {error}") from None
+        return value
+
+    @field_validator("escalation_stages")
+    @classmethod
+    def _stages(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(_STAGE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown stage(s) {', '.join(unknown)}; allowed: {', '.join(_STAGE_NAMES)}")
+        return value
+
+    def all_helplines(self) -> dict[str, Helpline]:
+        return {**_default_helplines(), **self.helplines}
+
+    def for_community(self, community: str) -> tuple[str, Helpline]:
+        """(locale, helpline) for one community: its own override, else the section's defaults."""
+        own = self.communities.get(community)
+        locale = ((own.locale if own else None) or self.locale).lower()
+        region = ((own.region if own else None) or self.region).lower()
+        return locale, self.all_helplines()[region]
+
     def helpline(self) -> Helpline:
-        return self.helplines.get(self.region.lower()) or _default_helplines()["gb"]
+        return self.all_helplines()[self.region.lower()]
 
 
 class ReplaySettings(Section):
@@ -235,7 +346,12 @@ class MatrixSettings(Section):
     minor_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are minors")
     adult_rooms: list[str] = Field(default_factory=list, description="room/space ids whose members are adults")
     moderator_power_level: int = Field(50, ge=0, le=100, description="power level in the mod room needed to act")
-    invite_expiry_hours: float = Field(72, gt=0, description="a pending invite older than this counts as expired")
+    invite_expiry_hours: float | None = Field(
+        None,
+        gt=0,
+        description="no longer used (still accepted so older files load): detectors.rejections.expire_after_hours "
+        "decides when an unanswered invite counts as refused",
+    )
     community: str = Field(
         "",
         description="community id for events; empty = the bot's server name. Use the same value as the Synapse module's",
@@ -256,6 +372,94 @@ class MetricsSettings(Section):
     enabled: bool = Field(False, description="serve Prometheus metrics at http://host:port/metrics")
     host: str = Field("127.0.0.1", description="bind address; counts only, but keep it off the public internet")
     port: int = Field(9464, ge=1, le=65535, description="TCP port for the metrics endpoint")
+
+
+#: A moderator's name on the web view: it is the actor in the audit trail ("web:<name>").
+MODERATOR_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class WebModerator(Section):
+    """One moderator who may sign in to the web case view."""
+
+    token: SecretStr | None = Field(
+        None,
+        description="sign-in token (16+ characters); prefer token_sha256, so the config holds no usable token",
+    )
+    token_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of the sign-in token, as `groomguard web-token NAME` prints it",
+    )
+    communities: list[str] = Field(
+        default_factory=list, description="communities whose cases this moderator sees; empty = every community"
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("a sign-in token needs at least 16 characters (groomguard web-token makes one)")
+        return value
+
+    def token_digest(self) -> str | None:
+        """The SHA-256 a presented token must hash to, or None when only one-time links sign this moderator in."""
+        if self.token_sha256:
+            return self.token_sha256
+        if self.token is not None:
+            import hashlib
+
+            return hashlib.sha256(self.token.get_secret_value().encode()).hexdigest()
+        return None
+
+    def sees(self, community: str) -> bool:
+        return not self.communities or community in self.communities
+
+
+class WebSettings(Section):
+    enabled: bool = Field(
+        False, description="serve the web case view inside `groomguard run` too (`groomguard web` always serves it)"
+    )
+    host: str = Field("127.0.0.1", description="bind address; keep loopback unless a proxy terminates TLS")
+    port: int = Field(8788, ge=1, le=65535, description="TCP port of the web case view")
+    public_url: str = Field(
+        "",
+        description="the address moderators open (e.g. https://mod.example.org); alert cards link to cases there, "
+        "and an https address marks the session cookie Secure. Empty = no links on cards",
+    )
+    session_minutes: float = Field(
+        480, gt=0, le=7 * 24 * 60, description="how long a sign-in lasts; shorter is safer on shared computers"
+    )
+    link_minutes: float = Field(
+        15, gt=0, le=24 * 60, description="how long a one-time sign-in link from `groomguard web-link` works"
+    )
+    moderators: dict[str, WebModerator] = Field(
+        default_factory=dict, description="who may sign in: name → token (or token_sha256) and communities"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("public_url must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("moderators")
+    @classmethod
+    def _names(cls, value: dict[str, WebModerator]) -> dict[str, WebModerator]:
+        import re
+
+        bad = sorted(name for name in value if not re.match(MODERATOR_NAME, name))
+        if bad:
+            raise ValueError(f"moderator names are letters, digits, '.', '_' or '-' (1-64); got {', '.join(bad)}")
+        return value
+
+    def base_url(self) -> str:
+        """Where the web view is reached: public_url, else the bound address."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def case_url(self, case_id: int) -> str | None:
+        """Link to a case in the web view for alert cards; None when no public_url is set."""
+        return f"{self.public_url}/cases/{case_id}" if self.public_url else None
 
 
 class LoggingSettings(Section):
@@ -291,6 +495,7 @@ class Settings(BaseSettings):
     matrix: MatrixSettings = Field(default_factory=MatrixSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -304,7 +509,8 @@ class Settings(BaseSettings):
         # Environment beats the file, so deployments can override one key without editing it.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
-    def detector(self, name: str) -> BaseModel:
+    def detector(self, name: str) -> DetectorSettings:
+        """The settings of the registry's detector `name`."""
         return getattr(self.detectors, name)  # type: ignore[no-any-return]
 
 

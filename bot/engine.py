@@ -9,13 +9,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from groomguard import workspace
 from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
 from groomguard.cases import Audit, Case, CaseBook
 from groomguard.config import Settings
 from groomguard.detectors import REGISTRY
-from groomguard.detectors.base import Detector
+from groomguard.detectors.base import Detector, check_detector
+from groomguard.detectors.rejections import PENDING_REQUESTS, RejectionsDetector, RejectionsSettings, due_expiries
 from groomguard.events import (
     EVENT_TYPES,
     AgeBand,
@@ -27,17 +29,21 @@ from groomguard.events import (
 )
 from groomguard.findings import Finding
 from groomguard.notices import NoticeBook
+from groomguard.pictures import CardPicture, picture_for_alert
 from groomguard.port import EngineStats
 from groomguard.state import CommunityState
 from groomguard.storage import ActionT, BatchWrite, Database, StaleLease, Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How long recent contact edges stay in memory; detector windows longer than this are capped.
 CONTACT_WINDOW_HOURS = 24 * 30
 PURGE_EVERY_BATCHES = 2_000
 REDELIVER_EVERY_S = 30.0
 PURGE_EVERY_S = 3600.0
+#: How often, when the outbox is quiet, requests to minors left unanswered are checked for expiry.
+EXPIRE_EVERY_S = 300.0
 #: Detector-memory name under which each community's clock (latest event time processed) is kept.
 CLOCK_MEMORY = "engine.clock"
 #: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
@@ -53,7 +59,7 @@ def build_detectors(settings: Settings) -> list[Detector]:
     detectors = []
     for spec in REGISTRY:
         det_settings = settings.detector(spec.name)
-        if getattr(det_settings, "enabled", True):
+        if det_settings.enabled:  # checked before building: a disabled detector loads no model
             detectors.append(spec.factory(det_settings))
     return detectors
 
@@ -69,18 +75,22 @@ class Engine:
         store: Store,
         detectors: Sequence[Detector] | None = None,
         clock: Callable[[], datetime] | None = None,
+        hold_actions: bool = False,
     ) -> None:
         self.settings = settings
+        #: Leave every action in the outbox for the process that runs the platforms (a CLI decision's card
+        #: edit must reach Discord or Matrix, not be marked delivered by a process with no adapters).
+        self.hold_actions = hold_actions
         #: The wall clock (injectable for tests): retention and the future-time bound use it.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.store = store
         self.sinks = list(sinks)
-        self.detectors = list(detectors) if detectors is not None else build_detectors(settings)
-        # Each event type goes only to the detectors that declare they read it (`handles`); a detector
-        # without the declaration sees every event. Saves a coroutine per detector per event.
+        given = detectors if detectors is not None else build_detectors(settings)
+        self.detectors = [d for d in map(check_detector, given) if d.enabled]
+        # Each event type goes only to the detectors that declare they read it (`handles`): saves a
+        # coroutine per detector per event.
         self._routes: dict[type, list[Detector]] = {
-            cls: [d for d in self.detectors if issubclass(cls, getattr(d, "handles", (BaseEvent,)))]
-            for cls in EVENT_TYPES.values()
+            cls: [d for d in self.detectors if issubclass(cls, d.handles)] for cls in EVENT_TYPES.values()
         }
         self._fresh_memory()
         self.stats = EngineStats()
@@ -95,6 +105,7 @@ class Engine:
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
         self._lock = asyncio.Lock()
+        self._last_expiry = time.monotonic()
 
     def _fresh_memory(self) -> None:
         """Empty in-memory state, cases, notice history and clocks (filled from the store by `_load`)."""
@@ -238,6 +249,40 @@ class Engine:
         """The alert card a case would show now (for a moderator's look-up; nothing is posted)."""
         return self.cases.render(case, now)
 
+    async def community_clocks(self) -> dict[str, datetime]:
+        """Each community's clock (latest event time processed there): 'risk now' is read at it."""
+        return dict(self._clocks)
+
+    async def case_queue(
+        self,
+        *,
+        status: str | None = None,
+        community: str | None = None,
+        platform: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Case summaries, highest risk now first (groomguard.workspace.case_queue on this engine's store)."""
+        return await workspace.case_queue(
+            self.store,
+            self.settings.cases.half_life_hours,
+            dict(self._clocks),
+            status=status,
+            community=community,
+            platform=platform,
+            limit=limit,
+        )
+
+    async def case_detail(self, case_id: int) -> tuple[dict[str, Any], ModAlert] | None:
+        """One case as moderators judge it (groomguard.workspace.detail) and its card, both at its community's clock."""
+        found = await self.store.get_case(case_id)
+        if found is None:
+            return None
+        case, findings, audit = found
+        now = workspace.clock_for(case, self._clocks)
+        return workspace.detail(case, findings, audit, now, self.settings.cases.half_life_hours), self.cases.render(
+            case, now
+        )
+
     def case_risk(self, case: Case, now: datetime) -> float:
         """A case's risk decayed to `now` with the configured half-life."""
         return case.risk(now, self.settings.cases.half_life_hours)
@@ -245,6 +290,14 @@ class Engine:
     async def pending_actions(self) -> list[ActionT]:
         """Actions still in the outbox (not yet delivered by every sink)."""
         return await self.store.pending_actions()
+
+    async def case_picture(self, case_id: int) -> CardPicture | None:
+        """The picture an alert card carries for a case (contact graph or view timeline PNG), or None."""
+        return await picture_for_alert(self.store, case_id)  # type: ignore[arg-type]
+
+    def case_link(self, case_id: int) -> str | None:
+        """The case's address in the web view, when [web] public_url is set."""
+        return self.settings.web.case_url(case_id)
 
     def adapter_tables(self) -> Database:
         """A new, unopened connection to the store's database for an adapter's own tables (migration 005).
@@ -258,6 +311,10 @@ class Engine:
         await self._queue.join()
         await self._outbox.join()
         self._raise_if_failed()
+
+    def clock_of(self, community: str) -> datetime | None:
+        """The community's clock: the latest event time processed there ('risk now' is read at it)."""
+        return self._clocks.get(community)
 
     @property
     def queue_depth(self) -> int:
@@ -501,6 +558,23 @@ class Engine:
         log.info("retention purge removed %s", removed)
         return removed
 
+    async def expire_requests(self) -> int:
+        """Ingest, as `expired` answers, the requests to minors unanswered past `detectors.rejections.expire_after_hours`
+        by the wall clock (`groomguard.detectors.rejections.due_expiries`); returns how many were new.
+
+        The rejections detector owns expiry: no adapter invents expired answers, and on every platform an
+        account whose requests go unanswered is found once they expire, not only at its next request.
+        """
+        self._last_expiry = time.monotonic()
+        if not any(d.name == RejectionsDetector.name for d in self.detectors):
+            return 0
+        settings = self.settings.detector(RejectionsDetector.name)
+        assert isinstance(settings, RejectionsSettings)
+        async with self._lock:
+            rows = await self.state.memory_book.rows(PENDING_REQUESTS)
+        expired = due_expiries(rows, self.clock(), settings)
+        return await self.ingest(expired) if expired else 0
+
     async def forget(self, account: str, community: str | None = None) -> dict[str, int]:
         """Erase one account's data from memory and the store (the right to erasure)."""
         async with self._lock:
@@ -508,10 +582,7 @@ class Engine:
             self.cases.forget(account, community)
             self.notices.forget(account, community)
             for detector in self.detectors:
-                # Detectors that keep their own memory (conversation windows) erase it too.
-                forget = getattr(detector, "forget", None)
-                if callable(forget):
-                    forget(account, community)
+                detector.forget(account, community)
             return await self.store.forget(account, community)
 
     async def audit(
@@ -527,6 +598,15 @@ class Engine:
         async with self._lock:
             await self.store.audit(at, actor, action, detail, community=community, case_id=case_id)
 
+    async def store_write(self, write: Callable[[Store], Awaitable[T]]) -> T:
+        """Run one small store write outside any batch, under the writer lock (web sign-in links)."""
+        async with self._lock:
+            return await write(self.store)
+
+    def community_now(self, community: str) -> datetime | None:
+        """The latest event time processed in `community`: "now" for its cases' risk (None before any event)."""
+        return self._clocks.get(community)
+
     # -- output ---------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
@@ -540,6 +620,11 @@ class Engine:
                 if time.monotonic() - self._last_purge >= PURGE_EVERY_S:
                     async with self._lock:
                         await self.purge()
+                if time.monotonic() - self._last_expiry >= EXPIRE_EVERY_S:
+                    try:
+                        await self.expire_requests()
+                    except Exception:  # ingest has stopped the engine and logged why; delivery goes on
+                        log.exception("request expiry failed")
                 continue
             try:
                 await self._deliver(actions)
@@ -554,6 +639,8 @@ class Engine:
         return len(pending)
 
     async def _deliver(self, actions: Sequence[ActionT]) -> None:
+        if self.hold_actions:
+            return
         delivered: list[str] = []
         for action in actions:
             if isinstance(action, Enforcement):

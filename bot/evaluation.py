@@ -19,7 +19,7 @@ from groomguard.corpora import Conversation
 from groomguard.evidence import ConversationEvidence, EvidenceSettings, with_second_opinion
 from groomguard.scoring import latency_penalty
 from groomguard.stages import StageTagger
-from groomguard.text import model_text, normalize_text
+from groomguard.text import fold_text, model_text
 
 __all__ = [
     "ProductThresholds",
@@ -87,14 +87,14 @@ def replay(
         joiner="\n" if raw_windows else " ",
     )
     lines = list(lines[: thresholds.max_messages])
-    normalised = [normalize_text(line) for line in lines]
-    folded = [" ".join(line.split()) for line in lines] if raw_windows else [model_text(t) for t in normalised]
+    plain_lines = [fold_text(line) for line in lines]
+    folded = [" ".join(line.split()) for line in lines] if raw_windows else [model_text(t) for t in plain_lines]
     # Window texts depend only on the lines, so one pass collects them and one batch scores them all.
     probe = ConversationEvidence()
     windows: list[str | None] = []
     stages: list[tuple[str, ...]] = []
     raw: list[str] = []
-    for text, plain, line in zip(folded, normalised, lines, strict=True):
+    for text, plain, line in zip(folded, plain_lines, lines, strict=True):
         message_stages = tagger.stages(plain)
         stages.append(message_stages)
         useful = informative(plain if raw_windows else text)

@@ -79,6 +79,8 @@ class Answer(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    #: The sender took it back (or the target was removed) before any answer: neither yes nor no.
+    WITHDRAWN = "withdrawn"
 
 
 class StandingKind(StrEnum):

@@ -16,6 +16,10 @@ class Evidence(BaseModel):
     kind: str = Field(description="e.g. account, request, message, view_bucket, conversation")
     ref: str = Field(description="the platform id of the thing (event id, message id, account id)")
     label: str = Field(default="", max_length=300, description="one line a moderator can read")
+    #: When the thing happened (a message, a request, an hour of views); cards print it.
+    at: datetime | None = None
+    #: The child this item is about, when there is one; cards name the child beside the item.
+    child: str | None = None
 
 
 class Finding(BaseModel):

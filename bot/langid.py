@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-from groomguard.text import normalize
+from groomguard.text import fold
 
 __all__ = [
     "LANGUAGE_NAMES",
@@ -406,7 +406,7 @@ class LanguageIdentifier:
         # Count scripts on the folded text: groomguard.text turns Cyrillic/Greek lookalikes that disguise
         # a Latin word back into Latin, so "ѕеnd" cannot dodge the English model as "Russian".
         # (ASCII text is Latin whatever groomguard.text does to it: skip the fold on the hot path.)
-        folded = cleaned if cleaned.isascii() else normalize(cleaned).text
+        folded = cleaned if cleaned.isascii() else fold(cleaned).text
         counts = script_counts(folded)
         letters = sum(counts.values())
         if letters == 0:

@@ -124,12 +124,21 @@ class MemoryBook:
         return rows
 
     def forget(self, account: str, community: str | None = None) -> None:
-        """Drop every cached or queued row about `account` (the store deletes its copies in `forget`)."""
+        """Drop every cached or queued row about `account` (the store deletes its copies in `forget`).
+
+        Cached absences and deletions (no value, no accounts) go too when their key names the account
+        (composite keys such as "adult|child"): they hold nothing, and a later read asks the store again.
+        """
         for table in (self._cache, self._pending):
             for ident in [
                 i
                 for i, row in table.items()
-                if (community is None or i[1] == community) and (account in row.accounts or i[2] == account)
+                if (community is None or i[1] == community)
+                and (
+                    account in row.accounts
+                    or i[2] == account
+                    or (table is self._cache and row.value is None and account in i[2])
+                )
             ]:
                 del table[ident]
 

@@ -38,7 +38,7 @@ import groomguard.models
 import numpy as np
 from groomguard.langid import language_name
 from groomguard.stages import STAGES, StageMatch, StageTagger
-from groomguard.text import NormalizedText, normalize
+from groomguard.text import FoldedText, fold
 
 if TYPE_CHECKING:
     from groomguard.evaluation import Replay
@@ -377,23 +377,23 @@ class SemanticStageTagger(StageTagger):
         self._lexicon = lexicon
         self._scorer = scorer
 
-    def tag(self, text: str | NormalizedText) -> list[StageMatch]:
+    def tag(self, text: str | FoldedText) -> list[StageMatch]:
         """Lexicon matches, then one whole-message match per stage only the example index saw."""
         matches = self._lexicon.tag(text)
-        folded = text.text if isinstance(text, NormalizedText) else normalize(text).text
+        folded = text.text if isinstance(text, FoldedText) else fold(text).text
         if not folded:
             return matches
-        raw = text.text if isinstance(text, NormalizedText) else text
+        raw = text.text if isinstance(text, FoldedText) else text
         have = {m.stage for m in matches}
         for stage in self._scorer.semantic_stages([raw])[0]:
             if stage not in have:
                 matches.append(StageMatch(stage, 0, len(folded), folded))
         return matches
 
-    def stages(self, text: str | NormalizedText) -> tuple[str, ...]:
+    def stages(self, text: str | FoldedText) -> tuple[str, ...]:
         """Distinct stages from the lexicon or the example index, in stage order."""
         seen = set(self._lexicon.stages(text))
-        raw = text.text if isinstance(text, NormalizedText) else text
+        raw = text.text if isinstance(text, FoldedText) else text
         seen.update(self._scorer.semantic_stages([raw])[0])
         return tuple(st for st in STAGES if st in seen)
 
@@ -411,7 +411,7 @@ def load_multilingual_scorer() -> MultilingualScorer:
 def replay_conversation(scorer: MultilingualScorer, lang: str, lines: Sequence[str]) -> Replay:
     """One adult's lines in `lang` through the product's replay (groomguard.evaluation), at the shipped thresholds.
 
-    The same aggregation, stage tagging of normalised text and thresholds the detector applies to a
+    The same aggregation, stage tagging of folded text and thresholds the detector applies to a
     covered language (the English model's validated notice and moderator thresholds).
     """
     from groomguard.classifier import ModelInfo

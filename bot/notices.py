@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -22,10 +23,19 @@ class NoticeTemplates:
     texts: dict[str, str]
 
     def pick(self, stages: tuple[str, ...]) -> str:
+        return self.texts[self.pick_key(stages)]
+
+    def pick_key(self, stages: tuple[str, ...]) -> str:
+        """The template key for what a conversation showed: the first stage in `order`, else 'general'."""
         for stage in self.order:
             if stage in stages and stage in self.texts:
-                return self.texts[stage]
-        return self.texts["general"]
+                return stage
+        return "general"
+
+
+def template_path(locale: str) -> Path:
+    """English lives in child_notice.toml; every other locale in child_notice.<locale>.toml beside it."""
+    return TEMPLATES if locale == "en" else TEMPLATES.with_name(f"child_notice.{locale}.toml")
 
 
 @cache
@@ -34,14 +44,29 @@ def load_templates(path: Path = TEMPLATES) -> NoticeTemplates:
     return NoticeTemplates(tuple(data.get("order", ())), dict(data["templates"]))
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One notice sent to a child: when, about which account, and for which stage ('' = a first notice)."""
+
+    at: datetime
+    suspect: str
+    stage: str = ""
+
+
 class NoticeBook:
-    """Decides whether a child may be notified now; the suspect is never a recipient."""
+    """Decides whether a child may be notified now; the suspect is never a recipient.
+
+    Limits, per child, in event time: one notice per account per `min_hours_between`; inside that window
+    a new, more serious stage (`escalation_stages`: photos, a meeting) gets one more notice, once per
+    stage; and never more than `max_per_child_per_day` in 24 hours, all together. What was sent is
+    written with the batch (the notices table), so a restart keeps the same limits.
+    """
 
     def __init__(self, settings: NoticeSettings) -> None:
         self.settings = settings
         self.templates = load_templates()
-        self.sent: dict[tuple[str, str], deque[tuple[datetime, str]]] = defaultdict(deque)
-        self.pending: list[tuple[str, str, str, str]] = []
+        self.sent: dict[tuple[str, str], deque[Sent]] = defaultdict(deque)
+        self.pending: list[tuple[str, str, str, str, str]] = []
         self.suppressed = 0
 
     def forget(self, account: str, community: str | None = None) -> None:
@@ -52,16 +77,18 @@ class NoticeBook:
             if key[1] == account:
                 del self.sent[key]
                 continue
-            kept = deque(entry for entry in self.sent[key] if entry[1] != account)
+            kept = deque(entry for entry in self.sent[key] if entry.suspect != account)
             if kept:
                 self.sent[key] = kept
             else:
                 del self.sent[key]
         self.pending = [row for row in self.pending if account not in row[1:3]]
 
-    def load(self, rows: list[tuple[str, str, str, datetime]]) -> None:
-        for community, child, suspect, at in rows:
-            self.sent[(community, child)].append((at, suspect))
+    def load(self, rows: Sequence[tuple[str, str, str, datetime] | tuple[str, str, str, datetime, str]]) -> None:
+        for row in rows:
+            community, child, suspect, at = row[:4]
+            stage = row[4] if len(row) > 4 else ""  # type: ignore[misc]
+            self.sent[(community, child)].append(Sent(at, suspect, str(stage or "")))
 
     def notice_for(
         self, finding: Finding, case_id: int | None, child_under_suspicion: bool = False
@@ -74,17 +101,12 @@ class NoticeBook:
         child = finding.child
         if not finding.notify_child or not child or child == finding.suspect or child_under_suspicion:
             return None
-        if not self._allow(finding.community, child, finding.suspect, finding.at):
+        locale, _ = self.settings.for_community(finding.community)
+        key = self._templates(locale).pick_key(finding.stages)
+        stage = self._allow(finding.community, child, finding.suspect, finding.at, key, finding.stages)
+        if stage is None:
             return None
-        return self._notice(
-            self.templates.pick(finding.stages),
-            finding.platform,
-            finding.community,
-            child,
-            case_id,
-            finding.at,
-            finding.event_key,
-        )
+        return self._notice(stage, finding.platform, finding.community, child, case_id, finding.at, finding.event_key)
 
     def pattern_notice(
         self, platform: str, community: str, child: str, suspect: str, case_id: int, at: datetime, event_key: str
@@ -95,29 +117,41 @@ class NoticeBook:
         that `child` is a minor who is not under suspicion. Same limits as every notice: one per child
         and account per `min_hours_between`, `max_per_child_per_day` in all.
         """
-        if not child or child == suspect or not self._allow(community, child, suspect, at):
+        if not child or child == suspect or self._allow(community, child, suspect, at, "account_pattern") is None:
             return None
-        template = self.templates.texts.get("account_pattern") or self.templates.texts["general"]
-        return self._notice(template, platform, community, child, case_id, at, event_key)
+        return self._notice("account_pattern", platform, community, child, case_id, at, event_key)
 
-    def _allow(self, community: str, child: str, suspect: str, at: datetime) -> bool:
-        """Apply the rate limit and, when allowed, record the notice (in memory and for the store)."""
+    def _allow(
+        self, community: str, child: str, suspect: str, at: datetime, key: str, stages: tuple[str, ...] = ()
+    ) -> str | None:
+        """Apply the limits; when allowed, record the notice and return the template key to send."""
         history = self.sent[(community, child)]
-        while history and history[0][0] < at - timedelta(days=1):
+        while history and history[0].at < at - timedelta(days=1):
             history.popleft()
-        recent_same = any(
-            s == suspect and at - sent < timedelta(hours=self.settings.min_hours_between) for sent, s in history
-        )
-        if recent_same or len(history) >= self.settings.max_per_child_per_day:
+        if len(history) >= self.settings.max_per_child_per_day:
             self.suppressed += 1
-            return False
-        history.append((at, suspect))
-        self.pending.append((community, child, suspect, at.isoformat()))
-        return True
+            return None
+        window = timedelta(hours=self.settings.min_hours_between)
+        recent = [e for e in history if e.suspect == suspect and at - e.at < window]
+        if recent:
+            # Inside the window only a serious stage the child has not yet been told about goes out.
+            told = {e.stage for e in recent}
+            fresh = [s for s in self.templates.order if s in stages and s in self.settings.escalation_stages]
+            fresh = [s for s in fresh if s not in told]
+            if not fresh:
+                self.suppressed += 1
+                return None
+            key = fresh[0]
+        history.append(Sent(at, suspect, key))
+        self.pending.append((community, child, suspect, at.isoformat(), key))
+        return key
+
+    def _templates(self, locale: str) -> NoticeTemplates:
+        return self.templates if locale == "en" else load_templates(template_path(locale))
 
     def _notice(
         self,
-        template: str,
+        key: str,
         platform: str,
         community: str,
         child: str,
@@ -125,7 +159,9 @@ class NoticeBook:
         at: datetime,
         event_key: str,
     ) -> ChildNotice:
-        helpline = self.settings.helpline()
+        locale, helpline = self.settings.for_community(community)
+        templates = self._templates(locale)
+        template = templates.texts.get(key) or templates.texts["general"]
         text = template.format(
             helpline_name=helpline.name, helpline_contact=helpline.contact, helpline_url=helpline.url
         ).strip()
@@ -136,10 +172,11 @@ class NoticeBook:
             child=child,
             text=text,
             helpline=f"{helpline.name} {helpline.contact}",
+            locale=locale,
             case_id=case_id,
             at=at,
         )
 
-    def take_pending(self) -> list[tuple[str, str, str, str]]:
+    def take_pending(self) -> list[tuple[str, str, str, str, str]]:
         pending, self.pending = self.pending, []
         return pending

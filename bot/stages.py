@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Final
 
 import groomguard.models
-from groomguard.text import NormalizedText, normalize
+from groomguard.text import FoldedText, fold
 
 __all__ = [
     "DEFAULT_STAGES_PATH",
@@ -45,7 +45,7 @@ class StageError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class StageMatch:
-    """One stage seen in one message: offsets index the *normalised* text (see groomguard.text)."""
+    """One stage seen in one message: offsets index the *folded* text (see groomguard.text)."""
 
     stage: str
     start: int
@@ -65,7 +65,7 @@ class StageDefinition:
 
 
 class StageTagger:
-    """Tags normalised text with grooming stages; one compiled alternation per stage."""
+    """Tags folded text with grooming stages; one compiled alternation per stage."""
 
     def __init__(self, definitions: tuple[StageDefinition, ...], version: int = 0) -> None:
         self.definitions = definitions
@@ -108,9 +108,9 @@ class StageTagger:
             )
         return cls(tuple(definitions), version=int(data.get("version", 0)))
 
-    def tag(self, text: str | NormalizedText) -> list[StageMatch]:
-        """All stage matches in `text` (raw text is normalised first), in text order per stage."""
-        folded = text.text if isinstance(text, NormalizedText) else normalize(text).text
+    def tag(self, text: str | FoldedText) -> list[StageMatch]:
+        """All stage matches in `text` (raw text is folded first), in text order per stage."""
+        folded = text.text if isinstance(text, FoldedText) else fold(text).text
         if not folded:
             return []
         matches: list[StageMatch] = []
@@ -120,9 +120,9 @@ class StageTagger:
                     matches.append(StageMatch(definition.name, m.start(), m.end(), m.group(0)))
         return matches
 
-    def stages(self, text: str | NormalizedText) -> tuple[str, ...]:
+    def stages(self, text: str | FoldedText) -> tuple[str, ...]:
         """Just the distinct stage names seen, in stage order."""
-        folded = text.text if isinstance(text, NormalizedText) else normalize(text).text
+        folded = text.text if isinstance(text, FoldedText) else fold(text).text
         if not folded:
             return ()
         return tuple(d.name for d in self.definitions if d.regex.search(folded))

@@ -29,7 +29,8 @@ class BatchWrite:
     cases: list[Case]
     findings: list[tuple[int, Finding]]
     actions: list[ActionT]
-    notices: list[tuple[str, str, str, str]]
+    #: (community, child, suspect, at ISO, template key) of each child notice sent.
+    notices: list[tuple[str, str, str, str, str]]
     audit: list[Audit]
     watermark: int
     watermark_at: datetime
@@ -49,7 +50,7 @@ class Snapshot:
     cases: list[Case] = field(default_factory=list)
     next_case_id: int = 1
     dismissals: dict[tuple[str, str], int] = field(default_factory=dict)
-    notices: list[tuple[str, str, str, datetime]] = field(default_factory=list)
+    notices: list[tuple[str, str, str, datetime, str]] = field(default_factory=list)
     watermark: int = 0
     watermark_at: datetime | None = None
     #: Where a store shared by several processing engines numbers new cases (community -> id); None: next_case_id on.
@@ -117,6 +118,8 @@ class Store(Protocol):
     async def memory_row(self, detector: str, community: str, key: str) -> MemoryRow | None: ...
     async def memory_rows(self, detector_prefix: str) -> list[MemoryRow]: ...
     async def purge_memory(self, before: datetime) -> int: ...
+    async def put_web_link(self, digest: str, moderator: str, expires_at: datetime) -> None: ...
+    async def take_web_link(self, digest: str, now: datetime) -> str | None: ...
     def tables(self) -> Database:
         """A new, unopened connection to this store's database, for an adapter's own tables (migration 005)."""
         ...

@@ -1,4 +1,9 @@
-"""Text normalisation shared by every reader of message text, so formatting tricks fold to one shape."""
+"""Text folding shared by every reader of message text, so formatting tricks fold to one shape.
+
+The core *folds* text (`fold`, `fold_text`: case, lookalikes, leetspeak, spaced letters, contact tokens);
+adapters *strip markup* (`strip_markup` in each adapter's translate module: a platform's own mention
+and formatting syntax) before text becomes an event. Two steps, two names, never one for the other.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,19 @@ from typing import Final, Literal
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
-    "NORMALIZATION_VERSION",
-    "NormalizedText",
+    "FOLD_VERSION",
+    "FoldedText",
     "TypedToken",
     "content_words",
+    "fold",
+    "fold_text",
     "model_text",
-    "normalize",
-    "normalize_text",
     "words",
 ]
 
-#: Bump when the output of `normalize` changes: the model metadata records it so a model
-#: trained under one normalisation is never silently served under another.
-NORMALIZATION_VERSION: Final = 2
+#: Bump when the output of `fold` changes: the model metadata records it so a model
+#: trained under one fold is never silently served under another (models record it as `normalization.version`).
+FOLD_VERSION: Final = 2
 
 #: Longest text we look at. Chat lines are far shorter; a pasted megabyte is cut here before
 #: any regex runs, so cost stays bounded whatever arrives.
@@ -40,7 +45,7 @@ class TypedToken:
 
 
 @dataclass(frozen=True, slots=True)
-class NormalizedText:
+class FoldedText:
     """The folded text the model and the stage lexicons read, plus what was lifted out of it."""
 
     text: str
@@ -238,7 +243,7 @@ def _fold_leet(match: re.Match[str]) -> str:
     return word.translate(_LEET) + tail
 
 
-def normalize(raw: str | bytes, max_chars: int = DEFAULT_MAX_CHARS) -> NormalizedText:
+def fold(raw: str | bytes, max_chars: int = DEFAULT_MAX_CHARS) -> FoldedText:
     """Fold `raw` to lower-case ASCII-leaning text with contact tokens typed, never raising.
 
     Order matters: invisible characters go first (they split words), then case and
@@ -249,12 +254,12 @@ def normalize(raw: str | bytes, max_chars: int = DEFAULT_MAX_CHARS) -> Normalize
     try:
         text = _decode(raw)
     except Exception:  # a bytes-like object we cannot read is treated as binary
-        return NormalizedText(text="", binary=True)
+        return FoldedText(text="", binary=True)
     truncated = len(text) > max_chars
     if truncated:
         text = text[:max_chars]
     if _looks_binary(text):
-        return NormalizedText(text="", truncated=truncated, binary=True)
+        return FoldedText(text="", truncated=truncated, binary=True)
     text = unicodedata.normalize("NFKC", text).translate(_REMOVE).lower()
     if _NON_ASCII_RE.search(text):
         text = _NON_ASCII_WORD_RE.sub(_fold_homoglyphs, _strip_marks(text))
@@ -279,7 +284,7 @@ def normalize(raw: str | bytes, max_chars: int = DEFAULT_MAX_CHARS) -> Normalize
         text = _PHONE_RE.sub(lift("phone"), text)
     text = _LEET_WORD_RE.sub(_fold_leet, text)
     text = _SPACES_RE.sub(" ", text).strip()
-    return NormalizedText(text=text, tokens=tuple(tokens), truncated=truncated)
+    return FoldedText(text=text, tokens=tuple(tokens), truncated=truncated)
 
 
 _DIGITS8_RE: Final = re.compile(r"\d(?:\D{0,2}\d){7}")
@@ -289,9 +294,9 @@ def _has_digit_run(text: str) -> bool:
     return _DIGITS8_RE.search(text) is not None
 
 
-def normalize_text(raw: str | bytes, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+def fold_text(raw: str | bytes, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """Just the folded text: what the classifier and the training pipeline feed the model."""
-    return normalize(raw, max_chars).text
+    return fold(raw, max_chars).text
 
 
 #: Acknowledgements, fillers, laughter and greetings: they mark a register, not a topic. The model

@@ -40,7 +40,7 @@ from groomguard.corpora import (
 from groomguard.evaluation import ProductThresholds, format_report, product_report
 from groomguard.scoring import binary_metrics
 from groomguard.stages import default_tagger
-from groomguard.text import DEFAULT_MAX_CHARS, NORMALIZATION_VERSION, content_words, model_text, normalize_text
+from groomguard.text import DEFAULT_MAX_CHARS, FOLD_VERSION, content_words, fold_text, model_text
 
 __all__ = ["Conversation", "load_pj", "load_synthetic", "main", "split_of"]
 
@@ -111,7 +111,7 @@ def windows_of(conv: Conversation, per_size: int, rng: random.Random) -> list[tu
                 chunk = _mixed(conv.lines, conv.other, start, k)
             else:
                 chunk = list(conv.lines[start : start + k])
-            folded = normalize_text("\n".join(chunk))
+            folded = fold_text("\n".join(chunk))
             text = model_text(folded)
             if not content_words(text):
                 continue
@@ -128,7 +128,7 @@ def _recombined(convs: Sequence[Conversation], rng: random.Random) -> list[tuple
         n = sum(1 for c in convs if c.source == source)
         for _ in range(RECOMBINED_PER_CONV * n if len(pool) >= 10 else 0):
             k = rng.choice((2, 3, 5, 8))
-            text = model_text(normalize_text("\n".join(rng.sample(pool, k))))
+            text = model_text(fold_text("\n".join(rng.sample(pool, k))))
             if content_words(text):
                 out.append((source, k, text))
     return out
@@ -540,8 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "window": RUNTIME_WINDOW,
         "window_joiner": " ",
         "normalization": {
-            "module": "groomguard.text.model_text(groomguard.text.normalize_text(...))",
-            "version": NORMALIZATION_VERSION,
+            "module": "groomguard.text.model_text(groomguard.text.fold_text(...))",
+            "version": FOLD_VERSION,
             "max_chars": DEFAULT_MAX_CHARS,
         },
         "languages": ["en"],

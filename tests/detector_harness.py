@@ -21,7 +21,15 @@ class Recorder:
     def __init__(self, inner: Detector) -> None:
         self.inner = inner
         self.name = inner.name
+        self.handles = inner.handles
         self.findings: list[Finding] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self.inner.enabled
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        self.inner.forget(account, community)
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         out = await self.inner.inspect(event, state)

@@ -25,11 +25,15 @@ class Probe:
     """Records what `addressees` says for every message the engine feeds it."""
 
     name: ClassVar[str] = "probe"
+    enabled: ClassVar[bool] = True
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
 
     def __init__(self, settings: AddressingSettings | None = None) -> None:
         self.settings = settings or AddressingSettings()
         self.seen: dict[str, list[Addressee]] = {}
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         assert isinstance(event, MessageSent)

@@ -41,12 +41,12 @@ def test_edits_wait_for_the_interval_unless_the_band_moves() -> None:
     # Eleven minutes after the card: the held-back change goes out, cumulative, and says what changed.
     _, edit = book.add_finding(finding("fan_out", 0.66, 11, "contacted 8"))
     assert edit is not None and edit.version == 2
-    assert edit.changes == ("risk 0.60 → 0.66", "fan_out: contacted 8")
+    assert edit.changes == ("risk 0.60 → 0.66", "Contacting many children: contacted 8")
     # One minute later a second signal lifts the case to "high": that edits at once.
     _, urgent = book.add_finding(finding("rejections", 0.4, 12, "5 of 6 refused"))
     assert urgent is not None and urgent.version == 3 and urgent.band == "high"
     assert urgent.changes[0] == "risk 0.66 → 0.80 (moderate → high)"
-    assert "new signal · rejections: 5 of 6 refused" in urgent.changes
+    assert "new signal · Many refused requests from children: 5 of 6 refused" in urgent.changes
     assert urgent.changes[-1] == "recommended: review now and check on the children involved"
     # Nothing new: no edit, however long it waits.
     _, none = book.add_finding(finding("rejections", 0.4, 60, "5 of 6 refused"))

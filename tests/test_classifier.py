@@ -17,7 +17,7 @@ from groomguard.classifier import (
     OnnxClassifier,
     TextClassifier,
 )
-from groomguard.text import NORMALIZATION_VERSION
+from groomguard.text import FOLD_VERSION
 
 # Hand-written synthetic lines (never corpus text).
 GROOMING_WINDOWS = [
@@ -59,7 +59,7 @@ def test_missing_model_names_path_and_rebuild(tmp_path: Path) -> None:
 def test_corrupt_model_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "grooming.onnx"
     path.write_bytes(b"this is not an onnx graph")
-    meta = {"version": "x", "threshold": 0.5, "normalization": {"version": NORMALIZATION_VERSION}}
+    meta = {"version": "x", "threshold": 0.5, "normalization": {"version": FOLD_VERSION}}
     (tmp_path / "grooming.json").write_text(json.dumps(meta), encoding="utf-8")
     (tmp_path / "grooming.vocab").write_text("secret\nsnap\n", encoding="utf-8")
     with pytest.raises(ModelError, match="cannot be loaded") as info:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from detector_harness import engine_with, feed
-from groomguard.detectors.rejections import RejectionsDetector, RejectionsSettings
-from groomguard.events import Answer
-from groomguard.testing import EventFactory
+from groomguard.detectors.rejections import PENDING_REQUESTS, RejectionsDetector, RejectionsSettings, due_expiries
+from groomguard.engine import Engine
+from groomguard.events import Answer, ContactRequested
+from groomguard.memory import MemoryRow
+from groomguard.testing import T0, EventFactory
 
 KIDS = [f"kid{i}" for i in range(12)]
 
@@ -126,3 +131,73 @@ async def test_answer_in_the_same_batch_as_the_request_counts(tmp_path: Path) ->
     async with engine_with(tmp_path / "db", [detector()]) as (engine, rec):
         await feed(engine, events)
     assert [x.reason.split(" ")[0] for x in rec.findings] == ["4", "5"]
+
+
+# -- expiry: the rejections detector owns it; the engine reports it on a clock -------------------
+
+
+async def _pending(engine: Engine) -> list[str]:
+    return [r.key for r in await engine.state.memory_book.rows(PENDING_REQUESTS)]
+
+
+async def test_requests_left_unanswered_expire_on_the_clock_without_another_request(tmp_path: Path) -> None:
+    f = EventFactory()
+    events = cast(f) + requests(f, [None] * 4, gap_hours=1)
+    async with engine_with(tmp_path / "db", [detector()]) as (engine, rec):
+        await feed(engine, events, one_by_one=True)
+        sent = [e.at for e in events if isinstance(e, ContactRequested)]
+        engine.clock = lambda: sent[0] + timedelta(hours=71, minutes=59)
+        assert await engine.expire_requests() == 0 and rec.findings == []  # none is 72 hours old yet
+        assert len(await _pending(engine)) == 4
+        engine.clock = lambda: sent[2] + timedelta(hours=72)
+        assert await engine.expire_requests() == 3 and rec.findings == []  # three refusals: below the floor
+        engine.clock = lambda: sent[3] + timedelta(hours=72)
+        assert await engine.expire_requests() == 1  # the account sent nothing since: it is still found
+        assert await engine.expire_requests() == 0 and await _pending(engine) == []
+    assert len(rec.findings) == 1
+    assert "0 rejected, 4 never answered" in rec.findings[0].reason
+    assert rec.findings[0].at == sent[3] + timedelta(hours=72), "dated at the expiry, not at the sweep"
+
+
+async def test_answered_requests_and_requests_to_adults_never_expire(tmp_path: Path) -> None:
+    f = EventFactory()
+    events = cast(f) + requests(f, [Answer.ACCEPTED, Answer.REJECTED, None])
+    events += [f.contact("adult", "grown", request_id="to-an-adult")]
+    async with engine_with(tmp_path / "db", [detector()]) as (engine, _):
+        await feed(engine, events, one_by_one=True)
+        assert await _pending(engine) == ["adult|kid2|req-adult-kid2"]
+        engine.clock = lambda: f.now + timedelta(days=5)
+        assert await engine.expire_requests() == 1
+
+
+async def test_withdrawn_requests_count_neither_way(tmp_path: Path) -> None:
+    f = EventFactory()
+    events = cast(f) + requests(f, [Answer.WITHDRAWN] * 6 + [Answer.REJECTED] * 4)
+    async with engine_with(tmp_path / "db", [detector()]) as (engine, rec):
+        await feed(engine, events, one_by_one=True)
+        assert await _pending(engine) == []  # a withdrawal is an answer: nothing left to expire
+        engine.clock = lambda: f.now + timedelta(days=5)
+        assert await engine.expire_requests() == 0
+    # Four refusals of four settled requests: the six withdrawn ones neither refuse nor dilute the ratio.
+    assert rec.findings and "4 of 4 requests" in rec.findings[-1].reason
+
+
+async def test_forget_erases_pending_requests(tmp_path: Path) -> None:
+    f = EventFactory()
+    events = cast(f) + requests(f, [None] * 3)
+    async with engine_with(tmp_path / "db", [detector()]) as (engine, _):
+        await feed(engine, events)
+        await engine.forget("kid1")
+        assert sorted(await _pending(engine)) == ["adult|kid0|req-adult-kid0", "adult|kid2|req-adult-kid2"]
+        await engine.forget("adult")
+        assert await _pending(engine) == []
+
+
+def test_an_unreadable_pending_row_is_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    good = json.dumps(
+        {"platform": "test", "event_id": "e1", "source": "a", "target": "k", "request_id": None, "at": T0.isoformat()}
+    )
+    rows = [MemoryRow(PENDING_REQUESTS, "c", "bad", "{}"), MemoryRow(PENDING_REQUESTS, "c", "a|k|a>k", good)]
+    [answer] = due_expiries(rows, T0 + timedelta(days=3), RejectionsSettings())
+    assert (answer.event_id, answer.answer, answer.at) == ("e1#expired", Answer.EXPIRED, T0 + timedelta(hours=72))
+    assert "skipped unreadable pending request bad in c" in caplog.text

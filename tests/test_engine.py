@@ -48,6 +48,11 @@ async def test_one_case_and_card_updated_in_place(db: Path, ev: EventFactory) ->
 
 class Exploding:
     name: ClassVar[str] = "exploding"
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (BaseEvent,)
+    enabled: ClassVar[bool] = True
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: object) -> Sequence[Finding]:
         if isinstance(event, MessageSent) and event.text == "boom":
@@ -127,6 +132,11 @@ class Scripted:
     """Emits a finding with the score written in the message text (e.g. "0.65")."""
 
     name: ClassVar[str] = "scripted"
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
+    enabled: ClassVar[bool] = True
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: object) -> Sequence[Finding]:
         if not isinstance(event, MessageSent):
@@ -172,6 +182,11 @@ async def test_dismissed_suspect_needs_more_to_realert(db: Path, ev: EventFactor
 async def test_child_notice_goes_to_child_never_suspect(db: Path, ev: EventFactory) -> None:
     class Talker:
         name: ClassVar[str] = "talker"
+        handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
+        enabled: ClassVar[bool] = True
+
+        def forget(self, account: str, community: str | None = None) -> None:
+            """It keeps nothing about accounts."""
 
         async def inspect(self, event: BaseEvent, state: object) -> Sequence[Finding]:
             if not isinstance(event, MessageSent):
@@ -213,6 +228,8 @@ async def test_child_notice_goes_to_child_never_suspect(db: Path, ev: EventFacto
 async def test_forget_reaches_detectors_that_keep_memory(db: Path, ev: EventFactory) -> None:
     class Remembering:
         name: ClassVar[str] = "remembering"
+        handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
+        enabled: ClassVar[bool] = True
 
         def __init__(self) -> None:
             self.seen: set[str] = set()
@@ -303,7 +320,11 @@ async def test_detectors_only_receive_the_event_types_they_declare(db: Path, ev:
 
     class OnlyViews:
         name: ClassVar[str] = "only_views"
+        enabled: ClassVar[bool] = True
         handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContentViewed,)
+
+        def forget(self, account: str, community: str | None = None) -> None:
+            """It keeps nothing about accounts."""
 
         async def inspect(self, event: BaseEvent, state: object) -> Sequence[Finding]:
             seen.append(event.type)  # type: ignore[attr-defined]

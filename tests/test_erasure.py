@@ -13,7 +13,7 @@ from typing import Any
 
 from groomguard.actions import ModAlert
 from groomguard.adapters.discord.cardstore import Card, CardStore
-from groomguard.adapters.matrix.store import MatrixStore, Mute, PendingInvite
+from groomguard.adapters.matrix.store import MatrixStore, Mute
 from groomguard.app.runtime import build_engine
 from groomguard.engine import Engine
 from groomguard.events import BaseEvent
@@ -94,7 +94,16 @@ async def _adapter_rows(engine: Engine, alert: ModAlert) -> None:
     await matrix.open()
     await matrix.save_dm_room(KID, "!dmroom:localhost")
     at = datetime(2026, 3, 2, tzinfo=UTC)
-    await matrix.add_invites([PendingInvite(f"{SUSPECT}>{KID}", "test-community", SUSPECT, KID, "$ev1", at)])
+    # A pending invite as versions before the rejections detector owned expiry kept it.
+    await matrix.db.execute(
+        "INSERT INTO matrix_invites VALUES ($1, $2, $3, $4, $5, $6)",
+        f"{SUSPECT}>{KID}",
+        "test-community",
+        SUSPECT,
+        KID,
+        "$ev1",
+        at.isoformat(),
+    )
     await matrix.save_mute(Mute("!room:localhost", KID, at + timedelta(hours=1), 0))
     await matrix.close()
     cards = CardStore(engine.adapter_tables())

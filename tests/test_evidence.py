@@ -10,14 +10,14 @@ from groomguard.corpora import Conversation
 from groomguard.evaluation import ProductThresholds, latency_weighted_f1, replay, summarise
 from groomguard.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid
 from groomguard.stages import default_tagger
-from groomguard.text import model_text, normalize_text
+from groomguard.text import fold_text, model_text
 
 SETTINGS = EvidenceSettings(window=5, smooth=3, notice_threshold=0.6)
 
 
 def feed(evidence: ConversationEvidence, lines: list[str], score: float) -> None:
     for line in lines:
-        text = model_text(normalize_text(line))
+        text = model_text(fold_text(line))
         window = evidence.add(text, bool(text.strip()) and line not in ("ok", "lol"), (), SETTINGS)
         if window is not None:
             evidence.record(score, SETTINGS)

@@ -517,6 +517,8 @@ def test_far_future_times_are_refused_with_a_reason(webhook: _Webhook, event: di
     except EventError:
         return  # only otherwise valid events: the time must be the one reason
     body = json.dumps(dict(event, at=at.isoformat())).encode()
+    if len(body) > 1_048_576:
+        return  # a text of control characters escapes past the webhook's body limit: 413 is the one reason then
     status, answer = webhook.post(body)
     assert status == 422 and answer["field"] == "at" and "in the future" in answer["error"], (status, answer)
 

@@ -22,10 +22,14 @@ class Counter:
     """A toy detector that counts messages per conversation in its memory and reports every third."""
 
     name: ClassVar[str] = "counter"
+    enabled: ClassVar[bool] = True
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
 
     def __init__(self) -> None:
         self.seen: list[int] = []
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         assert isinstance(event, MessageSent)
@@ -195,6 +199,11 @@ class _Talker:
     """Every message to a child is a finding that asks for a child notice."""
 
     name: ClassVar[str] = "talker"
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
+    enabled: ClassVar[bool] = True
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, MessageSent) or not event.recipients:
@@ -228,3 +237,16 @@ async def test_a_lagging_community_keeps_its_notice_rate_limit_across_a_restart(
     await second.ingest([slow.message("adult", "secret again", conversation="dm", recipients=("kid",))])
     await second.stop()
     assert second.stats.notices == 0, "the child was warned about this account minutes ago (event time)"
+
+
+async def test_forget_drops_cached_absences_whose_key_names_the_account() -> None:
+    from groomguard.memory import MemoryBook
+
+    book = MemoryBook()
+    assert await book.get("d", "c", "adult|kid") is None  # a miss is cached as an absence under the key
+    book.delete("d", "c", "adult|kid2")
+    book.take_pending()  # committed: a cached deletion
+    book.put("d", "c", "other", {"n": 1}, accounts=("someone",))
+    book.forget("kid")
+    assert [i for i in book._cache if "kid" in i[2]] == []
+    assert await book.get("d", "c", "other") == {"n": 1}, "rows about others stay"

@@ -57,7 +57,7 @@ async def test_children_contacted_after_the_alert_get_the_account_pattern_notice
     assert before == {"kid5", "kid6"}
     assert [n.child for n in notices] == ["kid5", "kid6", "kid8", "kid9"]
     for notice in notices:
-        assert "sending requests or messages to a lot of young people" in notice.text
+        assert "sent requests or messages to many young people" in notice.text
         assert "Childline" in notice.text and "adult" not in notice.text.replace("an adult you trust", "")
     assert all(a.child != "adult" for a in notices)
 

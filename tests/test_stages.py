@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from groomguard.stages import STAGES, StageError, StageTagger, default_tagger
-from groomguard.text import normalize
+from groomguard.text import fold
 
 # One synthetic line per stage, plus the disguised forms the normaliser must unpick.
 STAGE_EXAMPLES = [
@@ -89,7 +89,7 @@ def test_gifts_count_as_escalation() -> None:
 
 
 def test_matches_carry_spans_into_normalised_text() -> None:
-    folded = normalize("hey!! DON'T tell anyone and add me on snap")
+    folded = fold("hey!! DON'T tell anyone and add me on snap")
     matches = default_tagger().tag(folded)
     by_stage = {m.stage: m for m in matches}
     assert set(by_stage) >= {"secrecy", "off_platform"}

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import discord
 from groomguard.actions import ModAlert
+from groomguard.cases import ACTIVE, CaseStatus
 from groomguard.events import Decision
+from groomguard.pictures import CardPicture
+from groomguard.workspace import evidence_line
 
 #: Cases whose status still takes decisions; closed cards keep only "View evidence".
-OPEN_STATUSES = frozenset({"open", "escalated", "confirmed"})
+OPEN_STATUSES = ACTIVE
 STATUS_COLOUR = {
-    "open": discord.Colour.red(),
-    "escalated": discord.Colour.dark_red(),
-    "confirmed": discord.Colour.orange(),
-    "dismissed": discord.Colour.light_grey(),
-    "banned": discord.Colour.dark_grey(),
+    CaseStatus.OPEN: discord.Colour.red(),
+    CaseStatus.ESCALATED: discord.Colour.dark_red(),
+    CaseStatus.CONFIRMED: discord.Colour.orange(),
+    CaseStatus.DISMISSED: discord.Colour.light_grey(),
+    CaseStatus.BANNED: discord.Colour.dark_grey(),
 }
 BUTTON_ACTIONS = (
     "confirm",
@@ -37,6 +41,72 @@ COG_NAME = "GroomGuard"
 CHILD_FIELDS = 5
 #: Discord refuses an embed longer than this in all.
 EMBED_LIMIT = 6000
+#: Evidence lines shown on the card itself; "View evidence" lists them all.
+EVIDENCE_ON_CARD = 5
+
+
+#: Controls that open a note modal before deciding, with whether the note is required: a case closed
+#: by Dismiss or Ban (Kick) keeps the moderator's reason; Escalate may say what to look at.
+NOTE_ACTIONS = {
+    "dismiss": Decision.DISMISS,
+    "escalate": Decision.ESCALATE,
+    "banok": Decision.BAN,
+    "kickok": Decision.KICK,
+}
+NOTE_REQUIRED = frozenset({"dismiss", "banok", "kickok"})
+NOTE_FIELD = "note"
+NOTE_MODAL_ID = re.compile(r"gg-note:(?P<case>\d{1,12}):(?P<action>" + "|".join(NOTE_ACTIONS) + r")")
+_NOTE_TITLES = {"dismiss": "Dismiss", "escalate": "Escalate", "banok": "Ban", "kickok": "Kick"}
+
+
+class NoteModal(discord.ui.Modal):
+    """The note asked for on Dismiss, Escalate, Ban and Kick; its submit is handled by the cog's
+    on_interaction from the custom id (`gg-note:<case>:<action>`), so it works across restarts too."""
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        return None  # handled in GroomGuardCog.on_interaction
+
+
+def note_modal(case_id: int, action: str, suspect_label: str = "") -> discord.ui.Modal:
+    """A modal with one paragraph input for the decision's note (required for Dismiss, Ban, Kick)."""
+    what = _NOTE_TITLES[action]
+    modal = NoteModal(title=_clip(f"{what} case #{case_id}", 45), timeout=900, custom_id=f"gg-note:{case_id}:{action}")
+    required = action in NOTE_REQUIRED
+    modal.add_item(
+        discord.ui.TextInput(
+            label=_clip("Why? (kept on the case record)" if required else "Note for the case record (optional)", 45),
+            style=discord.TextStyle.paragraph,
+            custom_id=NOTE_FIELD,
+            placeholder=_clip(
+                {
+                    "dismiss": "e.g. it is her uncle; the family confirmed",
+                    "escalate": "e.g. asks for photos; needs a senior moderator",
+                    "banok": "e.g. asked three children for photos",
+                    "kickok": "e.g. new account contacting children",
+                }[action],
+                100,
+            ),
+            required=required,
+            min_length=3 if required else None,
+            max_length=1000,
+        )
+    )
+    return modal
+
+
+def modal_value(data: dict[str, Any], field_id: str) -> str:
+    """The value of one text input in a modal submit payload (rows of components, or labelled components)."""
+    stack: list[Any] = list(data.get("components") or [])
+    while stack:
+        item = stack.pop(0)
+        if not isinstance(item, dict):
+            continue
+        if item.get("custom_id") == field_id and isinstance(item.get("value"), str):
+            return str(item["value"])
+        stack.extend(item.get("components") or [])
+        if isinstance(item.get("component"), dict):
+            stack.append(item["component"])
+    return ""
 
 
 def custom_id(case_id: int, action: str) -> str:
@@ -81,13 +151,17 @@ def child_fields(children: Sequence[str], case_id: int) -> list[tuple[str, str]]
 
 
 def render_embed(alert: ModAlert, undelivered: Sequence[str] = ()) -> discord.Embed:
-    """The card: who, how risky, why (each detector's plain reason), which children, and delivery problems."""
+    """The card: who, how risky (risk now, peak, what it means), why in plain words, evidence, children."""
     band = f" ({alert.band})" if alert.band else ""
     description = f"Suspect: {mention(alert.suspect)} (`{alert.suspect}`)"
     if alert.recommended:
         description += f"\nRecommended: {alert.recommended}"
+    if alert.risk_note:
+        description += f"\n-# {alert.risk_note}"
     embed = discord.Embed(
-        title=_clip(f"Case #{alert.case_id} · risk {alert.risk:.2f}{band} · {alert.status}", 256),
+        title=_clip(
+            f"Case #{alert.case_id} · risk now {alert.risk:.2f}{band} · peak {alert.peak:.2f} · {alert.status}", 256
+        ),
         description=_clip(description, 4096),
         colour=STATUS_COLOUR.get(alert.status, discord.Colour.red()),
         timestamp=alert.at,
@@ -100,7 +174,9 @@ def render_embed(alert: ModAlert, undelivered: Sequence[str] = ()) -> discord.Em
         )
     for reason in alert.reasons[:10]:
         embed.add_field(
-            name=_clip(f"{reason.detector} · {reason.score:.2f}", 256), value=_clip(reason.text, 1024), inline=False
+            name=_clip(f"{reason.title or reason.detector} · {reason.score:.2f}", 256),
+            value=_clip(reason.text, 1024),
+            inline=False,
         )
     for name, value in child_fields(alert.children, alert.case_id):
         if len(embed) + len(name) + len(value) > EMBED_LIMIT - 400:
@@ -108,7 +184,17 @@ def render_embed(alert: ModAlert, undelivered: Sequence[str] = ()) -> discord.Em
             break
         embed.add_field(name=name, value=value, inline=False)
     if alert.evidence:
-        embed.add_field(name="Evidence", value=f"{len(alert.evidence)} item(s) — press **View evidence**", inline=False)
+        lines = [evidence_line(e, mention(e.child) if e.child else None) for e in alert.evidence[:EVIDENCE_ON_CARD]]
+        more = len(alert.evidence) - len(lines)
+        if more > 0:
+            lines.append(f"+{more} more — press **View evidence**")
+        value = _clip("\n".join(f"• {line}" for line in lines), 1024)
+        if len(embed) + len(value) + 20 <= EMBED_LIMIT - 400:
+            embed.add_field(name="Evidence", value=value, inline=False)
+        else:
+            embed.add_field(
+                name="Evidence", value=f"{len(alert.evidence)} item(s) — press **View evidence**", inline=False
+            )
     if undelivered:
         names = ", ".join(mention(c) for c in undelivered[:15])
         embed.add_field(
@@ -241,3 +327,18 @@ class TimeoutSelect(
         values = (interaction.data or {}).get("values") or []  # type: ignore[union-attr]
         minutes = int(values[0]) if values and str(values[0]).isdigit() else None
         await cog.on_case_button(interaction, self.case_id, "timeout", minutes=minutes)
+
+
+def attach_picture(embed: discord.Embed, picture: CardPicture | None) -> list[discord.File]:
+    """Show the case's picture (contact graph or view timeline) as the embed image; returns the file to send
+    with the message (an edit replaces the earlier picture)."""
+    if picture is None:
+        return []
+    embed.set_image(url=f"attachment://{picture.filename}")
+    return [discord.File(io.BytesIO(picture.png), filename=picture.filename, description=picture.alt[:1024])]
+
+
+def link_case(embed: discord.Embed, url: str | None) -> None:
+    """Make the card's title a link to the case in the web view (when [web] has a public URL)."""
+    if url:
+        embed.url = url

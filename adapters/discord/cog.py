@@ -16,11 +16,18 @@ from groomguard.actions import ChildNotice, Enforcement, ModAlert
 from groomguard.adapters.discord import translate
 from groomguard.adapters.discord.cards import (
     COG_NAME,
+    NOTE_ACTIONS,
+    NOTE_FIELD,
+    NOTE_MODAL_ID,
     CaseButton,
     TimeoutSelect,
+    attach_picture,
     confirm_view,
     duration_label,
+    link_case,
     mention,
+    modal_value,
+    note_modal,
     render_embed,
     render_view,
 )
@@ -32,8 +39,11 @@ from groomguard.adapters.discord.checks import (
     mod_channel_problems,
     portal_problems,
 )
+from groomguard.cases import ACTIVE, detector_title
 from groomguard.config import DiscordSettings
-from groomguard.events import AgeBand, AgeDeclared, AgeSource, BaseEvent, Decision, ModeratorDecision
+from groomguard.events import AgeBand, AgeDeclared, AgeSource, BaseEvent, Decision
+from groomguard.findings import Evidence
+from groomguard.workspace import DecisionRefused, decide, evidence_line
 
 if TYPE_CHECKING:
     from groomguard.port import EnginePort
@@ -43,14 +53,8 @@ log = logging.getLogger(__name__)
 #: Discord's JSON error code for "Cannot send messages to this user" (DMs closed or bot blocked).
 CANNOT_DM = 50007
 _REPORT = re.compile(r"\b(report|reporting)\b", re.IGNORECASE)
-_BUTTON_DECISIONS = {
-    "confirm": Decision.CONFIRM,
-    "dismiss": Decision.DISMISS,
-    "escalate": Decision.ESCALATE,
-    "banok": Decision.BAN,
-    "kickok": Decision.KICK,
-    "timeout": Decision.TIMEOUT,
-}
+#: Controls that decide at once.
+_BUTTON_DECISIONS = {"confirm": Decision.CONFIRM, "timeout": Decision.TIMEOUT}
 _PAST = {
     Decision.CONFIRM: "confirmed",
     Decision.DISMISS: "dismissed",
@@ -374,30 +378,71 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         elif action in ("bancancel", "kickcancel"):
             what = "Ban" if action == "bancancel" else "Kick"
             await interaction.response.edit_message(content=f"{what} cancelled; nothing was done.", view=None)
-        elif action in _BUTTON_DECISIONS:
-            decision = _BUTTON_DECISIONS[action]
-            if action in ("banok", "kickok"):
-                doing = "Banning" if action == "banok" else "Kicking"
-                await interaction.response.edit_message(content=f"{doing} for case #{case_id}…", view=None)
-            else:
-                await interaction.response.defer(ephemeral=True, thinking=True)
+        elif action in NOTE_ACTIONS:
+            # Dismiss, Escalate and the confirmed Ban/Kick ask for a note first (a Discord modal); the
+            # decision is made when the moderator submits it (on_interaction → on_note_submitted).
             if not case.active:
-                await interaction.followup.send(f"Case #{case_id} is already {case.status}.", ephemeral=True)
+                await interaction.response.send_message(f"Case #{case_id} is already {case.status}.", ephemeral=True)
                 return
-            event = ModeratorDecision(
+            await interaction.response.send_modal(note_modal(case_id, action, mention(case.suspect)))
+        elif action in _BUTTON_DECISIONS:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await self._apply(interaction, case_id, _BUTTON_DECISIONS[action], "", minutes)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Note modals are handled here, from their custom id, so a submit still works after a restart."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})  # type: ignore[arg-type]
+        match = NOTE_MODAL_ID.fullmatch(str(data.get("custom_id", "")))
+        if match is None:
+            return
+        await self.on_note_submitted(interaction, int(match["case"]), match["action"], modal_value(data, NOTE_FIELD))
+
+    async def on_note_submitted(
+        self, interaction: discord.Interaction[Any], case_id: int, action: str, note: str
+    ) -> None:
+        """A moderator submitted the note for Dismiss, Escalate, Ban or Kick: check them again, then decide."""
+        if not await self._require_moderator(interaction, f"modal:{action}", case_id):
+            return
+        decision = NOTE_ACTIONS.get(action)
+        if decision is None:
+            return
+        if action in ("banok", "kickok") and interaction.message is not None:
+            doing = "Banning" if action == "banok" else "Kicking"
+            await interaction.response.edit_message(content=f"{doing} for case #{case_id}…", view=None)
+        else:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._apply(interaction, case_id, decision, note, None)
+
+    async def _apply(
+        self,
+        interaction: discord.Interaction[Any],
+        case_id: int,
+        decision: Decision,
+        note: str,
+        minutes: int | None,
+    ) -> None:
+        """The one decision path (groomguard.workspace.decide), then tell the moderator what happened."""
+        try:
+            outcome = await decide(
+                self.engine,
+                case_id,
+                decision,
+                str(interaction.user.id),
+                note,
                 event_id=f"decision:{interaction.id}",
-                platform=translate.PLATFORM,
-                community=case.community,
+                community=str(interaction.guild_id),
                 at=_now(),
-                moderator=str(interaction.user.id),
-                case_id=case_id,
-                decision=decision,
                 duration_minutes=minutes if decision is Decision.TIMEOUT else None,
-                note="via Discord",
             )
-            await self.engine.decide(event)
-            extra = f" for {duration_label(minutes)}" if decision is Decision.TIMEOUT and minutes else ""
-            await interaction.followup.send(f"Case #{case_id}: {_PAST[decision]}{extra}.", ephemeral=True)
+        except DecisionRefused as refused:
+            await interaction.followup.send(f"Case #{case_id}: not applied — {refused}.", ephemeral=True)
+            return
+        extra = f" for {duration_label(minutes)}" if decision is Decision.TIMEOUT and minutes else ""
+        saved = " Your note is on the case record." if note.strip() else ""
+        await interaction.followup.send(f"Case #{outcome.case_id}: {_PAST[decision]}{extra}.{saved}", ephemeral=True)
 
     def _evidence_embed(
         self, case_id: int, found: tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]
@@ -405,10 +450,11 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         case, findings, _audit = found
         embed = discord.Embed(title=f"Evidence for case #{case_id}", colour=discord.Colour.dark_teal())
         lines: list[str] = []
-        for reason in case.reasons.values():
-            for item in reason.get("evidence", []):
-                label = f" — {item['label']}" if item.get("label") else ""
-                lines.append(f"`{item['kind']}` {item['ref']}{label}")
+        for name, reason in sorted(case.reasons.items(), key=lambda kv: -float(kv[1]["score"])):
+            lines.append(f"**{detector_title(name)}**")
+            for raw in reason.get("evidence", []):
+                item = Evidence(**raw)
+                lines.append(f"• {evidence_line(item, mention(item.child) if item.child else None)}")
         embed.description = _clip("\n".join(lines) or "No evidence items recorded.", 4000)
         embed.set_footer(text=f"{len(findings)} finding(s) on record")
         return embed
@@ -455,23 +501,32 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
         notes = undelivered if undelivered is not None else (card.undelivered if card else [])
         notes = list(dict.fromkeys(notes + self._pending_undelivered.pop(alert.case_id, [])))
         embed = render_embed(alert, notes)
+        files = await self._card_extras(alert, embed)
         view = render_view(alert, self.settings.timeout_choices_minutes)
         message_id: int | None = None
         if card is not None:
             try:
                 target = self.bot.get_channel(card.channel_id) or channel
-                await target.get_partial_message(card.message_id).edit(embed=embed, view=view)  # type: ignore[union-attr]
+                await target.get_partial_message(card.message_id).edit(embed=embed, view=view, attachments=files)  # type: ignore[union-attr]
                 message_id = card.message_id
                 channel_id = card.channel_id
             except discord.NotFound:
                 log.warning("card for case %s was deleted; posting a new one", alert.case_id)
         if message_id is None:
-            sent = await channel.send(embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none())
+            sent = await channel.send(
+                embed=embed, view=view, files=files, allowed_mentions=discord.AllowedMentions.none()
+            )
             message_id, channel_id = sent.id, channel.id
         await self.cards.save(
             Card(alert.case_id, int(alert.community), channel_id, message_id, alert.version, alert, notes)
         )
         log.info("case %s card %s at version %s", alert.case_id, message_id, alert.version)
+
+    async def _card_extras(self, alert: ModAlert, embed: discord.Embed) -> list[discord.File]:
+        """The case picture and the web view link on a card (kept apart from the card text in cards.py)."""
+        link_case(embed, self.engine.case_link(alert.case_id))
+        picture = await self.engine.case_picture(alert.case_id)
+        return attach_picture(embed, picture)
 
     async def _notify_child(self, notice: ChildNotice) -> None:
         """DM the child; when Discord refuses (DMs closed), tell the moderators on the case card instead."""
@@ -563,10 +618,13 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
     async def cases_cmd(self, interaction: discord.Interaction[Any]) -> None:
         if not await self._require_moderator(interaction, "command:cases", None):
             return
-        rows = await self.engine.list_cases(limit=500)
-        mine = [r for r in rows if r["community"] == str(interaction.guild_id) and r["platform"] == translate.PLATFORM]
-        open_rows = [r for r in mine if r["status"] in ("open", "escalated", "confirmed")][:20]
-        lines = [f"**#{r['id']}** {mention(r['suspect'])} · risk {r['risk']:.2f} · {r['status']}" for r in open_rows]
+        rows = await self.engine.case_queue(community=str(interaction.guild_id), platform=translate.PLATFORM, limit=500)
+        open_rows = [r for r in rows if r["status"] in ACTIVE][:20]
+        lines = [
+            f"**#{r['id']}** {mention(r['suspect'])} · risk now {r['risk_now']:.2f} ({r['band']}) · "
+            f"peak {r['peak']:.2f} · {r['status']}"
+            for r in open_rows
+        ]
         embed = discord.Embed(
             title=f"Open cases ({len(open_rows)})",
             description="\n".join(lines) or "No open cases.",
@@ -585,7 +643,9 @@ class GroomGuardCog(commands.GroupCog, name=COG_NAME, group_name="groomguard"):
             await interaction.response.send_message(f"No case #{case_id} in this server.", ephemeral=True)
             return
         card = await self.cards.card(case_id)
-        alert = self.engine.case_card(found[0], _now())
+        # Risk read at the server's clock, as on the card and in `groomguard cases show`.
+        shown = await self.engine.case_detail(case_id)
+        alert = shown[1] if shown is not None else self.engine.case_card(found[0], _now())
         embed = render_embed(alert, card.undelivered if card else [])
         if card is not None:
             embed.add_field(

@@ -1,4 +1,4 @@
-"""Translation of discord.py gateway objects into GroomGuard events; Discord markup is normalised here, once."""
+"""Translation of discord.py gateway objects into GroomGuard events; Discord markup is stripped here, once."""
 
 from __future__ import annotations
 
@@ -65,14 +65,14 @@ _DM_REQUEST = re.compile(
 )
 
 
-def normalize_text(content: str, attachments: Iterable[discord.Attachment] = (), stickers: int = 0) -> str:
+def strip_markup(content: str, attachments: Iterable[discord.Attachment] = (), stickers: int = 0) -> str:
     """Discord markup folded to plain text: mentions dropped, markdown and invisible characters removed.
 
-    Where this sits relative to `groomguard.text.normalize_text`: this runs first and only here, and undoes
+    Where this sits relative to `groomguard.text.fold_text`: this runs first and only here, and undoes
     what is Discord's own (mention syntax, markdown, custom emoji, timestamps, masked links). It keeps
     case, spelling and leetspeak as written, because the event text is the record. The general fold
     (lower case, lookalikes, leetspeak, spaced letters, contact tokens like ``_handle_``) is *not*
-    applied here: the detectors that read words (grooming_language via `groomguard.text.normalize`, age_text
+    applied here: the detectors that read words (grooming_language via `groomguard.text.fold`, age_text
     with its own lower-casing) fold the event text themselves, and folding twice would mangle tokens
     (``_handle_`` read as markdown, "s n a p" joined twice). The NFKC and invisible-character pass is
     repeated by `groomguard.text`, which is harmless (both are idempotent) and needed here for the adapter's
@@ -112,7 +112,7 @@ def _attachment_kind(attachment: discord.Attachment) -> str:
 
 
 def is_dm_request(text: str) -> bool:
-    """True when normalised text explicitly asks to move to DMs or be added ("dm me", "add me")."""
+    """True when stripped text explicitly asks to move to DMs or be added ("dm me", "add me")."""
     return bool(_DM_REQUEST.search(text))
 
 
@@ -141,7 +141,7 @@ def message_events(message: discord.Message, community: int | None = None) -> li
     if guild_id is None:
         return []
     author = message.author.id
-    text = normalize_text(message.content, message.attachments, len(message.stickers))
+    text = strip_markup(message.content, message.attachments, len(message.stickers))
     reply_target: int | None = None
     ref = message.reference
     if ref is not None and isinstance(ref.resolved, discord.Message) and _is_person(ref.resolved.author):
@@ -224,7 +224,7 @@ def edit_event(payload: discord.RawMessageUpdateEvent) -> MessageEdited | None:
         message_id=str(message.id),
         author=str(message.author.id),
         conversation=str(payload.channel_id),
-        text=normalize_text(message.content, message.attachments, len(message.stickers)),
+        text=strip_markup(message.content, message.attachments, len(message.stickers)),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
@@ -21,20 +22,17 @@ import aiohttp
 from groomguard.actions import ChildNotice, Enforcement, ModAlert
 from groomguard.adapters.matrix import cards
 from groomguard.adapters.matrix.commands import DECISIONS, Command, parse, reaction_meaning
-from groomguard.adapters.matrix.store import Card, MatrixStore, Mute, PendingInvite, Prompt
-from groomguard.adapters.matrix.translate import PLATFORM, Interaction, SyncBatch, Translator, TranslatorConfig
+from groomguard.adapters.matrix.store import Card, MatrixStore, Mute, Prompt
+from groomguard.adapters.matrix.translate import PLATFORM, Interaction, Translator, TranslatorConfig
 from groomguard.config import MatrixSettings, read_secret
 from groomguard.events import (
-    REQUEST_KINDS,
+    AgeBand,
     AgeDeclared,
     AgeSource,
-    Answer,
-    BaseEvent,
-    ContactAnswered,
-    ContactRequested,
     Decision,
-    ModeratorDecision,
 )
+from groomguard.pictures import CardPicture, png_size
+from groomguard.workspace import DecisionRefused, add_note, decide
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -48,6 +46,7 @@ from nio import (
     RoomPreset,
     RoomSendResponse,
     RoomVisibility,
+    UploadResponse,
     WhoamiError,
 )
 from nio.api import Api
@@ -110,6 +109,8 @@ class MatrixAdapter:
         self._tasks: list[asyncio.Task[None]] = []
         self._first_sync = asyncio.Event()
         self._send_lock = asyncio.Lock()
+        #: sha256 of an uploaded card picture → its mxc URI (an unchanged picture is not uploaded again).
+        self._uploads: dict[str, str] = {}
         self._filter = {
             "presence": {"not_types": ["*"]},
             "account_data": {"not_types": ["*"]},
@@ -125,6 +126,11 @@ class MatrixAdapter:
     async def start(self, engine: EnginePort, wait_s: float = 15.0) -> None:
         """Log in, open the adapter's tables, start syncing; waits (bounded) for the first sync."""
         self.engine = engine
+        if self.settings.invite_expiry_hours is not None:
+            log.warning(
+                "matrix.invite_expiry_hours is no longer used: detectors.rejections.expire_after_hours decides "
+                "when an unanswered invite counts as refused; remove the key"
+            )
         self.mstore = MatrixStore(engine.adapter_tables())
         await self.mstore.open()
         if self.client is None:
@@ -254,7 +260,6 @@ class MatrixAdapter:
         batch = self.translator.translate(payload)
         if batch.events:
             await self.engine.ingest(batch.events)
-        await self._track_invites(batch)
         if first or batch.mod_room_changed:
             self._check_mod_room()
         for interaction in batch.interactions:
@@ -297,24 +302,7 @@ class MatrixAdapter:
             if isinstance(reply, RoomGetEventResponse):
                 self.translator.remember(event_id, reply.event.sender)
 
-    async def _track_invites(self, batch: SyncBatch) -> None:
-        """Keep the pending-invite table in step, so unanswered invites can expire later."""
-        assert self.mstore is not None
-        pending: dict[str, PendingInvite] = {}
-        settled: set[str] = set(batch.withdrawn)
-        for event in batch.events:
-            if isinstance(event, ContactRequested) and event.kind in REQUEST_KINDS and event.request_id:
-                pending[event.request_id] = PendingInvite(
-                    event.request_id, event.community, event.source, event.target, event.event_id, event.at
-                )
-                settled.discard(event.request_id)
-            elif isinstance(event, ContactAnswered) and event.request_id:
-                pending.pop(event.request_id, None)
-                settled.add(event.request_id)
-        await self.mstore.settle_invites(sorted(settled))
-        await self.mstore.add_invites(list(pending.values()))
-
-    # -- housekeeping: expiry and unmute --------------------------------------------------
+    # -- housekeeping: unmute --------------------------------------------------
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -329,28 +317,10 @@ class MatrixAdapter:
                 log.exception("matrix housekeeping failed; will retry")
 
     async def housekeeping(self, now: datetime | None = None) -> None:
-        """Expire invites pending past `invite_expiry_hours` and lift mutes whose time is up."""
+        """Lift mutes whose time is up. (Invites left unanswered are not the adapter's: the engine expires
+        them for the rejections detector, `Engine.expire_requests`.)"""
         assert self.engine is not None and self.mstore is not None
         now = now or datetime.now(UTC)
-        expiry = timedelta(hours=self.settings.invite_expiry_hours)
-        due = await self.mstore.invites_before(now - expiry)
-        if due:
-            events: list[BaseEvent] = [
-                ContactAnswered(
-                    event_id=f"{i.event_id}#expired",
-                    platform=PLATFORM,
-                    community=i.community,
-                    at=i.at + expiry,
-                    source=i.inviter,
-                    target=i.invitee,
-                    answer=Answer.EXPIRED,
-                    request_id=i.request_id,
-                )
-                for i in due
-            ]
-            await self.engine.ingest(events)
-            await self.mstore.settle_invites([i.request_id for i in due])
-            log.info("%d matrix invites expired unanswered", len(due))
         for mute in await self.mstore.mutes_due(now):
             await self._set_power(mute.room_id, mute.account, mute.previous)
             await self.mstore.drop_mute(mute.room_id, mute.account)
@@ -482,7 +452,7 @@ class MatrixAdapter:
         if self.mod_room_problem:
             raise ModRoomRefused(self.mod_room_problem)
         room = self.settings.mod_room
-        content = cards.alert_card(alert)
+        content = await self._card_extras(alert, cards.alert_card(alert))
         card = await self.mstore.card(alert.community, alert.case_id)
         if card is not None and card.room_id == room:
             if alert.version <= card.version:
@@ -494,6 +464,40 @@ class MatrixAdapter:
         await self.mstore.save_card(Card(room, event_id, alert.version, alert.case_id, alert.community))
         log.info("alert card for case %d posted as %s", alert.case_id, event_id)
         return event_id
+
+    async def _card_extras(self, alert: ModAlert, content: dict[str, Any]) -> dict[str, Any]:
+        """The web view link and the case picture on a card (kept apart from the card text in cards.py)."""
+        assert self.engine is not None
+        content = cards.with_case_link(content, self.engine.case_link(alert.case_id))
+        picture = await self.engine.case_picture(alert.case_id)
+        if picture is None:
+            return content
+        uri = await self._upload_picture(picture)
+        if uri is None:
+            return content
+        width, height = png_size(picture.png)
+        return cards.with_picture(content, uri, picture.alt, width, height)
+
+    async def _upload_picture(self, picture: CardPicture) -> str | None:
+        """Upload a card picture once (same bytes, same mxc URI); a failed upload leaves the card without it."""
+        assert self.client is not None
+        key = hashlib.sha256(picture.png).hexdigest()
+        if key in self._uploads:
+            return self._uploads[key]
+        try:
+            reply, _ = await self.client.upload(
+                io.BytesIO(picture.png), content_type="image/png", filename=picture.filename, filesize=len(picture.png)
+            )
+        except Exception:
+            log.warning("upload of %s failed; the card goes without its picture", picture.filename, exc_info=True)
+            return None
+        if not isinstance(reply, UploadResponse):
+            log.warning("upload of %s refused: %s; the card goes without its picture", picture.filename, reply)
+            return None
+        if len(self._uploads) >= 512:
+            self._uploads.pop(next(iter(self._uploads)))
+        self._uploads[key] = str(reply.content_uri)
+        return self._uploads[key]
 
     async def _notify_child(self, notice: ChildNotice) -> str:
         """Send the notice in a 1:1 room with the child (reused when the child is still in it)."""
@@ -617,26 +621,54 @@ class MatrixAdapter:
             return
         if item.kind == "reaction":
             await self._on_reaction(item)
+        elif item.kind == "reply":
+            await self._on_reply(item)
         else:
             await self._on_command(item, parse(item.text))
+
+    async def _on_reply(self, item: Interaction) -> None:
+        """A moderator's reply to an alert card: the reply's text is attached to that case as a note."""
+        assert self.mstore is not None and self.engine is not None
+        card = await self.mstore.card_by_event(item.relates_to)
+        if card is None:
+            return  # a reply to something else in the mod room (a prompt, a command's answer): not a note
+        try:
+            added = await add_note(
+                self.engine,
+                card.case_id,
+                item.sender,
+                item.text,
+                event_id=item.event_id,
+                community=card.community,
+                at=item.at,
+            )
+        except DecisionRefused as refused:
+            await self._reply(self.settings.mod_room, item.event_id, cards.text(f"Note not saved: {refused}."))
+            return
+        if added:
+            await self._reply(
+                self.settings.mod_room, item.event_id, cards.text(f"Note added to case #{card.case_id}'s record.")
+            )
 
     async def _decide(
         self, item: Interaction, case_id: int, community: str, decision: Decision, note: str = ""
     ) -> None:
         assert self.engine is not None
-        await self.engine.decide(
-            ModeratorDecision(
+        try:
+            await decide(
+                self.engine,
+                case_id,
+                decision,
+                item.sender,
+                note,
                 event_id=item.event_id,
-                platform=PLATFORM,
                 community=community,
                 at=item.at,
-                moderator=item.sender,
-                case_id=case_id,
-                decision=decision,
                 duration_minutes=self.settings.mute_minutes if decision is Decision.TIMEOUT else None,
-                note=note,
             )
-        )
+        except DecisionRefused as refused:
+            log.info("decision %s on case %s not applied: %s", item.event_id, case_id, refused)
+            await self._reply(self.settings.mod_room, item.event_id, cards.text(f"Not applied: {refused}."))
 
     async def _on_reaction(self, item: Interaction) -> None:
         assert self.mstore is not None and self.engine is not None
@@ -674,30 +706,16 @@ class MatrixAdapter:
             await self._reply(room, item.event_id, cards.text(f"{command.error}\n\n{cards.HELP_TEXT}"))
             return
         if command.name == "cases":
-            rows = await self.engine.list_cases(limit=20)
+            rows = await self.engine.case_queue(community=self.community, limit=20)
             await self._reply(room, item.event_id, cards.case_list(rows))
         elif command.name == "case" and command.case_id is not None:
-            found = await self.engine.get_case(command.case_id)
-            if found is None:
+            shown = await self.engine.case_detail(command.case_id)
+            if shown is None:
                 await self._reply(room, item.event_id, cards.text(f"No case #{command.case_id}."))
                 return
-            case, findings, audit = found
-            risk = self.engine.case_risk(case, datetime.now(UTC))
-            await self._reply(room, item.event_id, cards.case_detail(case, findings, audit, risk))
+            await self._reply(room, item.event_id, cards.case_detail(shown[0]))
         elif command.name == "age" and command.user and command.band:
-            await self.engine.ingest(
-                [
-                    AgeDeclared(
-                        event_id=item.event_id,
-                        platform=PLATFORM,
-                        community=self.community,
-                        at=item.at,
-                        account=command.user,
-                        band=command.band,
-                        source=AgeSource.MODERATOR,
-                    )
-                ]
-            )
+            await self._declare_age(item, command.user, command.band, AgeSource.MODERATOR)
             await self._reply(room, item.event_id, cards.text(f"Noted: {command.user} is {command.band.value}."))
         elif command.name == "forget" and command.user:
             removed = await self.engine.forget(command.user, self.community)
@@ -710,25 +728,29 @@ class MatrixAdapter:
         else:
             await self._reply(room, item.event_id, cards.text(cards.HELP_TEXT))
 
+    async def _declare_age(
+        self, item: Interaction, account: str, band: AgeBand, source: AgeSource, age: int | None = None
+    ) -> None:
+        """Report an age the command in `item` declared (a moderator's for anyone, a user's own in a DM)."""
+        assert self.engine is not None
+        declared = AgeDeclared(
+            event_id=item.event_id,
+            platform=PLATFORM,
+            community=self.community,
+            at=item.at,
+            account=account,
+            band=band,
+            age=age,
+            source=source,
+        )
+        await self.engine.ingest([declared])
+
     async def _dm_command(self, item: Interaction) -> None:
         """What a user may do in their 1:1 room with the bot: declare their own age, ask for help."""
         assert self.engine is not None
         command = parse(item.text)
         if command.name == "self_age" and command.band is not None and not command.error:
-            await self.engine.ingest(
-                [
-                    AgeDeclared(
-                        event_id=item.event_id,
-                        platform=PLATFORM,
-                        community=self.community,
-                        at=item.at,
-                        account=item.sender,
-                        band=command.band,
-                        age=command.age,
-                        source=AgeSource.SELF,
-                    )
-                ]
-            )
+            await self._declare_age(item, item.sender, command.band, AgeSource.SELF, command.age)
             await self._reply(item.room_id, item.event_id, cards.text("Thank you, I've noted that. Stay safe!"))
             return
         reply = cards.DM_HELP_TEXT if not command.error else f"{command.error}. {cards.DM_HELP_TEXT}"

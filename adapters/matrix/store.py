@@ -1,4 +1,4 @@
-"""The Matrix adapter's own durable state: sync token, alert cards, DMs, pending invites, mutes, prompts.
+"""The Matrix adapter's own durable state: sync token, alert cards, DMs, mutes, confirmation prompts.
 
 These tables are migration 005 of the engine's store (SQLite or PostgreSQL) but belong to the adapter:
 it writes them through a connection of its own (`EnginePort.adapter_tables()`), one autocommit statement
@@ -26,18 +26,6 @@ class Card:
     version: int
     case_id: int
     community: str
-
-
-@dataclass(frozen=True)
-class PendingInvite:
-    """An invite not yet answered; it becomes `expired` after the configured time."""
-
-    request_id: str
-    community: str
-    inviter: str
-    invitee: str
-    event_id: str
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -130,28 +118,6 @@ class MatrixStore(AdapterTables):
             room_id,
         )
 
-    # -- pending invites -------------------------------------------------------------------
-
-    async def add_invites(self, invites: list[PendingInvite]) -> None:
-        if invites:
-            await self.db.executemany(
-                "INSERT INTO matrix_invites VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                [(i.request_id, i.community, i.inviter, i.invitee, i.event_id, i.at.isoformat()) for i in invites],
-            )
-
-    async def settle_invites(self, request_ids: list[str]) -> None:
-        if request_ids:
-            await self.db.executemany("DELETE FROM matrix_invites WHERE request_id = $1", [(r,) for r in request_ids])
-
-    async def invites_before(self, cutoff: datetime, limit: int = 500) -> list[PendingInvite]:
-        rows = await self.db.fetch(
-            "SELECT request_id, community, inviter, invitee, event_id, at FROM matrix_invites WHERE at < $1 "
-            "ORDER BY at LIMIT $2",
-            cutoff.isoformat(),
-            limit,
-        )
-        return [PendingInvite(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5])) for r in map(tuple, rows)]
-
     # -- confirmation prompts --------------------------------------------------------------
 
     async def save_prompt(self, prompt: Prompt, at: datetime) -> None:
@@ -196,7 +162,9 @@ class MatrixStore(AdapterTables):
     # -- erasure ---------------------------------------------------------------------------
 
     async def forget(self, account: str) -> int:
-        """Drop what the adapter keeps about one account (its DM room, pending invites, mutes)."""
+        """Drop what the adapter keeps about one account (its DM room, mutes, and pending invites that
+        earlier versions tracked: the rejections detector owns expiry now, and matrix_invites is only
+        read here until a migration drops it)."""
         removed = 0
         for sql in (
             "DELETE FROM matrix_dms WHERE account = $1",

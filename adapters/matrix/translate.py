@@ -61,8 +61,9 @@ def request_id(room_id: str, invitee: str) -> str:
     return f"{room_id}|{invitee}"
 
 
-def normalise_text(body: str, is_reply: bool) -> str:
-    """One text shape for detectors: reply quotes removed, odd spaces folded, no zero-width tricks."""
+def strip_markup(body: str, is_reply: bool) -> str:
+    """Matrix body markup stripped, once, before it becomes event text: the reply fallback quote removed, odd
+    spaces and zero-width joiners gone. The general fold is the core's (`groomguard.text.fold`)."""
     if is_reply:
         body = _REPLY_FALLBACK.sub("", body, count=1)
     body = body.replace("\u200c", "").replace("\u200d", "").replace("\ufeff", "")
@@ -155,14 +156,25 @@ class RoomInfo:
 class Interaction:
     """Something addressed to the bot rather than a community event: a mod-room reaction or command."""
 
-    kind: str  # "reaction" | "command"
+    kind: str  # "reaction" | "command" | "reply" (a reply to a message in the mod room)
     room_id: str
     sender: str
     event_id: str
     at: datetime
     text: str = ""  # the command text, or the reaction key
-    relates_to: str = ""  # the event a reaction points at
+    relates_to: str = ""  # the event a reaction points at, or the message a reply answers
     in_dm: bool = False  # sent in a 1:1 room with the bot
+
+
+def strip_reply_fallback(body: str) -> str:
+    """A reply's own text: the quoted fallback ("> <@mod:hs> ..." lines, then a blank line) removed."""
+    lines = body.splitlines()
+    if lines and lines[0].startswith(">"):
+        while lines and lines[0].startswith(">"):
+            lines.pop(0)
+        if lines and not lines[0].strip():
+            lines.pop(0)
+    return "\n".join(lines).strip()
 
 
 @dataclass
@@ -174,7 +186,6 @@ class SyncBatch:
     interactions: list[Interaction] = field(default_factory=list)
     invited_to: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
-    withdrawn: list[str] = field(default_factory=list)
     mod_room_changed: bool = False
 
 
@@ -435,21 +446,19 @@ class Translator:
                 )
             return
         if membership in ("leave", "ban"):
-            if prev == "invite":
-                if sender == target and inviter and inviter != bot:
-                    batch.events.append(
-                        ContactAnswered(
-                            **base,
-                            event_id=event_id,
-                            source=inviter,
-                            target=target,
-                            answer=Answer.REJECTED,
-                            request_id=rid,
-                        )
+            if prev == "invite" and inviter and inviter != bot:
+                # Left by the invitee: a rejection. Withdrawn by the inviter, or a kick/ban of the invitee:
+                # no answer from the child, reported so the invite neither expires nor counts as refused.
+                batch.events.append(
+                    ContactAnswered(
+                        **base,
+                        event_id=event_id,
+                        source=inviter,
+                        target=target,
+                        answer=Answer.REJECTED if sender == target else Answer.WITHDRAWN,
+                        request_id=rid,
                     )
-                else:
-                    # Withdrawn by the inviter, or a kick/ban of the invitee: no answer from the child.
-                    batch.withdrawn.append(rid)
+                )
             elif prev == "join":
                 batch.events.append(MemberLeft(**base, event_id=event_id, account=target))
 
@@ -482,13 +491,13 @@ class Translator:
                         message_id=relates["event_id"],
                         author=sender,
                         conversation=room_id,
-                        text=normalise_text(new_body, False),
+                        text=strip_markup(new_body, False),
                     )
                 )
                 return
             reply = relates.get("m.in_reply_to")
             reply_to = reply.get("event_id") if isinstance(reply, dict) else None
-            text = normalise_text(body, reply_to is not None) if msgtype in TEXT_MSGTYPES else ""
+            text = strip_markup(body, reply_to is not None) if msgtype in TEXT_MSGTYPES else ""
             others = info.joined() - {self.config.bot_user}
             private = info.direct or len(others) <= 2
             mentions = self._mentions(content, sender)
@@ -575,6 +584,15 @@ class Translator:
             return
         if etype == "m.room.message" and relates.get("rel_type") != "m.replace":
             body = content.get("body")
+            reply_to = relates.get("m.in_reply_to") if isinstance(relates.get("m.in_reply_to"), dict) else {}
+            target = reply_to.get("event_id")
+            text = strip_reply_fallback(body) if isinstance(body, str) else ""
+            if not in_dm and isinstance(target, str) and text and not text.lower().startswith(COMMAND_PREFIX):
+                # A moderator's reply to an alert card is a note on that case (the adapter checks which).
+                batch.interactions.append(
+                    Interaction("reply", room_id, sender, event_id, at, text=text[:1000], relates_to=target)
+                )
+                return
             if isinstance(body, str) and body.strip().lower().startswith(COMMAND_PREFIX):
                 batch.interactions.append(
                     Interaction("command", room_id, sender, event_id, at, text=body.strip()[:500], in_dm=in_dm)

@@ -16,7 +16,7 @@ from typing import Annotated, cast
 
 import typer
 from groomguard.app.runtime import build_engine
-from groomguard.app.sinks import JsonlSink, TerminalSink, alert_table
+from groomguard.app.sinks import JsonlSink, TerminalSink
 from groomguard.config import ConfigError, Settings, load_settings
 from groomguard.engine import Engine, EngineStats
 from groomguard.events import BaseEvent, schema_text
@@ -102,8 +102,11 @@ def _data_settings(config: Path | None, db: Path | None, must_exist: bool) -> Se
     return settings
 
 
-def _setup_logging(settings: Settings, verbose: bool = False) -> None:
+def _setup_logging(settings: Settings, verbose: bool = False, quiet: bool = False) -> None:
+    """Logs to stderr; `quiet` keeps only warnings and errors (no INFO lines through the progress bar)."""
     level = logging.DEBUG if verbose else getattr(logging, settings.logging.level)
+    if quiet:
+        level = max(level, logging.WARNING)
     if settings.logging.json_logs:
         from groomguard.app.logs import configure_logging
 
@@ -183,7 +186,8 @@ def _remove_stop_handlers(handled: list[int]) -> None:
 async def _replay(settings: Settings, source: Path | str, out: Path | None, quiet: bool) -> int:
     from groomguard.adapters.replay import ReplayReport, replay
 
-    sinks: list = [TerminalSink(console, show_updates=False)] if not quiet else []
+    # Cards are printed once the replay is done, each as it finally stands (see _final_cards).
+    sinks: list = [TerminalSink(console, show_alerts=False)] if not quiet else []
     if out is not None:
         sinks.append(JsonlSink(out))
     engine = build_engine(settings, sinks)
@@ -215,6 +219,8 @@ async def _replay(settings: Settings, source: Path | str, out: Path | None, quie
             await engine.drain()
         elapsed = time.perf_counter() - start
         cases = len(await engine.store.list_cases(limit=100_000))
+        if not quiet:
+            await _final_cards(engine)
     finally:
         await engine.stop()
         _remove_stop_handlers(handled)
@@ -235,6 +241,26 @@ async def _replay(settings: Settings, source: Path | str, out: Path | None, quie
     return 0
 
 
+async def _final_cards(engine: Engine) -> None:
+    """Each alerted case's card as it stands at the end, risk read at its community's clock.
+
+    The same card, risk and peak that `cases list` and `cases show` print for the same database.
+    """
+    from groomguard.app.sinks import print_card
+    from groomguard.workspace import clock_for, community_clocks
+
+    clocks = await community_clocks(engine.store)
+    cards = []
+    for row in await engine.store.list_cases(limit=100_000):
+        if not row["alert_version"]:
+            continue
+        found = await engine.store.get_case(row["id"])
+        if found is not None:
+            cards.append(engine.cases.render(found[0], clock_for(found[0], clocks)))
+    for card in sorted(cards, key=lambda c: c.case_id):
+        print_card(console, card)
+
+
 @app.command()
 def demo(
     db: DbOption = None,
@@ -251,7 +277,7 @@ def demo(
     if not data.exists():
         err.print(f"[red]{data} is missing[/]: run `python examples/generate.py` to rebuild it")
         raise typer.Exit(1)
-    _setup_logging(settings)
+    _setup_logging(settings, quiet=True)  # the cards and the summary are the demo; INFO lines would bury them
     console.print(f"[bold]GroomGuard demo[/]: replaying {data.name} into {settings.store.path}")
     raise typer.Exit(asyncio.run(_replay(settings, data, None, quiet=False)))
 
@@ -262,7 +288,9 @@ def replay_cmd(
     config: ConfigOption = None,
     db: DbOption = None,
     out: Annotated[Path | None, typer.Option(help="also write every action as JSON Lines here")] = None,
-    quiet: Annotated[bool, typer.Option(help="print only the summary")] = False,
+    quiet: Annotated[
+        bool, typer.Option(help="print only the summary (warnings and errors still go to stderr)")
+    ] = False,
 ) -> None:
     """Replay events from a JSON Lines file into the engine; bad lines are reported and skipped."""
     source: Path | str = file if file == "-" else Path(file)
@@ -270,7 +298,7 @@ def replay_cmd(
         err.print(f"[red]{source}: no such file[/]")
         raise typer.Exit(1)
     settings = _data_settings(config, db, must_exist=False)
-    _setup_logging(settings)
+    _setup_logging(settings, quiet=quiet)
     raise typer.Exit(asyncio.run(_replay(settings, source, out, quiet)))
 
 
@@ -288,7 +316,7 @@ def _one_line(part: str, error: BaseException, settings: Settings) -> str:
     if problems and all(isinstance(p, str) for p in problems):  # the Discord adapter's StartupError
         return f"{part}: " + "; ".join(problems)
     if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
-        section = {"webhook": settings.webhook, "metrics": settings.metrics}.get(part)
+        section = {"webhook": settings.webhook, "metrics": settings.metrics, "web": settings.web}.get(part)
         where = f"{section.host}:{section.port}" if section is not None else "its address"
         return f"{part}: {where} is already in use: stop the other process or set [{part}] port to a free one"
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -333,6 +361,19 @@ async def _run_adapters(settings: Settings) -> int:
         if metrics_server is not None:
             await metrics_server.stop()
         raise
+    web_view = None
+    if settings.web.enabled:
+        from groomguard.app.web import WebView
+
+        web_view = WebView(settings, engine)
+        try:
+            await _start_part("web", settings, web_view.start())
+        except StartFailure:
+            await engine.stop()
+            if metrics_server is not None:
+                await metrics_server.stop()
+            raise
+        err.print(f"web case view: {escape(settings.web.base_url())} (sign-in links: groomguard web-link NAME)")
     stop = asyncio.Event()
     follower = await _follow_shared_log(settings, engine)
     loop = asyncio.get_running_loop()
@@ -357,7 +398,7 @@ async def _run_adapters(settings: Settings) -> int:
 
             report = await replay(engine, settings.replay.path)
             logging.getLogger("groomguard").info("replayed %d events, %d bad lines", report.submitted, report.bad)
-            if not adapters:
+            if not adapters and web_view is None:
                 stop.set()
         await stop.wait()
     finally:
@@ -365,6 +406,8 @@ async def _run_adapters(settings: Settings) -> int:
             await follower.stop()
         for adapter in reversed(started):
             await adapter.stop()
+        if web_view is not None:
+            await web_view.stop()
         await engine.stop()
         if metrics_server is not None:
             await metrics_server.stop()
@@ -388,12 +431,14 @@ def run(config: ConfigOption = None, verbose: bool = False) -> None:
     settings = _data_settings(config, None, must_exist=False)
     _setup_logging(settings, verbose)
     if settings.replay.path is None and not (
-        settings.webhook.enabled or settings.discord.enabled or settings.matrix.enabled
+        settings.webhook.enabled or settings.discord.enabled or settings.matrix.enabled or settings.web.enabled
     ):
         err.print(
-            "[red]nothing to run[/]: enable [webhook], [discord] or [matrix], or set [replay] path, in the config"
+            "[red]nothing to run[/]: enable [webhook], [discord], [matrix] or [web], or set [replay] path, in the config"
         )
         raise typer.Exit(1)
+    if settings.web.enabled:
+        _check_web(settings)
     try:
         code = asyncio.run(_run_adapters(settings))
     except StartFailure as failure:
@@ -402,13 +447,81 @@ def run(config: ConfigOption = None, verbose: bool = False) -> None:
     raise typer.Exit(code)
 
 
+def _check_web(settings: Settings) -> None:
+    """The web view needs at least one moderator; say how to add one instead of serving a page nobody can open."""
+    if not settings.web.moderators:
+        err.print(
+            "[red]web: no moderators[/]: add [web.moderators.NAME] with token_sha256 (from `groomguard web-token "
+            "NAME`) to the config; see docs/web.md"
+        )
+        raise typer.Exit(1)
+
+
+@app.command()
+def web(config: ConfigOption = None, verbose: bool = False) -> None:
+    """Serve the web case view (and every adapter the config enables) until stopped; see docs/web.md."""
+    settings = _data_settings(config, None, must_exist=False)
+    settings.web.enabled = True
+    _check_web(settings)
+    _setup_logging(settings, verbose)
+    try:
+        code = asyncio.run(_run_adapters(settings))
+    except StartFailure as failure:
+        err.print(f"[red]cannot start[/] {escape(str(failure))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command("web-link")
+def web_link(
+    moderator: Annotated[str, typer.Argument(help="moderator name from [web.moderators]")],
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Print a one-time sign-in link for a moderator (single use, expires after web.link_minutes)."""
+    from datetime import UTC, datetime, timedelta
+
+    from groomguard.app.web import auth
+
+    settings = _data_settings(config, db, must_exist=False)
+    if moderator not in settings.web.moderators:
+        known = ", ".join(sorted(settings.web.moderators)) or "none configured"
+        err.print(
+            f"[red]{escape(moderator)} is not a web moderator[/] (known: {escape(known)}); add [web.moderators.NAME]"
+        )
+        raise typer.Exit(1)
+    token = auth.new_token()
+    expires = datetime.now(UTC) + timedelta(minutes=settings.web.link_minutes)
+    asyncio.run(_with_store(settings, lambda s: s.put_web_link(auth.digest(token), moderator, expires)))
+    err.print(
+        f"one-time sign-in link for {escape(moderator)}, valid until {expires:%Y-%m-%d %H:%M} UTC; send it privately:"
+    )
+    typer.echo(auth.link_url(settings.web, token))
+
+
+@app.command("web-token")
+def web_token(moderator: Annotated[str, typer.Argument(help="moderator name to add to [web.moderators]")]) -> None:
+    """Make a sign-in token for a moderator and print the config lines that accept it (only its hash)."""
+    import re
+
+    from groomguard.app.web import auth
+    from groomguard.config import MODERATOR_NAME
+
+    if not re.match(MODERATOR_NAME, moderator):
+        err.print("[red]moderator names are letters, digits, '.', '_' or '-' (1-64)[/]")
+        raise typer.Exit(2)
+    token = auth.new_token()
+    err.print(f"token for {escape(moderator)} (give it to them privately; GroomGuard keeps only its hash):")
+    typer.echo(token)
+    err.print("add to the config:")
+    err.print(f'[web.moderators.{moderator}]\ntoken_sha256 = "{auth.digest(token)}"', markup=False)
+
+
 @app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="TOML config file to check")]) -> None:
     """Validate a config file and report every problem with its key and a fix hint."""
     settings = _load_or_exit(file, str(file))
-    enabled = [
-        name for name in type(settings.detectors).model_fields if getattr(settings.detector(name), "enabled", True)
-    ]
+    enabled = [name for name in type(settings.detectors).model_fields if settings.detector(name).enabled]
     console.print(f"[green]{file}: OK[/] — store {settings.store.path}, detectors: {', '.join(enabled)}")
 
 
@@ -429,54 +542,157 @@ async def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
         await store.close()
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON on stdout instead of a table")]
+
+
+async def _case_rows(settings: Settings, status: str | None, limit: int) -> list[dict[str, object]]:
+    """Case summaries with risk now and peak at each community's clock, highest risk now first."""
+    from groomguard.store import open_store
+    from groomguard.workspace import case_queue, community_clocks
+
+    store = open_store(settings.store)
+    await store.open()
+    try:
+        clocks = await community_clocks(store)
+        return await case_queue(store, settings.cases.half_life_hours, clocks, status=status, limit=limit)
+    finally:
+        await store.close()
+
+
 @cases_app.command("list")
 def cases_list(
     config: ConfigOption = None,
     db: DbOption = None,
     status: Annotated[str | None, typer.Option(help="open, escalated, confirmed, dismissed, banned")] = None,
     limit: int = 50,
+    as_json: JsonOption = False,
 ) -> None:
-    """List cases, highest risk first."""
+    """List cases, highest risk now first (risk read at each community's latest event, with its peak)."""
     settings = _data_settings(config, db, must_exist=True)
-    rows = asyncio.run(_with_store(settings, lambda s: s.list_cases(status, limit)))
+    rows = asyncio.run(_case_rows(settings, status, limit))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
     if not rows:
         console.print("no cases")
         return
-    table = Table("id", "suspect", "community", "status", "risk", "opened", "updated")
+    table = Table("id", "suspect", "community", "status", "risk now", "peak", "band", "updated")
     for row in rows:
         table.add_row(
             str(row["id"]),
-            row["suspect"],
-            row["community"],
-            row["status"],
-            f"{row['risk']:.2f}",
-            row["opened_at"][:16],
-            row["updated_at"][:16],
+            str(row["suspect"]),
+            str(row["community"]),
+            str(row["status"]),
+            f"{row['risk_now']:.2f}",
+            f"{row['peak']:.2f}",
+            str(row["band"]),
+            str(row["updated_at"])[:16],
         )
     console.print(table)
 
 
+async def _case_detail(settings: Settings, case_id: int):  # type: ignore[no-untyped-def]
+    from groomguard.store import open_store
+    from groomguard.workspace import clock_for, community_clocks
+
+    store = open_store(settings.store)
+    await store.open()
+    try:
+        found = await store.get_case(case_id)
+        if found is None:
+            return None
+        return found, clock_for(found[0], await community_clocks(store))
+    finally:
+        await store.close()
+
+
 @cases_app.command("show")
 def cases_show(
-    case_id: Annotated[int, typer.Argument(help="case id")], config: ConfigOption = None, db: DbOption = None
+    case_id: Annotated[int, typer.Argument(help="case id")],
+    config: ConfigOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Show one case: reasons, evidence, findings and the audit trail."""
+    """Show one case: risk now and peak, reasons, evidence with times and children, and the history with notes."""
+    from groomguard.app.sinks import print_card
     from groomguard.cases import CaseBook
+    from groomguard.workspace import detail
 
     settings = _data_settings(config, db, must_exist=True)
-    found = asyncio.run(_with_store(settings, lambda s: s.get_case(case_id)))
-    if found is None:
+    got = asyncio.run(_case_detail(settings, case_id))
+    if got is None:
         err.print(f"[red]no case {case_id}[/]")
         raise typer.Exit(1)
-    case, findings, audit = found
-    card = CaseBook(settings.cases).render(case, case.updated_at)
-    console.print(
-        f"[bold]case #{case.id}[/] {case.suspect} in {case.community} · {case.status} · risk now {card.risk:.2f}"
-    )
-    console.print(alert_table(card))
-    console.print(f"{len(findings)} findings; children involved: {', '.join(case.children) or '-'}")
-    for entry in audit:
-        console.print(f"  {entry['at'][:19]} {entry['actor']} {entry['action']} {entry['detail']}")
+    (case, findings, audit), now = got
+    view = detail(case, findings, audit, now, settings.cases.half_life_hours)
+    if as_json:
+        typer.echo(json.dumps(view, indent=2))
+        return
+    card = CaseBook(settings.cases).render(case, now)
+    console.print(f"[bold]case #{case.id}[/] {case.suspect} in {case.community} (as of {now:%Y-%m-%d %H:%M} UTC)")
+    print_card(console, card, evidence_limit=settings.cases.max_evidence)
+    console.print(f"{len(findings)} findings; children involved: {', '.join(case.children) or '-'}", soft_wrap=True)
+    if view["history"]:
+        console.print("history:")
+    for entry in view["history"]:
+        note = f" — note: {escape(entry['note'])}" if entry.get("note") else ""
+        console.print(f"  {entry['at'][:19]} {escape(entry['by'])} {entry['action']}{note}", soft_wrap=True)
+
+
+DECIDE_CHOICES = ("confirm", "dismiss", "escalate")
+
+
+async def _decide_cli(settings: Settings, case_id: int, decision: str, by: str, note: str):  # type: ignore[no-untyped-def]
+    from groomguard.events import Decision
+    from groomguard.workspace import decide
+
+    # No sinks and hold_actions: the card edit stays in the outbox for the running bot to post.
+    engine = build_engine(settings, [], hold_actions=True)
+    await engine.start()
+    try:
+        return await decide(engine, case_id, Decision(decision), f"cli:{by}", note)
+    finally:
+        await engine.stop()
+
+
+@cases_app.command("decide")
+def cases_decide(
+    case_id: Annotated[int, typer.Argument(help="case id")],
+    decision: Annotated[str, typer.Argument(help="confirm, dismiss or escalate")],
+    by: Annotated[str, typer.Option("--by", help="who decides (your moderator name; it goes into the audit)")],
+    note: Annotated[str, typer.Option("--note", help="why: kept with the decision in the case history")] = "",
+    config: ConfigOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Confirm, dismiss or escalate a case, with the same effects as the card's buttons (audited, card edited).
+
+    The card edit waits in the outbox until the bot that owns the card (Discord, Matrix) posts it. On
+    SQLite run this while the bot is stopped, or decide on the platform; on PostgreSQL it is safe any time.
+    """
+    from groomguard.workspace import DecisionRefused
+
+    if decision not in DECIDE_CHOICES:
+        err.print(f"[red]unknown decision {escape(decision)!r}[/]: use one of {', '.join(DECIDE_CHOICES)}")
+        raise typer.Exit(2)
+    if not by.strip():
+        err.print("[red]--by must name the moderator who decides[/]")
+        raise typer.Exit(2)
+    settings = _data_settings(config, db, must_exist=True)
+    _setup_logging(settings, quiet=True)
+    try:
+        outcome = asyncio.run(_decide_cli(settings, case_id, decision, by.strip(), note))
+    except DecisionRefused as refused:
+        err.print(f"[red]not applied[/]: {escape(str(refused))}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"case": outcome.case_id, "decision": decision, "before": outcome.before, "after": outcome.after}
+            )
+        )
+        return
+    console.print(f"case #{outcome.case_id}: {decision} by {by.strip()} (status {outcome.before} → {outcome.after})")
 
 
 @app.command()

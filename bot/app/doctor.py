@@ -153,8 +153,7 @@ def check_model(settings: Settings) -> list[Check]:
     """The grooming-language model loads with onnxruntime when the detector is enabled."""
     from groomguard.classifier import DEFAULT_MODEL_PATH
 
-    detector = getattr(settings.detectors, "grooming_language", None)
-    enabled = detector is not None and getattr(detector, "enabled", True)
+    enabled = settings.detector("grooming_language").enabled
     if not DEFAULT_MODEL_PATH.exists():
         status = FAIL if enabled else OK
         return [

@@ -20,6 +20,14 @@ def build_engine(
     store: Store | None = None,
     detectors: Sequence[Detector] | None = None,
     clock: Callable[[], datetime] | None = None,
+    hold_actions: bool = False,
 ) -> Engine:
     """An engine on `store`, or on the store `settings.store` asks for (SQLite unless a database_url is set)."""
-    return Engine(settings, sinks, store=store or open_store(settings.store), detectors=detectors, clock=clock)
+    return Engine(
+        settings,
+        sinks,
+        store=store or open_store(settings.store),
+        detectors=detectors,
+        clock=clock,
+        hold_actions=hold_actions,
+    )

@@ -7,31 +7,58 @@ from pathlib import Path
 from typing import IO
 
 from groomguard.actions import ChildNotice, Enforcement, ModAlert
+from groomguard.workspace import evidence_line
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+#: Evidence lines a terminal card shows; `groomguard cases show ID` lists them all.
+EVIDENCE_SHOWN = 8
 
-def alert_table(alert: ModAlert) -> Table:
+
+def card_title(alert: ModAlert) -> str:
+    """'case #3 · adult0002 · risk now 0.93 (very high) · peak 0.99 · open' — the same words on every surface."""
+    band = f" ({alert.band})" if alert.band else ""
+    return (
+        f"case #{alert.case_id} · {alert.suspect} · risk now {alert.risk:.2f}{band} · peak {alert.peak:.2f} · "
+        f"{alert.status}"
+    )
+
+
+def alert_table(alert: ModAlert, evidence_limit: int = EVIDENCE_SHOWN) -> Table:
     """The reasons and evidence of an alert as a table (shared by the terminal sink and the CLI)."""
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold")
     table.add_column()
+    if alert.recommended:
+        table.add_row("recommended", alert.recommended)
     for reason in alert.reasons:
-        table.add_row(f"{reason.detector} {reason.score:.2f}", reason.text)
-    if alert.evidence:
-        shown = ", ".join(f"{e.kind}:{e.ref}" for e in alert.evidence[:8])
-        more = f" (+{len(alert.evidence) - 8} more)" if len(alert.evidence) > 8 else ""
-        table.add_row("evidence", shown + more)
+        table.add_row(reason.title or reason.detector, f"{reason.score:.2f} · {reason.text}")
+    shown = alert.evidence[:evidence_limit]
+    for n, item in enumerate(shown):
+        table.add_row("evidence" if n == 0 else "", evidence_line(item))
+    if len(alert.evidence) > len(shown):
+        table.add_row("", f"+{len(alert.evidence) - len(shown)} more: groomguard cases show {alert.case_id}")
+    if alert.children:
+        table.add_row(
+            "children",
+            f"{len(alert.children)}: {', '.join(alert.children[:12])}" + (" …" if len(alert.children) > 12 else ""),
+        )
+    if alert.risk_note:
+        table.add_row("", f"[dim]{alert.risk_note}[/]")
     return table
 
 
 class TerminalSink:
-    """Prints alert cards, child notices (as sent) and enforcement for someone watching the console."""
+    """Prints alert cards, child notices (as sent) and enforcement for someone watching the console.
 
-    def __init__(self, console: Console | None = None, show_updates: bool = True) -> None:
+    `show_alerts=False` leaves cards out (a replay prints each case's final card once it has finished).
+    """
+
+    def __init__(self, console: Console | None = None, show_updates: bool = True, show_alerts: bool = True) -> None:
         self.console = console or Console()
         self.show_updates = show_updates
+        self.show_alerts = show_alerts
         self.seen: set[str] = set()
 
     async def deliver(self, action: ModAlert | ChildNotice | Enforcement) -> None:
@@ -39,12 +66,9 @@ class TerminalSink:
             return
         self.seen.add(action.action_id)
         if isinstance(action, ModAlert):
-            if action.is_update and not self.show_updates:
+            if not self.show_alerts or (action.is_update and not self.show_updates):
                 return
-            title = f"case #{action.case_id} · {action.suspect} · risk {action.risk:.2f} · {action.status}"
-            if action.is_update:
-                title += f" · update {action.version}"
-            self.console.print(Panel(alert_table(action), title=title, title_align="left", border_style="red"))
+            print_card(self.console, action)
         elif isinstance(action, ChildNotice):
             title = f"private notice to {action.child} · case #{action.case_id} · never shown to the other account"
             self.console.print(Panel(action.text, title=title, title_align="left", border_style="cyan"))
@@ -52,6 +76,14 @@ class TerminalSink:
             self.console.print(
                 f"[yellow]{action.decision.value} {action.suspect}[/] by {action.moderator}: {action.reason}"
             )
+
+
+def print_card(console: Console, alert: ModAlert, evidence_limit: int = EVIDENCE_SHOWN) -> None:
+    """One alert card as a panel (the terminal's version of the Discord embed and the Matrix card)."""
+    title = card_title(alert)
+    if alert.is_update:
+        title += f" · update {alert.version}"
+    console.print(Panel(alert_table(alert, evidence_limit), title=title, title_align="left", border_style="red"))
 
 
 class JsonlSink:

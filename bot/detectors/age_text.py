@@ -7,10 +7,10 @@ import re
 from collections.abc import Sequence
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState
+from groomguard.detectors.base import DetectorSettings, DetectorState, StoreBackedDetector
 from groomguard.events import AgeBand, BaseEvent, MessageEdited, MessageSent
 from groomguard.findings import Finding
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,9 @@ PATTERNS: tuple[tuple[re.Pattern[str], int], ...] = (
 )
 
 
-class AgeTextSettings(BaseModel):
+class AgeTextSettings(DetectorSettings):
     """Bounds for age_text; a stated age only ever tightens protection."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="turn the detector on or off")
     min_age: int = Field(
         8, ge=5, le=17, description="youngest stated age believed; lower catches young children, misreads more numbers"
     )
@@ -63,7 +60,7 @@ def stated_age(text: str) -> int | None:
     return None
 
 
-class AgeTextDetector:
+class AgeTextDetector(StoreBackedDetector[AgeTextSettings]):
     """Marks an unknown-age author as a likely minor when they state an under-18 age; never relaxes anything."""
 
     name: ClassVar[str] = "age_text"
@@ -73,9 +70,6 @@ class AgeTextDetector:
         MessageSent,
         MessageEdited,
     )
-
-    def __init__(self, settings: AgeTextSettings) -> None:
-        self.settings = settings
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, MessageSent | MessageEdited) or not event.text:

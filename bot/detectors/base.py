@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from groomguard.events import BaseEvent
 from groomguard.findings import Finding
 from groomguard.records import Account, ContactEdge, RequestRecord, Turn, ViewerHour, ViewShare
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DetectorMemory(Protocol):
@@ -104,12 +104,70 @@ class DetectorState(Protocol):
 class Detector(Protocol):
     """A named detector; `inspect` must not do platform I/O and must tolerate unknown accounts.
 
-    A detector may declare `handles: ClassVar[tuple[type[BaseEvent], ...]]`, the event types it
-    reads; the engine then feeds it only those (without it, every event)."""
+    Every member is required (`check_detector` says which one a class lacks): the engine feeds a
+    detector only the event types in `handles`, runs it only while `enabled`, and calls `forget` on
+    every erasure request.
+    """
 
     name: ClassVar[str]
 
+    #: The event types it reads; the engine feeds it nothing else (`(BaseEvent,)`: every event).
+    handles: ClassVar[tuple[type[BaseEvent], ...]]
+
+    @property
+    def enabled(self) -> bool:
+        """False when its settings turn it off; the engine then never feeds it."""
+        ...
+
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]: ...
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """Erase what it holds about `account` in this process; its `DetectorMemory` rows the engine erases."""
+        ...
+
+
+#: The members `check_detector` looks for: the `Detector` protocol's.
+DETECTOR_MEMBERS = ("name", "handles", "enabled", "inspect", "forget")
+
+
+def check_detector(detector: object) -> Detector:
+    """`detector` itself, or a TypeError naming the `Detector` members its class lacks (caught at start-up,
+    not at the first erasure request)."""
+    missing = [member for member in DETECTOR_MEMBERS if not hasattr(detector, member)]
+    if missing:
+        raise TypeError(
+            f"{type(detector).__name__} is not a detector: it lacks {', '.join(missing)} "
+            "(see groomguard.detectors.base.Detector)"
+        )
+    return detector  # type: ignore[return-value]
+
+
+class DetectorSettings(BaseModel):
+    """What every detector's settings have: unknown keys are refused, and the detector can be turned off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="turn the detector on or off")
+
+
+SettingsT = TypeVar("SettingsT", bound=DetectorSettings)
+
+
+class StoreBackedDetector(Generic[SettingsT]):
+    """A detector built from its settings that remembers nothing outside the store: `enabled` follows the
+    settings, and `forget` has nothing of its own to erase (its `DetectorMemory` rows and the store's
+    tables are erased by the engine's forget). A detector holding state in the process overrides `forget`.
+    """
+
+    def __init__(self, settings: SettingsT) -> None:
+        self.settings = settings
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """Nothing to erase here: what it remembers is in the store, which the engine's forget erases."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +176,7 @@ class DetectorSpec:
 
     name: str
     summary: str
-    settings_model: type[BaseModel]
+    settings_model: type[DetectorSettings]
     factory: Callable[[Any], Detector]
 
 
@@ -126,3 +184,55 @@ def ramp(count: float, at_floor: float, at_top: float, floor: float, top: float)
     """A score rising linearly from `floor` (at `at_floor`) to `top` (at `at_top` and beyond)."""
     progress = min(1.0, max(0.0, (count - at_floor) / (at_top - at_floor)))
     return floor + (top - floor) * progress
+
+
+class RampSettings(DetectorSettings):
+    """Settings of a detector whose score rises (`ramp`) from `floor_score` at a floor count to a top score at a
+    saturating count: the checks that they are in order, and the score, are this class's.
+
+    The keys stay each detector's own, as its TOML documents them: a subclass declares the two counts
+    (`min_minors`/`saturate_minors`, `min_refused`/`saturate_refused`...), `floor_score` and, where it has
+    one, `top_score`, with its own defaults and descriptions, and names the counts in `ramp_counts`. This
+    class adds no key, so neither the keys nor their order change.
+    """
+
+    #: The fields holding the count where the score starts (at `floor_score`) and the count where it tops out.
+    ramp_counts: ClassVar[tuple[str, str]]
+    #: The field holding the score at the saturating count; None: the score tops out at 1.0.
+    ramp_top: ClassVar[str | None] = "top_score"
+    if TYPE_CHECKING:
+        # Declared by every subclass, with its own default and description (checked at import).
+        floor_score: float
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, at import, a subclass whose ramp names fields it does not have."""
+        super().__pydantic_init_subclass__(**kwargs)
+        names = [*cls.ramp_counts, "floor_score", *([cls.ramp_top] if cls.ramp_top else [])]
+        missing = [name for name in names if name not in cls.model_fields]
+        if missing:
+            raise TypeError(f"{cls.__name__} names ramp fields it does not declare: {', '.join(missing)}")
+
+    @model_validator(mode="after")
+    def _ramp_in_order(self) -> Self:
+        low, high = self.ramp_counts
+        if getattr(self, high) <= getattr(self, low):
+            raise ValueError(f"{high} must be greater than {low}")
+        if self.ramp_top is not None and self.top < self.floor_score:
+            raise ValueError(f"{self.ramp_top} must be at least floor_score")
+        return self
+
+    @property
+    def top(self) -> float:
+        """The score at the saturating count and beyond."""
+        return float(getattr(self, self.ramp_top)) if self.ramp_top is not None else 1.0
+
+    def progress(self, count: float) -> float:
+        """How far `count` is along the ramp: 0.0 at the floor count (and below), 1.0 at the saturating count."""
+        low, high = self.ramp_counts
+        return ramp(count, getattr(self, low), getattr(self, high), 0.0, 1.0)
+
+    def score(self, count: float) -> float:
+        """The score at `count`: the floor score at the floor count, the top at the saturating count and beyond."""
+        low, high = self.ramp_counts
+        return ramp(count, getattr(self, low), getattr(self, high), self.floor_score, self.top)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, ramp
+from groomguard.detectors.base import DetectorState, RampSettings, StoreBackedDetector
 from groomguard.events import AgeBand, BaseEvent, ContactKind, ContactRequested
 from groomguard.findings import Evidence, Finding
 from groomguard.records import Account, ContactEdge
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 #: Contact made in front of everyone; from a moderator, bot or creator it is the role, not a relationship.
 _PUBLIC_KINDS = frozenset({ContactKind.REPLY.value, ContactKind.MENTION.value})
@@ -21,12 +21,12 @@ _PUBLIC_KINDS = frozenset({ContactKind.REPLY.value, ContactKind.MENTION.value})
 RANK_METRIC = "fan_out.minors"
 
 
-class FanOutSettings(BaseModel):
-    """Thresholds for fan_out; each says what it trades off."""
+class FanOutSettings(RampSettings):
+    """Thresholds for fan_out; each says what it trades off (the score tops out at 1.0)."""
 
-    model_config = ConfigDict(extra="forbid")
+    ramp_counts = ("min_minors", "saturate_minors")
+    ramp_top = None
 
-    enabled: bool = Field(True, description="turn the detector on or off")
     window_hours: float = Field(
         24 * 28,
         gt=0,
@@ -84,12 +84,6 @@ class FanOutSettings(BaseModel):
         description="a hub also needs at least this many accepted contacts, so in small communities ordinary friends "
         "are not hubs (moderators, bots and room creators never count, whatever their degree)",
     )
-
-    @model_validator(mode="after")
-    def _saturate_above_floor(self) -> FanOutSettings:
-        if self.saturate_minors <= self.min_minors:
-            raise ValueError("saturate_minors must be greater than min_minors")
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,35 +228,45 @@ def contact_reason(contacts: Sequence[MinorContact], span: str) -> str:
     return reason
 
 
+#: How each kind of first contact reads on a card.
+_CONTACT_WORDS = {
+    "friend": "friend request",
+    "follow": "followed them",
+    "dm": "invited them to a private chat",
+    "reply": "first reply to them",
+    "mention": "first mention of them",
+    "invite": "invited them to a room",
+}
+
+
 def contact_evidence(contacts: Sequence[MinorContact], limit: int = 25) -> tuple[Evidence, ...]:
     """One evidence line per contacted minor, cold ones first, with the event that started the contact."""
     ordered = sorted(contacts, key=lambda c: (not c.cold, c.edge.at))
     out = []
     for c in ordered[:limit]:
+        # Plain words with the time and the child as fields (cards print them), no event ids.
         facts = [
-            c.edge.kind,
-            c.edge.at.strftime("%Y-%m-%d %H:%M"),
-            "no mutual" if c.mutuals == 0 else f"{c.mutuals} mutual",
+            _CONTACT_WORDS.get(c.edge.kind, f"{c.edge.kind} contact"),
+            "no mutual contact" if c.mutuals == 0 else f"{c.mutuals} mutual contact(s)",
         ]
         if c.impersonal_mutuals:
             facts.append(f"{c.impersonal_mutuals} moderator/hub in common, not counted")
         facts.append("shares region" if c.shares_region else "no shared region")
         if c.answered_inbound:
             facts.append("they contacted first")
-        out.append(Evidence(kind="account", ref=c.edge.target, label=f"{'; '.join(facts)} (event {c.edge.event_key})"))
+        out.append(
+            Evidence(kind="account", ref=c.edge.target, label="; ".join(facts), at=c.edge.at, child=c.edge.target)
+        )
     return tuple(out)
 
 
-class FanOutDetector:
+class FanOutDetector(StoreBackedDetector[FanOutSettings]):
     """Counts distinct minors an account *started* contact with and shares no mutual or region with."""
 
     name: ClassVar[str] = "fan_out"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContactRequested,)
-
-    def __init__(self, settings: FanOutSettings) -> None:
-        self.settings = settings
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, ContactRequested) or event.source == event.target:
@@ -296,7 +300,7 @@ class FanOutDetector:
         self, event: ContactRequested, contacts: Sequence[MinorContact], cold: int, rank: float | None, reached: int
     ) -> Finding:
         s = self.settings
-        score = ramp(cold, s.min_minors, s.saturate_minors, s.floor_score, 1.0)
+        score = s.score(cold)
         reason = contact_reason(contacts, span_text(s.window_hours))
         if reached > len(contacts):
             reason += f"; {len(contacts)} of the {reached} accounts it reached were minors"

@@ -7,20 +7,20 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from groomguard.addressing import addressees
 from groomguard.classifier import OnnxClassifier, TextClassifier, load_default_classifier
-from groomguard.detectors.base import DetectorMemory, DetectorState
+from groomguard.detectors.base import DetectorMemory, DetectorSettings, DetectorState
 from groomguard.events import BaseEvent, MessageEdited, MessageSent
 from groomguard.evidence import ConversationEvidence, EvidenceSettings, logit, sigmoid, with_second_opinion
 from groomguard.findings import Evidence, Finding
 from groomguard.memory import MemoryBook
 from groomguard.stages import STAGES, StageTagger, default_tagger
-from groomguard.text import content_words, model_text, normalize
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from groomguard.text import content_words, fold, model_text
+from pydantic import Field, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,9 @@ class LanguageRouter(Protocol):
         ...
 
 
-class GroomingLanguageSettings(BaseModel):
+class GroomingLanguageSettings(DetectorSettings):
     """Thresholds and bounds for grooming-language detection."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="turn the detector on or off")
     model_path: str | None = Field(
         None, description="path to a grooming .onnx model; empty uses the shipped models/grooming.onnx"
     )
@@ -145,7 +142,8 @@ class _Conversation:
 
     evidence: dict[str, ConversationEvidence] = field(default_factory=dict)
     message_ids: deque[str] = field(default_factory=deque)
-    matches: deque[tuple[str, list[tuple[str, str]]]] = field(default_factory=deque)
+    #: (message id, [(stage, matched phrase)], message time ISO) of the last messages that matched a stage.
+    matches: deque[tuple[str, list[tuple[str, str]], str]] = field(default_factory=deque)
     count: int = 0
     level: int = 0  # 0 nothing sent, 1 child notice, 2 moderator finding
     alerted_risk: float = 0.0
@@ -161,7 +159,7 @@ class _Conversation:
         return {
             "evidence": {lang: ev.to_dict() for lang, ev in self.evidence.items()},
             "message_ids": list(self.message_ids),
-            "matches": [[m, [list(x) for x in ms]] for m, ms in self.matches],
+            "matches": [[m, [list(x) for x in ms], at] for m, ms, at in self.matches],
             "count": self.count,
             "level": self.level,
             "alerted_risk": self.alerted_risk,
@@ -176,7 +174,11 @@ class _Conversation:
         return cls(
             evidence={str(k): ConversationEvidence.from_dict(v) for k, v in dict(data.get("evidence", {})).items()},
             message_ids=deque(str(x) for x in data.get("message_ids", ())),
-            matches=deque((str(m), [(str(a), str(b)) for a, b in ms]) for m, ms in data.get("matches", ())),
+            # Rows stored before message times were kept have two items: their time is unknown ("").
+            matches=deque(
+                (str(row[0]), [(str(a), str(b)) for a, b in row[1]], str(row[2]) if len(row) > 2 else "")
+                for row in data.get("matches", ())
+            ),
             count=int(data.get("count", 0)),
             level=int(data.get("level", 0)),
             alerted_risk=float(data.get("alerted_risk", 0.0)),
@@ -243,6 +245,10 @@ class GroomingLanguageDetector:
         #: Messages per language that were reported "not scored" (read by metrics).
         self.unscored_messages: dict[str, int] = {}
 
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
     def _evidence_settings(self, tagger: StageTagger, joiner: str) -> EvidenceSettings:
         s = self.settings
         return EvidenceSettings(
@@ -278,7 +284,7 @@ class GroomingLanguageDetector:
         if not weighted:
             return ()
         children = list(weighted)
-        folded = normalize(event.text)
+        folded = fold(event.text)
         if folded.binary or not folded.text.strip():
             return ()
         expires = event.at + timedelta(days=self.settings.memory_days)
@@ -317,7 +323,7 @@ class GroomingLanguageDetector:
             while len(conv.lang_lines) > keep:
                 conv.lang_lines.popleft()
             if matches:
-                conv.matches.append((event.message_id, [(m.stage, m.span) for m in matches]))
+                conv.matches.append((event.message_id, [(m.stage, m.span) for m in matches], event.at.isoformat()))
                 while len(conv.matches) > keep:
                     conv.matches.popleft()
             evidence = conv.evidence.setdefault(code if scored else ENGLISH, ConversationEvidence())
@@ -406,14 +412,14 @@ class GroomingLanguageDetector:
         level = 2 if risk >= self.moderator_threshold else 1 if risk >= self.notice_threshold else 0
         if level == 0:
             return None
-        refresh = (
-            level == 2
-            and conv.level == 2
-            and (risk >= conv.alerted_risk + s.rise_to_update or not seen <= conv.alerted_stages)
-        )
-        if level <= conv.level and not refresh:
+        new_stages = seen - conv.alerted_stages
+        refresh = level == 2 and conv.level == 2 and (risk >= conv.alerted_risk + s.rise_to_update or bool(new_stages))
+        # A stage not reported before (photos, a meeting after small talk) is news at either level: the case
+        # hears of it, and the child may be told again; NoticeBook decides whether a second notice goes out.
+        restage = level >= 1 and conv.level >= 1 and bool(new_stages)
+        if level <= conv.level and not refresh and not restage:
             return None
-        notify = conv.level == 0  # the child hears once per conversation; NoticeBook rate-limits too
+        notify = conv.level == 0 or bool(new_stages)
         conv.level = max(conv.level, level)
         conv.alerted_risk = risk
         conv.alerted_stages = conv.alerted_stages | seen
@@ -438,7 +444,18 @@ class GroomingLanguageDetector:
                 score=min(risk, s.child_only_score),
                 reason=f"messages to an under-18 account read like grooming ({named})"[:500],
                 evidence=(
-                    *(Evidence(kind="message", ref=m, label="scored message") for m in list(conv.message_ids)[-3:]),
+                    *(
+                        self._excerpts(conv, child)
+                        or [
+                            Evidence(
+                                kind="conversation",
+                                ref=event.conversation,
+                                label=f"{conv.count} messages to the child read like grooming (no single phrase to quote)",
+                                at=event.at,
+                                child=child,
+                            )
+                        ]
+                    ),
                     *extra,
                 ),
                 at=event.at,
@@ -459,8 +476,10 @@ class GroomingLanguageDetector:
                     kind="conversation",
                     ref=event.conversation,
                     label=f"{conv.count} messages to the child; seen: {named}"[:300],
+                    at=event.at,
+                    child=child,
                 ),
-                *self._excerpts(conv),
+                *self._excerpts(conv, child),
                 *extra,
             ),
             at=event.at,
@@ -470,18 +489,27 @@ class GroomingLanguageDetector:
             stages=stages,
         )
 
-    def _excerpts(self, conv: _Conversation) -> list[Evidence]:
-        # Minimal evidence: only the matched phrase of each stage, one per stage, newest
-        # first, so moderators see why without reading the whole conversation here.
+    def _excerpts(self, conv: _Conversation, child: str) -> list[Evidence]:
+        # Minimal evidence: only the matched phrase of each stage, one per stage, newest first, cut to
+        # excerpt_chars, so moderators see why without reading the whole conversation here. The stage is
+        # named in plain words, with the message's time and the child it was sent to.
         out: list[Evidence] = []
         shown: set[str] = set()
-        for message_id, matches in reversed(conv.matches):
+        for message_id, matches, at in reversed(conv.matches):
             for stage, span in matches:
                 if stage in shown or len(out) >= self.settings.max_excerpts:
                     continue
                 shown.add(stage)
                 excerpt = span[: self.settings.excerpt_chars]
-                out.append(Evidence(kind="message", ref=message_id, label=f"{stage.replace('_', ' ')}: “{excerpt}”"))
+                out.append(
+                    Evidence(
+                        kind="message",
+                        ref=message_id,
+                        label=f"{STAGE_WORDS.get(stage, stage.replace('_', ' '))}: “{excerpt}”"[:300],
+                        at=datetime.fromisoformat(at) if at else None,
+                        child=child,
+                    )
+                )
         return out
 
     def forget(self, account: str, community: str | None = None) -> None:

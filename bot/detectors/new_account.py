@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, ramp
+from groomguard.detectors.base import DetectorState, RampSettings, StoreBackedDetector
 from groomguard.detectors.fan_out import (
     HubRule,
     classify,
@@ -18,15 +18,14 @@ from groomguard.detectors.fan_out import (
 from groomguard.events import BaseEvent, ContactRequested
 from groomguard.findings import Finding
 from groomguard.records import Account
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 
-class NewAccountSettings(BaseModel):
+class NewAccountSettings(RampSettings):
     """Thresholds for new_account_contact; each says what it trades off."""
 
-    model_config = ConfigDict(extra="forbid")
+    ramp_counts = ("min_minors", "saturate_minors")
 
-    enabled: bool = Field(True, description="turn the detector on or off")
     max_account_age_hours: float = Field(
         24 * 7,
         gt=0,
@@ -55,14 +54,6 @@ class NewAccountSettings(BaseModel):
     )
     hub_min_degree: int = Field(50, ge=2, description="as fan_out.hub_min_degree: the least degree a hub needs")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> NewAccountSettings:
-        if self.saturate_minors <= self.min_minors:
-            raise ValueError("saturate_minors must be greater than min_minors")
-        if self.top_score < self.floor_score:
-            raise ValueError("top_score must be at least floor_score")
-        return self
-
 
 def account_age_hours(account: Account, now_hours: float) -> float | None:
     """Hours since the account was created (or joined, or was first seen); None if unknown."""
@@ -72,16 +63,13 @@ def account_age_hours(account: Account, now_hours: float) -> float | None:
     return now_hours - born.timestamp() / 3600
 
 
-class NewAccountDetector:
+class NewAccountDetector(StoreBackedDetector[NewAccountSettings]):
     """Flags accounts younger than a few days that start contact with several unconnected minors."""
 
     name: ClassVar[str] = "new_account_contact"
 
     #: The only event types this detector reads; the engine feeds it nothing else.
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContactRequested,)
-
-    def __init__(self, settings: NewAccountSettings) -> None:
-        self.settings = settings
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, ContactRequested) or event.source == event.target:
@@ -102,7 +90,7 @@ class NewAccountDetector:
         cold = sum(1 for x in contacts if x.cold)
         if cold < s.min_minors or not any(x.cold and x.edge.target == event.target for x in contacts):
             return ()
-        score = ramp(cold, s.min_minors, s.saturate_minors, s.floor_score, s.top_score)
+        score = s.score(cold)
         reason = f"account is {span_text(round(max(age, 1)))} old and " + contact_reason(contacts, "that time")
         return (
             Finding(

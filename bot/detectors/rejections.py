@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, ramp
+from groomguard.detectors.base import DetectorState, RampSettings, StoreBackedDetector
 from groomguard.detectors.fan_out import span_text
-from groomguard.events import BaseEvent, ContactAnswered, ContactKind, ContactRequested
+from groomguard.events import REQUEST_KINDS, Answer, BaseEvent, ContactAnswered, ContactKind, ContactRequested
 from groomguard.findings import Evidence, Finding
+from groomguard.memory import MemoryRow
 from groomguard.records import RequestRecord
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, ValidationError
+
+log = logging.getLogger(__name__)
 
 #: Request statuses that mean the child said no (or never said yes).
 REFUSED = frozenset({"rejected", "expired"})
+#: Statuses that are no answer from the child at all (the inviter withdrew it): counted neither way.
+WITHDRAWN = frozenset({"withdrawn"})
+#: Detector-memory name of the requests to minors still waiting for an answer (read by `due_expiries`).
+PENDING_REQUESTS = "rejections.pending"
 
 
-class RejectionsSettings(BaseModel):
+class RejectionsSettings(RampSettings):
     """Thresholds for rejections; each says what it trades off."""
 
-    model_config = ConfigDict(extra="forbid")
+    ramp_counts = ("min_refused", "saturate_refused")
 
-    enabled: bool = Field(True, description="turn the detector on or off")
     window_hours: float = Field(
         24 * 28,
         gt=0,
@@ -63,14 +71,6 @@ class RejectionsSettings(BaseModel):
     )
     top_score: float = Field(0.9, gt=0, le=1, description="score at saturate_refused")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> RejectionsSettings:
-        if self.saturate_refused <= self.min_refused:
-            raise ValueError("saturate_refused must be greater than min_refused")
-        if self.top_score < self.floor_score:
-            raise ValueError("top_score must be at least floor_score")
-        return self
-
 
 def settle(record: RequestRecord, now: datetime, expire_after: timedelta) -> str:
     """The request's status as of `now`: a pending request past the expiry counts as expired."""
@@ -79,7 +79,47 @@ def settle(record: RequestRecord, now: datetime, expire_after: timedelta) -> str
     return record.status
 
 
-class RejectionsDetector:
+def _pending_key(source: str, target: str, request_id: str | None) -> str:
+    """The memory key of one request: the store's (source, target, request id), as `state` defaults the id."""
+    return f"{source}|{target}|{request_id or f'{source}>{target}'}"
+
+
+def due_expiries(rows: Iterable[MemoryRow], now: datetime, settings: RejectionsSettings) -> list[ContactAnswered]:
+    """The requests to minors still unanswered `expire_after_hours` after they were sent, by `now`, as
+    `expired` answers dated at their expiry: what a platform that never reports expiry cannot send.
+
+    The engine ingests them on a clock (`Engine.expire_requests`), so an account whose requests go
+    unanswered is found when they expire, not only when it sends the next one. A row that cannot be
+    read is logged and skipped.
+    """
+    expire = timedelta(hours=settings.expire_after_hours)
+    out = []
+    for row in rows:
+        if row.value is None:
+            continue
+        try:
+            pending = json.loads(row.value)
+            due = datetime.fromisoformat(pending["at"]) + expire
+            if due > now:
+                continue
+            out.append(
+                ContactAnswered(
+                    event_id=f"{pending['event_id']}#expired",
+                    platform=pending["platform"],
+                    community=row.community,
+                    at=due,
+                    source=pending["source"],
+                    target=pending["target"],
+                    answer=Answer.EXPIRED,
+                    request_id=pending["request_id"],
+                )
+            )
+        except (KeyError, TypeError, ValueError, ValidationError) as error:
+            log.warning("skipped unreadable pending request %s in %s: %s", row.key, row.community, error)
+    return out
+
+
+class RejectionsDetector(StoreBackedDetector[RejectionsSettings]):
     """Counts requests to minors that were rejected or expired unanswered, with a count floor and a ratio."""
 
     name: ClassVar[str] = "rejections"
@@ -90,11 +130,32 @@ class RejectionsDetector:
         ContactAnswered,
     )
 
-    def __init__(self, settings: RejectionsSettings) -> None:
-        self.settings = settings
+    @staticmethod
+    def _await_answer(event: ContactRequested, state: DetectorState, expire: timedelta, moderated: bool) -> None:
+        """Remember a request to a minor until it is answered, so it can expire on time (`due_expiries`)."""
+        if event.kind not in REQUEST_KINDS or (moderated and event.kind is ContactKind.INVITE):
+            return  # not answerable, or a moderator's or creator's invitation (the layout): never counted
+        pending = {
+            "platform": event.platform,
+            "event_id": event.event_id,
+            "source": event.source,
+            "target": event.target,
+            "request_id": event.request_id,
+            "at": event.at.isoformat(),
+        }
+        state.memory(PENDING_REQUESTS).put(
+            event.community,
+            _pending_key(event.source, event.target, event.request_id),
+            pending,
+            accounts=(event.source, event.target),
+            expires_at=event.at + expire,
+        )
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if isinstance(event, ContactAnswered):
+            # Answered, expired or withdrawn: it no longer waits for the expiry (`due_expiries`).
+            pending_key = _pending_key(event.source, event.target, event.request_id)
+            state.memory(PENDING_REQUESTS).delete(event.community, pending_key)
             if event.answer.value not in REFUSED:
                 return ()
         elif not isinstance(event, ContactRequested):
@@ -107,6 +168,8 @@ class RejectionsDetector:
         if not source.may_be_adult or not target.is_minor:
             return ()
         expire = timedelta(hours=s.expire_after_hours)
+        if isinstance(event, ContactRequested):
+            self._await_answer(event, state, expire, moderated=bool(source.standings))
         settled: list[tuple[RequestRecord, str]] = []
         sent = await state.requests_sent(c, event.source, event.at - timedelta(hours=s.window_hours))
         to_minors = 0
@@ -118,6 +181,8 @@ class RejectionsDetector:
                 continue
             to_minors += 1
             status = settle(record, event.at, expire)
+            if status in WITHDRAWN:
+                continue
             if status != "pending":
                 settled.append((record, status))
         refused = [(r, st) for r, st in settled if st in REFUSED]
@@ -128,7 +193,7 @@ class RejectionsDetector:
         # A new request only re-reports when it is what reveals requests left unanswered past the expiry.
         if isinstance(event, ContactRequested) and not any(r.status == "pending" for r, _ in refused):
             return ()
-        score = ramp(len(refused), s.min_refused, s.saturate_refused, s.floor_score, s.top_score)
+        score = s.score(len(refused))
         rejected = sum(1 for _, st in refused if st == "rejected")
         expired = len(refused) - rejected
         minors = len({r.target for r, _ in settled})
@@ -140,7 +205,9 @@ class RejectionsDetector:
             Evidence(
                 kind="request",
                 ref=r.request_id,
-                label=f"{r.kind} to {r.target} on {r.requested_at:%Y-%m-%d %H:%M}: {st} (event {r.event_key})",
+                label=f"{r.kind} request {'rejected' if st == 'rejected' else 'never answered'}",
+                at=r.requested_at,
+                child=r.target,
             )
             for r, st in sorted(refused, key=lambda x: x[0].requested_at)[-25:]
         )

@@ -6,19 +6,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from groomguard.detectors.base import DetectorState, ramp
+from groomguard.detectors.base import DetectorState, RampSettings, StoreBackedDetector, ramp
 from groomguard.events import BaseEvent, ContentViewed
 from groomguard.findings import Evidence, Finding
 from groomguard.records import Account
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 
-class ViewSpikeSettings(BaseModel):
+class ViewSpikeSettings(RampSettings):
     """Thresholds for view_spike; each says what it trades off."""
 
-    model_config = ConfigDict(extra="forbid")
+    ramp_counts = ("min_views", "saturate_views")
 
-    enabled: bool = Field(True, description="turn the detector on or off")
     ewma_alpha: float = Field(
         0.05,
         gt=0,
@@ -64,7 +63,7 @@ class ViewSpikeSettings(BaseModel):
     top_score: float = Field(0.85, gt=0, le=1, description="score at saturate_views")
 
 
-class ViewSpikeDetector:
+class ViewSpikeDetector(StoreBackedDetector[ViewSpikeSettings]):
     """Compares a viewer's hourly views of minors' content to their EWMA baseline and the community's share."""
 
     name: ClassVar[str] = "view_spike"
@@ -72,11 +71,9 @@ class ViewSpikeDetector:
     #: The only event types this detector reads; the engine feeds it nothing else.
     handles: ClassVar[tuple[type[BaseEvent], ...]] = (ContentViewed,)
 
-    def __init__(self, settings: ViewSpikeSettings) -> None:
-        self.settings = settings
-        # What it remembers, "fired for this viewer this hour at N views" (one finding per hour unless
-        # the views double), lives in the detector memory under the viewer's id, so a restart in the
-        # middle of a burst neither repeats the finding nor forgets it (groomguard.detectors.base.DetectorMemory).
+    # What it remembers, "fired for this viewer this hour at N views" (one finding per hour unless
+    # the views double), lives in the detector memory under the viewer's id, so a restart in the
+    # middle of a burst neither repeats the finding nor forgets it (groomguard.detectors.base.DetectorMemory).
 
     @staticmethod
     async def _cold_authors(state: DetectorState, community: str, viewer: Account, authors: frozenset[str]) -> set[str]:
@@ -127,7 +124,7 @@ class ViewSpikeDetector:
             expires_at=datetime.fromtimestamp((hour.hour + 1) * 3600, UTC),
         )
         # Whichever measure is further along its ramp sets the score (both are at or past their floor here).
-        by_views = ramp(hour.to_minors, s.min_views, max(s.min_views + 1, s.saturate_views), 0.0, 1.0)
+        by_views = s.progress(hour.to_minors)
         by_authors = ramp(
             len(cold), s.min_minor_authors, max(s.min_minor_authors + 1, s.saturate_minor_authors), 0.0, 1.0
         )
@@ -142,13 +139,20 @@ class ViewSpikeDetector:
             Evidence(
                 kind="view_bucket",
                 ref=f"{event.viewer}@{hour.hour}",
-                label=f"hour starting {event.at:%Y-%m-%d %H}:00 UTC: {hour.to_minors} of {hour.total} views to minors",
+                label=f"{hour.to_minors} of {hour.total} views that hour went to children's posts",
+                at=event.at.replace(minute=0, second=0, microsecond=0),
             ),
             *(
-                Evidence(kind="account", ref=a, label="minor whose posts were viewed that hour")
+                Evidence(kind="account", ref=a, label="their posts were viewed that hour", child=a, at=event.at)
                 for a in sorted(cold)[:20]
             ),
-            Evidence(kind="account", ref=event.author, label=f"latest minor viewed (event {event.key})"),
+            Evidence(
+                kind="account",
+                ref=event.author,
+                label="the latest child whose post was viewed",
+                child=event.author,
+                at=event.at,
+            ),
         )
         return (
             Finding(

@@ -40,6 +40,8 @@ from groomguard.store.partitions import DEFAULT_PARTITIONS, Partitions, partitio
 from pydantic import TypeAdapter
 
 log = logging.getLogger(__name__)
+#: `meta` rows holding one-time web sign-in links, by token digest.
+WEB_LINK = "web_link:"
 T = TypeVar("T")
 
 ACTION_ADAPTER: TypeAdapter[ActionT] = TypeAdapter(Action)
@@ -325,9 +327,9 @@ class PostgresStore:
             slowest = min([snap.watermark_at, *(datetime.fromisoformat(r[1]) for r in clocks)])
             day_ago = (slowest - timedelta(days=1)).isoformat()
             rows = await self.db.fetch(
-                "SELECT community, child, suspect, at FROM notices WHERE at >= $1 ORDER BY at", day_ago
+                "SELECT community, child, suspect, at, stage FROM notices WHERE at >= $1 ORDER BY at", day_ago
             )
-            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3])) for r in parts.keep(rows, _first)]
+            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in parts.keep(rows, _first)]
         rows = await self.db.fetch("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed') ORDER BY id")
         snap.cases = [Case.from_row(row) for row in parts.keep(rows, lambda r: r["community"])]
         snap.next_case_id = int(await self.db.fetchval("SELECT COALESCE(MAX(id), 0) + 1 FROM cases"))
@@ -456,7 +458,7 @@ class PostgresStore:
                             f.suspect,
                             f.score,
                             f.reason,
-                            json.dumps([e.model_dump() for e in f.evidence]),
+                            json.dumps([e.model_dump(mode="json") for e in f.evidence]),
                             f.child,
                             f.at.isoformat(),
                             f.event_key,
@@ -482,7 +484,10 @@ class PostgresStore:
                     ),
                 )
             if batch.notices:
-                await db.executemany("INSERT INTO notices VALUES ($1,$2,$3,$4)", _rows(batch.notices))
+                await db.executemany(
+                    "INSERT INTO notices (community, child, suspect, at, stage) VALUES ($1,$2,$3,$4,$5)",
+                    _rows(batch.notices),
+                )
             if batch.audit:
                 await db.executemany(
                     "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES ($1,$2,$3,$4,$5,$6)",
@@ -658,6 +663,30 @@ class PostgresStore:
             "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES ($1,$2,$3,$4,$5,$6)",
             *_rows([(at.isoformat(), actor, action, community, case_id, json.dumps(detail))])[0],
         )
+
+    # -- one-time sign-in links of the web case view (groomguard.app.web) ---------------------------
+
+    @_serialized
+    async def put_web_link(self, digest: str, moderator: str, expires_at: datetime) -> None:
+        """Keep a one-time link by the SHA-256 of its token (the token itself is never stored)."""
+        await self.db.execute(
+            "INSERT INTO meta (name, value) VALUES ($1, $2)",
+            WEB_LINK + digest,
+            json.dumps({"moderator": moderator, "expires_at": expires_at.isoformat()}),
+        )
+
+    @_serialized
+    async def take_web_link(self, digest: str, now: datetime) -> str | None:
+        """Use a link once: delete it and return its moderator, or None (unknown, used or expired)."""
+        value = await self.db.fetchval("DELETE FROM meta WHERE name = $1 RETURNING value", WEB_LINK + digest)
+        rows = await self.db.fetch("SELECT name, value FROM meta WHERE starts_with(name, $1)", WEB_LINK)
+        stale = [r["name"] for r in rows if datetime.fromisoformat(json.loads(r["value"])["expires_at"]) <= now]
+        if stale:
+            await self.db.execute("DELETE FROM meta WHERE name = ANY($1::text[])", stale)
+        if value is None:
+            return None
+        link = json.loads(value)
+        return str(link["moderator"]) if datetime.fromisoformat(link["expires_at"]) > now else None
 
     # -- privacy --------------------------------------------------------------------------
 

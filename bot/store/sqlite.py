@@ -23,6 +23,8 @@ from groomguard.store.db import SqliteDatabase, private_file
 from pydantic import TypeAdapter
 
 log = logging.getLogger(__name__)
+#: `meta` rows holding one-time web sign-in links, by token digest.
+WEB_LINK = "web_link:"
 
 ACTION_ADAPTER: TypeAdapter[ActionT] = TypeAdapter(Action)
 
@@ -253,9 +255,9 @@ class SqliteStore:
             slowest = min(snap.watermark_at, _dt(row[0]) or snap.watermark_at) if row else snap.watermark_at
             day_ago = (slowest - timedelta(days=1)).isoformat()
             async with self.db.execute(
-                "SELECT community, child, suspect, at FROM notices WHERE at >= ? ORDER BY at", (day_ago,)
+                "SELECT community, child, suspect, at, stage FROM notices WHERE at >= ? ORDER BY at", (day_ago,)
             ) as cur:
-                snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3])) for r in await cur.fetchall()]
+                snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in await cur.fetchall()]
         async with self.db.execute("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed')") as cur:
             snap.cases = [Case.from_row(row) for row in await cur.fetchall()]
         async with self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM cases") as cur:
@@ -352,7 +354,7 @@ class SqliteStore:
                             f.suspect,
                             f.score,
                             f.reason,
-                            json.dumps([e.model_dump() for e in f.evidence]),
+                            json.dumps([e.model_dump(mode="json") for e in f.evidence]),
                             f.child,
                             f.at.isoformat(),
                             f.event_key,
@@ -376,7 +378,9 @@ class SqliteStore:
                     ],
                 )
             if batch.notices:
-                await db.executemany("INSERT INTO notices VALUES (?,?,?,?)", batch.notices)
+                await db.executemany(
+                    "INSERT INTO notices (community, child, suspect, at, stage) VALUES (?,?,?,?,?)", batch.notices
+                )
             if batch.audit:
                 await db.executemany(
                     "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES (?,?,?,?,?,?)",
@@ -560,6 +564,32 @@ class SqliteStore:
             "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES (?,?,?,?,?,?)",
             (at.isoformat(), actor, action, community, case_id, json.dumps(detail)),
         )
+
+    # -- one-time sign-in links of the web case view (groomguard.app.web) ---------------------------
+
+    async def put_web_link(self, digest: str, moderator: str, expires_at: datetime) -> None:
+        """Keep a one-time link by the SHA-256 of its token (the token itself is never stored)."""
+        await self.db.execute(
+            "INSERT INTO meta (name, value) VALUES (?, ?)",
+            (WEB_LINK + digest, json.dumps({"moderator": moderator, "expires_at": expires_at.isoformat()})),
+        )
+
+    async def take_web_link(self, digest: str, now: datetime) -> str | None:
+        """Use a link once: delete it and return its moderator, or None (unknown, used or expired)."""
+        async with self.db.execute("DELETE FROM meta WHERE name = ? RETURNING value", (WEB_LINK + digest,)) as cur:
+            row = await cur.fetchone()
+        async with self.db.execute(
+            "SELECT name, value FROM meta WHERE substr(name, 1, ?) = ?", (len(WEB_LINK), WEB_LINK)
+        ) as cur:
+            stale = [
+                r[0] for r in await cur.fetchall() if datetime.fromisoformat(json.loads(r[1])["expires_at"]) <= now
+            ]
+        if stale:
+            await self.db.executemany("DELETE FROM meta WHERE name = ?", [(n,) for n in stale])
+        if row is None:
+            return None
+        link = json.loads(row[0])
+        return str(link["moderator"]) if datetime.fromisoformat(link["expires_at"]) > now else None
 
     # -- privacy --------------------------------------------------------------------------
 

@@ -54,6 +54,8 @@ class Call:
     reason: str | None = None
     via: str = "http"
     response: Any = None
+    #: Files sent with the request (multipart): (filename, bytes).
+    files: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class _Response:
@@ -118,6 +120,7 @@ class Rest:
         if body is None and kwargs.get("form"):
             body = json.loads(next(p["value"] for p in kwargs["form"] if p["name"] == "payload_json"))
         call = Call(route.method, route.url.removeprefix(API), body, kwargs.get("params"), kwargs.get("reason"))
+        call.files = [(f.filename, f.fp.getvalue()) for f in kwargs.get("files") or [] if hasattr(f.fp, "getvalue")]
         self.calls.append(call)
         call.response = self._answer(route, body)
         return call.response
@@ -187,11 +190,16 @@ class ScriptedLanguageDetector:
     """
 
     name: ClassVar[str] = "grooming_language"
+    handles: ClassVar[tuple[type[BaseEvent], ...]] = (MessageSent,)
+    enabled: ClassVar[bool] = True
     PHRASES: ClassVar[tuple[str, ...]] = ("our little secret", "just between us", "add me on snap")
 
     def __init__(self, score: float = 0.9) -> None:
         # Below cases.alert_threshold (0.6) a finding notifies the child but opens no card.
         self.score = score
+
+    def forget(self, account: str, community: str | None = None) -> None:
+        """It keeps nothing about accounts."""
 
     async def inspect(self, event: BaseEvent, state: DetectorState) -> Sequence[Finding]:
         if not isinstance(event, MessageSent) or not any(p in event.text.lower() for p in self.PHRASES):
@@ -302,6 +310,28 @@ class Harness:
             d["data"]["values"] = values
         d["message"] = message
         self._as_user(d, user, roles, permissions)
+        self.feed(payload)
+
+    def submit_modal(
+        self,
+        custom_id: str,
+        note: str,
+        user: int = MODERATOR,
+        message: dict[str, Any] | None = None,
+        permissions: int | None = None,
+    ) -> None:
+        """A modal submit (interaction type 5) as Discord sends it: the text input inside an action row.
+
+        `message` is the message whose component opened the modal (Discord includes it then)."""
+        payload = frame("interaction_modal_submit.json")
+        d = payload["d"]
+        d["id"] = str(next(Rest.ids))
+        d["data"] = {
+            "custom_id": custom_id,
+            "components": [{"type": 1, "components": [{"type": 4, "custom_id": "note", "value": note}]}],
+        }
+        d["message"] = message
+        self._as_user(d, user, None, permissions)
         self.feed(payload)
 
     def slash(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dpy_harness import (
@@ -21,7 +22,7 @@ def _custom_ids(message: dict[str, Any]) -> list[str]:
 
 
 def _risk(title: str) -> float:
-    return float(title.split("risk ")[1].split(" ")[0])
+    return float(title.split("risk now ")[1].split(" ")[0])
 
 
 def _assert_suspect_sees_nothing(h: Harness) -> None:
@@ -47,7 +48,13 @@ async def test_adult_replying_to_and_mentioning_many_minors_posts_then_edits_one
     embed = card["embeds"][0]
     assert embed["title"].startswith("Case #1 · risk ") and embed["title"].endswith(" · open")
     assert str(SUSPECT) in embed["description"]
-    assert any(f["name"].startswith("fan_out") and "under-18" in f["value"] for f in embed["fields"])
+    # Plain words, one risk number with its peak and what it means; no detector names or raw ids.
+    assert any(f["name"].startswith("Contacting many children") and "under-18" in f["value"] for f in embed["fields"])
+    assert " · risk now " in embed["title"] and " · peak " in embed["title"]
+    assert "Risk is how strongly all signs together point to grooming" in embed["description"]
+    evidence = next(f["value"] for f in embed["fields"] if f["name"] == "Evidence")
+    assert " UTC · <@" in evidence and "account:" not in evidence and "(event" not in evidence
+    assert "fan_out" not in json.dumps(card)
     assert card["allowed_mentions"] == {"parse": []}
     assert _custom_ids(card) == [
         "gg:1:confirm",
@@ -86,13 +93,13 @@ async def test_grooming_in_a_private_thread_dms_the_child_and_opens_a_case(make_
     sent = h.rest.find("POST", f"/channels/{dm_channel}/messages")
     assert len(sent) == 1
     text = sent[0].json["content"]
-    assert "You haven't done anything wrong" in text and "Childline" in text
+    assert "You have not done anything wrong" in text and "Childline" in text
     assert str(SUSPECT) not in text and "grooming" not in text.lower()
 
     cards = h.rest.find("POST", f"/channels/{MOD_CHANNEL}/messages")
     assert len(cards) == 1
     fields = cards[0].json["embeds"][0]["fields"]
-    assert any(f["name"].startswith("grooming_language") for f in fields)
+    assert any(f["name"].startswith("Grooming language towards a child") for f in fields)
     assert any(f["name"].startswith("Children involved") and child in f["value"] for f in fields)
 
     found = await h.engine.store.get_case(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,12 @@ async def test_moderator_ban_asks_for_confirmation_then_bans_with_reason(make_ha
     confirm_message = h.rest._message(MOD_CHANNEL, ask["data"], 1700000000000000001)
     confirm_message["flags"] = EPHEMERAL
     h.press("gg:1:banok", message=confirm_message)
+    await h.settle()
+    # "Yes, ban" opens the note modal (interaction response type 9); nothing is banned before it is sent.
+    modal = h.rest.callbacks()[-1]
+    assert modal["type"] == 9 and modal["data"]["custom_id"] == "gg-note:1:banok"
+    assert not h.rest.find("PUT", f"/guilds/{GUILD}/bans/{SUSPECT}")
+    h.submit_modal("gg-note:1:banok", "asked two children for photos", message=confirm_message)
     await h.settle()
 
     bans = h.rest.find("PUT", f"/guilds/{GUILD}/bans/{SUSPECT}")
@@ -84,6 +91,8 @@ async def test_moderator_role_or_manage_server_is_enough(make_harness: Any) -> N
     # A member without the moderator role but with Manage Server may act.
     h.press("gg:1:escalate", user=BYSTANDER, message=h.card_message(), permissions=1 << 5)
     await h.settle()
+    h.submit_modal("gg-note:1:escalate", "", user=BYSTANDER, message=h.card_message(), permissions=1 << 5)
+    await h.settle()
     found = await h.engine.store.get_case(1)
     assert found is not None and found[0].status == "escalated"
 
@@ -126,3 +135,57 @@ async def test_buttons_on_old_cards_work_after_a_restart(make_harness: Any) -> N
     edits = second.rest.find("PATCH", f"/channels/{MOD_CHANNEL}/messages/{old_id}")
     assert edits and edits[-1].json["embeds"][0]["title"].endswith(" · confirmed")
     assert "confirmed" in second.rest.followups()[-1]["content"]
+
+
+async def test_dismiss_asks_for_a_required_note_and_keeps_it_on_the_record(make_harness: Any) -> None:
+    h = await _card(make_harness)
+    h.press("gg:1:dismiss", message=h.card_message())
+    await h.settle()
+    modal = h.rest.callbacks()[-1]
+    assert modal["type"] == 9, "Dismiss answers with a modal"
+    assert modal["data"]["custom_id"] == "gg-note:1:dismiss" and modal["data"]["title"] == "Dismiss case #1"
+    inputs = [c for row in modal["data"]["components"] for c in row["components"]]
+    assert [(i["type"], i["custom_id"], i["style"], i["required"]) for i in inputs] == [(4, "note", 2, True)]
+    found = await h.engine.store.get_case(1)
+    assert found is not None and found[0].status == "open", "nothing is decided before the note is sent"
+
+    h.submit_modal("gg-note:1:dismiss", "  her uncle;\n the family confirmed  ", message=h.card_message())
+    await h.settle()
+    found = await h.engine.store.get_case(1)
+    assert found is not None and found[0].status == "dismissed"
+    row = [a for a in await _audit(h) if a["action"] == "dismiss"]
+    assert len(row) == 1 and row[0]["actor"] == str(MODERATOR)
+    assert json.loads(row[0]["detail"])["note"] == "her uncle; the family confirmed"
+    assert "Your note is on the case record" in h.rest.followups()[-1]["content"]
+    assert h.card_calls()[-1].json["embeds"][0]["title"].endswith(" · dismissed")
+
+
+async def test_escalate_note_is_optional_and_a_non_moderator_submit_is_refused(make_harness: Any) -> None:
+    h = await _card(make_harness)
+    h.press("gg:1:escalate", message=h.card_message())
+    await h.settle()
+    inputs = [c for row in h.rest.callbacks()[-1]["data"]["components"] for c in row["components"]]
+    assert inputs[0]["required"] is False
+    # A forged submit from someone who is not a moderator changes nothing and is audited.
+    h.submit_modal("gg-note:1:escalate", "looks bad", user=BYSTANDER, message=h.card_message())
+    await h.settle()
+    found = await h.engine.store.get_case(1)
+    assert found is not None and found[0].status == "open"
+    assert (await _audit(h))[-1]["action"] == "refused"
+    h.submit_modal("gg-note:1:escalate", "", message=h.card_message())
+    await h.settle()
+    found = await h.engine.store.get_case(1)
+    assert found is not None and found[0].status == "escalated"
+
+
+async def test_a_note_submitted_after_a_restart_still_decides(make_harness: Any) -> None:
+    first = await _card(make_harness)
+    first.press("gg:1:dismiss", message=first.card_message())
+    await first.settle()
+    old_card = first.card_message()
+    await stop(first)
+    second: Harness = await make_harness()  # the modal was opened by the old process
+    second.submit_modal("gg-note:1:dismiss", "false alarm: a coach", message=old_card)
+    await second.settle()
+    found = await second.engine.store.get_case(1)
+    assert found is not None and found[0].status == "dismissed"

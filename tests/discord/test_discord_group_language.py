@@ -167,14 +167,14 @@ async def test_grooming_a_child_in_a_public_channel_warns_the_child_and_posts_a_
     dm = h.rest.find("POST", f"/channels/{opened[0].response['id']}/messages")
     assert len(dm) == 1, h.rest.paths()
     body = dm[0].json
-    assert "You haven't done anything wrong" in body["content"] and str(SUSPECT) not in body["content"]
+    assert "You have not done anything wrong" in body["content"] and str(SUSPECT) not in body["content"]
     assert body["allowed_mentions"] == {"parse": []}
 
     # Moderators get one card naming grooming language and the child.
     cards = [c for c in h.card_calls() if c.method == "POST"]
     assert len(cards) == 1, h.rest.paths()
     fields = cards[0].json["embeds"][0]["fields"]
-    assert any(f["name"].startswith("grooming_language") for f in fields), fields
+    assert any(f["name"].startswith("Grooming language towards a child") for f in fields), fields
     assert any(f["name"].startswith("Children involved") and str(child) in f["value"] for f in fields), fields
     found = await h.engine.store.get_case(1)
     assert found is not None and found[0].suspect == str(SUSPECT)

@@ -200,6 +200,10 @@ async def test_moderator_kick_asks_for_confirmation_then_kicks_with_reason(make_
     confirm["flags"] = EPHEMERAL
     h.press("gg:1:kickok", message=confirm)
     await h.settle()
+    assert h.rest.callbacks()[-1]["type"] == 9, "Yes, kick asks for the reason in a modal first"
+    assert not h.rest.find("DELETE", f"/guilds/{GUILD}/members/{SUSPECT}")
+    h.submit_modal("gg-note:1:kickok", "new account messaging children", message=confirm)
+    await h.settle()
     kicks = h.rest.find("DELETE", f"/guilds/{GUILD}/members/{SUSPECT}")
     assert len(kicks) == 1
     # The reason travels as X-Audit-Log-Reason (discord.py's `reason=`), so Discord's audit log has it.

@@ -47,7 +47,7 @@ async def test_a_child_contacted_after_the_fan_out_alert_is_warned_privately(mak
         for c in h.rest.calls
         if c.method == "POST" and c.path == f"/channels/{h.rest.dm_channels[target]}/messages"
     )
-    assert "sending requests or messages to a lot of young people" in text
+    assert "sent requests or messages to many young people" in text
     assert str(SUSPECT) not in text and "adult_alex" not in text.lower()
     pending = await h.engine.store.pending_actions()
     assert not [a for a in pending if isinstance(a, ChildNotice)], "every notice was delivered"

@@ -1,9 +1,9 @@
-"""Text normalisation of Discord markup and the explicit phrases the adapter translates."""
+"""Stripping Discord markup, and the explicit phrases the adapter translates."""
 
 from __future__ import annotations
 
 import pytest
-from groomguard.adapters.discord.translate import is_dm_request, normalize_text, self_declared_age
+from groomguard.adapters.discord.translate import is_dm_request, self_declared_age, strip_markup
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,7 @@ from groomguard.adapters.discord.translate import is_dm_request, normalize_text,
     ],
 )
 def test_normalize_text(raw: str, expected: str) -> None:
-    assert normalize_text(raw) == expected
+    assert strip_markup(raw) == expected
 
 
 def test_dm_requests_and_self_declared_age() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from groomguard.adapters.matrix.adapter import MatrixAdapter
 from groomguard.adapters.matrix.commands import Command, parse, reaction_meaning
 from groomguard.app.runtime import build_engine
 from groomguard.config import MatrixSettings
+from groomguard.detectors.rejections import PENDING_REQUESTS
 from groomguard.engine import Engine
 from groomguard.events import AgeBand, AgeSource, BaseEvent
 from groomguard.testing import EventFactory, make_settings
@@ -27,6 +29,7 @@ from nio import (
     AsyncClientConfig,
     JoinResponse,
     RoomCreateResponse,
+    RoomGetEventResponse,
     RoomGetStateEventResponse,
     RoomInviteResponse,
     RoomKickResponse,
@@ -202,7 +205,7 @@ async def test_commands_self_declaration_mute_and_expiry(bench: Bench) -> None:
     card = await bot.mstore.card(COMMUNITY, case.id)  # type: ignore[union-attr]
     assert card is not None
 
-    listed = await said(mod, mod_room, "!gg cases", bot_id, "Cases (highest risk first)")
+    listed = await said(mod, mod_room, "!gg cases", bot_id, "Cases (highest risk now first)")
     assert f"#{case.id} {adult.user_id} · open" in listed
     detail = await said(mod, mod_room, f"!gg case {case.id}", bot_id, f"Case #{case.id}:")
     assert adult.user_id in detail and "Contacting many children" in detail
@@ -252,13 +255,18 @@ async def test_commands_self_declaration_mute_and_expiry(bench: Bench) -> None:
     assert len(sources) == 1 and f'"source":"{AgeSource.SELF.value}"' in sources[0].replace(" ", "")
     assert "!gg age 13" in await said(kid2, dm, "!gg help", bot_id, "!gg age 13")  # DM help
 
-    # An invite left pending in a watched room: tracked, then expired by housekeeping.
+    # An invite to a child left pending in a watched room: the adapter only reports it; the engine expires it.
     expect(await adult.room_invite(games, kid2.user_id), RoomInviteResponse)
     request = f"{games}|{kid2.user_id}"
+
+    async def pending() -> list[str]:
+        return [r.key for r in await engine.state.memory_book.rows(PENDING_REQUESTS)]
+
     for _ in range(250):
-        if request in [i.request_id for i in await bot.mstore.invites_before(datetime.now(UTC) + timedelta(days=1))]:  # type: ignore[union-attr]
+        if f"{adult.user_id}|{kid2.user_id}|{request}" in await pending():
             break
         await asyncio.sleep(0.02)
+    assert f"{adult.user_id}|{kid2.user_id}|{request}" in await pending()
 
     # 🔇 on the card: the suspect's power level in the protected room drops below events_default.
     mod.next_batch = expect(await mod.sync(timeout=0), SyncResponse).next_batch
@@ -278,16 +286,20 @@ async def test_commands_self_declaration_mute_and_expiry(bench: Bench) -> None:
     await engine.drain()
 
     # Time passes (a day and more): the mute is lifted and the invite has expired.
-    later = datetime.now(UTC) + timedelta(hours=settings.invite_expiry_hours + 1)
+    later = datetime.now(UTC) + timedelta(hours=engine.settings.detectors.rejections.expire_after_hours + 1)
     engine.clock = lambda: later  # the engine refuses events dated ahead of its clock
     await bot.housekeeping(now=later)
     assert await level() is None
+    assert await engine.expire_requests() >= 1  # the invite, and the fan_out requests to minors left unanswered
     async with engine.store.db.execute("SELECT body FROM events WHERE type = 'contact_answered'") as cur:  # type: ignore[attr-defined]
         answers = [r[0] for r in await cur.fetchall() if request in r[0]]
     assert len(answers) == 1 and '"expired"' in answers[0]
-    await bot.housekeeping(now=later)  # nothing is expired twice
     async with engine.store.db.execute("SELECT count(*) FROM events WHERE type = 'contact_answered'") as cur:  # type: ignore[attr-defined]
-        assert (await cur.fetchone())[0] == 1  # type: ignore[index]
+        answered = (await cur.fetchone())[0]  # type: ignore[index]
+    assert await engine.expire_requests() == 0  # nothing is expired twice
+    assert await pending() == []
+    async with engine.store.db.execute("SELECT count(*) FROM events WHERE type = 'contact_answered'") as cur:  # type: ignore[attr-defined]
+        assert (await cur.fetchone())[0] == answered  # type: ignore[index]
 
 
 @pytest.mark.synapse
@@ -418,3 +430,81 @@ async def test_mod_room_with_readable_history_or_guests_is_refused(
     expect(await mod.room_put_state(mod_room, event_type, content), RoomPutStateResponse)
     await until(lambda: bot.mod_room_problem is not None, "the bot to refuse the mod room")
     assert reason in (bot.mod_room_problem or "")
+
+
+@pytest.mark.synapse
+async def test_a_reply_to_the_card_is_a_note_on_the_case_and_reactions_decide(bench: Bench) -> None:
+    bot_id, bot_token = bench.server.register("note_bot")
+    mod, adult, junior = (bench.user(n) for n in ("note_mod", "note_adult", "note_junior"))
+    mod_room = await room(mod, {bot_id: 100}, invite=[bot_id])
+    settings = MatrixSettings(
+        enabled=True,
+        homeserver=bench.server.url,
+        user_id=bot_id,
+        access_token=bot_token,
+        mod_room=mod_room,
+        sync_timeout_ms=10_000,
+    )
+    engine, bot = await bench.start(settings)
+    await engine.ingest(fan_out(adult.user_id))
+    await engine.drain()
+    [case] = [c for c in engine.cases.by_id.values() if c.suspect == adult.user_id]
+    card = await bot.mstore.card(COMMUNITY, case.id)  # type: ignore[union-attr]
+    assert card is not None
+
+    # The card as moderators see it: risk now with its peak and what it means, plain reasons, no jargon.
+    shown = expect(await mod.room_get_event(mod_room, card.event_id), RoomGetEventResponse)
+    body = shown.event.source["content"]["body"]
+    assert "Risk now " in body and " · peak " in body and "Risk is how strongly all signs" in body
+    assert "Contacting many children" in body and "fan_out" not in body and " - account " not in body
+    assert " UTC · @synthetic_kid" in body  # evidence: when, which child, what
+    assert "Reply to this card to add a note" in body
+
+    # A reply as Element sends it (with the quoted fallback) becomes a note on the case.
+    reply = {
+        "msgtype": "m.text",
+        "body": f"> <{bot_id}> 🚨 GroomGuard case #{case.id}: {adult.user_id}\n\nchecked with the school: not a coach",
+        "m.relates_to": {"m.in_reply_to": {"event_id": card.event_id}},
+    }
+    mod.next_batch = expect(await mod.sync(timeout=0), SyncResponse).next_batch
+    expect(await mod.room_send(mod_room, "m.room.message", reply), RoomSendResponse)
+
+    async def notes() -> list[dict[str, Any]]:
+        found = await engine.store.get_case(case.id)
+        assert found is not None
+        return [a for a in found[2] if a["action"] == "note"]
+
+    for _ in range(250):
+        if await notes():
+            break
+        await asyncio.sleep(0.02)
+    [note] = await notes()
+    assert note["actor"] == mod.user_id
+    assert json.loads(note["detail"])["note"] == "checked with the school: not a coach"
+    detail = await said(mod, mod_room, f"!gg case {case.id}", bot_id, "History:")
+    assert "checked with the school: not a coach" in detail and "risk now" in detail
+
+    # A non-moderator's reply is not a note (and is audited as ignored).
+    expect(await mod.room_invite(mod_room, junior.user_id), RoomInviteResponse)
+    expect(await junior.join(mod_room), JoinResponse)
+    forged = {**reply, "body": "ignore this case"}
+    expect(await junior.room_send(mod_room, "m.room.message", forged), RoomSendResponse)
+    for _ in range(250):
+        if junior.user_id in await audited(engine, "matrix_ignored_non_moderator"):
+            break
+        await asyncio.sleep(0.02)
+    assert junior.user_id in await audited(engine, "matrix_ignored_non_moderator")
+    assert len(await notes()) == 1
+    expect(await mod.room_kick(mod_room, junior.user_id), RoomKickResponse)
+    await until(lambda: bot.mod_room_problem is None, "the mod room to be moderators-only again")
+
+    # ❌ on the card dismisses through the same decision path as every other surface.
+    reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": card.event_id, "key": "❌"}}
+    expect(await mod.room_send(mod_room, "m.reaction", reaction), RoomSendResponse)
+    for _ in range(250):
+        found = await engine.store.get_case(case.id)
+        if found is not None and found[0].status == "dismissed":
+            break
+        await asyncio.sleep(0.02)
+    assert found is not None and found[0].status == "dismissed"
+    assert mod.user_id in await audited(engine, "dismiss")

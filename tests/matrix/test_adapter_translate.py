@@ -11,7 +11,7 @@ from typing import Any
 from groomguard.actions import ModAlert, Reason
 from groomguard.adapters.matrix import cards
 from groomguard.adapters.matrix.commands import parse, reaction_meaning
-from groomguard.adapters.matrix.translate import Translator, TranslatorConfig, normalise_text
+from groomguard.adapters.matrix.translate import Translator, TranslatorConfig, strip_markup
 from groomguard.events import (
     AgeBand,
     Answer,
@@ -135,8 +135,9 @@ def test_withdrawn_invite_is_not_a_rejection_and_edits_redactions_translate() ->
         },
     }
     batch = t.translate(payload, NOW)
-    assert batch.withdrawn == [f"{room}|@kid:localhost"]
-    assert not [e for e in batch.events if isinstance(e, ContactAnswered)]
+    [withdrawn] = [e for e in batch.events if isinstance(e, ContactAnswered)]
+    assert (withdrawn.answer, withdrawn.source, withdrawn.target) == (Answer.WITHDRAWN, ALICE, "@kid:localhost")
+    assert withdrawn.request_id == f"{room}|@kid:localhost"
     [edit] = [e for e in batch.events if isinstance(e, MessageEdited)]
     assert (edit.message_id, edit.text) == ("$m1", "hi there")
     [deleted] = [e for e in batch.events if isinstance(e, MessageDeleted)]
@@ -207,7 +208,7 @@ def test_commands_reactions_text_and_card_rendering() -> None:
     assert parse("!gg age 13").name == "self_age" and parse("!gg age 13").band is AgeBand.MINOR
     assert parse("!gg age 200").error and parse("!gg forget bob").error and parse("!gg nope").error
     assert reaction_meaning("⬆️") == "escalate" and reaction_meaning("🔨") == "ban" and reaction_meaning("👍") is None
-    assert normalise_text("> <@a:b> quoted\n\nim  13\u200d", True) == "im 13"
+    assert strip_markup("> <@a:b> quoted\n\nim  13\u200d", True) == "im 13"
     alert = ModAlert(
         action_id="a",
         platform="matrix",

@@ -201,7 +201,7 @@ async def _hub_layout(s: Scenario) -> None:
             for e in await timeline(kid, notice_room)
             if e["sender"] == bot_id and e["type"] == "m.room.message"
         ]
-        assert any("sending requests or messages to a lot of young people" in t for t in texts)
+        assert any("sent requests or messages to many young people" in t for t in texts)
         assert all(adult.user_id not in t for t in texts)
     # Nothing reached the adult: no invite or message from the bot (its own joins are all it sees).
     adult_view = expect(await adult.sync(timeout=0, full_state=True), SyncResponse)

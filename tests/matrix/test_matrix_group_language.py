@@ -261,7 +261,7 @@ async def _grooming_in_general(s: Scenario, prefix: str) -> None:
         for e in await timeline(child, notice_room)
         if e["sender"] == c.bot_id and e["type"] == "m.room.message"
     ]
-    assert len(texts) == 1 and "You haven't done anything wrong" in texts[0], texts
+    assert len(texts) == 1 and "You have not done anything wrong" in texts[0], texts
     assert suspect.user_id not in texts[0]
     members = await child.joined_members(notice_room)
     assert sorted(m.user_id for m in members.members) == sorted([c.bot_id, child.user_id])

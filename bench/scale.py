@@ -242,6 +242,7 @@ async def failover(
         "lost": behind + len(ref_ids - ids) + max(0, len(events) - state["processed"]),
         "doubled": max(0, state["processed"] - len(events)) + len(ids - ref_ids),
         "same_outcome_as_one_process": got == reference,
+        "actions": len(ref_ids),
         "redelivered_same_id": len(set(delivered[0]) & set(delivered[1])),
         "delivered_all": set(delivered[0]) | set(delivered[1]) == ids,
         "survivor_processed": stats[0]["processed"] if stats else None,
@@ -289,6 +290,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         lost=kill["lost"],
         doubled=kill["doubled"],
         failover_same_outcome=kill["same_outcome_as_one_process"],
+        actions=kill["actions"],
         redelivered_same_id=kill["redelivered_same_id"],
         load_at_end=load(),
     )

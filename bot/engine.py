@@ -32,7 +32,7 @@ from groomguard.notices import NoticeBook
 from groomguard.pictures import CardPicture, picture_for_alert
 from groomguard.port import EngineStats
 from groomguard.state import CommunityState
-from groomguard.storage import ActionT, BatchWrite, Database, StaleLease, Store
+from groomguard.storage import ActionT, BatchWrite, Database, PipelinedStore, StaleLease, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +46,10 @@ PURGE_EVERY_S = 3600.0
 EXPIRE_EVERY_S = 300.0
 #: Detector-memory name under which each community's clock (latest event time processed) is kept.
 CLOCK_MEMORY = "engine.clock"
+#: With a pipelined store, batches processed while earlier commits still run before the engine waits
+#: for them all and moves the store's read view on (see `_settle`). More overlaps more; the overlay
+#: merged into reads grows with it.
+SETTLE_EVERY_BATCHES = 8
 #: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
 PATTERN_DETECTORS = frozenset({"fan_out", "rejections", "new_account_contact"})
 
@@ -105,6 +109,10 @@ class Engine:
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
         self._lock = asyncio.Lock()
+        #: The store, when its batches commit behind processing (SQLite: see SqliteStore.submit_batch); set at start.
+        self._pipe: PipelinedStore | None = None
+        #: Submitted, not yet durable batches in order: (commit future, their actions, event count).
+        self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
         self._last_expiry = time.monotonic()
 
     def _fresh_memory(self) -> None:
@@ -139,8 +147,12 @@ class Engine:
     async def start(self) -> None:
         """Open the store, rebuild memory, finish events stored but not processed, then accept new ones."""
         await self.store.open()
+        pipelined = isinstance(self.store, PipelinedStore) and self.store.pipelined
+        self._pipe = self.store if pipelined else None
         await self._load()
         await self._deliver(await self.store.pending_actions())
+        if self._pipe is not None:
+            self._pipe.pin_reads()
         recovered = await self.catch_up()
         await self.purge()
         if recovered:
@@ -187,7 +199,10 @@ class Engine:
         self.stats.received += len(events)
         async with self._lock:
             try:
-                return await self._handle(list(events))
+                fresh = await self._handle(list(events))
+                # The caller answers "stored" once this returns: wait for the commits behind processing.
+                await self._settle()
+                return fresh
             except Exception as error:
                 # Stored-but-unprocessed events must not be skipped by a later batch's watermark:
                 # stop here, so a restart resumes from the last committed watermark.
@@ -207,6 +222,7 @@ class Engine:
             while batch := await fetch(self.settings.engine.batch_size):
                 await self._process(batch)
                 done += len(batch)
+            await self._settle()
         return done
 
     async def rebalance(self, step: Callable[[], Awaitable[bool]]) -> bool:
@@ -307,8 +323,16 @@ class Engine:
         return self.store.tables()
 
     async def drain(self) -> None:
-        """Wait until every queued event is processed and every action handed to the sinks."""
+        """Wait until every queued event is processed and committed and every action handed to the sinks."""
         await self._queue.join()
+        self._raise_if_failed()
+        if self._inflight:
+            async with self._lock:
+                try:
+                    await self._settle()
+                except Exception as error:
+                    log.exception("engine stopped: store failure while committing processed batches")
+                    self._failure = error
         await self._outbox.join()
         self._raise_if_failed()
 
@@ -330,6 +354,15 @@ class Engine:
         size = self.settings.engine.batch_size
         wait = self.settings.engine.batch_wait_ms / 1000
         while True:
+            if self._inflight and self._queue.empty():
+                # Nothing more to overlap with: make what was processed durable and deliver its actions.
+                try:
+                    async with self._lock:
+                        await self._settle()
+                except Exception as error:
+                    log.exception("engine stopped: store failure while committing processed batches")
+                    self._failure = error
+                    return
             batch = [await self._queue.get()]
             deadline = time.monotonic() + wait
             while len(batch) < size:
@@ -372,10 +405,11 @@ class Engine:
 
     def _admit(self, batch: list[BaseEvent]) -> list[BaseEvent]:
         """Drop events dated too far in the future, counted and logged: one bad clock must not age all data."""
+        # One clock reading per batch: the bound moves by milliseconds within one.
+        latest = self.clock() + timedelta(seconds=self.settings.engine.max_future_seconds)
         kept = []
         for event in batch:
-            problem = self.time_problem(event)
-            if problem is None:
+            if event.at <= latest or (problem := self.time_problem(event)) is None:
                 kept.append(event)
                 continue
             self.reject("future_time")
@@ -409,8 +443,9 @@ class Engine:
             if isinstance(event, ModeratorDecision):
                 actions.extend(self.cases.decide(event))
                 continue
+            timer = self.detector_timer
             for detector in self._routes.get(type(event), self.detectors):
-                started = time.perf_counter()
+                started = time.perf_counter() if timer is not None else 0.0
                 try:
                     found = await detector.inspect(event, self.state)
                 except Exception:
@@ -418,8 +453,8 @@ class Engine:
                     log.exception("detector %s failed on event %s; skipped for this event", detector.name, event.key)
                     continue
                 finally:
-                    if self.detector_timer is not None:
-                        self.detector_timer(detector.name, time.perf_counter() - started)
+                    if timer is not None:
+                        timer(detector.name, time.perf_counter() - started)
                 for finding in found:
                     actions.extend(self._on_finding(finding, findings))
             actions.extend(self._pattern_notices(event))
@@ -435,35 +470,72 @@ class Engine:
             clocks[community] = known
         dirty_cases, audit = self.cases.take_dirty()
         audit.extend(lifted)
-        try:
-            await self.store.commit_batch(
-                BatchWrite(
-                    state=self.state.take_pending(),
-                    cases=dirty_cases,
-                    findings=findings,
-                    actions=actions,
-                    notices=self.notices.take_pending(),
-                    audit=audit,
-                    watermark=last_seq,
-                    watermark_at=self._watermark_at,
-                    half_life_hours=self.settings.cases.half_life_hours,
-                    memory=self.state.memory_book.take_pending(),
-                    clocks=clocks,
-                )
-            )
-        except StaleLease as lost:
-            # Another engine took over a partition of this batch: nothing was written, and this batch's
-            # changes to memory are wrong for it. Rebuild from the store; the rest is processed again.
-            log.warning("%s", lost)
-            self._fresh_memory()
-            await self._load()
-            return
-        self.stats.processed += len(items)
+        write = BatchWrite(
+            state=self.state.take_writes(),
+            cases=dirty_cases,
+            findings=findings,
+            actions=actions,
+            notices=self.notices.take_pending(),
+            audit=audit,
+            watermark=last_seq,
+            watermark_at=self._watermark_at,
+            half_life_hours=self.settings.cases.half_life_hours,
+            memory=self.state.memory_book.take_pending(),
+            clocks=clocks,
+        )
         self._batches += 1
+        if self._pipe is not None:
+            # Commit behind processing: actions reach the outbox once their batch is durable.
+            self._inflight.append((self._pipe.submit_batch(write), actions, len(items)))
+            self._reap()
+            if len(self._inflight) >= SETTLE_EVERY_BATCHES:
+                await self._settle()
+        else:
+            try:
+                await self.store.commit_batch(write)
+            except StaleLease as lost:
+                # Another engine took over a partition of this batch (PostgreSQL): nothing was written, and
+                # this batch's changes to memory are wrong for it. Rebuild from the store; what is still
+                # this engine's is processed again.
+                log.warning("%s", lost)
+                self._fresh_memory()
+                await self._load()
+                return
+            self.state.settle()
+            self.stats.processed += len(items)
+            if actions:
+                self._outbox.put_nowait(actions)
         if self._batches % PURGE_EVERY_BATCHES == 0:
             await self.purge()
-        if actions:
-            self._outbox.put_nowait(actions)
+
+    def _reap(self) -> None:
+        """Hand the actions of batches whose commit is done (in order) to the outbox."""
+        while self._inflight and self._inflight[0][0].done():
+            future, actions, count = self._inflight.pop(0)
+            if future.exception() is not None:
+                # Left in place (and so not delivered); `_settle` raises it.
+                self._inflight.insert(0, (future, actions, count))
+                return
+            self.stats.processed += count
+            if actions:
+                self._outbox.put_nowait(actions)
+
+    async def _settle(self) -> None:
+        """Wait until every submitted batch is durable, deliver their actions, and move the store's reads on.
+
+        The writer lock must be held. Raises the store's failure; nothing after a failed batch commits.
+        """
+        if self._pipe is None:
+            return
+        await self._pipe.settle()
+        # Every batch future is one of the store's jobs; gathering them again raises a failed one's error.
+        await asyncio.gather(*(future for future, _, _ in self._inflight))
+        self._reap()
+        # Every row handed over is now committed: the state drops its overlay as the read view moves.
+        self._pipe.release_reads()
+        self.state.settle()
+        await self._pipe.checkpoint_if_due()
+        self._pipe.pin_reads()
 
     def _age_lift(self, event: AgeDeclared) -> list[Audit]:
         """Apply an age that would lift a minor band: only a moderator may, and that is audited."""
@@ -551,10 +623,16 @@ class Engine:
         self._last_purge = time.monotonic()
         s = self.settings.store
         now = self.clock()
+        await self._settle()
         removed = await self.store.purge_expired(now, s.message_retention_days, s.event_retention_days)
         purge_memory = getattr(self.store, "purge_memory", None)
         if purge_memory is not None:
             removed["detector_memory"] = await purge_memory(now - timedelta(days=s.message_retention_days))
+        if self._pipe is not None:
+            # Reads pinned before the purge would still show the purged rows.
+            self._pipe.release_reads()
+            self.state.settle()
+            self._pipe.pin_reads()
         log.info("retention purge removed %s", removed)
         return removed
 
@@ -571,6 +649,8 @@ class Engine:
         settings = self.settings.detector(RejectionsDetector.name)
         assert isinstance(settings, RejectionsSettings)
         async with self._lock:
+            # Rows come straight from the store: make every batch processed so far part of it first.
+            await self._settle()
             rows = await self.state.memory_book.rows(PENDING_REQUESTS)
         expired = due_expiries(rows, self.clock(), settings)
         return await self.ingest(expired) if expired else 0
@@ -578,12 +658,20 @@ class Engine:
     async def forget(self, account: str, community: str | None = None) -> dict[str, int]:
         """Erase one account's data from memory and the store (the right to erasure)."""
         async with self._lock:
+            await self._settle()
+            if self._pipe is not None:
+                # An open read snapshot would keep erased rows readable and block the WAL truncation.
+                self._pipe.release_reads()
             self.state.forget(account, community)
             self.cases.forget(account, community)
             self.notices.forget(account, community)
             for detector in self.detectors:
                 detector.forget(account, community)
-            return await self.store.forget(account, community)
+            try:
+                return await self.store.forget(account, community)
+            finally:
+                if self._pipe is not None:
+                    self._pipe.pin_reads()
 
     async def audit(
         self,

@@ -62,6 +62,9 @@ class MemoryBook:
         self.max_cached = max_cached
         self._cache: dict[tuple[str, str, str], MemoryRow] = {}
         self._pending: dict[tuple[str, str, str], MemoryRow] = {}
+        # Rows handed to the store whose commit may not be visible to its reads yet (see `settle`):
+        # never evicted, because a re-read from the store could return the older row.
+        self._unsynced: dict[tuple[str, str, str], MemoryRow] = {}
 
     def view(self, detector: str) -> DetectorMemoryView:
         """The memory of one detector (what `DetectorState.memory(name)` returns)."""
@@ -70,7 +73,7 @@ class MemoryBook:
     async def get(self, detector: str, community: str, key: str, at: datetime | None = None) -> Any | None:
         """The value stored under `key`, decoded; None when absent or expired at `at`."""
         ident = (detector, community, key)
-        row = self._pending.get(ident) or self._cache.get(ident)
+        row = self._pending.get(ident) or self._unsynced.get(ident) or self._cache.get(ident)
         if row is None:
             row = await self.reader.memory_row(detector, community, key) or _ABSENT
             if len(self._cache) >= self.max_cached:
@@ -112,16 +115,23 @@ class MemoryBook:
         return await self.reader.memory_rows(detector_prefix)
 
     def take_pending(self) -> list[MemoryRow]:
-        """Hand this batch's writes to the store; they become the cached committed state."""
+        """Hand this batch's writes to the store; they stay readable here until `settle`."""
         if not self._pending:
             return []
         rows = list(self._pending.values())
-        if len(self._cache) + len(rows) > self.max_cached:
-            self._cache.clear()
         for ident, row in self._pending.items():
-            self._cache[ident] = row if row.value is not None else _ABSENT
+            self._unsynced[ident] = row if row.value is not None else _ABSENT
         self._pending = {}
         return rows
+
+    def settle(self) -> None:
+        """The store's reads now show every row handed over: they become the cached committed state."""
+        if not self._unsynced:
+            return
+        if len(self._cache) + len(self._unsynced) > self.max_cached:
+            self._cache.clear()
+        self._cache.update(self._unsynced)
+        self._unsynced = {}
 
     def forget(self, account: str, community: str | None = None) -> None:
         """Drop every cached or queued row about `account` (the store deletes its copies in `forget`).
@@ -129,7 +139,7 @@ class MemoryBook:
         Cached absences and deletions (no value, no accounts) go too when their key names the account
         (composite keys such as "adult|child"): they hold nothing, and a later read asks the store again.
         """
-        for table in (self._cache, self._pending):
+        for table in (self._cache, self._unsynced, self._pending):
             for ident in [
                 i
                 for i, row in table.items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import insort
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -176,6 +177,10 @@ def hour_of(at: datetime) -> int:
     return int(at.timestamp()) // 3600
 
 
+def _turn_order(turn: Turn) -> tuple[datetime, str]:
+    return (turn.at, turn.message_id)
+
+
 @dataclass
 class PendingWrites:
     """Rows produced by applying a batch of events, written in the batch's one transaction."""
@@ -224,12 +229,16 @@ class CommunityState:
         self.accounts: dict[tuple[str, str], Account] = {}
         self._pending_accepted: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.pending = PendingWrites()
-        # Uncommitted rows of the current batch, by source, merged into store reads.
+        # Uncommitted rows, by source, merged into store reads: every row applied since the store's
+        # read view was last refreshed (one batch, or several while commits run behind; see
+        # `take_writes` and `settle`). Store reads return the same view until then, so caching them
+        # for that long is exact.
         self._batch_edges: dict[tuple[str, str], dict[str, ContactEdge]] = defaultdict(dict)
         self._batch_requests: dict[tuple[str, str], dict[tuple[str, str], RequestRecord]] = defaultdict(dict)
         self._batch_answers: dict[tuple[str, str, str, str], tuple[str, datetime]] = {}
-        # Store reads are cached for the batch only: the store does not change until it commits.
-        self._edge_cache: dict[tuple[str, str], tuple[datetime, list[ContactEdge]]] = {}
+        # Store reads are cached until `settle`: the store's read view does not change before then.
+        # Edge reads remember which targets they checked at any age (see `contacts_started`).
+        self._edge_cache: dict[tuple[str, str], tuple[datetime, list[ContactEdge], set[str]]] = {}
         self._request_cache: dict[tuple[str, str], tuple[datetime, list[RequestRecord]]] = {}
         self._accepted_cache: dict[tuple[str, str], set[str]] = {}
         # Bounded, lazily loaded view state: one entry per recently active viewer / community hour.
@@ -242,10 +251,16 @@ class CommunityState:
         # Accounts per community (hub rule), counted once from memory and kept up to date by _touch.
         self._sizes: dict[str, int] | None = None
         self._degree_cache: dict[tuple[str, str], int] = {}
-        # This batch's group messages by (community, message_id), merged into addressing reads.
+        # Uncommitted group messages by (community, message_id), merged into addressing reads.
         self._batch_turns: dict[tuple[str, str], tuple[str, Turn]] = {}
-        # The same turns by (community, conversation): recent_turns reads one room, not the whole batch.
-        self._batch_rooms: dict[tuple[str, str], list[Turn]] = {}
+        # The same turns by (community, conversation), kept sorted by (at, message_id): recent_turns
+        # reads one room's newest turns, not the whole overlay.
+        self._batch_rooms: dict[tuple[str, str], list[tuple[datetime, str, Turn]]] = {}
+        # Uncommitted view counts, indexed for the two cold reads that merge them: per viewer
+        # ((community, viewer) -> hour -> [to minors, total]) and per community (hour -> counts).
+        self._batch_viewer_views: dict[tuple[str, str], dict[int, list[int]]] = {}
+        self._batch_community_views: dict[str, dict[int, list[int]]] = {}
+        self._batch_view_authors: dict[tuple[str, str, int], set[str]] = {}
         # Committed turns read per room in this batch, with the earliest `since` asked (one query per room).
         self._stored_turns: dict[tuple[str, str], tuple[datetime, Sequence[Turn]]] = {}
 
@@ -278,8 +293,15 @@ class CommunityState:
         cached = self._edge_cache.get(key)
         if cached is None or cached[0] > since:
             rows = await self.reader.contacts_from(community, source, since, sorted(batch))
-            cached = (since, rows)
+            cached = (since, rows, set(batch))
             self._edge_cache[key] = cached
+        elif unchecked := [t for t in batch if t not in cached[2]]:
+            # Pairs first seen after the cached read: whether the store knows them (at any age)
+            # decides if they are first contacts, so ask for them too.
+            known = {edge.target for edge in cached[1]}
+            more = await self.reader.contacts_from(community, source, _FAR_FUTURE, sorted(unchecked))
+            cached[1].extend(edge for edge in more if edge.target not in known)
+            cached[2].update(unchecked)
         stored = {edge.target: edge for edge in cached[1]}
         out = [edge for edge in cached[1] if edge.at >= since]
         # A batch edge is a first contact only if the store has never seen the pair.
@@ -341,10 +363,18 @@ class CommunityState:
         stored = [t for t in cached[1] if t.at >= since]
         seen = {t.message_id for t in stored}
         merged = list(stored)
-        for turn in self._batch_rooms.get((community, conversation), ()):
-            if turn.at >= since and turn.message_id not in seen:
+        # Only the newest TURNS_READ uncommitted turns can be in the answer: walk the sorted overlay
+        # down from its newest one instead of filtering all of it.
+        room = self._batch_rooms.get((community, conversation), ())
+        taken = 0
+        for i in range(len(room) - 1, -1, -1):
+            at, message_id, turn = room[i]
+            if at < since or taken >= TURNS_READ:
+                break
+            if message_id not in seen:
                 merged.append(turn)
-        merged.sort(key=lambda t: (t.at, t.message_id))
+                taken += 1
+        merged.sort(key=_turn_order)
         return merged[-TURNS_READ:]
 
     async def requests_sent(self, community: str, source: str, since: datetime) -> Sequence[RequestRecord]:
@@ -448,11 +478,10 @@ class CommunityState:
                 h: [tm, tot]
                 for h, tm, tot in await self.reader.viewer_buckets(community, viewer, hour - VIEW_HISTORY_HOURS)
             }
-            for (c, v, h), (tm, tot) in self.pending.views.items():
-                if c == community and v == viewer:
-                    row = rows.setdefault(h, [0, 0])
-                    row[0] += tm
-                    row[1] += tot
+            for h, (tm, tot) in self._batch_viewer_views.get(key, {}).items():
+                row = rows.setdefault(h, [0, 0])
+                row[0] += tm
+                row[1] += tot
             ordered = sorted(rows)
             stats = _ViewerStats(hour=ordered[0] if ordered else hour, alpha=alpha)
             for h in ordered:
@@ -465,9 +494,7 @@ class CommunityState:
             # are in to_minors, so its authors must be too, or they are lost until the next restart.
             if rows.get(stats.hour, [0])[0]:
                 stats.authors = await self.reader.viewer_minor_authors(community, viewer, stats.hour)
-                stats.authors |= {
-                    a for (c, v, h, a) in self.pending.view_authors if (c, v, h) == (community, viewer, stats.hour)
-                }
+                stats.authors |= self._batch_view_authors.get((community, viewer, stats.hour), set())
             self._viewers[key] = stats
         stats.advance(hour)
         return stats
@@ -477,11 +504,10 @@ class CommunityState:
         if buckets is None:
             rows = await self.reader.community_view_buckets(community, hour - VIEW_HISTORY_HOURS)
             buckets = {h: [tm, tot] for h, tm, tot in rows}
-            for (c, _v, h), (tm, tot) in self.pending.views.items():
-                if c == community:
-                    row = buckets.setdefault(h, [0, 0])
-                    row[0] += tm
-                    row[1] += tot
+            for h, (tm, tot) in self._batch_community_views.get(community, {}).items():
+                row = buckets.setdefault(h, [0, 0])
+                row[0] += tm
+                row[1] += tot
             self._community_views[community] = buckets
         return buckets
 
@@ -526,7 +552,6 @@ class CommunityState:
     def apply(self, event: BaseEvent) -> None:
         """Fold one event into memory and queue its rows; called before detectors see the event."""
         c, at = event.community, event.at
-        stamp = at.isoformat()  # once per event: isoformat is a hot spot at 1M events
         match event:
             case MemberJoined():
                 acc = self._touch(c, event.account, at)
@@ -539,6 +564,7 @@ class CommunityState:
                 self._touch(c, event.target, at)
                 self._record_contact(event)
             case ContactAnswered():
+                stamp = at.isoformat()  # once per event, and only where a row needs it: a hot spot at 1M events
                 self._touch(c, event.target, at)
                 request_id = event.request_id or f"{event.source}>{event.target}"
                 self.pending.answers.append((event.answer.value, stamp, c, event.source, event.target, request_id))
@@ -549,6 +575,7 @@ class CommunityState:
                     self._pending_accepted[(c, event.source)].add(event.target)
                     self._pending_accepted[(c, event.target)].add(event.source)
             case MessageSent():
+                stamp = at.isoformat()
                 self._touch(c, event.author, at)
                 conv = self.pending.conversations.setdefault((c, event.conversation), [event.private, stamp, stamp, 0])
                 conv[2] = stamp
@@ -562,7 +589,12 @@ class CommunityState:
                     self.pending.turns.append((c, event.message_id, event.conversation, event.author, stamp))
                     turn = Turn(event.author, at, event.message_id)
                     self._batch_turns[(c, event.message_id)] = (event.conversation, turn)
-                    self._batch_rooms.setdefault((c, event.conversation), []).append(turn)
+                    room = self._batch_rooms.setdefault((c, event.conversation), [])
+                    entry = (at, event.message_id, turn)
+                    if room and entry < room[-1]:
+                        insort(room, entry)  # a late message; in order ones are appended
+                    else:
+                        room.append(entry)
             case MessageEdited():
                 if self.keep_text:
                     # Only messages already kept are updated: an edit never adds text we chose not to store.
@@ -577,6 +609,7 @@ class CommunityState:
             case AgeDeclared():
                 self.declare_age(c, event.account, event.band, event.age, event.source, at)
             case StandingDeclared():
+                stamp = at.isoformat()
                 acc = self._touch(c, event.account, at)
                 standings = (
                     acc.standings | {event.standing.value} if event.held else acc.standings - {event.standing.value}
@@ -621,10 +654,17 @@ class CommunityState:
         to_minor = author_acc is not None and author_acc.is_minor
         hour = hour_of(at)
         bucket = self.pending.views.setdefault((community, viewer, hour), [0, 0])
+        mine = self._batch_viewer_views.setdefault((community, viewer), {}).setdefault(hour, [0, 0])
+        theirs = self._batch_community_views.setdefault(community, {}).setdefault(hour, [0, 0])
         if to_minor:
             bucket[0] += count
+            mine[0] += count
+            theirs[0] += count
             self.pending.view_authors.add((community, viewer, hour, author))
+            self._batch_view_authors.setdefault((community, viewer, hour), set()).add(author)
         bucket[1] += count
+        mine[1] += count
+        theirs[1] += count
         stats = self._viewers.get((community, viewer))
         if stats is not None and hour < stats.hour:
             # A late view for an earlier hour: the running baseline cannot fold it in after the fact.
@@ -661,8 +701,23 @@ class CommunityState:
                 del buckets[h]
 
     def take_pending(self) -> PendingWrites:
-        """Hand the queued rows to the store and start a fresh buffer."""
+        """Hand the queued rows to a store that commits them now, and forget what it then holds."""
+        pending = self.take_writes()
+        self.settle()
+        return pending
+
+    def take_writes(self) -> PendingWrites:
+        """Hand the queued rows to the store, keeping them as the overlay merged into store reads.
+
+        For a store whose commit runs behind processing: its read view stays where it was until the
+        commit lands, so the rows stay merged in until `settle` says the store holds them.
+        """
         pending, self.pending = self.pending, PendingWrites()
+        return pending
+
+    def settle(self) -> None:
+        """Every row handed over is committed and the store's read view shows it: drop overlay and caches."""
+        self.memory_book.settle()
         self._pending_accepted.clear()
         self._batch_edges.clear()
         self._batch_requests.clear()
@@ -674,7 +729,9 @@ class CommunityState:
         self._batch_turns.clear()
         self._batch_rooms.clear()
         self._stored_turns.clear()
-        return pending
+        self._batch_viewer_views.clear()
+        self._batch_community_views.clear()
+        self._batch_view_authors.clear()
 
     def forget(self, account: str, community: str | None = None) -> None:
         """Drop everything held in memory about one account."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from groomguard.actions import ActionT
 from groomguard.cases import Audit, Case
@@ -123,3 +124,21 @@ class Store(Protocol):
     def tables(self) -> Database:
         """A new, unopened connection to this store's database, for an adapter's own tables (migration 005)."""
         ...
+
+
+@runtime_checkable
+class PipelinedStore(Store, Protocol):
+    """A store whose batch commits can run behind processing (SQLite: groomguard.store.sqlite).
+
+    The engine pins reads (`pin_reads`) to one committed state, hands batches over (`submit_batch`)
+    without waiting and keeps merging what it handed over into reads, then waits for all of them
+    (`settle`) before it moves the pin (`release_reads`, `pin_reads`). See SqliteStore for why that is exact.
+    """
+
+    @property
+    def pipelined(self) -> bool: ...
+    def pin_reads(self) -> None: ...
+    def release_reads(self) -> None: ...
+    async def checkpoint_if_due(self) -> None: ...
+    def submit_batch(self, batch: BatchWrite) -> asyncio.Future[None]: ...
+    async def settle(self) -> None: ...

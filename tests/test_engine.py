@@ -11,7 +11,7 @@ from groomguard.actions import ChildNotice, Enforcement, ModAlert
 from groomguard.app.runtime import build_engine
 from groomguard.events import BaseEvent, ContentViewed, MessageSent
 from groomguard.findings import Finding
-from groomguard.testing import EventFactory, MemorySink, make_settings, running_engine
+from groomguard.testing import EventFactory, MemorySink, failing_commits, make_settings, running_engine
 from groomguard.testing.simulate import generate
 
 
@@ -299,15 +299,11 @@ async def test_failed_ingest_stops_the_engine_instead_of_skipping_events(db: Pat
 
     engine = build_engine(make_settings(db), [])
     await engine.start()
-    real = engine.store.commit_batch
-
-    async def failing(batch):  # type: ignore[no-untyped-def]
-        raise sqlite3.OperationalError("disk I/O error")
-
-    engine.store.commit_batch = failing  # type: ignore[method-assign]
-    with pytest.raises(sqlite3.OperationalError):
+    with (
+        failing_commits(engine.store, sqlite3.OperationalError("disk I/O error")),
+        pytest.raises(sqlite3.OperationalError),
+    ):
         await engine.ingest([ev.message("a", "hi")])
-    engine.store.commit_batch = real  # type: ignore[method-assign]
     with pytest.raises(EngineError):
         await engine.ingest([ev.message("a", "again")])
     await engine.stop()

@@ -15,7 +15,7 @@ from groomguard.detectors.base import DetectorState
 from groomguard.engine import Engine
 from groomguard.events import AgeBand, BaseEvent, MessageSent
 from groomguard.findings import Finding
-from groomguard.testing import EventFactory, MemorySink, make_settings, running_engine
+from groomguard.testing import EventFactory, MemorySink, failing_commits, make_settings, running_engine
 
 
 class Counter:
@@ -76,15 +76,8 @@ async def test_a_failed_commit_leaves_no_memory_behind(db: Path, ev: EventFactor
     detector = Counter()
     engine = await _engine(db, detector)
     await engine.ingest([ev.message("adult", "hi", conversation="dm1")])
-    real_commit = engine.store.commit_batch
-
-    async def failing(batch: object) -> None:
-        raise RuntimeError("disk full")
-
-    engine.store.commit_batch = failing  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError, match="disk full"):
+    with failing_commits(engine.store, RuntimeError("disk full")), pytest.raises(RuntimeError, match="disk full"):
         await engine.ingest([ev.message("adult", "hi", conversation="dm1")])
-    engine.store.commit_batch = real_commit  # type: ignore[method-assign]
     await engine.store.close()
     again = Counter()
     engine = await _engine(db, again)  # replays the stored-but-uncommitted event from the watermark

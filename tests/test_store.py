@@ -9,7 +9,7 @@ from pathlib import Path
 from groomguard.app.runtime import build_engine
 from groomguard.events import AgeBand, dump_event
 from groomguard.store.sqlite import SqliteStore, migrations
-from groomguard.testing import EventFactory, MemorySink, make_settings, running_engine
+from groomguard.testing import EventFactory, MemorySink, failing_commits, make_settings, running_engine
 from groomguard.testing.simulate import CommunitySpec, generate
 
 
@@ -96,15 +96,11 @@ async def test_failed_commit_rolls_back_and_resumes(tmp_path: Path, ev: EventFac
     events = [ev.adult("g"), *(ev.minor(f"k{i}") for i in range(6)), *(ev.contact("g", f"k{i}") for i in range(6))]
     engine = build_engine(make_settings(db), [MemorySink()])
     await engine.start()
-    real_commit = engine.store.commit_batch
-
-    async def failing(batch):  # type: ignore[no-untyped-def]
-        raise sqlite3.OperationalError("disk I/O error")
-
-    engine.store.commit_batch = failing  # type: ignore[method-assign]
-    with contextlib.suppress(sqlite3.OperationalError):
+    with (
+        failing_commits(engine.store, sqlite3.OperationalError("disk I/O error")),
+        contextlib.suppress(sqlite3.OperationalError),
+    ):
         await engine.ingest(events)
-    engine.store.commit_batch = real_commit  # type: ignore[method-assign]
     await engine.store.close()
     async with running_engine(db) as (again, _sink):
         assert again.stats.processed == len(events)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from pathlib import Path
 from typing import IO
 
@@ -11,6 +13,8 @@ from groomguard.workspace import evidence_line
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+
+log = logging.getLogger(__name__)
 
 #: Evidence lines a terminal card shows; `groomguard cases show ID` lists them all.
 EVIDENCE_SHOWN = 8
@@ -94,6 +98,7 @@ class JsonlSink:
         self.stream = stream
         self.seen: set[str] = set()
         self._lock = asyncio.Lock()
+        self._repaired = False
 
     async def deliver(self, action: ModAlert | ChildNotice | Enforcement) -> None:
         if action.action_id in self.seen:
@@ -104,6 +109,48 @@ class JsonlSink:
                 self.stream.write(line)
                 self.stream.flush()
             elif self.path is not None:
-                with self.path.open("a", encoding="utf-8") as handle:
-                    handle.write(line)
+                self._append(line.encode("utf-8"))
             self.seen.add(action.action_id)
+
+    def _append(self, data: bytes) -> None:
+        """One O_APPEND write per line (looping on short writes); a torn last line is cut first.
+
+        A process killed mid-write leaves a partial line with no newline; the outbox redelivers that
+        action, so the fragment is removed rather than glued to the next line.
+        """
+        assert self.path is not None
+        if not self._repaired:
+            self._repaired = True
+            cut_torn_tail(self.path)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Truncate `path` after its last newline; returns the bytes removed (0 when it ends cleanly or is absent)."""
+    try:
+        handle = path.open("rb+")
+    except FileNotFoundError:
+        return 0
+    with handle:
+        size = handle.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            handle.seek(start)
+            chunk = handle.read(end - start)
+            at = chunk.rfind(b"\n")
+            if at >= 0:
+                end = start + at + 1
+                break
+            end = start
+        if end == size:
+            return 0
+        handle.truncate(end)
+    log.warning("%s ended in a partial line (an interrupted write): removed %d bytes", path, size - end)
+    return size - end

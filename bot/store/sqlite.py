@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
+import os
+import re
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ log = logging.getLogger(__name__)
 WEB_LINK = "web_link:"
 
 ACTION_ADAPTER: TypeAdapter[ActionT] = TypeAdapter(Action)
+INSERT_EVENTS = "INSERT INTO events (seq, key, type, community, at, stored_at, body) VALUES (?,?,?,?,?,?,?)"
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -70,6 +76,12 @@ class SqliteStore:
         self._db: aiosqlite.Connection | None = None
         self._ro: sqlite3.Connection | None = None
         self._next_seq = 1
+        # Pipelined writes (see `submit_batch`): while reads are pinned, the read-only connection holds
+        # one snapshot and writes queue behind processing on aiosqlite's thread.
+        self._pinned = False
+        self._unsynced_keys: set[str] = set()
+        self._jobs: list[asyncio.Future[None]] = []
+        self._write_failure: BaseException | None = None
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -129,6 +141,90 @@ class SqliteStore:
                 await db.execute("ROLLBACK")
                 raise
 
+    # -- pipelined writes ------------------------------------------------------------------
+    #
+    # Processing a batch and committing the one before it can overlap: the engine hands each batch's
+    # writes over with `submit_batch` and goes on, and the transaction runs on aiosqlite's thread (which
+    # releases the GIL inside SQLite). Two things keep that exact. Reads are pinned to one snapshot
+    # (`pin_reads`) that does not move while commits land, so the state merges everything it handed over
+    # since then, as it merges one uncommitted batch; the engine calls `settle` before moving the pin.
+    # And each job is one whole transaction queued in order on the one writer connection: a kill -9
+    # leaves a prefix of batches committed, each with its watermark, and once one job fails every later
+    # one refuses, so no watermark can move past a batch that was not written.
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether `submit_batch` can queue work on the writer thread without an await (aiosqlite's queue)."""
+        return hasattr(self._db, "_tx")
+
+    def pin_reads(self) -> None:
+        """Hold detector reads on the state committed now until `release_reads` (every write settled)."""
+        if self._ro is None or self._pinned:
+            return
+        self._ro.execute("BEGIN")
+        # A read transaction takes its snapshot at its first read, so take it now, not at some later read.
+        self._ro.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        self._pinned = True
+        self._unsynced_keys.clear()
+
+    def release_reads(self) -> None:
+        """Let detector reads see every commit again (and checkpoints run to the end)."""
+        if self._ro is not None and self._ro.in_transaction:
+            self._ro.execute("COMMIT")
+        self._pinned = False
+        self._unsynced_keys.clear()
+
+    async def checkpoint_if_due(self) -> None:
+        """Fold a grown WAL back into the database while no read is pinned, so the log restarts from its start.
+
+        A pinned reader stops SQLite from restarting the WAL; pinned nearly all the time, the WAL grew by
+        every batch (700 MB over 200k events) and every read searched a longer WAL index. Call between
+        `release_reads` and `pin_reads`; the next read then starts on the checkpointed file.
+        """
+        try:
+            size = os.path.getsize(f"{self.path}-wal")  # noqa: ASYNC240 - one stat of a local file
+        except OSError:
+            return
+        if size >= CHECKPOINT_WAL_BYTES:
+            async with self.db.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
+                await cur.fetchall()
+
+    def _submit(self, work: Any, *args: Any) -> asyncio.Future[None]:
+        """Queue `work(connection, *args)` as one transaction on the writer thread, now, without awaiting."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.db._tx.put_nowait((future, functools.partial(self._transaction, work, *args)))  # type: ignore[attr-defined]
+        self._jobs.append(future)
+        return future
+
+    def _transaction(self, work: Any, *args: Any) -> None:
+        """Runs on the writer thread: one transaction, or a refusal once an earlier one failed."""
+        if self._write_failure is not None:
+            raise StoreError(f"an earlier write failed, so later ones are refused: {self._write_failure}")
+        con = self.db._conn  # type: ignore[attr-defined]
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            work(con, *args)
+            con.execute("COMMIT")
+        except BaseException as error:
+            self._write_failure = error
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+
+    def submit_batch(self, batch: BatchWrite) -> asyncio.Future[None]:
+        """Queue one processed batch's transaction (as `commit_batch` writes it); its future says when it is durable."""
+        return self._submit(_write_statements, _batch_statements(batch))
+
+    async def settle(self) -> None:
+        """Wait for every queued write; raise the first failure."""
+        jobs, self._jobs = self._jobs, []
+        if not jobs:
+            return
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
         """Run one detector read on the read-only connection (see `open`)."""
         if self._ro is None:
@@ -155,9 +251,10 @@ class SqliteStore:
         for start in range(0, len(keys), 900):
             chunk = keys[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            # Every earlier append is committed, so the read-only connection sees all known keys.
+            # Every earlier append is committed (or queued, see below), so these keys are all the known ones.
             known.update(row[0] for row in self._read(f"SELECT key FROM events WHERE key IN ({marks})", chunk))
-        fresh = [(k, e) for k, e in unique.items() if k not in known]
+        # Pinned reads do not show events queued since the pin; they are known all the same.
+        fresh = [(k, e) for k, e in unique.items() if k not in known and k not in self._unsynced_keys]
         if not fresh:
             return []
         now = datetime.now(UTC).isoformat()
@@ -166,11 +263,15 @@ class SqliteStore:
             (self._next_seq + i, k, e.type, e.community, e.at.isoformat(), now, e.model_dump_json())  # type: ignore[attr-defined]
             for i, (k, e) in enumerate(fresh)
         ]
+        if self._pinned:
+            # Queued ahead of the batch's own transaction: stored before its results can commit.
+            self._unsynced_keys.update(k for k, _ in fresh)
+            self._submit(_write_statements, [(INSERT_EVENTS, rows)])
+            self._next_seq += len(numbered)
+            return numbered
         await self.db.execute("BEGIN IMMEDIATE")
         try:
-            await self.db.executemany(
-                "INSERT INTO events (seq, key, type, community, at, stored_at, body) VALUES (?,?,?,?,?,?,?)", rows
-            )
+            await self.db.executemany(INSERT_EVENTS, rows)
             await self.db.execute("COMMIT")
         except BaseException:
             await self.db.execute("ROLLBACK")
@@ -271,141 +372,12 @@ class SqliteStore:
 
     async def commit_batch(self, batch: BatchWrite) -> None:
         """Write one processed batch atomically: state rows, cases, findings, outbox, watermark."""
-        db, s = self.db, batch.state
+        db = self.db
+        statements = _batch_statements(batch)
         await db.execute("BEGIN IMMEDIATE")
         try:
-            if s.accounts:
-                await db.executemany(
-                    "INSERT OR REPLACE INTO accounts VALUES (?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            c,
-                            a.account,
-                            a.band.value,
-                            a.age,
-                            a.band_source,
-                            _iso(a.created_at),
-                            _iso(a.joined_at),
-                            _iso(a.first_seen),
-                        )
-                        for (c, _), a in s.accounts.items()
-                    ],
-                )
-            if s.regions:
-                await db.executemany("INSERT OR IGNORE INTO regions VALUES (?,?,?)", s.regions)
-            if s.contacts:
-                await db.executemany("INSERT OR IGNORE INTO contacts VALUES (?,?,?,?,?,?)", s.contacts)
-            if s.requests:
-                await db.executemany(
-                    "INSERT OR IGNORE INTO requests (community, source, target, request_id, kind, requested_at, event_key) VALUES (?,?,?,?,?,?,?)",
-                    s.requests,
-                )
-            if s.answers:
-                await db.executemany(
-                    "UPDATE requests SET status = ?, answered_at = ? WHERE community = ? AND source = ? AND target = ? AND request_id = ? AND status = 'pending'",
-                    s.answers,
-                )
-            if s.accepted:
-                await db.executemany("INSERT OR IGNORE INTO accepted VALUES (?,?,?,?)", s.accepted)
-            if s.view_authors:
-                await db.executemany("INSERT OR IGNORE INTO view_authors VALUES (?,?,?,?)", sorted(s.view_authors))
-            if s.views:
-                await db.executemany(
-                    "INSERT INTO views VALUES (?,?,?,?,?) ON CONFLICT (community, viewer, hour) DO UPDATE SET to_minors = to_minors + excluded.to_minors, total = total + excluded.total",
-                    [(c, v, h, n[0], n[1]) for (c, v, h), n in s.views.items()],
-                )
-            if s.conversations:
-                await db.executemany(
-                    "INSERT INTO conversations VALUES (?,?,?,?,?,?) ON CONFLICT (community, conversation) DO UPDATE SET last_at = excluded.last_at, messages = messages + excluded.messages",
-                    [(c, conv, int(v[0]), v[1], v[2], v[3]) for (c, conv), v in s.conversations.items()],
-                )
-            if s.messages:
-                await db.executemany("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?)", s.messages)
-            if s.edited_messages:
-                await db.executemany(
-                    "UPDATE messages SET text = ? WHERE community = ? AND message_id = ?", s.edited_messages
-                )
-            if s.deleted_messages:
-                await db.executemany("DELETE FROM messages WHERE community = ? AND message_id = ?", s.deleted_messages)
-            if s.standings:
-                await db.executemany("INSERT OR REPLACE INTO standings VALUES (?,?,?,?,?)", s.standings)
-            if s.turns:
-                await db.executemany("INSERT OR IGNORE INTO message_turns VALUES (?,?,?,?,?)", s.turns)
-            if s.deleted_messages:
-                await db.executemany(
-                    "DELETE FROM message_turns WHERE community = ? AND message_id = ?", s.deleted_messages
-                )
-            if batch.cases:
-                await db.executemany(
-                    "INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        case.to_row(batch.clocks.get(case.community, batch.watermark_at), batch.half_life_hours)
-                        for case in batch.cases
-                    ],
-                )
-            if batch.findings:
-                await db.executemany(
-                    "INSERT INTO findings (case_id, detector, community, suspect, score, reason, evidence, child, at, event_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            cid,
-                            f.detector,
-                            f.community,
-                            f.suspect,
-                            f.score,
-                            f.reason,
-                            json.dumps([e.model_dump(mode="json") for e in f.evidence]),
-                            f.child,
-                            f.at.isoformat(),
-                            f.event_key,
-                        )
-                        for cid, f in batch.findings
-                    ],
-                )
-            if batch.actions:
-                await db.executemany(
-                    "INSERT OR IGNORE INTO actions (id, kind, case_id, subject, created_at, payload) VALUES (?,?,?,?,?,?)",
-                    [
-                        (
-                            a.action_id,
-                            a.kind,
-                            getattr(a, "case_id", None),
-                            _subject(a),
-                            a.at.isoformat(),
-                            a.model_dump_json(),
-                        )
-                        for a in batch.actions
-                    ],
-                )
-            if batch.notices:
-                await db.executemany(
-                    "INSERT INTO notices (community, child, suspect, at, stage) VALUES (?,?,?,?,?)", batch.notices
-                )
-            if batch.audit:
-                await db.executemany(
-                    "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES (?,?,?,?,?,?)",
-                    [
-                        (a.at.isoformat(), a.actor, a.action, a.community, a.case_id, json.dumps(a.detail))
-                        for a in batch.audit
-                    ],
-                )
-            if batch.memory:
-                gone = [(r.detector, r.community, r.key) for r in batch.memory if r.value is None]
-                kept = [
-                    (r.detector, r.community, r.key, r.value, json.dumps(r.accounts), _iso(r.expires_at))
-                    for r in batch.memory
-                    if r.value is not None
-                ]
-                if gone:
-                    await db.executemany(
-                        "DELETE FROM detector_memory WHERE detector = ? AND community = ? AND key = ?", gone
-                    )
-                if kept:
-                    await db.executemany("INSERT OR REPLACE INTO detector_memory VALUES (?,?,?,?,?,?)", kept)
-            await db.executemany(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                [("watermark", str(batch.watermark)), ("watermark_at", batch.watermark_at.isoformat())],
-            )
+            for sql, rows in statements:
+                await db.executemany(sql, rows)
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
@@ -813,3 +785,173 @@ def _iso(value: datetime | None) -> str | None:
 
 def _subject(action: ActionT) -> str:
     return getattr(action, "suspect", None) or getattr(action, "child", "")
+
+
+#: WAL size past which `checkpoint_if_due` checkpoints (SQLite's own auto-checkpoint is at ~4 MB).
+CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024
+#: Bound parameters per multi-row INSERT (see `_write_statements`); SQLite allows 32,766 since 3.32.
+MAX_PARAMS = 32_000
+_VALUES = re.compile(r"VALUES \((\?(?:,\?)*)\)")
+
+
+def _write_statements(con: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]) -> None:
+    """Run (statement, rows) pairs on the writer thread, INSERTs as multi-row statements.
+
+    `executemany` steps SQLite once per row and gives the GIL back around every step; while the event
+    loop's thread is busy each step then waits for the GIL again (up to the 5 ms switch interval), so
+    a writer behind busy processing crawls. One INSERT with many VALUES rows is one step.
+    """
+    for sql, rows in statements:
+        match = _VALUES.search(sql) if sql.startswith("INSERT") else None
+        if match is None or len(rows) < 2:
+            con.executemany(sql, rows)
+            continue
+        rows = rows if isinstance(rows, list) else list(rows)
+        # As few statements as SQLite's bound-parameter limit allows: each one is a GIL round trip.
+        per = max(1, MAX_PARAMS // (match.group(1).count("?")))
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            # This thread holds the GIL while it builds a statement, and the event loop's reads wait for
+            # it: the text comes from a cache and the parameters are flattened in C.
+            con.execute(_multi_row(sql, match, len(chunk)), list(chain.from_iterable(chunk)))
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row_text(sql: str, start: int, end: int, group: str, count: int) -> str:
+    return sql[:start] + "VALUES " + ",".join([group] * count) + sql[end:]
+
+
+def _multi_row(sql: str, match: re.Match[str], count: int) -> str:
+    return _multi_row_text(sql, match.start(), match.end(), f"({match.group(1)})", count)
+
+
+def _batch_statements(batch: BatchWrite) -> list[tuple[str, Sequence[Any]]]:
+    """The (statement, rows) pairs that write one processed batch, in order; run inside one transaction."""
+    s = batch.state
+    out: list[tuple[str, Sequence[Any]]] = []
+
+    def add(sql: str, rows: Sequence[Any]) -> None:
+        out.append((sql, rows))
+
+    if s.accounts:
+        add(
+            "INSERT OR REPLACE INTO accounts VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (
+                    c,
+                    a.account,
+                    a.band.value,
+                    a.age,
+                    a.band_source,
+                    _iso(a.created_at),
+                    _iso(a.joined_at),
+                    _iso(a.first_seen),
+                )
+                for (c, _), a in s.accounts.items()
+            ],
+        )
+    if s.regions:
+        add("INSERT OR IGNORE INTO regions VALUES (?,?,?)", s.regions)
+    if s.contacts:
+        add("INSERT OR IGNORE INTO contacts VALUES (?,?,?,?,?,?)", s.contacts)
+    if s.requests:
+        add(
+            "INSERT OR IGNORE INTO requests (community, source, target, request_id, kind, requested_at, event_key) VALUES (?,?,?,?,?,?,?)",
+            s.requests,
+        )
+    if s.answers:
+        add(
+            "UPDATE requests SET status = ?, answered_at = ? WHERE community = ? AND source = ? AND target = ? AND request_id = ? AND status = 'pending'",
+            s.answers,
+        )
+    if s.accepted:
+        add("INSERT OR IGNORE INTO accepted VALUES (?,?,?,?)", s.accepted)
+    if s.view_authors:
+        add("INSERT OR IGNORE INTO view_authors VALUES (?,?,?,?)", sorted(s.view_authors))
+    if s.views:
+        add(
+            "INSERT INTO views VALUES (?,?,?,?,?) ON CONFLICT (community, viewer, hour) DO UPDATE SET to_minors = to_minors + excluded.to_minors, total = total + excluded.total",
+            [(c, v, h, n[0], n[1]) for (c, v, h), n in s.views.items()],
+        )
+    if s.conversations:
+        add(
+            "INSERT INTO conversations VALUES (?,?,?,?,?,?) ON CONFLICT (community, conversation) DO UPDATE SET last_at = excluded.last_at, messages = messages + excluded.messages",
+            [(c, conv, int(v[0]), v[1], v[2], v[3]) for (c, conv), v in s.conversations.items()],
+        )
+    if s.messages:
+        add("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?)", s.messages)
+    if s.edited_messages:
+        add("UPDATE messages SET text = ? WHERE community = ? AND message_id = ?", s.edited_messages)
+    if s.deleted_messages:
+        add("DELETE FROM messages WHERE community = ? AND message_id = ?", s.deleted_messages)
+    if s.standings:
+        add("INSERT OR REPLACE INTO standings VALUES (?,?,?,?,?)", s.standings)
+    if s.turns:
+        add("INSERT OR IGNORE INTO message_turns VALUES (?,?,?,?,?)", s.turns)
+    if s.deleted_messages:
+        add("DELETE FROM message_turns WHERE community = ? AND message_id = ?", s.deleted_messages)
+    if batch.cases:
+        add(
+            "INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                case.to_row(batch.clocks.get(case.community, batch.watermark_at), batch.half_life_hours)
+                for case in batch.cases
+            ],
+        )
+    if batch.findings:
+        add(
+            "INSERT INTO findings (case_id, detector, community, suspect, score, reason, evidence, child, at, event_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    cid,
+                    f.detector,
+                    f.community,
+                    f.suspect,
+                    f.score,
+                    f.reason,
+                    json.dumps([e.model_dump(mode="json") for e in f.evidence]),
+                    f.child,
+                    f.at.isoformat(),
+                    f.event_key,
+                )
+                for cid, f in batch.findings
+            ],
+        )
+    if batch.actions:
+        add(
+            "INSERT OR IGNORE INTO actions (id, kind, case_id, subject, created_at, payload) VALUES (?,?,?,?,?,?)",
+            [
+                (
+                    a.action_id,
+                    a.kind,
+                    getattr(a, "case_id", None),
+                    _subject(a),
+                    a.at.isoformat(),
+                    a.model_dump_json(),
+                )
+                for a in batch.actions
+            ],
+        )
+    if batch.notices:
+        add("INSERT INTO notices (community, child, suspect, at, stage) VALUES (?,?,?,?,?)", batch.notices)
+    if batch.audit:
+        add(
+            "INSERT INTO audit (at, actor, action, community, case_id, detail) VALUES (?,?,?,?,?,?)",
+            [(a.at.isoformat(), a.actor, a.action, a.community, a.case_id, json.dumps(a.detail)) for a in batch.audit],
+        )
+    if batch.memory:
+        gone = [(r.detector, r.community, r.key) for r in batch.memory if r.value is None]
+        kept = [
+            (r.detector, r.community, r.key, r.value, json.dumps(r.accounts), _iso(r.expires_at))
+            for r in batch.memory
+            if r.value is not None
+        ]
+        if gone:
+            add("DELETE FROM detector_memory WHERE detector = ? AND community = ? AND key = ?", gone)
+        if kept:
+            add("INSERT OR REPLACE INTO detector_memory VALUES (?,?,?,?,?,?)", kept)
+    add(
+        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+        [("watermark", str(batch.watermark)), ("watermark_at", batch.watermark_at.isoformat())],
+    )
+    return out

@@ -5,9 +5,10 @@ and embedders use it) but nothing in the product imports it: the import-linter "
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,31 @@ async def running_engine(
         yield engine, sink
     finally:
         await engine.stop()
+
+
+@contextmanager
+def failing_commits(store: Any, error: BaseException) -> Iterator[None]:
+    """Make every batch commit of `store` fail with `error` inside the block, awaited or pipelined.
+
+    A store whose commits run behind processing (SqliteStore.submit_batch) reports the failure through
+    the batch's future, as a failed transaction on its writer thread does; the events stay stored.
+    """
+
+    async def failing(batch: object) -> None:
+        raise error
+
+    def failing_submit(batch: object) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_exception(error)
+        return future
+
+    real = store.commit_batch, getattr(store, "submit_batch", None)
+    store.commit_batch = failing
+    if real[1] is not None:
+        store.submit_batch = failing_submit
+    try:
+        yield
+    finally:
+        store.commit_batch = real[0]
+        if real[1] is not None:
+            store.submit_batch = real[1]

@@ -1,0 +1,85 @@
+"""Commits behind processing (SqliteStore.submit_batch): the same findings, cases and outbox as committing each batch."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from groomguard.app.runtime import build_engine
+from groomguard.engine import SETTLE_EVERY_BATCHES
+from groomguard.store.sqlite import SqliteStore
+from groomguard.testing import MemorySink, make_settings
+from groomguard.testing.simulate import CommunitySpec, generate
+
+
+def _outcome(db: Path) -> dict[str, Any]:
+    con = sqlite3.connect(db)
+    try:
+        return {
+            "findings": con.execute(
+                "SELECT detector, suspect, score, child, at, event_key FROM findings ORDER BY id"
+            ).fetchall(),
+            "cases": con.execute(
+                "SELECT id, suspect, status, round(risk, 9), alert_version, children FROM cases ORDER BY id"
+            ).fetchall(),
+            "actions": con.execute("SELECT id, kind, payload FROM actions ORDER BY id").fetchall(),
+            "memory": con.execute(
+                "SELECT detector, community, key, value FROM detector_memory ORDER BY 1, 2, 3"
+            ).fetchall(),
+            "watermark": con.execute("SELECT value FROM meta WHERE name = 'watermark'").fetchone(),
+        }
+    finally:
+        con.close()
+
+
+async def _replay(db: Path, events: list[Any], pipelined: bool, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setattr(SqliteStore, "pipelined", property(lambda self: pipelined))
+    # Small batches: many of them commit behind processing before each settle.
+    settings = make_settings(db, engine__batch_size=40, engine__batch_wait_ms=0)
+    sink = MemorySink()
+    engine = build_engine(settings, [sink])
+    await engine.start()
+    assert (engine._pipe is not None) is pipelined
+    for event in events:
+        await engine.submit(event)
+    await engine.drain()
+    await engine.stop()
+    return sorted(a.action_id for a in sink.actions)
+
+
+async def test_commits_behind_processing_change_no_finding_case_or_action(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, _truth = generate(CommunitySpec(seed=5, adults=80, minors=50, days=10))
+    assert len(events) > 40 * SETTLE_EVERY_BATCHES * 3, "enough batches for several settle cycles"
+    classic = await _replay(tmp_path / "classic.db", events, False, monkeypatch)
+    piped = await _replay(tmp_path / "piped.db", events, True, monkeypatch)
+    reference = _outcome(tmp_path / "classic.db")
+    assert reference["findings"] and reference["cases"], "the planted groomers should be found"
+    assert _outcome(tmp_path / "piped.db") == reference
+    assert piped == classic, "the same actions reach the sinks"
+
+
+async def test_a_failed_commit_behind_processing_stops_later_ones(tmp_path: Path) -> None:
+    """Once one queued transaction fails, later ones refuse: no watermark may pass a batch not written."""
+    db = tmp_path / "x.db"
+    store = SqliteStore(db)
+    await store.open()
+    assert store.pipelined
+    store.pin_reads()
+    events, _ = generate(CommunitySpec(seed=3))
+    first = await store.append_events(events[:10])
+    assert [seq for seq, _ in first] == list(range(1, 11))
+    broken = store._submit(lambda con: con.execute("INSERT INTO no_such_table VALUES (1)"))
+    later = await store.append_events(events[10:20])
+    assert later, "numbered at once, written behind"
+    with pytest.raises(sqlite3.OperationalError):
+        await store.settle()
+    assert broken.done() and broken.exception() is not None
+    store.release_reads()
+    await store.close()
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 10, "the write after the failure refused"
+    con.close()

@@ -4,17 +4,14 @@ How several engines share one database (one per Discord shard, or a webhook besi
 
 * Every engine **stores**: inserts are idempotent (`ON CONFLICT (key) DO NOTHING`), `seq` comes from a
   PostgreSQL sequence, and appends take a transaction-scoped advisory lock so that commit order equals
-  seq order (a reader never sees seq 7 before seq 6 is committed, so no event can slip under the watermark).
-* Exactly one engine **processes**: the one that took the session-level advisory lock `PROCESSING_LOCK`
-  when it opened. Detector state and cases live in that engine's memory, so one processor is what makes
-  "one case per suspect, one alert per case" hold without distributed state. Its `append_events` returns
-  every committed event past what it has processed, its own and the other engines', in seq order;
-  `LogFollower` polls so events stored by the others are processed even when the leader is idle.
-* The others are **followers**: their `append_events` stores and returns nothing to process, so their
-  engines never touch cases or the outbox. The lease lives as long as the leader's connection: if the
-  leader dies, PostgreSQL releases it, a follower's `LogFollower` notices and sets `takeover`, and the
-  follower restarts (crash-only) so that its new engine opens as leader and rebuilds memory from the store.
-  Nothing is lost meanwhile: followers keep storing.
+  seq order (a reader never sees seq 7 before seq 6 is committed, so no event can slip under a watermark).
+* Every engine **processes a share**: communities hash to partitions and each engine leases a fair share
+  of them (groomguard.store.partitions). A community's detector state and cases live in the memory of the
+  one engine holding its partition, so "one case per suspect, one alert per case" holds without
+  distributed state. `append_events` returns every committed event of the held partitions past what was
+  processed, the engine's own and the other engines', in seq order; `LogFollower` polls so events stored
+  by the others are processed even when this engine is idle, and runs the lease rounds: a dead engine's
+  partitions are taken over by the others in-process once its leases run out.
 """
 
 from __future__ import annotations
@@ -39,6 +36,7 @@ from groomguard.privacy import mentions, needles, scrub
 from groomguard.records import Account, ContactEdge, RequestRecord, Turn
 from groomguard.storage import ActionT, BatchWrite, Snapshot
 from groomguard.store.db import PostgresDatabase
+from groomguard.store.partitions import DEFAULT_PARTITIONS, Partitions, partition_of
 from pydantic import TypeAdapter
 
 log = logging.getLogger(__name__)
@@ -48,11 +46,11 @@ T = TypeVar("T")
 
 ACTION_ADAPTER: TypeAdapter[ActionT] = TypeAdapter(Action)
 #: Advisory lock keys (arbitrary constants, "GG" + purpose) shared by every engine on the database.
-PROCESSING_LOCK = 0x4747_0001
 APPEND_LOCK = 0x4747_0002
 MIGRATION_LOCK = 0x4747_0003
-#: Most events one append hands the leader; a longer backlog is handed by the next call or LogFollower.
-MAX_HANDED = 50_000
+#: Most events one append hands the engine; a longer backlog is handed by LogFollower's next polls. Kept
+#: small enough that one batch never holds the event loop near a lease's length.
+MAX_HANDED = 5_000
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -99,6 +97,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _first(row: Any) -> str:
+    return str(row[0])
+
+
 def _subject(action: ActionT) -> str:
     return getattr(action, "suspect", None) or getattr(action, "child", "")
 
@@ -120,7 +122,7 @@ class PostgresStoreError(RuntimeError):
 
 
 class PostgresStore:
-    """The shared store: one asyncpg connection per engine, which also holds the processing lease."""
+    """The shared store: one asyncpg connection per engine, and one more for its partition leases."""
 
     #: What groomguard.follower.LogFollower retries after: the server went away or restarted.
     transient_errors: ClassVar[tuple[type[BaseException], ...]] = (
@@ -129,13 +131,19 @@ class PostgresStore:
         OSError,
     )
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, partitions: int = DEFAULT_PARTITIONS, lease_s: float = 8.0, *, process: bool = True
+    ) -> None:
         self.url = url
         self._db: asyncpg.Connection | None = None
-        #: True when this engine holds the processing lease (decided at open, for the engine's lifetime).
-        self.leader = False
-        self._handed = 0  # highest seq handed to the engine for processing
+        #: The partitions this engine leases and what it handed out of them; `process=False` stores only.
+        self.partitions = Partitions(url, partitions, lease_s, process=process)
         self._lock = asyncio.Lock()
+
+    @property
+    def leader(self) -> bool:
+        """Whether this engine holds at least one partition (processes anything)."""
+        return bool(self.partitions.held)
 
     @property
     def db(self) -> asyncpg.Connection:
@@ -148,12 +156,20 @@ class PostgresStore:
         try:
             self._db = await asyncpg.connect(self.url)
             await self._migrate()
-            self.leader = bool(await self.db.fetchval("SELECT pg_try_advisory_lock($1)", PROCESSING_LOCK))
-            self._handed = int(await self._meta("watermark") or 0)
+            await self.partitions.setup(self.db)
+            await self.partitions.start()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             await self._close()
             raise PostgresStoreError(f"cannot open database {redact(self.url)}: {error}") from error
-        log.info("postgres store open (%s)", "processing lease held" if self.leader else "follower: storing only")
+        except BaseException:
+            await self._close()
+            raise
+        log.info(
+            "postgres store open: partitions %s of %d leased to %s",
+            sorted(self.partitions.held),
+            self.partitions.count,
+            self.partitions.owner,
+        )
 
     async def _migrate(self) -> None:
         db = self.db
@@ -189,60 +205,56 @@ class PostgresStore:
         await self._close()
 
     async def _close(self) -> None:
+        await self.partitions.close()
         if self._db is not None:
             with contextlib.suppress(Exception):
                 await self._db.close()
             self._db = None
-            self.leader = False
 
     # -- event log ------------------------------------------------------------------------
 
     @_serialized
     async def append_events(self, events: Sequence[BaseEvent]) -> list[tuple[int, BaseEvent]]:
-        """Store events not seen before; the leader gets back everything now due for processing, in seq order."""
+        """Store events not seen before; get back what is now due in the held partitions, in seq order."""
         unique: dict[str, BaseEvent] = {}
         for event in events:
             unique.setdefault(event.key, event)
         if unique:
             now = datetime.now(UTC).isoformat()
+            count = self.partitions.count
             rows = _rows(
                 (e.key, e.type, e.community, e.at.isoformat(), now, e.model_dump_json())  # type: ignore[attr-defined]
                 for e in unique.values()
             )
+            parts = [partition_of(e.community, count) for e in unique.values()]
             async with self.db.transaction():
                 await self.db.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
                 await self.db.fetch(
-                    "INSERT INTO events (key, type, community, at, stored_at, body) "
-                    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) "
-                    "ON CONFLICT (key) DO NOTHING",
+                    "INSERT INTO events (key, type, community, at, stored_at, body, part) "
+                    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+                    "$7::int[]) ON CONFLICT (key) DO NOTHING",
                     *map(list, zip(*rows, strict=True)),
+                    parts,
                 )
-        if not self.leader:
-            return []
-        return await self._due(MAX_HANDED)
+        return await self.partitions.due(self.db, MAX_HANDED)
 
     @_serialized
     async def take_due(self, limit: int) -> list[tuple[int, BaseEvent]]:
-        """Events stored past what the leader has processed (by any engine), in seq order."""
-        return await self._due(limit) if self.leader else []
+        """Events of the held partitions stored past what was handed (by any engine), in seq order."""
+        return await self.partitions.due(self.db, limit)
 
     @_serialized
-    async def lease_free(self) -> bool:
-        """Whether no engine holds the processing lease (probed without keeping it)."""
-        got = bool(await self.db.fetchval("SELECT pg_try_advisory_lock($1)", PROCESSING_LOCK))
-        if got:
-            await self.db.fetchval("SELECT pg_advisory_unlock($1)", PROCESSING_LOCK)
-        return got
+    async def rebalance(self) -> bool:
+        """One lease round (release beyond the fair share, take free partitions); True when the held set changed.
 
-    async def _due(self, limit: int | None = None) -> list[tuple[int, BaseEvent]]:
-        sql = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq"
-        rows = await (
-            self.db.fetch(sql + " LIMIT $2", self._handed, limit) if limit else self.db.fetch(sql, self._handed)
-        )
-        out = [(int(r[0]), parse_event(r[1])) for r in rows]
-        if out:
-            self._handed = out[-1][0]
-        return out
+        Only between batches: the engine runs it under its writer lock (`Engine.rebalance`).
+        """
+        return await self.partitions.rebalance()
+
+    @property
+    def rebalance_every_s(self) -> float:
+        """How often LogFollower should run a lease round."""
+        return self.partitions.heartbeat_s
 
     @_serialized
     async def known_keys(self, keys: Sequence[str]) -> set[str]:
@@ -258,11 +270,9 @@ class PostgresStore:
 
     @_serialized
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
-        """Stored events past `seq`; a follower has nothing to process, so it gets nothing."""
-        if not self.leader:
-            return []
-        self._handed = seq
-        return await self._due(limit)
+        """Stored events of the held partitions past each one's watermark (`seq` is the engine's, one number
+        for all: each partition keeps its own here, reset at every snapshot)."""
+        return await self.partitions.due(self.db, limit)
 
     @_serialized
     async def all_events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
@@ -272,23 +282,24 @@ class PostgresStore:
 
     # -- state ----------------------------------------------------------------------------
 
-    async def _meta(self, name: str) -> str | None:
-        value = await self.db.fetchval("SELECT value FROM meta WHERE name = $1", name)
-        return str(value) if value is not None else None
-
     @_serialized
     async def snapshot(self, contact_window_hours: float) -> Snapshot:
         snap = Snapshot()
-        snap.watermark = int(await self._meta("watermark") or 0)
-        snap.watermark_at = _dt(await self._meta("watermark_at"))
-        self._handed = snap.watermark
+        # Only the held partitions' communities: this engine processes no other.
+        parts = self.partitions
+        marks = await parts.watermarks(self.db)
+        snap.watermark = max((m for m, _ in marks.values()), default=0)
+        snap.watermark_at = max((_dt(at) for _, at in marks.values() if at), default=None)
+        snap.case_ids = await parts.case_ids(self.db)
         regions: dict[tuple[str, str], set[str]] = {}
-        for row in await self.db.fetch("SELECT community, account, region FROM regions"):
+        for row in parts.keep(await self.db.fetch("SELECT community, account, region FROM regions"), _first):
             regions.setdefault((row[0], row[1]), set()).add(row[2])
         standings: dict[tuple[str, str], set[str]] = {}
-        for row in await self.db.fetch("SELECT community, account, standing FROM standings WHERE held = 1"):
+        for row in parts.keep(
+            await self.db.fetch("SELECT community, account, standing FROM standings WHERE held = 1"), _first
+        ):
             standings.setdefault((row[0], row[1]), set()).add(row[2])
-        for row in await self.db.fetch("SELECT * FROM accounts"):
+        for row in parts.keep(await self.db.fetch("SELECT * FROM accounts ORDER BY community, account"), _first):
             snap.accounts.append(
                 (
                     row["community"],
@@ -307,31 +318,36 @@ class PostgresStore:
             )
         if snap.watermark_at is not None:
             # A day back from the slowest community's clock: each community's own notice history.
-            slowest_text = await self.db.fetchval(
-                "SELECT MIN(value::json #>> '{}') FROM detector_memory WHERE detector = 'engine.clock'"
+            clocks = parts.keep(
+                await self.db.fetch(
+                    "SELECT community, value::json #>> '{}' FROM detector_memory WHERE detector = 'engine.clock'"
+                ),
+                _first,
             )
-            slowest = min(snap.watermark_at, _dt(slowest_text) or snap.watermark_at)
+            slowest = min([snap.watermark_at, *(datetime.fromisoformat(r[1]) for r in clocks)])
             day_ago = (slowest - timedelta(days=1)).isoformat()
             rows = await self.db.fetch(
                 "SELECT community, child, suspect, at, stage FROM notices WHERE at >= $1 ORDER BY at", day_ago
             )
-            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
-        rows = await self.db.fetch("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed')")
-        snap.cases = [Case.from_row(row) for row in rows]
+            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in parts.keep(rows, _first)]
+        rows = await self.db.fetch("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed') ORDER BY id")
+        snap.cases = [Case.from_row(row) for row in parts.keep(rows, lambda r: r["community"])]
         snap.next_case_id = int(await self.db.fetchval("SELECT COALESCE(MAX(id), 0) + 1 FROM cases"))
         rows = await self.db.fetch(
             "SELECT community, suspect, SUM(dismissals) FROM cases GROUP BY community, suspect HAVING SUM(dismissals) > 0"
         )
-        snap.dismissals = {(r[0], r[1]): int(r[2]) for r in rows}
+        snap.dismissals = {(r[0], r[1]): int(r[2]) for r in parts.keep(rows, _first)}
         return snap
 
     @_serialized
     async def commit_batch(self, batch: BatchWrite) -> None:
-        """Write one processed batch atomically: state rows, cases, findings, outbox, watermark."""
-        if not self.leader:
-            raise PostgresStoreError("only the engine holding the processing lease may commit processed batches")
+        """Write one processed batch atomically: state rows, cases, findings, outbox, its partitions' watermarks.
+
+        Refused as a whole (`StaleLease`) when a partition of the batch is no longer leased to this engine.
+        """
         db, s = self.db, batch.state
         async with db.transaction():
+            await self.partitions.fence(db)
             if s.accounts:
                 await db.executemany(
                     "INSERT INTO accounts VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (community, account) DO UPDATE "
@@ -497,10 +513,6 @@ class PostgresStore:
                         "DO UPDATE SET value = excluded.value, accounts = excluded.accounts, expires_at = excluded.expires_at",
                         kept,
                     )
-            await db.executemany(
-                "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                [("watermark", str(batch.watermark)), ("watermark_at", batch.watermark_at.isoformat())],
-            )
 
     @_serialized
     async def accepted_contacts(self, community: str, account: str) -> set[str]:
@@ -516,7 +528,8 @@ class PostgresStore:
         """First contacts `source` started since `since`, plus its stored edges to `targets` of any age."""
         rows = await self.db.fetch(
             "SELECT target, kind, first_at, event_key FROM contacts WHERE community = $1 AND source = $2 "
-            "AND (first_at >= $3 OR target = ANY($4::text[]))",
+            # In primary-key order, as SQLite (WITHOUT ROWID) returns them: never the heap's, which updates reorder.
+            "AND (first_at >= $3 OR target = ANY($4::text[])) ORDER BY target",
             _t(community),
             _t(source),
             since.isoformat(),
@@ -528,7 +541,7 @@ class PostgresStore:
     async def requests_from(self, community: str, source: str, since: datetime) -> list[RequestRecord]:
         rows = await self.db.fetch(
             "SELECT target, request_id, kind, requested_at, status, answered_at, event_key FROM requests "
-            "WHERE community = $1 AND source = $2 AND requested_at >= $3",
+            "WHERE community = $1 AND source = $2 AND requested_at >= $3 ORDER BY target, request_id",
             _t(community),
             _t(source),
             since.isoformat(),
@@ -598,11 +611,12 @@ class PostgresStore:
 
     @_serialized
     async def pending_actions(self) -> list[ActionT]:
-        """Undelivered actions; only the leader delivers, so a follower's sinks never double a card."""
+        """Undelivered actions of the held partitions: each engine delivers its own communities' only."""
         if not self.leader:
             return []
         rows = await self.db.fetch("SELECT payload FROM actions WHERE delivered_at IS NULL ORDER BY created_at, id")
-        return [ACTION_ADAPTER.validate_json(r[0]) for r in rows]
+        actions = [ACTION_ADAPTER.validate_json(r[0]) for r in rows]
+        return self.partitions.keep(actions, lambda a: a.community)
 
     @_serialized
     async def mark_delivered(self, action_ids: Sequence[str], at: datetime) -> None:
@@ -797,6 +811,7 @@ class PostgresStore:
             len(detector_prefix),
             _t(detector_prefix),
         )
+        rows = self.partitions.keep(rows, lambda r: r[1])
         return [MemoryRow(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), _dt(r[5])) for r in rows]
 
     @_serialized
@@ -873,12 +888,11 @@ class PostgresStore:
                 "DELETE FROM message_turns WHERE at < $1", (now - timedelta(days=message_days)).isoformat()
             )
         )
-        watermark = int(await self._meta("watermark") or 0)
+        # Never an event its partition has not processed yet (a NULL part matches no partition: kept).
         out["events"] = _n(
             await self.db.execute(
-                "DELETE FROM events WHERE at < $1 AND seq <= $2",
+                "DELETE FROM events WHERE at < $1 AND seq <= (SELECT p.watermark FROM partitions p WHERE p.part = events.part)",
                 (now - timedelta(days=event_days)).isoformat(),
-                watermark,
             )
         )
         out["view_authors"] = _n(

@@ -10,11 +10,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from groomguard.actions import ModAlert
 from groomguard.app.runtime import build_engine
 from groomguard.engine import Engine
 from groomguard.events import BaseEvent
-from groomguard.follower import LogFollower
 from groomguard.store import open_store
 from groomguard.store.postgres import PostgresStore, redact
 from groomguard.store.postgres import migrations as pg_migrations
@@ -41,6 +39,16 @@ def _stream(seed: int = 11) -> list[BaseEvent]:
     return events
 
 
+def _unnumbered(action_id: str, suspect: str | None) -> str:
+    """An alert's id with its case number replaced by the suspect: PostgreSQL numbers cases per partition
+    (groomguard.store.partitions.CaseIds), SQLite one after another, and the rest of the id is the same."""
+    kind, _, rest = action_id.partition(":")
+    if kind != "alert" or suspect is None:
+        return action_id
+    community, _case, version = rest.rsplit(":", 2)
+    return f"alert:{community}:{suspect}:{version}"
+
+
 def sqlite_outcome(db: Path) -> dict[str, Any]:
     con = sqlite3.connect(db)
     try:
@@ -58,7 +66,10 @@ def sqlite_outcome(db: Path) -> dict[str, Any]:
                     "SELECT detector, community, suspect, score, reason, event_key FROM findings ORDER BY id"
                 )
             ],
-            "actions": sorted(r[0] for r in con.execute("SELECT id FROM actions")),
+            "actions": sorted(
+                _unnumbered(*r)
+                for r in con.execute("SELECT a.id, c.suspect FROM actions a LEFT JOIN cases c ON c.id = a.case_id")
+            ),
             "contacts": con.execute("SELECT COUNT(*) FROM contacts").fetchone()[0],
             "views": sorted(
                 tuple(r) for r in con.execute("SELECT community, viewer, hour, to_minors, total FROM views")
@@ -80,7 +91,10 @@ async def pg_outcome(url: str) -> dict[str, Any]:
                     "SELECT detector, community, suspect, score, reason, event_key FROM findings ORDER BY id"
                 )
             ],
-            "actions": sorted(r[0] for r in await con.fetch("SELECT id FROM actions")),
+            "actions": sorted(
+                _unnumbered(*r)
+                for r in await con.fetch("SELECT a.id, c.suspect FROM actions a LEFT JOIN cases c ON c.id = a.case_id")
+            ),
             "contacts": await con.fetchval("SELECT COUNT(*) FROM contacts"),
             "views": sorted(
                 tuple(r) for r in await con.fetch("SELECT community, viewer, hour, to_minors, total FROM views")
@@ -148,12 +162,12 @@ async def test_restart_mid_replay_loses_and_doubles_nothing(pg_url: str, tmp_pat
     engine = build_engine(settings, [MemorySink()])
     await engine.start()
     await engine.ingest(events[:cut])
-    # Stored but not processed, then the process "dies" without a graceful stop.
-    store = engine.store
-    assert isinstance(store, PostgresStore)
-    store.leader = False  # store only, like a follower, for this one call
-    await store.append_events(events[cut:stored_only])
-    await store.close()
+    # Stored (by a store-only process) but not processed, then the engine stops.
+    producer = PostgresStore(settings.store.database_url, process=False)
+    await producer.open()
+    await producer.append_events(events[cut:stored_only])
+    await producer.close()
+    await engine.stop()
     again = build_engine(settings, [MemorySink()])
     await again.start()
     try:
@@ -226,125 +240,7 @@ async def test_forget_a_child_scrubs_them_from_other_accounts_cases(
         await con.close()
 
 
-async def _wait_processed(url: str, seconds: float = 60) -> None:
-    con = await asyncpg.connect(url)
-    try:
-        for _ in range(int(seconds / 0.05)):
-            top = await con.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events")
-            mark = await con.fetchval("SELECT COALESCE(MAX(value::bigint), 0) FROM meta WHERE name = 'watermark'")
-            pending = await con.fetchval("SELECT COUNT(*) FROM actions WHERE delivered_at IS NULL")
-            if top and mark == top and pending == 0:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"leader did not catch up: seq {top}, watermark {mark}, pending {pending}")
-    finally:
-        await con.close()
-
-
-def _shards() -> tuple[list[BaseEvent], list[BaseEvent]]:
-    """Two communities, as two Discord shards would see them (distinct platforms keep event keys apart)."""
-    one = generate(CommunitySpec(community="shard-a", platform="shard-a", seed=11))[0]
-    two = generate(CommunitySpec(community="shard-b", platform="shard-b", seed=12))[0]
-    return one, two
-
-
-def _by_community(outcome: dict[str, Any]) -> dict[str, Any]:
-    """Outcome without case ids, which depend on how two communities interleave."""
-    # The stored risk is decayed to the newest event time of the whole log at commit, which depends on how
-    # the communities interleave; the reasons (each score and its time) that determine it must match.
-    return {
-        "cases": sorted(c[:3] + c[4:] for c in outcome["cases"]),
-        "findings": sorted(outcome["findings"]),
-        "views": outcome["views"],
-        "contacts": outcome["contacts"],
-        "events": outcome["events"],
-    }
-
-
-async def test_two_engines_on_one_database_never_double_alert(pg_url: str, tmp_path: Path) -> None:
-    one, two = _shards()
-    async with running_engine(tmp_path / "ref.db") as (engine, _):
-        await engine.ingest(one)
-        await engine.ingest(two)
-    reference = sqlite_outcome(tmp_path / "ref.db")
-    settings = pg_settings(pg_url, tmp_path)
-    sink_a, sink_b = MemorySink(), MemorySink()
-    a, b = build_engine(settings, [sink_a]), build_engine(settings, [sink_b])
-    await a.start()
-    await b.start()
-    followers = [LogFollower(a, interval_s=0.02), LogFollower(b, interval_s=0.02)]
-    for f in followers:
-        await f.start()
-    try:
-        assert [e.store.leader for e in (a, b)] == [True, False]  # type: ignore[attr-defined]
-
-        async def feed(engine: Engine, events: list[BaseEvent]) -> None:
-            for i, event in enumerate(events):
-                await engine.submit(event)
-                if i % 50 == 0:
-                    await asyncio.sleep(0)
-
-        # Each shard feeds its own community at the same time...
-        await asyncio.gather(feed(a, one), feed(b, two))
-        await a.drain()
-        await b.drain()
-        # ...then each re-sends half of the other's (at-least-once producers): all duplicates.
-        await asyncio.gather(feed(a, two[: len(two) // 2]), feed(b, one[: len(one) // 2]))
-        await a.drain()
-        await b.drain()
-        await _wait_processed(pg_url)
-    finally:
-        for f in followers:
-            await f.stop()
-        await a.stop()
-        await b.stop()
-    outcome = await pg_outcome(pg_url)
-    assert outcome["events"] == (len(one) + len(two), len(one) + len(two))
-    assert sink_b.actions == [], "a follower must never deliver"
-    first_cards = [x.case_id for x in sink_a.of(ModAlert) if x.version == 1]
-    # A case opened only by a child notice (below the alert threshold) has no card: alert_version 0.
-    carded = [c for c in outcome["cases"] if c[4] > 0]
-    assert len(first_cards) == len(set(first_cards)) == len(carded), "one first alert per carded case"
-    assert len({x.action_id for x in sink_a.actions}) == len(sink_a.actions)
-    # The leader processed every event exactly once: the same state and cases as one engine on SQLite.
-    assert _by_community(outcome) == _by_community(reference)
-
-
-async def test_follower_keeps_storing_and_a_restart_takes_over(pg_url: str, tmp_path: Path) -> None:
-    events = _stream()
-    half = len(events) // 2
-    settings = pg_settings(pg_url, tmp_path)
-    leader, follower = build_engine(settings, [MemorySink()]), build_engine(settings, [MemorySink()])
-    await leader.start()
-    await follower.start()
-    watch = LogFollower(follower, interval_s=0.02, lease_check_s=0.05)
-    await watch.start()
-    try:
-        await leader.ingest(events[:half])
-        await leader.stop()  # the leader goes away; its lease goes with its connection
-        await follower.ingest(events[half:])  # still stored, not processed
-        await asyncio.wait_for(watch.takeover.wait(), 10)
-    finally:
-        await watch.stop()
-        await follower.stop()
-    con = await asyncpg.connect(pg_url)
-    stored = await con.fetchval("SELECT COUNT(*) FROM events")
-    mark = int(await con.fetchval("SELECT value FROM meta WHERE name = 'watermark'"))
-    await con.close()
-    assert stored == len(events) and mark < stored
-    # Crash-only takeover: a new engine opens as leader and processes the backlog from the store.
-    again = build_engine(settings, [MemorySink()])
-    await again.start()
-    try:
-        assert again.store.leader  # type: ignore[attr-defined]
-        assert again.stats.processed == len(events) - half
-    finally:
-        await again.stop()
-    async with running_engine(tmp_path / "ref.db") as (engine, _):
-        await engine.ingest(events)
-    reference = sqlite_outcome(tmp_path / "ref.db")
-    outcome = await pg_outcome(pg_url)
-    assert outcome["cases"] == reference["cases"] and outcome["actions"] == reference["actions"]
+# Several engines on one database (partitions, leases, takeover, kill -9): tests/postgres/test_partitions.py.
 
 
 @pytest.mark.parametrize("text", ["a\x00b", "\u200b\u202e" * 1000, "x" * 9_000])

@@ -39,6 +39,7 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/store.py
+	$(PY) bench/scale.py
 
 model: $(TEST_STAMP)
 	$(PY) -m groomguard.models.train

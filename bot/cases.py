@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -244,18 +244,28 @@ class CaseBook:
         self.by_id: dict[int, Case] = {}
         self.dismissals: dict[tuple[str, str], int] = {}
         self.next_id = 1
+        self.case_ids: Callable[[str], int] | None = None
         self.dirty: dict[int, Case] = {}
         self.audit: list[Audit] = []
         #: Card edits skipped by the edit interval (they show on a later edit).
         self.held_back = 0
 
-    def load(self, cases: list[Case], next_id: int, dismissals: dict[tuple[str, str], int]) -> None:
+    def load(
+        self,
+        cases: list[Case],
+        next_id: int,
+        dismissals: dict[tuple[str, str], int],
+        case_ids: Callable[[str], int] | None = None,
+    ) -> None:
+        """Take the store's open cases; `case_ids` (community -> new id) replaces counting from `next_id`
+        where several engines open cases in one database (groomguard.store.partitions)."""
         for case in cases:
             self.by_id[case.id] = case
             if case.active:
                 self.active[(case.community, case.suspect)] = case
         self.next_id = next_id
         self.dismissals = dismissals
+        self.case_ids = case_ids
 
     def threshold_for(self, community: str, suspect: str) -> float:
         """Alert threshold, raised for suspects whose earlier cases moderators dismissed."""
@@ -267,8 +277,9 @@ class CaseBook:
         key = (finding.community, finding.suspect)
         case = self.active.get(key)
         if case is None:
+            case_id = self.next_id if self.case_ids is None else self.case_ids(finding.community)
             case = Case(
-                self.next_id,
+                case_id,
                 finding.platform,
                 finding.community,
                 finding.suspect,
@@ -276,6 +287,7 @@ class CaseBook:
                 finding.at,
                 finding.at,
             )
+            # Counts openings in both numberings (the engine's cases_opened reads it).
             self.next_id += 1
             self.active[key] = case
             self.by_id[case.id] = case

@@ -45,6 +45,20 @@ class StoreSettings(Section):
         30, ge=1, le=365, description="days message text is kept; longer helps review, shorter stores less"
     )
     event_retention_days: int = Field(90, ge=1, le=3650, description="days raw events are kept for replay and audit")
+    partitions: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="PostgreSQL only: communities hash to this many partitions, leased by the engine processes "
+        "sharing the database (more = finer sharing; fixed once the database has events)",
+    )
+    partition_lease_seconds: float = Field(
+        8.0,
+        ge=2,
+        le=300,
+        description="PostgreSQL only: a process's partitions are taken over this long after it stopped renewing "
+        "(renewed every quarter of it); shorter = faster takeover, longer = tolerates longer stalls",
+    )
 
 
 class EngineSettings(Section):

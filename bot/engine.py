@@ -32,7 +32,7 @@ from groomguard.notices import NoticeBook
 from groomguard.pictures import CardPicture, picture_for_alert
 from groomguard.port import EngineStats
 from groomguard.state import CommunityState
-from groomguard.storage import ActionT, BatchWrite, Database, PipelinedStore, Store
+from groomguard.storage import ActionT, BatchWrite, Database, PipelinedStore, StaleLease, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,13 +96,7 @@ class Engine:
         self._routes: dict[type, list[Detector]] = {
             cls: [d for d in self.detectors if issubclass(cls, d.handles)] for cls in EVENT_TYPES.values()
         }
-        self.state = CommunityState(
-            self.store.accepted_contacts,
-            timedelta(hours=CONTACT_WINDOW_HOURS),
-            reader=self.store,  # type: ignore[arg-type]
-        )
-        self.cases = CaseBook(settings.cases)
-        self.notices = NoticeBook(settings.notices)
+        self._fresh_memory()
         self.stats = EngineStats()
         self._queue: asyncio.Queue[BaseEvent] = asyncio.Queue(maxsize=settings.engine.queue_size)
         self._outbox: asyncio.Queue[list[ActionT]] = asyncio.Queue()
@@ -111,9 +105,6 @@ class Engine:
         self._batches = 0
         self._watermark_at: datetime | None = None
         self._watermark = 0
-        #: Latest event time processed per community (persisted as detector memory, restored at start):
-        #: each community's own clock for decaying its cases, so one community never moves another's.
-        self._clocks: dict[str, datetime] = {}
         #: Called with (detector name, seconds) after every inspect; groomguard.app.metrics plugs its histogram in here.
         self.detector_timer: Callable[[str, float], None] | None = None
         # One writer: the queue worker, webhook ingest and erasure never interleave inside a batch.
@@ -124,17 +115,25 @@ class Engine:
         self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
         self._last_expiry = time.monotonic()
 
-    # -- lifecycle ------------------------------------------------------------------------
+    def _fresh_memory(self) -> None:
+        """Empty in-memory state, cases, notice history and clocks (filled from the store by `_load`)."""
+        self.state = CommunityState(
+            self.store.accepted_contacts,
+            timedelta(hours=CONTACT_WINDOW_HOURS),
+            reader=self.store,  # type: ignore[arg-type]
+        )
+        self.cases = CaseBook(self.settings.cases)
+        self.notices = NoticeBook(self.settings.notices)
+        #: Latest event time processed per community (persisted as detector memory, restored at start):
+        #: each community's own clock for decaying its cases, so one community never moves another's.
+        self._clocks: dict[str, datetime] = {}
 
-    async def start(self) -> None:
-        """Open the store, rebuild memory, finish events stored but not processed, then accept new ones."""
-        await self.store.open()
-        pipelined = isinstance(self.store, PipelinedStore) and self.store.pipelined
-        self._pipe = self.store if pipelined else None
+    async def _load(self) -> None:
+        """Rebuild memory from the store's snapshot: accounts, open cases, notices, watermark, rankings, clocks."""
         snap = await self.store.snapshot(CONTACT_WINDOW_HOURS)
         for community, acc in snap.accounts:
             self.state.accounts[(community, acc.account)] = acc
-        self.cases.load(snap.cases, snap.next_case_id, snap.dismissals)
+        self.cases.load(snap.cases, snap.next_case_id, snap.dismissals, snap.case_ids)
         self.notices.load(snap.notices)
         self._watermark = snap.watermark
         self._watermark_at = snap.watermark_at
@@ -142,6 +141,15 @@ class Engine:
         for row in await self.state.memory_book.rows(CLOCK_MEMORY):
             if row.value is not None:
                 self._clocks[row.community] = datetime.fromisoformat(json.loads(row.value))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, rebuild memory, finish events stored but not processed, then accept new ones."""
+        await self.store.open()
+        pipelined = isinstance(self.store, PipelinedStore) and self.store.pipelined
+        self._pipe = self.store if pipelined else None
+        await self._load()
         await self._deliver(await self.store.pending_actions())
         if self._pipe is not None:
             self._pipe.pin_reads()
@@ -216,6 +224,19 @@ class Engine:
                 done += len(batch)
             await self._settle()
         return done
+
+    async def rebalance(self, step: Callable[[], Awaitable[bool]]) -> bool:
+        """Run `step` (a shared store's lease round) between batches; when it changed which communities this
+        engine processes, rebuild memory from the store for exactly those, deliver their waiting actions and
+        catch up from their watermarks. Returns whether anything changed."""
+        async with self._lock:
+            if not await step():
+                return False
+            self._fresh_memory()
+            await self._load()
+        await self._deliver(await self.store.pending_actions())
+        await self.catch_up()
+        return True
 
     def reject(self, source: str, count: int = 1) -> None:
         """Count inputs an adapter refused as invalid, so /metrics and summaries show them."""
@@ -470,7 +491,16 @@ class Engine:
             if len(self._inflight) >= SETTLE_EVERY_BATCHES:
                 await self._settle()
         else:
-            await self.store.commit_batch(write)
+            try:
+                await self.store.commit_batch(write)
+            except StaleLease as lost:
+                # Another engine took over a partition of this batch (PostgreSQL): nothing was written, and
+                # this batch's changes to memory are wrong for it. Rebuild from the store; what is still
+                # this engine's is processed again.
+                log.warning("%s", lost)
+                self._fresh_memory()
+                await self._load()
+                return
             self.state.settle()
             self.stats.processed += len(items)
             if actions:

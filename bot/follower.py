@@ -1,7 +1,7 @@
-"""The log follower: drives the engine over events other engines stored in a shared (PostgreSQL) log.
+"""The log follower: keeps an engine processing its share of a shared (PostgreSQL) event log.
 
-It lives beside the engine, not in a store backend: it decides when the engine processes, and reaches
-the backend only through the `SharedLog` protocol.
+It lives beside the engine, not in a store backend: it decides when the engine processes and when the
+store's lease round runs, and reaches the backend only through the `SharedLog` protocol.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
 from typing import ClassVar, Protocol, runtime_checkable
 
 from groomguard.engine import Engine
@@ -20,33 +20,28 @@ log = logging.getLogger(__name__)
 
 @runtime_checkable
 class SharedLog(Protocol):
-    """A store several engines append to, of which one (the lease holder, `leader`) processes."""
+    """A store several engines append to, each processing the partitions it leases."""
 
     #: Errors of the backend a follower logs and retries after (a dropped connection, a restart).
     transient_errors: ClassVar[tuple[type[BaseException], ...]]
-    leader: bool
+    #: How often a lease round should run (the store's heartbeat).
+    rebalance_every_s: float
 
     async def take_due(self, limit: int) -> list[tuple[int, BaseEvent]]: ...
 
-    async def lease_free(self) -> bool: ...
+    async def rebalance(self) -> bool: ...
 
 
 class LogFollower:
-    """Keeps a leader processing events other engines stored; tells a follower when the lease is free."""
+    """Polls for events other engines stored in this engine's partitions, and runs the lease rounds that
+    hand a dead or departing engine's partitions to this one (or this one's excess to a newcomer)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        interval_s: float = 0.2,
-        lease_check_s: float = 5.0,
-        on_takeover: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, interval_s: float = 0.2, rebalance_s: float | None = None) -> None:
         self.engine = engine
-        self.on_takeover = on_takeover
         self.interval_s = interval_s
-        self.lease_check_s = lease_check_s
-        #: Set on a follower when no engine holds the processing lease: restart to take over.
-        self.takeover = asyncio.Event()
+        self.rebalance_s = rebalance_s if rebalance_s is not None else self.store.rebalance_every_s
+        #: Lease rounds that changed this engine's partitions (taken over, released, lost).
+        self.changes = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -67,29 +62,25 @@ class LogFollower:
             self._task = None
 
     async def catch_up(self) -> int:
-        """Process events that other engines stored; returns how many (leader only)."""
-        engine, store = self.engine, self.store
-        if not store.leader:
-            return 0
+        """Process events of this engine's partitions that are due (stored by any engine); returns how many."""
         # Same path as Engine.start's recovery, under the engine's writer lock.
-        return await engine.catch_up(store.take_due)
+        return await self.engine.catch_up(self.store.take_due)
+
+    async def rebalance(self) -> bool:
+        """One lease round between batches; rebuilds the engine's memory when its partitions changed."""
+        changed = await self.engine.rebalance(self.store.rebalance)
+        if changed:
+            self.changes += 1
+        return changed
 
     async def _run(self) -> None:
-        waited = 0.0
+        next_round = time.monotonic() + self.rebalance_s
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                if self.store.leader:
-                    await self.catch_up()
-                    continue
-                waited += self.interval_s
-                if waited >= self.lease_check_s:
-                    waited = 0.0
-                    if await self.store.lease_free():
-                        log.warning("processing lease is free (the leader stopped): restart this engine to take over")
-                        self.takeover.set()
-                        if self.on_takeover is not None:
-                            self.on_takeover()
-                        return
+                if time.monotonic() >= next_round:
+                    next_round = time.monotonic() + self.rebalance_s
+                    await self.rebalance()
+                await self.catch_up()
             except self.store.transient_errors:
                 log.exception("log follower: database error; retrying")

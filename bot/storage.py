@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -15,6 +15,11 @@ from groomguard.findings import Finding
 from groomguard.memory import MemoryRow
 from groomguard.records import Account
 from groomguard.state import PendingWrites
+
+
+class StaleLease(RuntimeError):
+    """The store refused a batch: this engine no longer holds a partition the batch touched (another took it
+    over). Nothing of the batch was written; the engine rebuilds its memory from the store and goes on."""
 
 
 @dataclass
@@ -49,6 +54,8 @@ class Snapshot:
     notices: list[tuple[str, str, str, datetime, str]] = field(default_factory=list)
     watermark: int = 0
     watermark_at: datetime | None = None
+    #: Where a store shared by several processing engines numbers new cases (community -> id); None: next_case_id on.
+    case_ids: Callable[[str], int] | None = None
 
 
 class Database(Protocol):

@@ -20,7 +20,7 @@ from groomguard.app.runtime import build_engine
 from groomguard.config import Settings
 from groomguard.detectors.base import Detector
 from groomguard.engine import Engine
-from groomguard.events import AgeBand, BaseEvent
+from groomguard.events import AgeBand, BaseEvent, parse_event
 from groomguard.store import open_store
 from groomguard.store.postgres import migrations as pg_migrations
 from groomguard.store.sqlite import migrations as sqlite_migrations
@@ -98,20 +98,33 @@ def _stream(seed: int = 11) -> list[BaseEvent]:
     return events
 
 
+def _unnumbered(action_id: str, suspect: str | None) -> str:
+    """An alert's id with its case number replaced by the suspect: PostgreSQL numbers cases per partition
+    (groomguard.store.partitions.CaseIds), SQLite one after another, and the rest of the id is the same."""
+    kind, _, rest = action_id.partition(":")
+    if kind != "alert" or suspect is None:
+        return action_id
+    community, _case, version = rest.rsplit(":", 2)
+    return f"alert:{community}:{suspect}:{version}"
+
+
 async def outcome(b: Backend) -> dict[str, Any]:
     """What a run leaves in the store, comparable across backends (seq numbers and ids of rows excluded)."""
     return {
         "events": (await b.rows("SELECT COUNT(*), COUNT(DISTINCT key) FROM events"))[0],
-        "cases": [
+        "cases": sorted(
             (r[0], r[1], r[2], round(float(r[3]), 6), r[4], r[5], r[6])
             for r in await b.rows(
-                "SELECT community, suspect, status, risk, alert_version, children, reasons FROM cases ORDER BY id"
+                "SELECT community, suspect, status, risk, alert_version, children, reasons FROM cases"
             )
-        ],
+        ),
         "findings": await b.rows(
             "SELECT detector, community, suspect, score, reason, event_key FROM findings ORDER BY id"
         ),
-        "actions": sorted(r[0] for r in await b.rows("SELECT id FROM actions")),
+        "actions": sorted(
+            _unnumbered(*r)
+            for r in await b.rows("SELECT a.id, c.suspect FROM actions a LEFT JOIN cases c ON c.id = a.case_id")
+        ),
         "contacts": await b.value("SELECT COUNT(*) FROM contacts"),
         "views": sorted(await b.rows("SELECT community, viewer, hour, to_minors, total FROM views")),
     }
@@ -145,7 +158,7 @@ async def test_migrations_apply_once(backend: Backend) -> None:
 
 
 async def test_a_database_of_an_older_version_is_migrated_and_keeps_its_rows(backend: Backend) -> None:
-    """A store left at migration 004 by an older release gets 005 and 006 at the next start, rows untouched."""
+    """A store left at migration 004 by an older release gets 005 to 007 at the next start, rows untouched."""
     events = _stream()
     half = len(events) // 2
     engine = backend.engine()
@@ -155,10 +168,21 @@ async def test_a_database_of_an_older_version_is_migrated_and_keeps_its_rows(bac
     finally:
         await engine.stop()
     before = await outcome(backend)
-    assert backend.migrations()[-1][0] == 6, "a new migration: undo it below too, to get back to 004"
+    assert backend.migrations()[-1][0] == 7, "a new migration: undo it below too, to get back to 004"
     db = open_store(backend.settings().store).tables()
     await db.open()
-    try:  # back to what version 004 left: no adapter tables (005), no notice stage (006)
+    try:  # back to what version 004 left: no adapter tables (005), no notice stage (006), no partitions (007)
+        if backend.url:  # before 007 the one processing engine kept its watermark in meta
+            for name, column in (("watermark", "MAX(watermark)::text"), ("watermark_at", "MAX(watermark_at)")):
+                await db.execute(
+                    f"INSERT INTO meta VALUES ($1, (SELECT {column} FROM partitions)) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    name,
+                )
+            await db.execute("DELETE FROM meta WHERE name = 'partitions'")
+            await db.execute("DROP TABLE partitions")
+            await db.execute("DROP TABLE engine_members")
+            await db.execute("ALTER TABLE events DROP COLUMN part")
         for table in ("discord_cards", "discord_done", "matrix_sync", "matrix_cards", "matrix_delivered"):
             await db.execute(f"DROP TABLE {table}")
         for table in ("matrix_dms", "matrix_invites", "matrix_prompts", "matrix_mutes"):
@@ -176,7 +200,7 @@ async def test_a_database_of_an_older_version_is_migrated_and_keeps_its_rows(bac
         assert engine.stats.duplicates == half
     finally:
         await engine.stop()
-    assert [r[0] for r in await backend.rows("SELECT version FROM schema_version ORDER BY version")][-2:] == [5, 6]
+    assert [r[0] for r in await backend.rows("SELECT version FROM schema_version ORDER BY version")][-3:] == [5, 6, 7]
     assert await backend.value("SELECT COUNT(*) FROM discord_cards") == 0
 
 
@@ -192,7 +216,8 @@ async def test_append_is_idempotent_and_keeps_any_text(backend: Backend, ev: Eve
         assert [seq for seq, _ in first] == sorted({seq for seq, _ in first})
         assert again == []
         assert (await store.counts())["events"] == 2
-        assert [e for _, e in await store.events_after(0, 10)] == [a, b]
+        bodies = [r[0] for r in await backend.rows("SELECT body FROM events ORDER BY seq")]
+        assert [parse_event(body) for body in bodies] == [a, b]
         assert await store.known_keys([a.key, "nope"]) == {a.key}  # type: ignore[attr-defined]
         assert set(await store.known_bodies([b.key, "nope"])) == {b.key}  # type: ignore[attr-defined]
     finally:

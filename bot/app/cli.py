@@ -375,7 +375,7 @@ async def _run_adapters(settings: Settings) -> int:
             raise
         err.print(f"web case view: {escape(settings.web.base_url())} (sign-in links: groomguard web-link NAME)")
     stop = asyncio.Event()
-    follower = await _follow_shared_log(settings, engine, stop)
+    follower = await _follow_shared_log(settings, engine)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -411,19 +411,16 @@ async def _run_adapters(settings: Settings) -> int:
         await engine.stop()
         if metrics_server is not None:
             await metrics_server.stop()
-    if follower is not None and follower.takeover.is_set():
-        err.print("the processing lease is free: exiting with 75 so the supervisor restarts this engine as leader")
-        return 75
     return 0
 
 
-async def _follow_shared_log(settings: Settings, engine: Engine, stop: asyncio.Event):  # type: ignore[no-untyped-def]
-    """On PostgreSQL, keep the lease holder processing other engines' events; stop a follower that should take over."""
+async def _follow_shared_log(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
+    """On PostgreSQL, keep this engine processing its partitions' events and taking over those of engines that stop."""
     if not settings.store.database_url:
         return None
     from groomguard.follower import LogFollower
 
-    follower = LogFollower(engine, on_takeover=stop.set)
+    follower = LogFollower(engine)
     await follower.start()
     return follower
 
@@ -537,7 +534,7 @@ def schema() -> None:
 async def _with_store(settings: Settings, fn):  # type: ignore[no-untyped-def]
     from groomguard.store import open_store
 
-    store = open_store(settings.store)
+    store = open_store(settings.store, process=False)  # a look-up or an erasure processes nothing
     await store.open()
     try:
         return await fn(store)

@@ -111,12 +111,19 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _first(row: Any) -> str:
+    return str(row[0])
+
+
 def _subject(action: ActionT) -> str:
     return getattr(action, "suspect", None) or getattr(action, "child", "")
 
 
-def batch_statements(batch: BatchWrite) -> list[tuple[str, list[Any]]]:
-    """The (statement, rows) pairs that write one processed batch, in order; run inside one transaction."""
+def batch_statements(batch: BatchWrite, meta_watermark: bool = True) -> list[tuple[str, list[Any]]]:
+    """The (statement, rows) pairs that write one processed batch, in order; run inside one transaction.
+
+    `meta_watermark`: the one watermark goes to `meta` (SQLite); PostgreSQL keeps one per partition instead.
+    """
     s = batch.state
     out: list[tuple[str, list[Any]]] = []
 
@@ -200,7 +207,8 @@ def batch_statements(batch: BatchWrite) -> list[tuple[str, list[Any]]]:
             if r.value is not None
         ],
     )
-    add(UPSERT_META, [("watermark", str(batch.watermark)), ("watermark_at", batch.watermark_at.isoformat())])
+    if meta_watermark:
+        add(UPSERT_META, [("watermark", str(batch.watermark)), ("watermark_at", batch.watermark_at.isoformat())])
     return out
 
 
@@ -222,6 +230,8 @@ class SqlStore:
 
     #: The folder of numbered migrations for this backend (the numbers are the same in both).
     migration_folder: ClassVar[str]
+    #: Whether a batch commits the one watermark in `meta` (see `batch_statements`).
+    meta_watermark: ClassVar[bool] = True
 
     def __init__(self, database: SqliteDatabase | PostgresDatabase) -> None:
         self.database = database
@@ -251,6 +261,22 @@ class SqlStore:
         """One detector read (SqliteStore answers these on its read-only connection, off the lock)."""
         async with self._lock:
             return await self.database.fetch(statement, *args)
+
+    def _keep(self, rows: Sequence[Any], community: Callable[[Any], str]) -> list[Any]:
+        """The rows of communities this engine processes: all of them, unless the backend shares the work."""
+        return list(rows)
+
+    async def _marks(self, snap: Snapshot) -> None:
+        """Fill in where processing stands (the one watermark in `meta`; PostgreSQL: per partition)."""
+        snap.watermark = int(await self._meta("watermark") or 0)
+        snap.watermark_at = _dt(await self._meta("watermark_at"))
+
+    async def _fence(self) -> None:
+        """First statement of a batch's transaction: PostgreSQL checks its partition leases here."""
+
+    async def _processed(self, first: int) -> tuple[str, list[Any]]:
+        """SQL (binding from `$first`) true for events whose processing is committed, with its arguments."""
+        return f"seq <= ${first}", [int(await self._meta("watermark") or 0)]
 
     async def _meta(self, name: str) -> str | None:
         value = await self.database.fetchval("SELECT value FROM meta WHERE name = $1", name)
@@ -289,16 +315,16 @@ class SqlStore:
     @serialized
     async def snapshot(self, contact_window_hours: float) -> Snapshot:
         db = self.database
+        keep = self._keep
         snap = Snapshot()
-        snap.watermark = int(await self._meta("watermark") or 0)
-        snap.watermark_at = _dt(await self._meta("watermark_at"))
+        await self._marks(snap)
         regions: dict[tuple[str, str], set[str]] = {}
-        for row in await db.fetch("SELECT community, account, region FROM regions"):
+        for row in keep(await db.fetch("SELECT community, account, region FROM regions"), _first):
             regions.setdefault((row[0], row[1]), set()).add(row[2])
         standings: dict[tuple[str, str], set[str]] = {}
-        for row in await db.fetch("SELECT community, account, standing FROM standings WHERE held = 1"):
+        for row in keep(await db.fetch("SELECT community, account, standing FROM standings WHERE held = 1"), _first):
             standings.setdefault((row[0], row[1]), set()).add(row[2])
-        for row in await db.fetch("SELECT * FROM accounts"):
+        for row in keep(await db.fetch("SELECT * FROM accounts ORDER BY community, account"), _first):
             key = (row["community"], row["account"])
             snap.accounts.append(
                 (
@@ -320,30 +346,34 @@ class SqlStore:
             # Contact edges are not loaded here: the state reads them per source (contacts_from), so
             # start-up memory does not grow with millions of stored edges. Notices: a day back from the
             # slowest community's clock, so each community keeps its own notice history.
-            slowest_text = await db.fetchval(
-                f"SELECT MIN({db.json_scalar('value')}) FROM detector_memory WHERE detector = 'engine.clock'"
+            clocks = keep(
+                await db.fetch(
+                    f"SELECT community, {db.json_scalar('value')} FROM detector_memory WHERE detector = 'engine.clock'"
+                ),
+                _first,
             )
-            slowest = min(snap.watermark_at, _dt(slowest_text) or snap.watermark_at)
+            slowest = min([snap.watermark_at, *(datetime.fromisoformat(r[1]) for r in clocks)])
             day_ago = (slowest - timedelta(days=1)).isoformat()
             rows = await db.fetch(
                 "SELECT community, child, suspect, at, stage FROM notices WHERE at >= $1 ORDER BY at", day_ago
             )
-            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
-        rows = await db.fetch("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed')")
-        snap.cases = [Case.from_row(row) for row in rows]
+            snap.notices = [(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in keep(rows, _first)]
+        rows = await db.fetch("SELECT * FROM cases WHERE status IN ('open', 'escalated', 'confirmed') ORDER BY id")
+        snap.cases = [Case.from_row(row) for row in keep(rows, lambda r: r["community"])]
         snap.next_case_id = int(await db.fetchval("SELECT COALESCE(MAX(id), 0) + 1 FROM cases"))
         rows = await db.fetch(
             "SELECT community, suspect, SUM(dismissals) FROM cases GROUP BY community, suspect HAVING SUM(dismissals) > 0"
         )
-        snap.dismissals = {(r[0], r[1]): int(r[2]) for r in rows}
+        snap.dismissals = {(r[0], r[1]): int(r[2]) for r in keep(rows, _first)}
         return snap
 
     @serialized
     async def commit_batch(self, batch: BatchWrite) -> None:
         """Write one processed batch atomically: state rows, cases, findings, outbox, watermark."""
         db = self.database
-        statements = batch_statements(batch)
+        statements = batch_statements(batch, self.meta_watermark)
         async with db.transaction():
+            await self._fence()
             for sql, rows in statements:
                 await db.executemany(sql, rows)
 
@@ -368,14 +398,16 @@ class SqlStore:
             condition, values = self.database.in_list("target", 4, targets)
             sql += f" OR {condition}"
             args.extend(values)
-        rows = await self._query(sql + ")", *args)
+        # In primary-key order, as SQLite (WITHOUT ROWID) returns them: never PostgreSQL's heap order.
+        rows = await self._query(sql + ") ORDER BY target", *args)
         return [ContactEdge(source, row[0], row[1], datetime.fromisoformat(row[2]), row[3]) for row in rows]
 
     async def requests_from(self, community: str, source: str, since: datetime) -> list[RequestRecord]:
         """Answerable requests `source` sent since `since`, with their status so far (primary-key range only)."""
         rows = await self._query(
             "SELECT target, request_id, kind, requested_at, status, answered_at, event_key FROM requests "
-            f"WHERE community = $1 AND source = $2 AND {self.database.unindexed('requested_at')} >= $3",
+            f"WHERE community = $1 AND source = $2 AND {self.database.unindexed('requested_at')} >= $3 "
+            "ORDER BY target, request_id",
             community,
             source,
             since.isoformat(),
@@ -454,6 +486,7 @@ class SqlStore:
             len(detector_prefix),
             detector_prefix,
         )
+        rows = self._keep(rows, lambda r: r[1])
         return [MemoryRow(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), _dt(r[5])) for r in rows]
 
     @serialized
@@ -470,7 +503,7 @@ class SqlStore:
         rows = await self.database.fetch(
             "SELECT payload FROM actions WHERE delivered_at IS NULL ORDER BY created_at, id"
         )
-        return [ACTION_ADAPTER.validate_json(row[0]) for row in rows]
+        return self._keep([ACTION_ADAPTER.validate_json(row[0]) for row in rows], lambda a: a.community)
 
     @serialized
     async def mark_delivered(self, action_ids: Sequence[str], at: datetime) -> None:
@@ -700,10 +733,10 @@ class SqlStore:
             "messages": await db.execute("DELETE FROM messages WHERE at < $1", text_before),
             "message_turns": await db.execute("DELETE FROM message_turns WHERE at < $1", text_before),
         }
-        watermark = int(await self._meta("watermark") or 0)
         # Never delete unprocessed events: they are still owed to the detectors.
+        processed, args = await self._processed(2)
         out["events"] = await db.execute(
-            "DELETE FROM events WHERE at < $1 AND seq <= $2", (now - timedelta(days=event_days)).isoformat(), watermark
+            f"DELETE FROM events WHERE at < $1 AND {processed}", (now - timedelta(days=event_days)).isoformat(), *args
         )
         # Distinct-author rows only serve the current hour's spike check; two days is plenty.
         out["view_authors"] = await db.execute(

@@ -4,17 +4,14 @@ How several engines share one database (one per Discord shard, or a webhook besi
 
 * Every engine **stores**: inserts are idempotent (`ON CONFLICT (key) DO NOTHING`), `seq` comes from a
   PostgreSQL sequence, and appends take a transaction-scoped advisory lock so that commit order equals
-  seq order (a reader never sees seq 7 before seq 6 is committed, so no event can slip under the watermark).
-* Exactly one engine **processes**: the one that took the session-level advisory lock `PROCESSING_LOCK`
-  when it opened. Detector state and cases live in that engine's memory, so one processor is what makes
-  "one case per suspect, one alert per case" hold without distributed state. Its `append_events` returns
-  every committed event past what it has processed, its own and the other engines', in seq order;
-  `LogFollower` polls so events stored by the others are processed even when the leader is idle.
-* The others are **followers**: their `append_events` stores and returns nothing to process, so their
-  engines never touch cases or the outbox. The lease lives as long as the leader's connection: if the
-  leader dies, PostgreSQL releases it, a follower's `LogFollower` notices and sets `takeover`, and the
-  follower restarts (crash-only) so that its new engine opens as leader and rebuilds memory from the store.
-  Nothing is lost meanwhile: followers keep storing.
+  seq order (a reader never sees seq 7 before seq 6 is committed, so no event can slip under a watermark).
+* Every engine **processes a share**: communities hash to partitions and each engine leases a fair share
+  of them (groomguard.store.partitions). A community's detector state and cases live in the memory of the
+  one engine holding its partition, so "one case per suspect, one alert per case" holds without
+  distributed state. `append_events` returns every committed event of the held partitions past what was
+  processed, the engine's own and the other engines', in seq order; `LogFollower` polls so events stored
+  by the others are processed even when this engine is idle, and runs the lease rounds: a dead engine's
+  partitions are taken over by the others in-process once its leases run out.
 """
 
 from __future__ import annotations
@@ -22,25 +19,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from groomguard.events import BaseEvent, parse_event
-from groomguard.storage import ActionT, BatchWrite, Snapshot
+from groomguard.events import BaseEvent
+from groomguard.storage import Snapshot
 from groomguard.store.base import MIGRATION_LOCK, SqlStore, serialized
 from groomguard.store.db import PostgresDatabase, read_migrations
+from groomguard.store.partitions import DEFAULT_PARTITIONS, Partitions, partition_of
 
-__all__ = ["APPEND_LOCK", "MIGRATION_LOCK", "PROCESSING_LOCK", "PostgresStore", "PostgresStoreError", "migrations"]
+__all__ = ["APPEND_LOCK", "MIGRATION_LOCK", "PostgresStore", "PostgresStoreError", "migrations"]
 
 log = logging.getLogger(__name__)
 
 #: Advisory lock keys (arbitrary constants, "GG" + purpose) shared by every engine on the database.
-PROCESSING_LOCK = 0x4747_0001
 APPEND_LOCK = 0x4747_0002
-#: Most events one append hands the leader; a longer backlog is handed by the next call or LogFollower.
-MAX_HANDED = 50_000
-EVENT_COLUMNS = ("key", "type", "community", "at", "stored_at", "body")
+#: Most events one append hands the engine; a longer backlog is handed by LogFollower's next polls. Kept
+#: small enough that one batch never holds the event loop near a lease's length.
+MAX_HANDED = 5_000
+EVENT_COLUMNS = ("key", "type", "community", "at", "stored_at", "body", "part")
+EVENT_TYPES = ("text",) * 6 + ("int",)
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -62,9 +61,10 @@ class PostgresStoreError(RuntimeError):
 
 
 class PostgresStore(SqlStore):
-    """The shared store: one asyncpg connection per engine, which also holds the processing lease."""
+    """The shared store: one asyncpg connection per engine, and one more for its partition leases."""
 
     migration_folder = "migrations_pg"
+    meta_watermark = False  # each partition's watermark moves in `fence`
     database: PostgresDatabase
 
     #: What groomguard.follower.LogFollower retries after: the server went away or restarted.
@@ -74,12 +74,18 @@ class PostgresStore(SqlStore):
         OSError,
     )
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, partitions: int = DEFAULT_PARTITIONS, lease_s: float = 8.0, *, process: bool = True
+    ) -> None:
         self.url = url
         super().__init__(PostgresDatabase(url))
-        #: True when this engine holds the processing lease (decided at open, for the engine's lifetime).
-        self.leader = False
-        self._handed = 0  # highest seq handed to the engine for processing
+        #: The partitions this engine leases and what it handed out of them; `process=False` stores only.
+        self.partitions = Partitions(url, partitions, lease_s, process=process)
+
+    @property
+    def leader(self) -> bool:
+        """Whether this engine holds at least one partition (processes anything)."""
+        return bool(self.partitions.held)
 
     @property
     def db(self) -> asyncpg.Connection:
@@ -94,12 +100,20 @@ class PostgresStore(SqlStore):
         try:
             await self.database.open()
             await self._migrate()
-            self.leader = bool(await self.database.fetchval("SELECT pg_try_advisory_lock($1)", PROCESSING_LOCK))
-            self._handed = int(await self._meta("watermark") or 0)
+            await self.partitions.setup(self.db)
+            await self.partitions.start()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             await self._close()
             raise PostgresStoreError(f"cannot open database {redact(self.url)}: {error}") from error
-        log.info("postgres store open (%s)", "processing lease held" if self.leader else "follower: storing only")
+        except BaseException:
+            await self._close()
+            raise
+        log.info(
+            "postgres store open: partitions %s of %d leased to %s",
+            sorted(self.partitions.held),
+            self.partitions.count,
+            self.partitions.owner,
+        )
 
     async def check(self) -> tuple[int, int]:
         """(schema version, latest known) after proving the database accepts a write; for `groomguard doctor`."""
@@ -119,80 +133,83 @@ class PostgresStore(SqlStore):
         await self._close()
 
     async def _close(self) -> None:
-        await self.database.close()  # the session-level lease goes with the connection
-        self.leader = False
+        await self.partitions.close()
+        await self.database.close()
 
-    # -- event log: a sequence numbers events, and only the lease holder processes them ----------
+    # -- event log: a sequence numbers events; each engine processes the partitions it leases ---------
 
     @serialized
     async def append_events(self, events: Sequence[BaseEvent]) -> list[tuple[int, BaseEvent]]:
-        """Store events not seen before; the leader gets back everything now due for processing, in seq order."""
+        """Store events not seen before; get back what is now due in the held partitions, in seq order."""
         unique: dict[str, BaseEvent] = {}
         for event in events:
             unique.setdefault(event.key, event)
         if unique:
-            now = datetime.now(UTC).isoformat()
+            now, count = datetime.now(UTC).isoformat(), self.partitions.count
             rows = [
-                (e.key, e.type, e.community, e.at.isoformat(), now, e.model_dump_json())  # type: ignore[attr-defined]
+                (
+                    e.key,
+                    e.type,
+                    e.community,
+                    e.at.isoformat(),
+                    now,
+                    e.model_dump_json(),
+                    partition_of(e.community, count),
+                )  # type: ignore[attr-defined]
                 for e in unique.values()
             ]
             async with self.database.transaction():
                 # Commit order = seq order, so no event can commit below a seq the leader has passed.
                 await self.database.xact_lock(APPEND_LOCK)
-                await self.database.insert_rows("events", EVENT_COLUMNS, ("text",) * 6, rows, "(key) DO NOTHING")
-        if not self.leader:
-            return []
-        return await self._due(MAX_HANDED)
+                await self.database.insert_rows("events", EVENT_COLUMNS, EVENT_TYPES, rows, "(key) DO NOTHING")
+        return await self.partitions.due(self.db, MAX_HANDED)
 
     @serialized
     async def take_due(self, limit: int) -> list[tuple[int, BaseEvent]]:
-        """Events stored past what the leader has processed (by any engine), in seq order."""
-        return await self._due(limit) if self.leader else []
+        """Events of the held partitions stored past what was handed (by any engine), in seq order."""
+        return await self.partitions.due(self.db, limit)
 
     @serialized
-    async def lease_free(self) -> bool:
-        """Whether no engine holds the processing lease (probed without keeping it)."""
-        got = bool(await self.database.fetchval("SELECT pg_try_advisory_lock($1)", PROCESSING_LOCK))
-        if got:
-            await self.database.fetchval("SELECT pg_advisory_unlock($1)", PROCESSING_LOCK)
-        return got
+    async def rebalance(self) -> bool:
+        """One lease round (release beyond the fair share, take free partitions); True when the held set changed.
 
-    async def _due(self, limit: int) -> list[tuple[int, BaseEvent]]:
-        rows = await self.database.fetch(
-            "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", self._handed, limit
-        )
-        out = [(int(r[0]), parse_event(r[1])) for r in rows]
-        if out:
-            self._handed = out[-1][0]
-        return out
+        Only between batches: the engine runs it under its writer lock (`Engine.rebalance`).
+        """
+        return await self.partitions.rebalance()
+
+    @property
+    def rebalance_every_s(self) -> float:
+        """How often LogFollower should run a lease round."""
+        return self.partitions.heartbeat_s
 
     @serialized
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
-        """Stored events past `seq`; a follower has nothing to process, so it gets nothing."""
-        if not self.leader:
-            return []
-        self._handed = seq
-        return await self._due(limit)
+        """Stored events of the held partitions past each one's watermark (`seq` is the engine's, one number
+        for all: each partition keeps its own here, reset at every snapshot)."""
+        return await self.partitions.due(self.db, limit)
 
     async def all_events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
         """Stored events past `seq` whoever processes them (for tools and tests)."""
         return await SqlStore.events_after(self, seq, limit)
 
-    # -- what only the lease holder does ------------------------------------------------------
+    # -- partitions: what this engine processes, and the fence on its commits --------------------
 
-    async def snapshot(self, contact_window_hours: float) -> Snapshot:
-        snap = await super().snapshot(contact_window_hours)
-        self._handed = snap.watermark
-        return snap
+    def _keep(self, rows: Any, community: Any) -> list[Any]:
+        return self.partitions.keep(rows, community)
 
-    async def commit_batch(self, batch: BatchWrite) -> None:
-        if not self.leader:
-            raise PostgresStoreError("only the engine holding the processing lease may commit processed batches")
-        await super().commit_batch(batch)
+    async def _marks(self, snap: Snapshot) -> None:
+        marks = await self.partitions.watermarks(self.db)
+        snap.watermark = max((m for m, _ in marks.values()), default=0)
+        snap.watermark_at = max((datetime.fromisoformat(at) for _, at in marks.values() if at), default=None)
+        snap.case_ids = await self.partitions.case_ids(self.db)
 
-    async def pending_actions(self) -> list[ActionT]:
-        """Undelivered actions; only the leader delivers, so a follower's sinks never double a card."""
-        return await super().pending_actions() if self.leader else []
+    async def _fence(self) -> None:
+        """Refuse the batch (`StaleLease`) unless every partition of it is still leased here; move their marks."""
+        await self.partitions.fence(self.db)
+
+    async def _processed(self, first: int) -> tuple[str, list[Any]]:
+        # Never an event its partition has not processed yet (a NULL part matches no partition: kept).
+        return "seq <= (SELECT p.watermark FROM partitions p WHERE p.part = events.part)", []
 
     def tables(self) -> PostgresDatabase:
         """A connection of its own to this database, for an adapter's tables (see groomguard.store.db)."""

@@ -191,6 +191,17 @@ class WebView:
     async def stylesheet(self, request: web.Request) -> web.Response:
         return web.Response(text=pages.STYLE, content_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
+    async def _signin_gate(self, request: web.Request, client: str) -> tuple[dict[str, str], web.Response | None]:
+        """The checks every sign-in POST passes first: the failure rate limit, then the pre-sign-in CSRF token."""
+        if self.failures.blocked(client):
+            error = "Too many failed sign-ins; wait a few minutes."
+            return {}, self._signin_response(request, pages.signin("__PRESIGN__", error=error), 429)
+        form = await self._form(request)
+        if not self._check_presign(request, form):
+            error = "The form expired; try again."
+            return form, self._signin_response(request, pages.signin("__PRESIGN__", error=error), 403)
+        return form, None
+
     async def signin_form(self, request: web.Request) -> web.Response:
         if self._session(request) is not None:
             return web.Response(status=303, headers={"Location": "/"})
@@ -198,15 +209,9 @@ class WebView:
 
     async def signin_token(self, request: web.Request) -> web.Response:
         client = self._client(request)
-        if self.failures.blocked(client):
-            return self._signin_response(
-                request, pages.signin("__PRESIGN__", error="Too many failed sign-ins; wait a few minutes."), 429
-            )
-        form = await self._form(request)
-        if not self._check_presign(request, form):
-            return self._signin_response(
-                request, pages.signin("__PRESIGN__", error="The form expired; try again."), 403
-            )
+        form, refused = await self._signin_gate(request, client)
+        if refused is not None:
+            return refused
         moderator = auth.moderator_for_token(self.web, form.get("token", ""))
         if moderator is None:
             self.failures.failed(client)
@@ -225,15 +230,9 @@ class WebView:
 
     async def signin_link(self, request: web.Request) -> web.Response:
         client = self._client(request)
-        if self.failures.blocked(client):
-            return self._signin_response(
-                request, pages.signin("__PRESIGN__", error="Too many failed sign-ins; wait a few minutes."), 429
-            )
-        form = await self._form(request)
-        if not self._check_presign(request, form):
-            return self._signin_response(
-                request, pages.signin("__PRESIGN__", error="The form expired; try again."), 403
-            )
+        form, refused = await self._signin_gate(request, client)
+        if refused is not None:
+            return refused
         token = form.get("token", "")
         now = self.clock()
         moderator = await self.engine.store_write(lambda store: store.take_web_link(auth.digest(token), now))

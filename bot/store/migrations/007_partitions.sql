@@ -1,0 +1,2 @@
+-- 007: partitioned processing is PostgreSQL only (groomguard.store.partitions); a SQLite file has one
+-- engine process. The number is kept so both stores count migrations alike.

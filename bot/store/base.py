@@ -236,6 +236,18 @@ class SqlStore:
     def __init__(self, database: SqliteDatabase | PostgresDatabase) -> None:
         self.database = database
         self._lock = asyncio.Lock()
+        # The detector reads that need a dialect fragment, built once (they run several times per event).
+        self._contacts_sql = (
+            "SELECT target, kind, first_at, event_key FROM contacts WHERE community = $1 AND source = $2 "
+            f"AND ({database.unindexed('first_at')} >= $3"
+        )
+        # In primary-key order, as SQLite (WITHOUT ROWID) returns them: never PostgreSQL's heap order.
+        self._contacts_recent_sql = self._contacts_sql + ") ORDER BY target"
+        self._requests_sql = (
+            "SELECT target, request_id, kind, requested_at, status, answered_at, event_key FROM requests "
+            f"WHERE community = $1 AND source = $2 AND {database.unindexed('requested_at')} >= $3 "
+            "ORDER BY target, request_id"
+        )
 
     @classmethod
     def migrations(cls) -> list[tuple[int, str]]:
@@ -258,9 +270,17 @@ class SqlStore:
                 await db.execute("INSERT INTO schema_version VALUES ($1, $2)", version, datetime.now(UTC).isoformat())
 
     async def _query(self, statement: str, *args: Any) -> list[Any]:
-        """One detector read (SqliteStore answers these on its read-only connection, off the lock)."""
+        """One detector read, under the lock (one asyncpg connection runs one statement at a time)."""
         async with self._lock:
             return await self.database.fetch(statement, *args)
+
+    #: Whether `_fast` hands back an awaitable (PostgreSQL) rather than the rows (SQLite).
+    _awaits: ClassVar[bool] = True
+
+    def _fast(self, statement: str, *args: Any) -> Any:
+        """A detector read: the rows now where the backend reads synchronously (SqliteStore's read-only
+        connection: no coroutine hop on the event loop's hottest path), else an awaitable of them."""
+        return self._query(statement, *args)
 
     def _keep(self, rows: Sequence[Any], community: Callable[[Any], str]) -> list[Any]:
         """The rows of communities this engine processes: all of them, unless the backend shares the work."""
@@ -378,7 +398,9 @@ class SqlStore:
                 await db.executemany(sql, rows)
 
     async def accepted_contacts(self, community: str, account: str) -> set[str]:
-        rows = await self._query("SELECT b FROM accepted WHERE community = $1 AND a = $2", community, account)
+        rows = self._fast("SELECT b FROM accepted WHERE community = $1 AND a = $2", community, account)
+        if self._awaits:
+            rows = await rows
         return {row[0] for row in rows}
 
     # -- detector reads (groomguard.state.StateReader) -------------------------------------------
@@ -389,73 +411,80 @@ class SqlStore:
         """First contacts `source` started since `since`, plus its stored edges to `targets` of any age."""
         # Unindexed first_at keeps SQLite on the primary key (one source's edges), never the community-wide
         # time index.
-        sql = (
-            "SELECT target, kind, first_at, event_key FROM contacts WHERE community = $1 AND source = $2 "
-            f"AND ({self.database.unindexed('first_at')} >= $3"
-        )
-        args: list[Any] = [community, source, since.isoformat()]
+        sql, args = self._contacts_recent_sql, [community, source, since.isoformat()]
         if targets:
             condition, values = self.database.in_list("target", 4, targets)
-            sql += f" OR {condition}"
+            sql = f"{self._contacts_sql} OR {condition}) ORDER BY target"
             args.extend(values)
-        # In primary-key order, as SQLite (WITHOUT ROWID) returns them: never PostgreSQL's heap order.
-        rows = await self._query(sql + ") ORDER BY target", *args)
+        rows = self._fast(sql, *args)
+        if self._awaits:
+            rows = await rows
         return [ContactEdge(source, row[0], row[1], datetime.fromisoformat(row[2]), row[3]) for row in rows]
 
     async def requests_from(self, community: str, source: str, since: datetime) -> list[RequestRecord]:
         """Answerable requests `source` sent since `since`, with their status so far (primary-key range only)."""
-        rows = await self._query(
-            "SELECT target, request_id, kind, requested_at, status, answered_at, event_key FROM requests "
-            f"WHERE community = $1 AND source = $2 AND {self.database.unindexed('requested_at')} >= $3 "
-            "ORDER BY target, request_id",
+        rows = self._fast(
+            self._requests_sql,
             community,
             source,
             since.isoformat(),
         )
+        if self._awaits:
+            rows = await rows
         return [RequestRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], _dt(r[5]), r[6]) for r in rows]
 
     async def viewer_buckets(self, community: str, viewer: str, from_hour: int) -> list[tuple[int, int, int]]:
         """(hour, views of minors' content, all views) for one viewer since `from_hour`."""
-        rows = await self._query(
+        rows = self._fast(
             "SELECT hour, to_minors, total FROM views WHERE community = $1 AND viewer = $2 AND hour >= $3 ORDER BY hour",
             community,
             viewer,
             from_hour,
         )
+        if self._awaits:
+            rows = await rows
         return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def viewer_minor_authors(self, community: str, viewer: str, hour: int) -> set[str]:
-        rows = await self._query(
+        rows = self._fast(
             "SELECT author FROM view_authors WHERE community = $1 AND viewer = $2 AND hour = $3",
             community,
             viewer,
             hour,
         )
+        if self._awaits:
+            rows = await rows
         return {r[0] for r in rows}
 
     async def community_view_buckets(self, community: str, from_hour: int) -> list[tuple[int, int, int]]:
         """(hour, views of minors' content, all views) summed over the community since `from_hour`."""
-        rows = await self._query(
+        rows = self._fast(
             "SELECT hour, SUM(to_minors), SUM(total) FROM views WHERE community = $1 AND hour >= $2 GROUP BY hour",
             community,
             from_hour,
         )
+        if self._awaits:
+            rows = await rows
         return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def accepted_degree(self, community: str, account: str) -> int:
         """How many accounts `account` has accepted contact with (the hub rule's degree)."""
-        rows = await self._query("SELECT COUNT(*) FROM accepted WHERE community = $1 AND a = $2", community, account)
+        rows = self._fast("SELECT COUNT(*) FROM accepted WHERE community = $1 AND a = $2", community, account)
+        if self._awaits:
+            rows = await rows
         return int(rows[0][0]) if rows else 0
 
     async def message_author(self, community: str, message_id: str) -> str | None:
-        rows = await self._query(
+        rows = self._fast(
             "SELECT author FROM message_turns WHERE community = $1 AND message_id = $2", community, message_id
         )
+        if self._awaits:
+            rows = await rows
         return str(rows[0][0]) if rows else None
 
     async def recent_turns(self, community: str, conversation: str, since: datetime, limit: int) -> list[Turn]:
         """The newest `limit` group messages in `conversation` since `since`, oldest first."""
-        rows = await self._query(
+        rows = self._fast(
             "SELECT author, at, message_id FROM message_turns WHERE community = $1 AND conversation = $2 "
             "AND at >= $3 ORDER BY at DESC LIMIT $4",
             community,
@@ -463,29 +492,35 @@ class SqlStore:
             since.isoformat(),
             limit,
         )
+        if self._awaits:
+            rows = await rows
         return [Turn(r[0], datetime.fromisoformat(r[1]), r[2]) for r in reversed(rows)]
 
     # -- detector memory (groomguard.memory.MemoryReader) ---------------------------------------
 
     async def memory_row(self, detector: str, community: str, key: str) -> MemoryRow | None:
-        rows = await self._query(
+        rows = self._fast(
             "SELECT value, accounts, expires_at FROM detector_memory WHERE detector = $1 AND community = $2 AND key = $3",
             detector,
             community,
             key,
         )
+        if self._awaits:
+            rows = await rows
         if not rows:
             return None
         value, accounts, expires = rows[0]
         return MemoryRow(detector, community, key, value, tuple(json.loads(accounts)), _dt(expires))
 
     async def memory_rows(self, detector_prefix: str) -> list[MemoryRow]:
-        rows = await self._query(
+        rows = self._fast(
             "SELECT detector, community, key, value, accounts, expires_at FROM detector_memory "
             "WHERE substr(detector, 1, $1) = $2 ORDER BY detector, community, key",
             len(detector_prefix),
             detector_prefix,
         )
+        if self._awaits:
+            rows = await rows
         rows = self._keep(rows, lambda r: r[1])
         return [MemoryRow(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), _dt(r[5])) for r in rows]
 

@@ -188,7 +188,9 @@ class SqliteStore(SqlStore):
             raise StoreError("store is not open")
         return self._ro.execute(sqlite_sql(sql), args).fetchall()
 
-    async def _query(self, statement: str, *args: Any) -> list[Any]:
+    _awaits = False
+
+    def _fast(self, statement: str, *args: Any) -> Any:
         return self._read(statement, args)
 
     # -- event log ------------------------------------------------------------------------

@@ -413,7 +413,8 @@ class WebView:
 
     # -- actions --------------------------------------------------------------------------
 
-    async def decide(self, request: web.Request) -> web.Response:
+    async def _case_post(self, request: web.Request) -> tuple[auth.Session, dict[str, str], Any] | web.Response:
+        """What every form on a case page passes first: a session, its CSRF token, a case this moderator may see."""
         session = self._session(request)
         if session is None:
             return self._to_signin(request)
@@ -421,6 +422,13 @@ class WebView:
         if not self._csrf_ok(request, session, form):
             return self._csrf_refused(session)
         case, _, _ = await self._visible_case(session, request.match_info["id"])
+        return session, form, case
+
+    async def decide(self, request: web.Request) -> web.Response:
+        posted = await self._case_post(request)
+        if isinstance(posted, web.Response):
+            return posted
+        session, form, case = posted
         decision = DECISION_CHOICES.get(form.get("decision", ""))
         if decision is None:
             raise web.HTTPBadRequest(text="choose confirm, dismiss or escalate")
@@ -447,13 +455,10 @@ class WebView:
         return min(limit, max(now, latest)) if latest else now
 
     async def reveal(self, request: web.Request) -> web.Response:
-        session = self._session(request)
-        if session is None:
-            return self._to_signin(request)
-        form = await self._form(request)
-        if not self._csrf_ok(request, session, form):
-            return self._csrf_refused(session)
-        case, _, _ = await self._visible_case(session, request.match_info["id"])
+        posted = await self._case_post(request)
+        if isinstance(posted, web.Response):
+            return posted
+        session, form, case = posted
         by_label = {label: child for child, label in pictures.child_labels(case.children).items()}
         child = by_label.get(form.get("child", ""))
         if child is None:

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -46,12 +47,52 @@ PURGE_EVERY_S = 3600.0
 EXPIRE_EVERY_S = 300.0
 #: Detector-memory name under which each community's clock (latest event time processed) is kept.
 CLOCK_MEMORY = "engine.clock"
-#: With a pipelined store, batches processed while earlier commits still run before the engine waits
-#: for them all and moves the store's read view on (see `_settle`). More overlaps more; the overlay
-#: merged into reads grows with it.
+#: With a pipelined store, events processed while earlier commits still run before the engine waits
+#: for them all and moves the store's read view on (see `_settle`), in batch sizes. More overlaps more;
+#: the overlay merged into reads grows with it. Batches processed while the previous commit still runs
+#: are held and handed over together once it lands (group commit): every statement costs the writer
+#: thread a wait for the GIL behind busy processing, so many small commits fall further behind.
 SETTLE_EVERY_BATCHES = 8
 #: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
 PATTERN_DETECTORS = frozenset({"fan_out", "rejections", "new_account_contact"})
+
+
+@dataclass
+class _Held:
+    """What held batches produced beyond the state's own pending rows, until handed to the store together."""
+
+    events: int = 0
+    actions: list[ActionT] = field(default_factory=list)
+    findings: list[tuple[int, Finding]] = field(default_factory=list)
+    #: Cases changed, by id, in the order first changed (the objects are current; one row each).
+    cases: dict[int, Case] = field(default_factory=dict)
+    #: Each case's clock in the batch that last changed it (its row is decayed to that, as if committed then).
+    case_clocks: dict[int, datetime] = field(default_factory=dict)
+    audit: list[Audit] = field(default_factory=list)
+    notices: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    #: Each community's clock after the latest held batch that saw it.
+    clocks: dict[str, datetime] = field(default_factory=dict)
+
+    def add(
+        self,
+        events: int,
+        actions: list[ActionT],
+        findings: list[tuple[int, Finding]],
+        cases: list[Case],
+        audit: list[Audit],
+        notices: list[tuple[str, str, str, str, str]],
+        clocks: dict[str, datetime],
+        watermark_at: datetime,
+    ) -> None:
+        self.events += events
+        self.actions.extend(actions)
+        self.findings.extend(findings)
+        for case in cases:
+            self.cases[case.id] = case
+            self.case_clocks[case.id] = clocks.get(case.community, watermark_at)
+        self.audit.extend(audit)
+        self.notices.extend(notices)
+        self.clocks.update(clocks)
 
 
 class EngineError(RuntimeError):
@@ -113,6 +154,8 @@ class Engine:
         self._pipe: PipelinedStore | None = None
         #: Submitted, not yet durable batches in order: (commit future, their actions, event count).
         self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
+        #: Processed batches not yet handed to a pipelined store (see HOLD_BATCHES).
+        self._held = _Held()
         self._last_expiry = time.monotonic()
 
     def _fresh_memory(self) -> None:
@@ -326,7 +369,7 @@ class Engine:
         """Wait until every queued event is processed and committed and every action handed to the sinks."""
         await self._queue.join()
         self._raise_if_failed()
-        if self._inflight:
+        if self._inflight or self._held.events:
             async with self._lock:
                 try:
                     await self._settle()
@@ -354,7 +397,7 @@ class Engine:
         size = self.settings.engine.batch_size
         wait = self.settings.engine.batch_wait_ms / 1000
         while True:
-            if self._inflight and self._queue.empty():
+            if (self._inflight or self._held.events) and self._queue.empty():
                 # Nothing more to overlap with: make what was processed durable and deliver its actions.
                 try:
                     async with self._lock:
@@ -468,29 +511,21 @@ class Engine:
                 # Persisted with the batch so a restart decays and expires with the same clock.
                 self.state.memory_book.put(CLOCK_MEMORY, community, "", at.isoformat(), ())
             clocks[community] = known
-        dirty_cases, audit = self.cases.take_dirty()
-        audit.extend(lifted)
-        write = BatchWrite(
-            state=self.state.take_writes(),
-            cases=dirty_cases,
-            findings=findings,
-            actions=actions,
-            notices=self.notices.take_pending(),
-            audit=audit,
-            watermark=last_seq,
-            watermark_at=self._watermark_at,
-            half_life_hours=self.settings.cases.half_life_hours,
-            memory=self.state.memory_book.take_pending(),
-            clocks=clocks,
-        )
         self._batches += 1
+        held = self._held
+        dirty_cases, audit = self.cases.take_dirty()
+        notices = self.notices.take_pending()
+        held.add(len(items), actions, findings, dirty_cases, audit + lifted, notices, clocks, self._watermark_at)
         if self._pipe is not None:
             # Commit behind processing: actions reach the outbox once their batch is durable.
-            self._inflight.append((self._pipe.submit_batch(write), actions, len(items)))
             self._reap()
-            if len(self._inflight) >= SETTLE_EVERY_BATCHES:
+            if not self._inflight or self._inflight[-1][0].done():
+                self._hand_over()
+            unsettled = held.events + sum(count for _, _, count in self._inflight)
+            if unsettled >= SETTLE_EVERY_BATCHES * self.settings.engine.batch_size:
                 await self._settle()
         else:
+            write = self._take_write()
             try:
                 await self.store.commit_batch(write)
             except StaleLease as lost:
@@ -507,6 +542,32 @@ class Engine:
                 self._outbox.put_nowait(actions)
         if self._batches % PURGE_EVERY_BATCHES == 0:
             await self.purge()
+
+    def _take_write(self) -> BatchWrite:
+        """Everything processed since the last hand-over, as one transaction up to the current watermark."""
+        held, self._held = self._held, _Held()
+        assert self._watermark_at is not None
+        return BatchWrite(
+            state=self.state.take_writes(),
+            cases=list(held.cases.values()),
+            findings=held.findings,
+            actions=held.actions,
+            notices=held.notices,
+            audit=held.audit,
+            watermark=self._watermark,
+            watermark_at=self._watermark_at,
+            half_life_hours=self.settings.cases.half_life_hours,
+            memory=self.state.memory_book.take_pending(),
+            clocks=held.clocks,
+            case_clocks=held.case_clocks,
+        )
+
+    def _hand_over(self) -> None:
+        """Queue the held batches' one transaction on a pipelined store (see SETTLE_EVERY_BATCHES)."""
+        if self._pipe is None or not self._held.events:
+            return
+        count, write = self._held.events, self._take_write()
+        self._inflight.append((self._pipe.submit_batch(write), write.actions, count))
 
     def _reap(self) -> None:
         """Hand the actions of batches whose commit is done (in order) to the outbox."""
@@ -527,6 +588,7 @@ class Engine:
         """
         if self._pipe is None:
             return
+        self._hand_over()
         await self._pipe.settle()
         # Every batch future is one of the store's jobs; gathering them again raises a failed one's error.
         await asyncio.gather(*(future for future, _, _ in self._inflight))

@@ -41,6 +41,9 @@ class BatchWrite:
     #: Latest event time per community in this batch: a case's risk is stored decayed to its own
     #: community's clock, never to another community's.
     clocks: dict[str, datetime] = field(default_factory=dict)
+    #: The clock a case's row is decayed to when it is not its community's latest: several batches
+    #: committed together (the engine's group commit) store each case as of the batch that changed it.
+    case_clocks: dict[int, datetime] = field(default_factory=dict)
 
 
 @dataclass

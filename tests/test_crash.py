@@ -152,6 +152,9 @@ def _command(stream: Path, db: Path, out: Path) -> list[str]:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROOMGUARD_")}
     env["PYTHONUNBUFFERED"] = "1"
+    # Small batches: batches processed while a commit runs are committed together (up to 8 batch sizes),
+    # and the aimed kills need commits finer than a detector's state window to land inside one.
+    env["GROOMGUARD_ENGINE__BATCH_SIZE"] = "100"
     return env
 
 

@@ -72,9 +72,11 @@ async def test_a_failed_commit_behind_processing_stops_later_ones(tmp_path: Path
     events, _ = generate(CommunitySpec(seed=3))
     first = await store.append_events(events[:10])
     assert [seq for seq, _ in first] == list(range(1, 11))
+    await store.settle()  # appended rows are written with the next batch, or here
     broken = store._submit(lambda con: con.execute("INSERT INTO no_such_table VALUES (1)"))
     later = await store.append_events(events[10:20])
     assert later, "numbered at once, written behind"
+    assert store._event_rows, "held for the transaction after the failed one"
     with pytest.raises(sqlite3.OperationalError):
         await store.settle()
     assert broken.done() and broken.exception() is not None

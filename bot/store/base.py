@@ -164,7 +164,10 @@ def batch_statements(batch: BatchWrite, meta_watermark: bool = True) -> list[tup
     add(
         UPSERT_CASE,
         [
-            case.to_row(batch.clocks.get(case.community, batch.watermark_at), batch.half_life_hours)
+            case.to_row(
+                batch.case_clocks.get(case.id) or batch.clocks.get(case.community, batch.watermark_at),
+                batch.half_life_hours,
+            )
             for case in batch.cases
         ],
     )

@@ -63,6 +63,8 @@ class SqliteStore(SqlStore):
         self._pinned = False
         self._unsynced_keys: set[str] = set()
         self._jobs: list[asyncio.Future[None]] = []
+        #: Event rows appended while reads are pinned, written first in the next batch's transaction.
+        self._event_rows: list[tuple[Any, ...]] = []
         self._write_failure: BaseException | None = None
 
     @property
@@ -169,11 +171,19 @@ class SqliteStore(SqlStore):
             raise
 
     def submit_batch(self, batch: BatchWrite) -> asyncio.Future[None]:
-        """Queue one processed batch's transaction (as `commit_batch` writes it); its future says when it is durable."""
-        return self._submit(_write_statements, _batch_statements(batch))
+        """Queue one processed batch's transaction (as `commit_batch` writes it) after the events it processed;
+        its future says when it is durable."""
+        statements = _batch_statements(batch)
+        if self._event_rows:
+            statements.insert(0, (INSERT_EVENTS, self._event_rows))
+            self._event_rows = []
+        return self._submit(_write_statements, statements)
 
     async def settle(self) -> None:
         """Wait for every queued write; raise the first failure."""
+        if self._event_rows:
+            rows, self._event_rows = self._event_rows, []
+            self._submit(_write_statements, [(INSERT_EVENTS, rows)])
         jobs, self._jobs = self._jobs, []
         if not jobs:
             return
@@ -220,9 +230,10 @@ class SqliteStore(SqlStore):
             for (seq, e), (k, _) in zip(numbered, fresh, strict=True)
         ]
         if self._pinned:
-            # Queued ahead of the batch's own transaction: stored before its results can commit.
+            # Written in the transaction that commits their results (`submit_batch`): a kill -9 before it
+            # loses both, and the events' senders have not been told they are stored (ingest settles).
             self._unsynced_keys.update(k for k, _ in fresh)
-            self._submit(_write_statements, [(INSERT_EVENTS, rows)])
+            self._event_rows.extend(rows)
             self._next_seq += len(numbered)
             return numbered
         async with self.database.transaction():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 MAX_LINE_BYTES = 1_048_576
 #: Past this a line is not an event anyone meant to send: it is skipped, counted and reported.
 HARD_LINE_BYTES = 16 * MAX_LINE_BYTES
+#: Events of a replayed file handed to the engine per call (see `replay`).
+FILE_CHUNK = 256
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Feed(Protocol):
 
     async def submit(self, event: BaseEvent) -> None: ...
 
+    async def submit_many(self, events: Sequence[BaseEvent]) -> None: ...
+
     def reject(self, source: str, count: int = 1) -> None: ...
 
     async def drain(self) -> None: ...
@@ -76,6 +80,10 @@ async def replay(
         handle = Path(source).open("rb")  # noqa: SIM115, ASYNC230 - closed below
     else:
         handle = source
+    # A file is read ahead in chunks handed over in one call each; a stream (stdin) event by event, so a
+    # slow producer's events are not held back waiting for a chunk to fill.
+    chunk_size = FILE_CHUNK if isinstance(source, str | Path) and handle is not sys.stdin.buffer else 1
+    chunk: list[BaseEvent] = []
     try:
         for number, raw in read_lines(handle):
             report.lines += 1
@@ -98,8 +106,14 @@ async def replay(
                 note = f"line of {len(raw):,} bytes: message text truncated to {MAX_TEXT_CHARS:,} characters"
                 report.truncated.append((number, note))
                 log.warning("line %d: %s", number, note)
-            await engine.submit(event)
-            report.submitted += 1
+            chunk.append(event)
+            if len(chunk) >= chunk_size:
+                await engine.submit_many(chunk)
+                report.submitted += len(chunk)
+                chunk = []
+        if chunk:
+            await engine.submit_many(chunk)
+            report.submitted += len(chunk)
     finally:
         if handle is not sys.stdin.buffer and isinstance(source, str | Path):
             handle.close()

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from groomguard import workspace
 from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
+from groomguard.batching import BatchQueue
 from groomguard.cases import Audit, Case, CaseBook
 from groomguard.config import Settings
 from groomguard.detectors import REGISTRY
@@ -139,7 +140,7 @@ class Engine:
         }
         self._fresh_memory()
         self.stats = EngineStats()
-        self._queue: asyncio.Queue[BaseEvent] = asyncio.Queue(maxsize=settings.engine.queue_size)
+        self._queue: BatchQueue[BaseEvent] = BatchQueue(settings.engine.queue_size)
         self._outbox: asyncio.Queue[list[ActionT]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
@@ -232,6 +233,12 @@ class Engine:
         self._raise_if_failed()
         self.stats.received += 1
         await self._queue.put(event)
+
+    async def submit_many(self, events: Sequence[BaseEvent]) -> None:
+        """Queue events in order, as `submit` does each (one call for many: a replay or a sync page)."""
+        self._raise_if_failed()
+        self.stats.received += len(events)
+        await self._queue.put_many(events)
 
     async def ingest(self, events: Sequence[BaseEvent]) -> int:
         """Store and process events now, bypassing the queue; returns how many were new.
@@ -406,19 +413,7 @@ class Engine:
                     log.exception("engine stopped: store failure while committing processed batches")
                     self._failure = error
                     return
-            batch = [await self._queue.get()]
-            deadline = time.monotonic() + wait
-            while len(batch) < size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                    except TimeoutError:
-                        break
+            batch = await self._queue.get_batch(size, wait)
             try:
                 async with self._lock:
                     await self._handle(batch)
@@ -426,14 +421,10 @@ class Engine:
                 # The store failed: stop taking events so nothing is acknowledged that was not kept.
                 log.exception("engine stopped: store failure while handling %d events", len(batch))
                 self._failure = error
-                for _ in batch:
-                    self._queue.task_done()
-                while not self._queue.empty():
-                    self._queue.get_nowait()
-                    self._queue.task_done()
+                self._queue.task_done(len(batch))
+                self._queue.close(EngineError(f"engine stopped: {error}"))
                 return
-            for _ in batch:
-                self._queue.task_done()
+            self._queue.task_done(len(batch))
 
     def time_problem(self, event: BaseEvent) -> str | None:
         """Why an event's time is refused (more than engine.max_future_seconds ahead of now), or None."""

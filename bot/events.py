@@ -6,7 +6,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -17,7 +17,6 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -28,6 +27,9 @@ MAX_TEXT_CHARS = 8_000
 _ZERO = timedelta(0)
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+#: Message text as sent: any length is read (and then clipped to MAX_TEXT_CHARS, see `_clip`), where
+#: every other string is refused past the model's `str_max_length`.
+RawText = Annotated[str, Field(max_length=64 * 1024 * 1024)]
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -159,6 +161,11 @@ class ContactAnswered(BaseEvent):
     request_id: Id | None = None
 
 
+def _clip(event: BaseModel) -> None:
+    """Cut a just-validated message's text to MAX_TEXT_CHARS (the model is frozen once built)."""
+    object.__setattr__(event, "text", event.text[:MAX_TEXT_CHARS])  # type: ignore[attr-defined]
+
+
 class MessageSent(BaseEvent):
     """A message in a conversation; `private` is a DM or a room with only the listed recipients."""
 
@@ -168,7 +175,7 @@ class MessageSent(BaseEvent):
     conversation: Id
     private: bool = False
     recipients: tuple[Id, ...] = ()
-    text: str = ""
+    text: RawText = ""
     reply_to: Id | None = None
     truncated: bool = False
     #: Accounts the message names on purpose (Discord mentions, Matrix `m.mentions` or pills), author excluded.
@@ -176,20 +183,15 @@ class MessageSent(BaseEvent):
     #: Who wrote the message `reply_to` points at, when the adapter knows it (the store is asked otherwise).
     reply_to_author: Id | None = None
 
-    @field_validator("text", mode="before")
-    @classmethod
-    def _clip_text(cls, value: Any) -> Any:
-        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-            return value[:MAX_TEXT_CHARS]
-        return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flag_truncation(cls, data: Any) -> Any:
-        # Clipped text is flagged, so moderators and detectors know they saw only the start.
-        if isinstance(data, dict) and isinstance(data.get("text"), str) and len(data["text"]) > MAX_TEXT_CHARS:
-            return {**data, "truncated": True}
-        return data
+    @model_validator(mode="after")
+    def _clip_text(self) -> Self:
+        # Clipped text is flagged, so moderators and detectors know they saw only the start. Done after
+        # validation: a "before" validator would make pydantic turn every message's JSON into a dict first.
+        if len(self.text) > MAX_TEXT_CHARS:
+            _clip(self)
+            object.__setattr__(self, "truncated", True)
+            self.__pydantic_fields_set__.add("truncated")
+        return self
 
 
 class MessageEdited(BaseEvent):
@@ -199,9 +201,13 @@ class MessageEdited(BaseEvent):
     message_id: Id
     author: Id
     conversation: Id
-    text: str = ""
+    text: RawText = ""
 
-    _clip_text = field_validator("text", mode="before")(MessageSent._clip_text.__func__)  # type: ignore[attr-defined]
+    @model_validator(mode="after")
+    def _clip_text(self) -> Self:
+        if len(self.text) > MAX_TEXT_CHARS:
+            _clip(self)
+        return self
 
 
 class MessageDeleted(BaseEvent):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -361,11 +361,17 @@ class CommunityState:
             cached = (since, await self.reader.recent_turns(community, conversation, since, TURNS_READ))
             self._stored_turns[(community, conversation)] = cached
         stored = [t for t in cached[1] if t.at >= since]
+        room = self._batch_rooms.get((community, conversation))
+        if not room:
+            return stored
+        if not stored:
+            # Only uncommitted turns (the common case between settles): the sorted overlay's tail.
+            start = max(bisect_left(room, (since,)), len(room) - TURNS_READ)
+            return [entry[2] for entry in room[start:]]
         seen = {t.message_id for t in stored}
         merged = list(stored)
         # Only the newest TURNS_READ uncommitted turns can be in the answer: walk the sorted overlay
         # down from its newest one instead of filtering all of it.
-        room = self._batch_rooms.get((community, conversation), ())
         taken = 0
         for i in range(len(room) - 1, -1, -1):
             at, message_id, turn = room[i]

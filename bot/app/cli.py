@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -156,6 +156,11 @@ class _StoppableFeed:
         if self.stop_signals:
             raise _ReplayStopped
         await self.engine.submit(event)
+
+    async def submit_many(self, events: Sequence[BaseEvent]) -> None:
+        if self.stop_signals:
+            raise _ReplayStopped
+        await self.engine.submit_many(events)
 
     async def drain(self) -> None:
         await self.engine.drain()

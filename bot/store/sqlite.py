@@ -33,8 +33,14 @@ EVENT_COLUMNS = ("seq", "key", "type", "community", "at", "stored_at", "body")
 INSERT_EVENTS = "INSERT INTO events (seq, key, type, community, at, stored_at, body) VALUES (?,?,?,?,?,?,?)"
 #: WAL size past which `checkpoint_if_due` checkpoints (SQLite's own auto-checkpoint is at ~4 MB).
 CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024
-#: Bound parameters per multi-row INSERT (see `_write_statements`); SQLite allows 32,766 since 3.32.
-MAX_PARAMS = 32_000
+#: Most bound parameters in one multi-row INSERT (see `_write_statements`). SQLite's statement cache
+#: keeps each prepared statement at ~100 bytes per parameter: at 32,000, with a new text for every row
+#: count a batch happened to have, it held ~80 MB (bench/engine.py peak RSS 149 -> 228 MB).
+MAX_PARAMS = 8_192
+#: Row counts a multi-row INSERT is prepared with: each (statement, size) is prepared once and reused
+#: from the statement cache, and a group's tail is padded up to the next size (the padding is bound as
+#: NULLs that a LIMIT never reads).
+ROW_SIZES = (4, 16, 64, 256, 1024)
 _VALUES = re.compile(r"VALUES \((\?(?:,\?)*)\)")
 
 
@@ -258,34 +264,52 @@ class SqliteStore(SqlStore):
 
 
 def _write_statements(con: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]) -> None:
-    """Run (statement, rows) pairs on the writer thread, INSERTs as multi-row statements.
+    """Run (statement, rows) pairs on the writer thread, INSERTs as multi-row statements of fixed sizes.
 
     `executemany` steps SQLite once per row and gives the GIL back around every step; while the event
     loop's thread is busy each step then waits for the GIL again (up to the 5 ms switch interval), so
-    a writer behind busy processing crawls. One INSERT with many VALUES rows is one step.
+    a writer behind busy processing crawls. One INSERT with many VALUES rows is one step; its row count
+    comes from ROW_SIZES, so SQLite compiles each size once (see MAX_PARAMS for what every new size cost).
     """
     for sql, rows in statements:
-        match = _VALUES.search(sql) if sql.startswith("INSERT") else None
-        if match is None or len(rows) < 2:
+        shape = _multi_row_shape(sql) if sql.startswith("INSERT") else None
+        if shape is None or len(rows) < 2:
             con.executemany(sql, rows)
             continue
         rows = rows if isinstance(rows, list) else list(rows)
-        # As few statements as SQLite's bound-parameter limit allows: each one is a GIL round trip.
-        per = max(1, MAX_PARAMS // (match.group(1).count("?")))
-        for start in range(0, len(rows), per):
-            chunk = rows[start : start + per]
-            # This thread holds the GIL while it builds a statement, and the event loop's reads wait for
-            # it: the text comes from a cache and the parameters are flattened in C.
-            con.execute(_multi_row(sql, match, len(chunk)), list(chain.from_iterable(chunk)))
+        width = shape[3]
+        sizes = [size for size in ROW_SIZES if size * width <= MAX_PARAMS] or [1]
+        top, start = sizes[-1], 0
+        # This thread holds the GIL while it builds a statement's parameters, and the event loop's reads
+        # wait for it: the text is cached and the parameters are flattened in C.
+        while len(rows) - start >= top:
+            chunk = rows[start : start + top]
+            con.execute(_multi_row_text(sql, top, *shape), [*chain.from_iterable(chunk), top])
+            start += top
+        tail = len(rows) - start
+        if tail == 1:
+            con.execute(sql, rows[start])
+        elif tail:
+            size = next(s for s in sizes if s >= tail)
+            params = [*chain.from_iterable(rows[start:]), *(None,) * ((size - tail) * width), tail]
+            con.execute(_multi_row_text(sql, size, *shape), params)
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row_shape(sql: str) -> tuple[int, int, str, int] | None:
+    """Where an INSERT's one VALUES row is, that row's text and its parameter count; None without one."""
+    match = _VALUES.search(sql)
+    if match is None or "?" in sql[match.end() :]:
+        return None  # the row count's parameter goes last, so nothing may be bound after the VALUES
+    return match.start(), match.end(), f"({match.group(1)})", match.group(1).count("?")
 
 
 @functools.lru_cache(maxsize=256)
-def _multi_row_text(sql: str, start: int, end: int, group: str, count: int) -> str:
-    return sql[:start] + "VALUES " + ",".join([group] * count) + sql[end:]
-
-
-def _multi_row(sql: str, match: re.Match[str], count: int) -> str:
-    return _multi_row_text(sql, match.start(), match.end(), f"({match.group(1)})", count)
+def _multi_row_text(sql: str, count: int, start: int, end: int, group: str, width: int) -> str:
+    """The INSERT taking `count` rows of which the last parameter says how many are real (the rest pad)."""
+    values = ",".join([group] * count)
+    # WHERE true: SQLite's documented way to keep an INSERT ... SELECT's ON CONFLICT from reading as a join.
+    return f"{sql[:start]}SELECT * FROM (VALUES {values}) WHERE true LIMIT ?{sql[end:]}"
 
 
 def _batch_statements(batch: BatchWrite) -> list[tuple[str, Sequence[Any]]]:

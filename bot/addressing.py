@@ -156,14 +156,23 @@ async def turn_partner(
     account, and the speaker must change at least `min_switches` times, counting this message.
     """
     since = event.at - timedelta(minutes=settings.turns_window_minutes)
-    recent = [
-        t
-        for t in await state.recent_turns(event.community, event.conversation, since)
-        if t.message_id != event.message_id and t.at <= event.at
-    ][-settings.max_turns :]
-    others = {t.author for t in recent} - {event.author}
+    turns = await state.recent_turns(event.community, event.conversation, since)
+    # Newest first, so a busy room (a third speaker among the last `max_turns`) is settled early.
+    sequence: list[str] = []
+    others: set[str] = set()
+    for turn in reversed(turns):
+        if turn.message_id == event.message_id or turn.at > event.at:
+            continue
+        if turn.author != event.author:
+            others.add(turn.author)
+            if len(others) > 1:
+                return None
+        sequence.append(turn.author)
+        if len(sequence) >= settings.max_turns:
+            break
     if len(others) != 1:
         return None
-    sequence = [t.author for t in recent] + [event.author]
+    sequence.reverse()
+    sequence.append(event.author)
     switches = sum(1 for a, b in pairwise(sequence) if a != b)
     return others.pop() if switches >= settings.min_switches else None

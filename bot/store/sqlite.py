@@ -226,7 +226,7 @@ class SqliteStore(SqlStore):
         now = datetime.now(UTC).isoformat()
         numbered = [(self._next_seq + i, e) for i, (_, e) in enumerate(fresh)]
         rows = [
-            (seq, k, e.type, e.community, e.at.isoformat(), now, e.model_dump_json())  # type: ignore[attr-defined]
+            (seq, k, e.type, e.community, e.at_iso, now, e.model_dump_json())  # type: ignore[attr-defined]
             for (seq, e), (k, _) in zip(numbered, fresh, strict=True)
         ]
         if self._pinned:

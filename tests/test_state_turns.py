@@ -27,9 +27,7 @@ def _expected(committed: list[Turn], uncommitted: list[Turn], since: datetime) -
     the committed turns read, which are the newest TURNS_READ)."""
     read = sorted((t for t in committed if t.at >= since), key=lambda t: (t.at, t.message_id))[-TURNS_READ:]
     ids = {t.message_id for t in read}
-    pool = read + [
-        t for t in uncommitted if t.at >= since and t.message_id not in ids
-    ]
+    pool = read + [t for t in uncommitted if t.at >= since and t.message_id not in ids]
     return sorted(pool, key=lambda t: (t.at, t.message_id))[-TURNS_READ:]
 
 

@@ -13,6 +13,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -33,7 +34,25 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whites
 RawText = Annotated[str, Field(max_length=64 * 1024 * 1024)]
 
 
+def _parse_utc(value: Any) -> Any:
+    """UTC ISO 8601 text, the common case, parsed by the standard library straight to `UTC`.
+
+    pydantic's own parse gives a zone object of its own, which `_to_utc` must then swap; anything else
+    (other offsets, no zone, numbers, junk) is left to pydantic and its error messages.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if parsed.tzinfo is UTC:
+            return parsed
+    return value
+
+
 def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value
     # Nearly every timestamp arrives in UTC ("Z"): swapping the zone object is far cheaper than astimezone.
     if value.utcoffset() == _ZERO:
         return value.replace(tzinfo=UTC)
@@ -44,7 +63,7 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("timestamp out of range") from None
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_parse_utc), AfterValidator(_to_utc)]
 
 
 class AgeBand(StrEnum):

@@ -49,6 +49,7 @@ Webhook platforms send the same fields (docs/webhook.md).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -147,6 +148,11 @@ async def is_broadcast(
     return minors >= settings.broadcast_children
 
 
+@functools.lru_cache(maxsize=16)
+def _minutes(minutes: float) -> timedelta:
+    return timedelta(minutes=minutes)
+
+
 async def turn_partner(
     event: MessageSent, state: AddressingState, settings: AddressingSettings = DEFAULT_SETTINGS
 ) -> str | None:
@@ -155,7 +161,7 @@ async def turn_partner(
     The room's recent messages (this one excluded) must come from the author and exactly one other
     account, and the speaker must change at least `min_switches` times, counting this message.
     """
-    since = event.at - timedelta(minutes=settings.turns_window_minutes)
+    since = event.at - _minutes(settings.turns_window_minutes)
     turns = await state.recent_turns(event.community, event.conversation, since)
     # Newest first, so a busy room (a third speaker among the last `max_turns`) is settled early.
     sequence: list[str] = []

@@ -177,6 +177,10 @@ def hour_of(at: datetime) -> int:
     return int(at.timestamp()) // 3600
 
 
+def _turn_at(turn: Turn) -> datetime:
+    return turn.at
+
+
 def _turn_order(turn: Turn) -> tuple[datetime, str]:
     return (turn.at, turn.message_id)
 
@@ -360,7 +364,8 @@ class CommunityState:
         if cached is None or cached[0] > since:
             cached = (since, await self.reader.recent_turns(community, conversation, since, TURNS_READ))
             self._stored_turns[(community, conversation)] = cached
-        stored = [t for t in cached[1] if t.at >= since]
+        # The store returns them oldest first: the ones since `since` are a suffix.
+        stored = cached[1][bisect_left(cached[1], since, key=_turn_at) :]
         room = self._batch_rooms.get((community, conversation))
         if not room:
             return stored

@@ -49,6 +49,7 @@ Webhook platforms send the same fields (docs/webhook.md).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -147,6 +148,11 @@ async def is_broadcast(
     return minors >= settings.broadcast_children
 
 
+@functools.lru_cache(maxsize=16)
+def _minutes(minutes: float) -> timedelta:
+    return timedelta(minutes=minutes)
+
+
 async def turn_partner(
     event: MessageSent, state: AddressingState, settings: AddressingSettings = DEFAULT_SETTINGS
 ) -> str | None:
@@ -155,15 +161,24 @@ async def turn_partner(
     The room's recent messages (this one excluded) must come from the author and exactly one other
     account, and the speaker must change at least `min_switches` times, counting this message.
     """
-    since = event.at - timedelta(minutes=settings.turns_window_minutes)
-    recent = [
-        t
-        for t in await state.recent_turns(event.community, event.conversation, since)
-        if t.message_id != event.message_id and t.at <= event.at
-    ][-settings.max_turns :]
-    others = {t.author for t in recent} - {event.author}
+    since = event.at - _minutes(settings.turns_window_minutes)
+    turns = await state.recent_turns(event.community, event.conversation, since)
+    # Newest first, so a busy room (a third speaker among the last `max_turns`) is settled early.
+    sequence: list[str] = []
+    others: set[str] = set()
+    for turn in reversed(turns):
+        if turn.message_id == event.message_id or turn.at > event.at:
+            continue
+        if turn.author != event.author:
+            others.add(turn.author)
+            if len(others) > 1:
+                return None
+        sequence.append(turn.author)
+        if len(sequence) >= settings.max_turns:
+            break
     if len(others) != 1:
         return None
-    sequence = [t.author for t in recent] + [event.author]
+    sequence.reverse()
+    sequence.append(event.author)
     switches = sum(1 for a, b in pairwise(sequence) if a != b)
     return others.pop() if switches >= settings.min_switches else None

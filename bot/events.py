@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -32,7 +34,25 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whites
 RawText = Annotated[str, Field(max_length=64 * 1024 * 1024)]
 
 
+def _parse_utc(value: Any) -> Any:
+    """UTC ISO 8601 text, the common case, parsed by the standard library straight to `UTC`.
+
+    pydantic's own parse gives a zone object of its own, which `_to_utc` must then swap; anything else
+    (other offsets, no zone, numbers, junk) is left to pydantic and its error messages.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if parsed.tzinfo is UTC:
+            return parsed
+    return value
+
+
 def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value
     # Nearly every timestamp arrives in UTC ("Z"): swapping the zone object is far cheaper than astimezone.
     if value.utcoffset() == _ZERO:
         return value.replace(tzinfo=UTC)
@@ -43,7 +63,7 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("timestamp out of range") from None
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_parse_utc), AfterValidator(_to_utc)]
 
 
 class AgeBand(StrEnum):
@@ -110,20 +130,53 @@ class Decision(StrEnum):
     BAN = "ban"
 
 
+class _once:
+    """A read-only value computed from an event's fields on first use and kept in the instance.
+
+    functools.cached_property takes a lock on every first use (Python 3.11); events are frozen, so a
+    value cannot go stale, except through `model_copy(update=...)`, which drops them (see BaseEvent).
+    """
+
+    names: ClassVar[set[str]] = set()
+
+    def __init__(self, compute: Callable[[Any], Any]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        _once.names.add(self.name)
+
+    def __get__(self, event: Any, owner: type | None = None) -> Any:
+        if event is None:
+            return self
+        value = event.__dict__[self.name] = self.compute(event)
+        return value
+
+
 class BaseEvent(BaseModel):
     """Fields every event carries; `event_id` is unique per platform and makes ingest idempotent."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=MAX_TEXT_CHARS * 4)
+    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=MAX_TEXT_CHARS * 4, ignored_types=(_once,))
 
     event_id: Id
     platform: Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_.-]+$")]
     community: Id
     at: UtcDatetime
 
-    @property
+    @_once
     def key(self) -> str:
         """Platform-qualified id used for idempotency in the store."""
         return f"{self.platform}:{self.event_id}"
+
+    @_once
+    def at_iso(self) -> str:
+        """`at` as ISO 8601 text, formatted once: the event's rows in several tables store it."""
+        return self.at.isoformat()
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; values computed once from the fields (`key`, `at_iso`) are computed again for it."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in _once.names:
+            copy.__dict__.pop(name, None)
+        return copy
 
 
 class MemberJoined(BaseEvent):

@@ -177,6 +177,10 @@ def hour_of(at: datetime) -> int:
     return int(at.timestamp()) // 3600
 
 
+def _turn_at(turn: Turn) -> datetime:
+    return turn.at
+
+
 def _turn_order(turn: Turn) -> tuple[datetime, str]:
     return (turn.at, turn.message_id)
 
@@ -360,14 +364,25 @@ class CommunityState:
         if cached is None or cached[0] > since:
             cached = (since, await self.reader.recent_turns(community, conversation, since, TURNS_READ))
             self._stored_turns[(community, conversation)] = cached
-        stored = [t for t in cached[1] if t.at >= since]
+        # The store returns them oldest first: the ones since `since` are a suffix.
+        stored = cached[1][bisect_left(cached[1], since, key=_turn_at) :]
         room = self._batch_rooms.get((community, conversation))
         if not room:
             return stored
+        start = max(bisect_left(room, (since,)), len(room) - TURNS_READ)
+        if start >= len(room):
+            return stored
         if not stored:
             # Only uncommitted turns (the common case between settles): the sorted overlay's tail.
-            start = max(bisect_left(room, (since,)), len(room) - TURNS_READ)
             return [entry[2] for entry in room[start:]]
+        last = stored[-1]
+        if room[start][:2] > (last.at, last.message_id):
+            # Every uncommitted turn is newer than every committed one (nearly always): appended, not
+            # merged, unless one repeats a committed message id.
+            seen = {t.message_id for t in stored}
+            tail = room[start:]
+            if not any(entry[1] in seen for entry in tail):
+                return (stored + [entry[2] for entry in tail])[-TURNS_READ:]
         seen = {t.message_id for t in stored}
         merged = list(stored)
         # Only the newest TURNS_READ uncommitted turns can be in the answer: walk the sorted overlay
@@ -570,7 +585,7 @@ class CommunityState:
                 self._touch(c, event.target, at)
                 self._record_contact(event)
             case ContactAnswered():
-                stamp = at.isoformat()  # once per event, and only where a row needs it: a hot spot at 1M events
+                stamp = event.at_iso  # formatted once per event, and only where a row needs it
                 self._touch(c, event.target, at)
                 request_id = event.request_id or f"{event.source}>{event.target}"
                 self.pending.answers.append((event.answer.value, stamp, c, event.source, event.target, request_id))
@@ -581,7 +596,7 @@ class CommunityState:
                     self._pending_accepted[(c, event.source)].add(event.target)
                     self._pending_accepted[(c, event.target)].add(event.source)
             case MessageSent():
-                stamp = at.isoformat()
+                stamp = event.at_iso
                 self._touch(c, event.author, at)
                 conv = self.pending.conversations.setdefault((c, event.conversation), [event.private, stamp, stamp, 0])
                 conv[2] = stamp
@@ -615,7 +630,7 @@ class CommunityState:
             case AgeDeclared():
                 self.declare_age(c, event.account, event.band, event.age, event.source, at)
             case StandingDeclared():
-                stamp = at.isoformat()
+                stamp = event.at_iso
                 acc = self._touch(c, event.account, at)
                 standings = (
                     acc.standings | {event.standing.value} if event.held else acc.standings - {event.standing.value}
@@ -642,7 +657,7 @@ class CommunityState:
         if event.kind in REQUEST_KINDS:
             request_id = event.request_id or f"{event.source}>{event.target}"
             self.pending.requests.append(
-                (c, event.source, event.target, request_id, event.kind.value, iso(event.at) or "", event.key)
+                (c, event.source, event.target, request_id, event.kind.value, event.at_iso, event.key)
             )
             self._batch_requests[(c, event.source)].setdefault(
                 (event.target, request_id),
@@ -653,7 +668,7 @@ class CommunityState:
             return
         # The store keeps only the first contact per pair (INSERT OR IGNORE), so repeats are harmless.
         batch[event.target] = ContactEdge(event.source, event.target, event.kind.value, event.at, event.key)
-        self.pending.contacts.append((c, event.source, event.target, event.kind.value, iso(event.at) or "", event.key))
+        self.pending.contacts.append((c, event.source, event.target, event.kind.value, event.at_iso, event.key))
 
     def _count_view(self, community: str, viewer: str, author: str, at: datetime, count: int) -> None:
         author_acc = self.accounts.get((community, author))

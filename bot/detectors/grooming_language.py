@@ -323,7 +323,7 @@ class GroomingLanguageDetector:
             while len(conv.lang_lines) > keep:
                 conv.lang_lines.popleft()
             if matches:
-                conv.matches.append((event.message_id, [(m.stage, m.span) for m in matches], event.at.isoformat()))
+                conv.matches.append((event.message_id, [(m.stage, m.span) for m in matches], event.at_iso))
                 while len(conv.matches) > keep:
                     conv.matches.popleft()
             evidence = conv.evidence.setdefault(code if scored else ENGLISH, ConversationEvidence())

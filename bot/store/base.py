@@ -495,10 +495,10 @@ class SqlStore:
         return str(rows[0][0]) if rows else None
 
     async def recent_turns(self, community: str, conversation: str, since: datetime, limit: int) -> list[Turn]:
-        """The newest `limit` group messages in `conversation` since `since`, oldest first."""
+        """The newest `limit` group messages in `conversation` since `since`, oldest first (by time, then id)."""
         rows = self._fast(
             "SELECT author, at, message_id FROM message_turns WHERE community = $1 AND conversation = $2 "
-            "AND at >= $3 ORDER BY at DESC LIMIT $4",
+            "AND at >= $3 ORDER BY at DESC, message_id DESC LIMIT $4",
             community,
             conversation,
             since.isoformat(),

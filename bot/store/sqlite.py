@@ -8,6 +8,7 @@ detector reads on the event loop, and the WAL checkpoint that takes erased rows 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -101,6 +102,11 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot open database {self.path}: {error}") from error
 
     async def close(self) -> None:
+        """Close both connections; appended events not yet written are written first (not their results)."""
+        if self._event_rows and self._ro is not None:
+            self._write_held_events()
+            with contextlib.suppress(Exception):  # a refused write was logged by its owner; close anyway
+                await self.settle()
         if self._ro is not None:
             self._ro.close()
             self._ro = None
@@ -177,19 +183,24 @@ class SqliteStore(SqlStore):
             raise
 
     def submit_batch(self, batch: BatchWrite) -> asyncio.Future[None]:
-        """Queue one processed batch's transaction (as `commit_batch` writes it) after the events it processed;
-        its future says when it is durable."""
-        statements = _batch_statements(batch)
-        if self._event_rows:
-            statements.insert(0, (INSERT_EVENTS, self._event_rows))
-            self._event_rows = []
-        return self._submit(_write_statements, statements)
+        """Queue one processed batch's transaction (as `commit_batch` writes it), after one that stores the
+        events it processed; its future says when the batch is durable."""
+        self._write_held_events()
+        return self._submit(_write_statements, _batch_statements(batch))
 
-    async def settle(self) -> None:
-        """Wait for every queued write; raise the first failure."""
+    def _write_held_events(self) -> None:
+        """Queue the events appended since the last batch as one transaction of their own (see append_events).
+
+        Their own transaction, as when each append wrote at once: a batch the database refuses loses its
+        results, never the events, which the next start processes from the store.
+        """
         if self._event_rows:
             rows, self._event_rows = self._event_rows, []
             self._submit(_write_statements, [(INSERT_EVENTS, rows)])
+
+    async def settle(self) -> None:
+        """Wait for every queued write; raise the first failure."""
+        self._write_held_events()
         jobs, self._jobs = self._jobs, []
         if not jobs:
             return
@@ -232,12 +243,13 @@ class SqliteStore(SqlStore):
         now = datetime.now(UTC).isoformat()
         numbered = [(self._next_seq + i, e) for i, (_, e) in enumerate(fresh)]
         rows = [
-            (seq, k, e.type, e.community, e.at.isoformat(), now, e.model_dump_json())  # type: ignore[attr-defined]
+            (seq, k, e.type, e.community, e.at_iso, now, e.model_dump_json())  # type: ignore[attr-defined]
             for (seq, e), (k, _) in zip(numbered, fresh, strict=True)
         ]
         if self._pinned:
-            # Written in the transaction that commits their results (`submit_batch`): a kill -9 before it
-            # loses both, and the events' senders have not been told they are stored (ingest settles).
+            # Written just before the transaction that commits their results (`submit_batch`), one
+            # transaction for all the batches a group commit holds: a kill -9 before it loses them, and
+            # their senders have not been told they are stored (ingest settles first).
             self._unsynced_keys.update(k for k, _ in fresh)
             self._event_rows.extend(rows)
             self._next_seq += len(numbered)

@@ -1,11 +1,15 @@
-"""The SQLite writer's multi-row INSERTs (groomguard.store.sqlite._write_statements) write what executemany writes."""
+"""The SQLite writer thread: multi-row INSERTs write what executemany writes; finished commits reach the loop."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
 from groomguard.store import sqlite as writer
+from groomguard.store.sqlite import SqliteStore
+from groomguard.testing import EventFactory
 
 SCHEMA = "CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL, note TEXT)"
 ADD = "INSERT INTO t VALUES (?,?,?) ON CONFLICT (k) DO UPDATE SET n = t.n + excluded.n, note = excluded.note"
@@ -80,3 +84,26 @@ def test_a_parameter_after_the_values_falls_back_to_executemany() -> None:
     con.execute(SCHEMA)
     writer._write_statements(con, [(sql, [("a", 1, None, 0), ("a", 5, None, 10), ("b", 2, None, 0)])])
     assert con.execute("SELECT k, n FROM t ORDER BY k").fetchall() == [("a", 11), ("b", 2)]
+
+
+async def test_an_append_lets_the_loop_see_a_commit_the_writer_finished(tmp_path: Path) -> None:
+    """A busy engine never waits on the loop between batches; an append gives the loop the turn that
+    completes a landed commit's future, so the engine can hand its held batches over before settling."""
+    events = EventFactory()
+    store = SqliteStore(tmp_path / "store.db")
+    await store.open()
+    try:
+        store.pin_reads()
+        await store.append_events([events.joined("u1")])
+        future = store._submit(writer._write_statements, [])
+        deadline = time.monotonic() + 10
+        while store._commits == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)  # noqa: ASYNC251 - the loop kept busy, as while processing; the writer commits
+        assert store._commits == 1
+        assert not future.done(), "only the loop completes the future"
+        await store.append_events([events.joined("u2")])
+        assert future.done()
+        await store.settle()
+    finally:
+        store.release_reads()
+        await store.close()

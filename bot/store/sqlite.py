@@ -73,6 +73,10 @@ class SqliteStore(SqlStore):
         #: Event rows appended while reads are pinned, written first in the next batch's transaction.
         self._event_rows: list[tuple[Any, ...]] = []
         self._write_failure: BaseException | None = None
+        #: Transactions the writer thread committed, and how many of them the event loop has had a turn
+        #: since (see `append_events`); only the writer thread moves `_commits`.
+        self._commits = 0
+        self._commits_seen = 0
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -176,6 +180,7 @@ class SqliteStore(SqlStore):
             con.execute("BEGIN IMMEDIATE")
             work(con, *args)
             con.execute("COMMIT")
+            self._commits += 1
         except BaseException as error:
             self._write_failure = error
             if con.in_transaction:
@@ -225,6 +230,12 @@ class SqliteStore(SqlStore):
     @serialized
     async def append_events(self, events: Sequence[BaseEvent]) -> list[tuple[int, BaseEvent]]:
         """Store events not seen before (by platform + event_id) and return them with their seq."""
+        if self._commits != self._commits_seen:
+            # A commit's future completes only when the loop runs the writer thread's callback, and the
+            # engine hands held batches over only once it sees one complete; a busy engine's batches
+            # never wait on the loop, so without this turn they were held until the next settle.
+            self._commits_seen = self._commits
+            await asyncio.sleep(0)
         unique: dict[str, BaseEvent] = {}
         for event in events:
             unique.setdefault(event.key, event)

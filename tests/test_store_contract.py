@@ -75,6 +75,14 @@ class Backend:
         finally:
             await db.close()
 
+    async def indexes(self) -> list[str]:
+        """Names of the store's indexes (the schema's own; not those behind primary keys)."""
+        if self.url:
+            sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        else:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        return [r[0] for r in await self.rows(sql)]
+
     async def scan(self, hit: Callable[[Any], bool]) -> list[tuple[str, tuple[Any, ...]]]:
         """Every (table, row) of every table with a value for which `hit` is true."""
         found = []
@@ -158,7 +166,7 @@ async def test_migrations_apply_once(backend: Backend) -> None:
 
 
 async def test_a_database_of_an_older_version_is_migrated_and_keeps_its_rows(backend: Backend) -> None:
-    """A store left at migration 004 by an older release gets 005 to 007 at the next start, rows untouched."""
+    """A store left at migration 004 by an older release gets 005 to 008 at the next start, rows untouched."""
     events = _stream()
     half = len(events) // 2
     engine = backend.engine()
@@ -168,10 +176,13 @@ async def test_a_database_of_an_older_version_is_migrated_and_keeps_its_rows(bac
     finally:
         await engine.stop()
     before = await outcome(backend)
-    assert backend.migrations()[-1][0] == 7, "a new migration: undo it below too, to get back to 004"
+    assert backend.migrations()[-1][0] == 8, "a new migration: undo it below too, to get back to 004"
     db = open_store(backend.settings().store).tables()
     await db.open()
     try:  # back to what version 004 left: no adapter tables (005), no notice stage (006), no partitions (007)
+        # and the two indexes 008 drops
+        await db.execute("CREATE INDEX message_turns_author ON message_turns(community, author)")
+        await db.execute("CREATE INDEX views_hour ON views(hour)")
         if backend.url:  # before 007 the one processing engine kept its watermark in meta
             for name, column in (("watermark", "MAX(watermark)::text"), ("watermark_at", "MAX(watermark_at)")):
                 await db.execute(
@@ -200,7 +211,14 @@ async def test_a_database_of_an_older_version_is_migrated_and_keeps_its_rows(bac
         assert engine.stats.duplicates == half
     finally:
         await engine.stop()
-    assert [r[0] for r in await backend.rows("SELECT version FROM schema_version ORDER BY version")][-3:] == [5, 6, 7]
+    assert [r[0] for r in await backend.rows("SELECT version FROM schema_version ORDER BY version")][-4:] == [
+        5,
+        6,
+        7,
+        8,
+    ]
+    indexes = set(await backend.indexes())
+    assert "message_turns_recent" in indexes and not {"message_turns_author", "views_hour"} & indexes
     assert await backend.value("SELECT COUNT(*) FROM discord_cards") == 0
 
 

@@ -52,6 +52,10 @@ CLOCK_MEMORY = "engine.clock"
 SETTLE_EVERY_BATCHES = 8
 #: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
 PATTERN_DETECTORS = frozenset({"fan_out", "rejections", "new_account_contact"})
+#: Action ids this process remembers having handed to every sink (the newest; older ones are dropped): a
+#: second path reaching the same action (a rebalance's or idle redelivery while the dispatcher still holds
+#: it) records the delivery again instead of handing it over twice.
+HANDED_REMEMBERED = 50_000
 
 
 class EngineError(RuntimeError):
@@ -114,6 +118,10 @@ class Engine:
         #: Submitted, not yet durable batches in order: (commit future, their actions, event count).
         self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
         self._last_expiry = time.monotonic()
+        #: One delivery at a time (dispatcher, rebalance, redelivery), so an action is in flight on one path only.
+        self._delivering = asyncio.Lock()
+        #: Action ids handed to every sink by this process -> whether the store has recorded it (`_deliver`).
+        self._handed: dict[str, bool] = {}
 
     def _fresh_memory(self) -> None:
         """Empty in-memory state, cases, notice history and clocks (filled from the store by `_load`)."""
@@ -727,31 +735,61 @@ class Engine:
         return len(pending)
 
     async def _deliver(self, actions: Sequence[ActionT]) -> None:
+        """Hand each action to every sink and record it delivered at once, one action at a time.
+
+        The record follows each handoff immediately (not the batch's, not behind the writer lock): a process
+        killed mid-delivery leaves at most the one action it was handing over unrecorded, which the process
+        that takes its partitions hands over again (sinks dedupe on action_id). Actions of communities this
+        engine no longer processes (a partition handed to another engine) are left to their new owner.
+        """
         if self.hold_actions:
             return
-        delivered: list[str] = []
-        for action in actions:
-            if isinstance(action, Enforcement):
-                self.stats.enforcements += 1
-            ok = True
-            for sink in self.sinks:
+        processes = getattr(self.store, "processes", None)
+        async with self._delivering:
+            for action in actions:
+                ident = action.action_id
+                handed = self._handed.get(ident)
+                if handed is None:
+                    if processes is not None and not processes(action.community):
+                        continue
+                    if not await self._hand_over(action):
+                        continue
+                    self._handed[ident] = False
+                    if len(self._handed) > HANDED_REMEMBERED:
+                        del self._handed[next(iter(self._handed))]
+                elif handed:
+                    continue  # handed and recorded: another path had it queued too
                 try:
-                    await sink.deliver(action)
+                    await self.mark_delivered([ident])
                 except Exception:
-                    ok = False
+                    # Handed over but not recorded: it stays in the outbox, and the next redelivery records it
+                    # again without handing it over a second time.
                     self.stats.delivery_errors += 1
-                    log.exception(
-                        "sink %s failed to deliver %s; it stays in the outbox", type(sink).__name__, action.action_id
-                    )
-            if ok:
-                delivered.append(action.action_id)
-        if delivered:
-            await self.mark_delivered(delivered)
+                    log.exception("could not record action %s as delivered; recording it again later", ident)
+                    continue
+                if ident in self._handed:
+                    self._handed[ident] = True
+
+    async def _hand_over(self, action: ActionT) -> bool:
+        """Give one action to every sink; False when one failed (it stays in the outbox for a later redelivery)."""
+        if isinstance(action, Enforcement):
+            self.stats.enforcements += 1
+        ok = True
+        for sink in self.sinks:
+            try:
+                await sink.deliver(action)
+            except Exception:
+                ok = False
+                self.stats.delivery_errors += 1
+                log.exception(
+                    "sink %s failed to deliver %s; it stays in the outbox", type(sink).__name__, action.action_id
+                )
+        return ok
 
     async def mark_delivered(self, action_ids: Sequence[str]) -> None:
-        """Record deliveries under the writer lock, so they never land inside a batch that may roll back."""
-        async with self._lock:
-            await self.store.mark_delivered(action_ids, datetime.now(UTC))
+        """Record deliveries now, without the writer lock: the store keeps them apart from batch transactions
+        (one statement of its own between them on SQLite's one writer, its own connection on PostgreSQL)."""
+        await self.store.mark_delivered(action_ids, datetime.now(UTC))
 
 
 __all__ = ["ChildNotice", "Engine", "EngineError", "EngineStats", "ModAlert", "build_detectors"]

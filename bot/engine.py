@@ -23,12 +23,14 @@ from groomguard.events import (
     AgeBand,
     AgeDeclared,
     BaseEvent,
+    ContactAnswered,
     ContactRequested,
     MessageSent,
     ModeratorDecision,
 )
 from groomguard.findings import Finding
 from groomguard.notices import NoticeBook
+from groomguard.ordering import HELD_ANSWERS, AnswerHold
 from groomguard.pictures import CardPicture, picture_for_alert
 from groomguard.port import EngineStats
 from groomguard.state import CommunityState
@@ -100,6 +102,15 @@ class Engine:
         self._routes: dict[type, list[Detector]] = {
             cls: [d for d in self.detectors if issubclass(cls, d.handles)] for cls in EVENT_TYPES.values()
         }
+        #: Answers stored before their requests wait for them (groomguard.ordering); only rejections reads
+        #: requests' answers, so without it there is nothing to wait for.
+        self._answers: AnswerHold | None = None
+        if any(d.name == RejectionsDetector.name for d in self.detectors):
+            rejections = settings.detector(RejectionsDetector.name)
+            assert isinstance(rejections, RejectionsSettings)
+            self._answers = AnswerHold(
+                timedelta(hours=rejections.reorder_window_hours), timedelta(hours=rejections.window_hours)
+            )
         self._fresh_memory()
         self.stats = EngineStats()
         self._queue: asyncio.Queue[BaseEvent] = asyncio.Queue(maxsize=settings.engine.queue_size)
@@ -146,6 +157,8 @@ class Engine:
         self._watermark = snap.watermark
         self._watermark_at = snap.watermark_at
         await self.state.restore()
+        if self._answers is not None:
+            await self._answers.load(self.state.memory_book)
         for row in await self.state.memory_book.rows(CLOCK_MEMORY):
             if row.value is not None:
                 self._clocks[row.community] = datetime.fromisoformat(json.loads(row.value))
@@ -446,11 +459,21 @@ class Engine:
                 clocks[event.community] = event.at
             if isinstance(event, AgeDeclared) and event.band is not AgeBand.MINOR:
                 lifted.extend(self._age_lift(event))
+            elif (
+                type(event) is ContactAnswered
+                and self._answers is not None
+                and await self._answers.early(event, self.state, self.state.memory_book)
+            ):
+                # Its request is not stored yet (another producer's): the accepted contact counts now, the
+                # answer itself right after its request (below), as if it had come in order.
+                self.state.hold_answer(event)
+                continue
             else:
                 self.state.apply(event)
             if isinstance(event, ModeratorDecision):
                 actions.extend(self.cases.decide(event))
                 continue
+            # The detector loop of `_inspect`, inline: this is the engine's hottest loop.
             timer = self.detector_timer
             for detector in self._routes.get(type(event), self.detectors):
                 started = time.perf_counter() if timer is not None else 0.0
@@ -466,6 +489,11 @@ class Engine:
                 for finding in found:
                     actions.extend(self._on_finding(finding, findings))
             actions.extend(self._pattern_notices(event))
+            if type(event) is ContactRequested and self._answers is not None and self._answers.waiting:
+                now = max(clocks[event.community], self._clocks.get(event.community) or event.at)
+                for answer in await self._answers.release(event, now, self.state.memory_book):
+                    self.state.apply(answer)
+                    await self._inspect(answer, actions, findings)
         last_seq, last_event = items[-1]
         self._watermark = last_seq
         self._watermark_at = max(self._watermark_at or last_event.at, last_event.at)
@@ -515,6 +543,24 @@ class Engine:
                 self._outbox.put_nowait(actions)
         if self._batches % PURGE_EVERY_BATCHES == 0:
             await self.purge()
+
+    async def _inspect(self, event: BaseEvent, actions: list[ActionT], findings: list[tuple[int, Finding]]) -> None:
+        """Run the detectors that read `event` (a held answer, after its request); a failing one is logged and
+        skipped for this event only. `_process` runs the same loop inline for every other event."""
+        timer = self.detector_timer
+        for detector in self._routes.get(type(event), self.detectors):
+            started = time.perf_counter() if timer is not None else 0.0
+            try:
+                found = await detector.inspect(event, self.state)
+            except Exception:
+                self.stats.detector_errors += 1
+                log.exception("detector %s failed on event %s; skipped for this event", detector.name, event.key)
+                continue
+            finally:
+                if timer is not None:
+                    timer(detector.name, time.perf_counter() - started)
+            for finding in found:
+                actions.extend(self._on_finding(finding, findings))
 
     def _reap(self) -> None:
         """Hand the actions of batches whose commit is done (in order) to the outbox."""
@@ -633,6 +679,8 @@ class Engine:
         now = self.clock()
         await self._settle()
         removed = await self.store.purge_expired(now, s.message_retention_days, s.event_retention_days)
+        if self._answers is not None:
+            removed["held_answers_expired"] = self._answers.prune(self._clocks)
         purge_memory = getattr(self.store, "purge_memory", None)
         if purge_memory is not None:
             removed["detector_memory"] = await purge_memory(now - timedelta(days=s.message_retention_days))
@@ -673,6 +721,11 @@ class Engine:
             self.state.forget(account, community)
             self.cases.forget(account, community)
             self.notices.forget(account, community)
+            if self._answers is not None:
+                self._answers.forget(account, community)
+            # Action ids can name the account (a child notice's does): the delivery memo must not keep it.
+            for ident in [i for i in self._handed if account in i]:
+                del self._handed[ident]
             for detector in self.detectors:
                 detector.forget(account, community)
             try:
@@ -792,4 +845,4 @@ class Engine:
         await self.store.mark_delivered(action_ids, datetime.now(UTC))
 
 
-__all__ = ["ChildNotice", "Engine", "EngineError", "EngineStats", "ModAlert", "build_detectors"]
+__all__ = ["HELD_ANSWERS", "ChildNotice", "Engine", "EngineError", "EngineStats", "ModAlert", "build_detectors"]

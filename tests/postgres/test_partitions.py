@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from groomguard.app.runtime import build_engine
 from groomguard.engine import Engine
-from groomguard.events import BaseEvent, parse_event
+from groomguard.events import BaseEvent, ContactAnswered, parse_event
 from groomguard.follower import LogFollower
 from groomguard.store.partitions import CaseIds, fair_share, partition_of, partition_sql, stored_text
 from groomguard.store.postgres import PostgresStore, PostgresStoreError
@@ -156,18 +156,24 @@ async def test_two_engines_split_the_partitions_and_match_one_engine(
         await wait_for(split, 10, "a fair split")  # ...then each takes its share, in-process
         assert held(a) | held(b) == set(range(16))
 
-        async def feed(engine: Engine, mine: set[str]) -> None:
-            for i, event in enumerate(e for e in events if e.community in mine):
+        async def feed(engine: Engine, mine: set[str], answers: set[str]) -> None:
+            chosen = (
+                e
+                for e in events
+                if (e.community in mine and not isinstance(e, ContactAnswered))
+                or (e.community in answers and isinstance(e, ContactAnswered))
+            )
+            for i, event in enumerate(chosen):
                 await engine.submit(event)
                 if i % 100 == 0:
                     await asyncio.sleep(0)
 
         # Both store at once, each some communities of its own partitions and some of the other's (which
-        # the other processes from the shared log). One producer per community keeps its events in time
-        # order in the log: with two producers of one community an answer can be stored before its request,
-        # and what that gives depends on batch boundaries (with one engine on SQLite too).
+        # the other processes from the shared log), and each the contact answers of the other's communities:
+        # two producers per community, so answers are stored before their requests (groomguard.ordering).
         names = sorted({e.community for e in events})
-        await asyncio.gather(feed(a, set(names[0::2])), feed(b, set(names[1::2])))
+        first, second = set(names[0::2]), set(names[1::2])
+        await asyncio.gather(feed(a, first, second), feed(b, second, first))
         await a.drain()
         await b.drain()
         state = await wait_settled(pg_url, len(events))
@@ -177,6 +183,8 @@ async def test_two_engines_split_the_partitions_and_match_one_engine(
         await a.stop()
         await b.stop()
     assert a.stats.processed > 0 and b.stats.processed > 0, "both engines processed their share"
+    assert a._answers is not None and b._answers is not None
+    assert a._answers.held_total + b._answers.held_total > 0, "some answers were stored before their requests"
     assert a.stats.processed + b.stats.processed == len(events) == state["processed"], "each event exactly once"
     # The producers interleave, so the log's order is known only now: one engine processing that same
     # log must leave exactly what the two left.

@@ -3,15 +3,19 @@ in order, the held answer surviving a restart, and its window bounding how long 
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from detector_harness import engine_with, feed
+from groomguard.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookAdapter, sign
+from groomguard.config import WebhookSettings
 from groomguard.detectors.fan_out import FanOutDetector, FanOutSettings
 from groomguard.detectors.rejections import PENDING_REQUESTS, RejectionsDetector, RejectionsSettings
 from groomguard.engine import HELD_ANSWERS, Engine
-from groomguard.events import Answer, BaseEvent, ContactAnswered, ContactRequested
+from groomguard.events import Answer, BaseEvent, ContactAnswered, ContactRequested, dump_event
 from groomguard.testing import EventFactory
 
 KIDS = [f"kid{i}" for i in range(12)]
@@ -174,3 +178,37 @@ async def test_answers_whose_requests_never_come_are_not_held_forever(tmp_path: 
         assert await engine.state.memory_book.get(HELD_ANSWERS, "test-community", "adult|kid1|old", f.now) is None
         removed = await engine.purge()
         assert removed["held_answers_expired"] == 1
+
+
+async def test_two_webhook_senders_on_sqlite_give_the_findings_of_one_in_order(tmp_path: Path) -> None:
+    """One sender posts the children's answers, another (slower) the requests: over real HTTP into one engine."""
+    f = EventFactory(platform="mygame")
+    head = cast(f)
+    pairs = asks(f, [Answer.REJECTED] * 5)
+    expected = await run(tmp_path / "reference", head + in_order(pairs), one_by_one=True)
+    secret = "two-senders-secret"
+    settings = WebhookSettings(enabled=True, secret=secret, rate_per_second=1000)
+    webhook = WebhookAdapter(settings.model_copy(update={"port": 0}))  # any free port
+    async with engine_with(tmp_path / "db", detectors()) as (engine, rec):
+        await feed(engine, head)
+        await webhook.start(engine)
+        try:
+            async with aiohttp.ClientSession() as answers, aiohttp.ClientSession() as requests:
+
+                async def post(session: aiohttp.ClientSession, event: BaseEvent) -> None:
+                    body = dump_event(event).encode()
+                    ts = str(int(time.time()))
+                    headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(secret, ts, body)}
+                    url = f"http://127.0.0.1:{webhook.port}/events"
+                    async with session.post(url, data=body, headers=headers) as reply:
+                        assert reply.status == 200, await reply.text()
+
+                for _, answer in pairs:
+                    await post(answers, answer)  # the answer's sender is ahead...
+                for request, _ in pairs:
+                    await post(requests, request)  # ...of the requests' sender
+        finally:
+            await webhook.stop()
+        findings = [(x.detector, x.score, x.reason, x.at, x.event_key, x.child) for x in rec.findings]
+        assert findings == expected["findings"] and len(findings) == 2
+        assert await outcome(engine) == {k: expected[k] for k in ("cases", "requests")}

@@ -20,21 +20,21 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/groomguard demo
 
-# The layer contracts (import-linter, see pyproject) run first: CI's `make test` enforces them.
+# The layer contracts (plain `lint-imports`, see pyproject) run first: CI's `make test` enforces them.
 # The Synapse and PostgreSQL tests are part of the suite: a setup that fails stops the run, and
 # GROOMGUARD_REQUIRE_SERVICES makes their fixtures fail (not skip) when a server is missing.
 test: $(TEST_STAMP)
 	bash tests/synapse/setup.sh
 	bash tests/postgres/setup.sh
 	bash tests/browser/setup.sh
-	$(PY) scripts/lint_imports.py
+	$(VENV)/bin/lint-imports --no-cache
 	GROOMGUARD_REQUIRE_SERVICES=1 $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check bot adapters models bench tests examples scripts
-	$(PY) scripts/lint_imports.py
+	$(VENV)/bin/ruff format --check bot adapters models bench tests examples
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(TEST_STAMP)
 	$(PY) bench/engine.py

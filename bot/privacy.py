@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from functools import lru_cache
 from typing import Any
 
@@ -34,9 +35,20 @@ def mentions(text: str, account: str) -> bool:
     return _pattern(account).search(text) is not None
 
 
-def scrub(text: str, account: str) -> str:
-    """`text` with every occurrence of the id replaced by ERASED."""
-    return _pattern(account).sub(ERASED, text)
+def erasure_placeholder() -> str:
+    """A fresh placeholder for one erasure in the database ("[erased:3f9c0a1b2d4e]").
+
+    Ids embed other ids (conversation "dm-adult-kid5", action "notice:...:kid5") and some of those are keys:
+    with one fixed ERASED, the rows of two erased kids become one key (a unique violation, or SQLite's
+    REPLACE dropping a row). One placeholder per erasure keeps distinct rows distinct and the rows of one
+    erasure still joined. Random, never derived from the id: a hash could be matched against a guessed id.
+    """
+    return f"[erased:{secrets.token_hex(6)}]"
+
+
+def scrub(text: str, account: str, placeholder: str = ERASED) -> str:
+    """`text` with every occurrence of the id replaced by `placeholder` (ERASED unless told)."""
+    return _pattern(account).sub(placeholder, text)
 
 
 def scrub_value(value: Any, account: str) -> Any:

@@ -363,6 +363,89 @@ async def test_forget_a_child_leaves_the_id_in_no_column_and_twice_is_consistent
     assert await backend.value("SELECT COUNT(*) FROM cases WHERE suspect = $1", OTHER) == 1
 
 
+KID_A, KID_B, PAL = "kidzqa", "kidzqb", "palzq7"  # ids that no other id contains
+
+
+def _twin_kids(ev: EventFactory) -> list[BaseEvent]:
+    """Rows that differ only in which kid they name: after both kids are erased they would be one row."""
+    from tests.test_erasure import SUSPECT
+
+    events: list[BaseEvent] = [ev.adult(SUSPECT), ev.minor(KID_A), ev.minor(KID_B), ev.minor(PAL)]
+    for kid in (KID_A, KID_B):
+        conversation = f"dm-{SUSPECT}-{kid}"
+        events.append(ev.message(SUSPECT, "hi there", conversation=conversation, private=True, recipients=(kid,)))
+        events.append(ev.message(kid, "hey", conversation=conversation, private=True, recipients=(SUSPECT,)))
+        # Two requests to the same child whose ids differ only in the kid they came through.
+        events.append(ev.contact(SUSPECT, PAL, request_id=f"via-{kid}"))
+    # A conversation between the two kids: the first erasure leaves a row the second one rewrites again.
+    events.append(ev.message(KID_A, "yo", conversation=f"dm-{KID_A}-{KID_B}", private=True, recipients=(KID_B,)))
+    return events
+
+
+async def _twin_adapter_rows(engine: Engine) -> None:
+    """Adapter and detector rows keyed by an id naming each kid (delivery markers, a pair-keyed memory)."""
+    db = engine.adapter_tables()
+    await db.open()
+    try:
+        for kid in (KID_A, KID_B):
+            await db.execute("INSERT INTO discord_done VALUES ($1, $2)", f"notice:ev9:{kid}", "2026-03-02T00:00:00")
+            await db.execute("INSERT INTO matrix_delivered VALUES ($1, $2, $3)", f"notice:ev9:{kid}", "$e", "t")
+            # A detector that failed to list the kid in `accounts`: the sweep is the safety net.
+            await db.execute(
+                "INSERT INTO detector_memory (detector, community, key, value) VALUES ('probe', $1, $2, '{}')",
+                "test-community",
+                f"pair|{kid}",
+            )
+    finally:
+        await db.close()
+
+
+async def test_forget_two_kids_whose_rows_collide_after_erasure(backend: Backend) -> None:
+    """Erasing rewrites ids inside keys (conversation, request and action ids): two rows that differ only in
+    the erased kid must neither collide (PostgreSQL: unique violation) nor merge into one (SQLite's UPDATE
+    OR REPLACE dropped the other row), and forgetting either kid again finds nothing."""
+    from tests.test_erasure import SUSPECT
+
+    def named(v: Any) -> bool:
+        return KID_A in str(v) or KID_B in str(v)
+
+    engine = backend.engine()
+    await engine.start()
+    try:
+        await engine.ingest(_twin_kids(EventFactory()))
+        await engine.drain()
+        await _twin_adapter_rows(engine)
+        mine = "SELECT conversation FROM conversations WHERE substr(conversation, 1, $1) = $2"
+        prefix = f"dm-{SUSPECT}-"
+        assert len(await backend.rows(mine, len(prefix), prefix)) == 2
+        assert await backend.value("SELECT COUNT(*) FROM requests WHERE source = $1", SUSPECT) == 2
+        assert await engine.forget(KID_A)
+        assert await engine.forget(KID_B)
+        assert await engine.forget(KID_A) == {}
+        assert await engine.forget(KID_B) == {}
+    finally:
+        await engine.stop()
+    assert await backend.scan(named) == [], "an erased id is left in some column"
+    if backend.url is None:  # the bytes of the file, its WAL and shm (PostgreSQL: dead rows wait for VACUUM)
+        from tests.test_erasure import _raw
+
+        assert KID_A.encode() not in _raw(backend.path) and KID_B.encode() not in _raw(backend.path)
+    # The suspect's two conversations stay two, and their messages still point at them.
+    conversations = [r[0] for r in await backend.rows(mine, len(prefix), prefix)]
+    assert len(set(conversations)) == 2
+    pointed = await backend.rows("SELECT conversation FROM messages WHERE author = $1", SUSPECT)
+    assert sorted(r[0] for r in pointed) == sorted(conversations)
+    # Both of the suspect's requests to the pal are kept, as two requests.
+    assert await backend.value("SELECT COUNT(DISTINCT request_id) FROM requests WHERE source = $1", SUSPECT) == 2
+    # Delivery markers stay apart (one per action, so a redelivery is still recognised).
+    assert await backend.value("SELECT COUNT(DISTINCT action_id) FROM discord_done") == 2
+    assert await backend.value("SELECT COUNT(DISTINCT action_id) FROM matrix_delivered") == 2
+    # A memory row keyed by a pair with an erased kid is about that kid: it goes.
+    assert await backend.value("SELECT COUNT(*) FROM detector_memory WHERE detector = 'probe'") == 0
+    # The kids' own conversation is kept once, with neither kid in it.
+    assert await backend.value("SELECT COUNT(*) FROM conversations") == 3
+
+
 async def test_forget_in_one_community_keeps_the_account_elsewhere(backend: Backend) -> None:
     one, two = EventFactory(community="one", platform="p1"), EventFactory(community="two", platform="p2")
     events = [one.adult("roamer"), one.minor("kid"), one.contact("roamer", "kid")]
@@ -600,6 +683,10 @@ async def test_a_web_link_works_once_and_expires(backend: Backend) -> None:
         assert await store.take_web_link(auth.digest(old), now) is None, "expired"
         assert await store.take_web_link(auth.digest(token), now) == "alice"
         assert await store.take_web_link(auth.digest(token), now) is None, "used"
+        # Erasing a moderator takes their unused links too (meta is outside forget's sweep of tables).
+        await store.put_web_link(auth.digest(auth.new_token()), "modzq1", now + timedelta(minutes=15))
+        assert (await store.forget("modzq1"))["web links"] == 1
     finally:
         await store.close()
     assert await backend.rows("SELECT name FROM meta WHERE substr(name, 1, 9) = 'web_link:'") == []
+    assert await backend.scan(lambda v: "modzq1" in str(v)) == []

@@ -20,7 +20,7 @@ from groomguard.actions import Action
 from groomguard.cases import Case
 from groomguard.events import AgeBand, BaseEvent, parse_event
 from groomguard.memory import MemoryRow
-from groomguard.privacy import mentions, needles, scrub
+from groomguard.privacy import erasure_placeholder, mentions, needles, scrub
 from groomguard.records import Account, ContactEdge, RequestRecord, Turn
 from groomguard.storage import ActionT, BatchWrite, Snapshot
 from groomguard.store.db import PostgresDatabase, SqliteDatabase, read_migrations
@@ -32,6 +32,15 @@ T = TypeVar("T")
 ACTION_ADAPTER: TypeAdapter[ActionT] = TypeAdapter(Action)
 #: Advisory lock (PostgreSQL; "GG" + purpose) that two engines starting together take to migrate in turn.
 MIGRATION_LOCK = 0x4747_0003
+
+#: What `forget` does with a row that names the erased account, per table (the sweep, `SqlStore._sweep`).
+#: Deleted whenever any column names it, even inside a longer id: the raw event log, and detector memory,
+#: whose pair keys ("adult|child") are that pair's state, looked up by nobody under a placeholder.
+ERASE_ROWS = frozenset({"events", "detector_memory"})
+#: Kept, with the id rewritten, even where a column equals it: other suspects' cases, findings and audit.
+#: Every other table (conversations, requests, messages and turns, the outbox, adapters' cards and
+#: delivery markers) loses rows with a column equal to the id and keeps the rest with the id rewritten.
+ERASE_KEEPS = frozenset({"cases", "findings", "audit"})
 
 #: Statements of one processed batch, in the order `batch_statements` runs them.
 UPSERT_ACCOUNT = (
@@ -705,6 +714,16 @@ class SqlStore:
                 f"""UPDATE audit SET detail = '{{"redacted": true}}' WHERE {scope}{db.contains("detail", "$1")}""",
                 *targs,
             )
+            if community is None:  # the web view's one-time sign-in links name a moderator, no community
+                count(
+                    "web links",
+                    await db.execute(
+                        f"DELETE FROM meta WHERE substr(name, 1, $1) = $2 AND {db.contains('value', '$3')}",
+                        len(WEB_LINK),
+                        WEB_LINK,
+                        token,
+                    ),
+                )
             for table, n in (await self._sweep(account, community)).items():
                 count(table, n)
             await db.execute(
@@ -725,14 +744,15 @@ class SqlStore:
         """Find the id in every column of every table (adapters' tables too) and remove it.
 
         The targeted deletes in `forget` know which columns name accounts; this catches the rest: the id
-        inside conversation ids, request refs, reasons ("friend to kid5 on ..."), cards and payloads.
-        Raw events naming it are deleted; rows with a column equal to it are deleted; elsewhere (other
-        suspects' cases, findings, audit, cards) the id is replaced by "[erased]" and the row kept.
+        inside conversation ids, request refs, reasons ("friend to kid5 on ..."), cards and payloads. Per
+        row: a row of ERASE_ROWS naming it anywhere, or of any table but ERASE_KEEPS with a column equal to
+        it, is deleted; elsewhere the id is rewritten to this erasure's placeholder (see
+        `erasure_placeholder`), so ids that were keys stay distinct keys and never merge two rows.
         """
         db = self.database
         removed: dict[str, int] = {}
-        keep = {"cases", "findings", "audit"}
         forms = needles(account)
+        placeholder = erasure_placeholder()
         for table in await db.table_names():
             columns, ident = await db.table_columns(table)
             if community is not None and "community" not in columns:
@@ -751,15 +771,19 @@ class SqlStore:
                 texts = {c: str(v) for c, v in values.items() if v is not None}
                 if not any(mentions(t, account) for t in texts.values()):
                     continue  # only inside a longer id ("kid50" for "kid5"): someone else's
-                if table not in keep and (table == "events" or account in texts.values()):
+                if table in ERASE_ROWS or (table not in ERASE_KEEPS and account in texts.values()):
                     await db.execute(f'DELETE FROM "{table}" WHERE {where}', *key)
                     removed[table] = removed.get(table, 0) + 1
                     continue
                 changed = {
-                    c: scrub(v, account) for c, v in values.items() if isinstance(v, str) and mentions(v, account)
+                    c: scrub(v, account, placeholder)
+                    for c, v in values.items()
+                    if isinstance(v, str) and mentions(v, account)
                 }
                 sets = ", ".join(f'"{c}" = ${len(ident) + i + 1}' for i, c in enumerate(changed))
-                await db.execute(f'{db.update_or_replace} "{table}" SET {sets} WHERE {where}', *key, *changed.values())
+                # A plain UPDATE on both backends: were a rewritten key ever to meet another row's, the
+                # erasure fails and rolls back instead of silently replacing that row (SQLite's OR REPLACE).
+                await db.execute(f'UPDATE "{table}" SET {sets} WHERE {where}', *key, *changed.values())
                 removed[f"{table} (scrubbed)"] = removed.get(f"{table} (scrubbed)", 0) + 1
         return removed
 

@@ -115,8 +115,6 @@ class SqliteDatabase:
     dialect = "sqlite"
     #: Most parameters one statement binds (SQLite builds before 3.32 stop at 999).
     max_params = 900
-    #: A scrubbing UPDATE that collides with another row's key replaces it (SQLite's conflict clause).
-    update_or_replace = "UPDATE OR REPLACE"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -272,7 +270,6 @@ class PostgresDatabase:
 
     dialect = "postgres"
     max_params = 30_000  # lists go as one array parameter; this only bounds one statement's array
-    update_or_replace = "UPDATE"
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -248,14 +248,19 @@ class Engine:
 
     async def rebalance(self, step: Callable[[], Awaitable[bool]]) -> bool:
         """Run `step` (a shared store's lease round) between batches; when it changed which communities this
-        engine processes, rebuild memory from the store for exactly those, deliver their waiting actions and
-        catch up from their watermarks. Returns whether anything changed."""
+        engine processes, rebuild memory from the store for exactly those, queue their waiting actions for the
+        dispatcher and catch up from their watermarks. Returns whether anything changed.
+
+        The actions go through the outbox rather than being delivered here, so a slow platform never holds
+        up the catch-up of partitions just taken over."""
         async with self._lock:
             if not await step():
                 return False
             self._fresh_memory()
             await self._load()
-        await self._deliver(await self.store.pending_actions())
+        pending = await self.store.pending_actions()
+        if pending and not self.hold_actions:
+            self._outbox.put_nowait(pending)
         await self.catch_up()
         return True
 

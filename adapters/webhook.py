@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 TIMESTAMP_HEADER = "X-GroomGuard-Timestamp"
 SIGNATURE_HEADER = "X-GroomGuard-Signature"
+#: Sent with every child notice: the action id, the same on every redelivery, so the platform can drop a repeat
+#: (the IETF httpapi Idempotency-Key header; the body's `action_id` carries the same value).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 PATH = "/events"
 #: Most events accepted in one request; the body limit usually bites first.
 MAX_BATCH = 5_000
@@ -166,8 +169,10 @@ class WebhookAdapter:
 
         Alerts and enforcement are not pushed back (moderators read them in GroomGuard's mod tools or
         the --out JSON Lines). A notice the platform does not acknowledge with a 2xx raises, so it stays
-        in the outbox and is sent again; the platform dedupes on `action_id`. The body names the child
-        only: the suspect is never in it.
+        in the outbox and is sent again. Delivery is at least once: a redelivery (after a timeout, or by
+        the engine that took over a killed one's partitions) carries the same `Idempotency-Key` header and
+        `action_id`, on which the platform must drop repeats. The body names the child only: the suspect
+        is never in it.
         """
         url = self.settings.notice_url
         if not isinstance(action, ChildNotice) or not url or not self._delivers_for(action.platform):
@@ -180,6 +185,7 @@ class WebhookAdapter:
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: sign(self._secret.decode(), timestamp, body),
+            IDEMPOTENCY_HEADER: action.action_id,
         }
         try:
             async with (

@@ -9,8 +9,10 @@ from the producer's first append until every partition's watermark is at its new
 The failover run kills one of two engines with SIGKILL while the producer is still storing.
 `failover_s` is from the kill until the survivor holds every partition of the dead one and has processed
 them up to where the log stood at the kill; `lost` counts stored events left unprocessed and reference
-actions missing; `doubled` counts events processed more than once and actions no single engine made.
-The last line is one JSON object.
+actions missing; `doubled` counts events processed more than once, actions no single engine made, and
+actions posted twice (a repeated action id in the JSON Lines file both engines append to);
+`redelivered` counts sink handoffs of an action id already handed over (by either engine), recorded by
+a sink with no dedupe of its own. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ class Run:
         self.folder = folder
         self.partitions = partitions
         self.procs: list[asyncio.subprocess.Process] = []
-        self.sinks: list[Path] = []
+        #: The JSON Lines file every engine of the run appends to, and each engine's handoff log.
+        self.sink = folder / f"{name}.jsonl"
+        self.handoff_logs: list[Path] = []
 
     async def create(self) -> None:
         import asyncpg
@@ -92,13 +96,15 @@ class Run:
         await store.open()
         await store.close()
         for i in range(k):
-            sink = self.folder / f"{self.name}-{i}.jsonl"
+            handoff_log = self.folder / f"{self.name}-{i}.handoffs"
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 str(KIT_PATH),
                 self.url,
                 "--sink",
-                str(sink),
+                str(self.sink),
+                "--handoffs",
+                str(handoff_log),
                 "--partitions",
                 str(self.partitions),
                 stdout=asyncio.subprocess.PIPE,
@@ -110,7 +116,7 @@ class Run:
                 _, err = await proc.communicate()
                 raise SystemExit(f"engine process did not start: {err.decode()[-3000:]}")
             self.procs.append(proc)
-            self.sinks.append(sink)
+            self.handoff_logs.append(handoff_log)
         kit = sys.modules["partition_kit"]
         deadline = time.monotonic() + 120
         while True:  # every engine holds its fair share before the clock starts
@@ -155,12 +161,10 @@ class Run:
                 raise SystemExit(f"engine process failed ({proc.returncode}): {err.decode()[-3000:]}")
         return stats
 
-    def delivered(self) -> list[list[str]]:
-        out = []
-        for sink in self.sinks:
-            lines = sink.read_text(encoding="utf-8").splitlines() if sink.exists() else []
-            out.append([json.loads(line)["action_id"] for line in lines if line])
-        return out
+    def delivered(self) -> tuple[list[str], list[str]]:
+        """(action ids posted to the shared JSON Lines file, action ids handed to the sinks), repeats kept."""
+        kit = sys.modules["partition_kit"]
+        return kit.posted(self.sink), kit.handoffs(self.handoff_logs)
 
 
 async def throughput(server: Any, folder: Path, events: list[Any], k: int, partitions: int) -> dict[str, Any]:
@@ -233,18 +237,19 @@ async def failover(
     got = await kit.outcome(run.url)
     ids = {row[0] for row in got["actions"]}
     ref_ids = {row[0] for row in reference["actions"]}
-    delivered = run.delivered()
+    posted, handed = run.delivered()
     behind = sum(
         (p["top"] or 0) > p["watermark"] for p in state["parts"]
     )  # partitions with unprocessed events (0 once settled)
     return {
         "failover_s": round(kill["failover_s"], 2),
         "lost": behind + len(ref_ids - ids) + max(0, len(events) - state["processed"]),
-        "doubled": max(0, state["processed"] - len(events)) + len(ids - ref_ids),
+        "doubled": max(0, state["processed"] - len(events)) + len(ids - ref_ids) + len(posted) - len(set(posted)),
+        "posted_twice": len(posted) - len(set(posted)),
         "same_outcome_as_one_process": got == reference,
         "actions": len(ref_ids),
-        "redelivered_same_id": len(set(delivered[0]) & set(delivered[1])),
-        "delivered_all": set(delivered[0]) | set(delivered[1]) == ids,
+        "redelivered": len(handed) - len(set(handed)),
+        "delivered_all": set(posted) == ids,
         "survivor_processed": stats[0]["processed"] if stats else None,
         "rate": round(rate),
     }
@@ -278,8 +283,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             rate = 0.6 * two["events_per_s"]
             kill = await failover(server, folder, events, args.partitions, rate, one["outcome"])
             print(f"kill -9 of one of two at 40 % of a stream paced at {kill['rate']:,} events/s: failover "
-                  f"{kill['failover_s']} s, lost {kill['lost']}, doubled {kill['doubled']}, same outcome as one "
-                  f"process: {kill['same_outcome_as_one_process']}", flush=True)  # fmt: skip
+                  f"{kill['failover_s']} s, lost {kill['lost']}, doubled {kill['doubled']} (posted twice "
+                  f"{kill['posted_twice']}), redelivered {kill['redelivered']} of {kill['actions']} actions, "
+                  f"same outcome as one process: {kill['same_outcome_as_one_process']}", flush=True)  # fmt: skip
     finally:
         server.stop()
     results.update(
@@ -291,7 +297,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         doubled=kill["doubled"],
         failover_same_outcome=kill["same_outcome_as_one_process"],
         actions=kill["actions"],
-        redelivered_same_id=kill["redelivered_same_id"],
+        redelivered=kill["redelivered"],
+        posted_twice=kill["posted_twice"],
+        delivered_all=kill["delivered_all"],
         load_at_end=load(),
     )
     return results

@@ -25,12 +25,14 @@ from groomguard.events import (
     AgeBand,
     AgeDeclared,
     BaseEvent,
+    ContactAnswered,
     ContactRequested,
     MessageSent,
     ModeratorDecision,
 )
 from groomguard.findings import Finding
 from groomguard.notices import NoticeBook
+from groomguard.ordering import HELD_ANSWERS, AnswerHold
 from groomguard.pictures import CardPicture, picture_for_alert
 from groomguard.port import EngineStats
 from groomguard.state import CommunityState
@@ -56,6 +58,10 @@ CLOCK_MEMORY = "engine.clock"
 SETTLE_EVERY_BATCHES = 8
 #: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
 PATTERN_DETECTORS = frozenset({"fan_out", "rejections", "new_account_contact"})
+#: Action ids this process remembers having handed to every sink (the newest; older ones are dropped): a
+#: second path reaching the same action (a rebalance's or idle redelivery while the dispatcher still holds
+#: it) records the delivery again instead of handing it over twice.
+HANDED_REMEMBERED = 50_000
 
 
 @dataclass
@@ -138,6 +144,15 @@ class Engine:
         self._routes: dict[type, list[Detector]] = {
             cls: [d for d in self.detectors if issubclass(cls, d.handles)] for cls in EVENT_TYPES.values()
         }
+        #: Answers stored before their requests wait for them (groomguard.ordering); only rejections reads
+        #: requests' answers, so without it there is nothing to wait for.
+        self._answers: AnswerHold | None = None
+        if any(d.name == RejectionsDetector.name for d in self.detectors):
+            rejections = settings.detector(RejectionsDetector.name)
+            assert isinstance(rejections, RejectionsSettings)
+            self._answers = AnswerHold(
+                timedelta(hours=rejections.reorder_window_hours), timedelta(hours=rejections.window_hours)
+            )
         self._fresh_memory()
         self.stats = EngineStats()
         self._queue: BatchQueue[BaseEvent] = BatchQueue(settings.engine.queue_size)
@@ -158,6 +173,10 @@ class Engine:
         #: Processed batches not yet handed to a pipelined store (see HOLD_BATCHES).
         self._held = _Held()
         self._last_expiry = time.monotonic()
+        #: One delivery at a time (dispatcher, rebalance, redelivery), so an action is in flight on one path only.
+        self._delivering = asyncio.Lock()
+        #: Action ids handed to every sink by this process -> whether the store has recorded it (`_deliver`).
+        self._handed: dict[str, bool] = {}
 
     def _fresh_memory(self) -> None:
         """Empty in-memory state, cases, notice history and clocks (filled from the store by `_load`)."""
@@ -182,6 +201,8 @@ class Engine:
         self._watermark = snap.watermark
         self._watermark_at = snap.watermark_at
         await self.state.restore()
+        if self._answers is not None:
+            await self._answers.load(self.state.memory_book)
         for row in await self.state.memory_book.rows(CLOCK_MEMORY):
             if row.value is not None:
                 self._clocks[row.community] = datetime.fromisoformat(json.loads(row.value))
@@ -277,14 +298,19 @@ class Engine:
 
     async def rebalance(self, step: Callable[[], Awaitable[bool]]) -> bool:
         """Run `step` (a shared store's lease round) between batches; when it changed which communities this
-        engine processes, rebuild memory from the store for exactly those, deliver their waiting actions and
-        catch up from their watermarks. Returns whether anything changed."""
+        engine processes, rebuild memory from the store for exactly those, queue their waiting actions for the
+        dispatcher and catch up from their watermarks. Returns whether anything changed.
+
+        The actions go through the outbox rather than being delivered here, so a slow platform never holds
+        up the catch-up of partitions just taken over."""
         async with self._lock:
             if not await step():
                 return False
             self._fresh_memory()
             await self._load()
-        await self._deliver(await self.store.pending_actions())
+        pending = await self.store.pending_actions()
+        if pending and not self.hold_actions:
+            self._outbox.put_nowait(pending)
         await self.catch_up()
         return True
 
@@ -472,11 +498,21 @@ class Engine:
                 clocks[event.community] = event.at
             if isinstance(event, AgeDeclared) and event.band is not AgeBand.MINOR:
                 lifted.extend(self._age_lift(event))
+            elif (
+                type(event) is ContactAnswered
+                and self._answers is not None
+                and await self._answers.early(event, self.state, self.state.memory_book)
+            ):
+                # Its request is not stored yet (another producer's): the accepted contact counts now, the
+                # answer itself right after its request (below), as if it had come in order.
+                self.state.hold_answer(event)
+                continue
             else:
                 self.state.apply(event)
             if isinstance(event, ModeratorDecision):
                 actions.extend(self.cases.decide(event))
                 continue
+            # The detector loop of `_inspect`, inline: this is the engine's hottest loop.
             timer = self.detector_timer
             for detector in self._routes.get(type(event), self.detectors):
                 started = time.perf_counter() if timer is not None else 0.0
@@ -492,6 +528,11 @@ class Engine:
                 for finding in found:
                     actions.extend(self._on_finding(finding, findings))
             actions.extend(self._pattern_notices(event))
+            if type(event) is ContactRequested and self._answers is not None and self._answers.waiting:
+                now = max(clocks[event.community], self._clocks.get(event.community) or event.at)
+                for answer in await self._answers.release(event, now, self.state.memory_book):
+                    self.state.apply(answer)
+                    await self._inspect(answer, actions, findings)
         last_seq, last_event = items[-1]
         self._watermark = last_seq
         self._watermark_at = max(self._watermark_at or last_event.at, last_event.at)
@@ -559,6 +600,24 @@ class Engine:
             return
         count, write = self._held.events, self._take_write()
         self._inflight.append((self._pipe.submit_batch(write), write.actions, count))
+
+    async def _inspect(self, event: BaseEvent, actions: list[ActionT], findings: list[tuple[int, Finding]]) -> None:
+        """Run the detectors that read `event` (a held answer, after its request); a failing one is logged and
+        skipped for this event only. `_process` runs the same loop inline for every other event."""
+        timer = self.detector_timer
+        for detector in self._routes.get(type(event), self.detectors):
+            started = time.perf_counter() if timer is not None else 0.0
+            try:
+                found = await detector.inspect(event, self.state)
+            except Exception:
+                self.stats.detector_errors += 1
+                log.exception("detector %s failed on event %s; skipped for this event", detector.name, event.key)
+                continue
+            finally:
+                if timer is not None:
+                    timer(detector.name, time.perf_counter() - started)
+            for finding in found:
+                actions.extend(self._on_finding(finding, findings))
 
     def _reap(self) -> None:
         """Hand the actions of batches whose commit is done (in order) to the outbox."""
@@ -678,6 +737,8 @@ class Engine:
         now = self.clock()
         await self._settle()
         removed = await self.store.purge_expired(now, s.message_retention_days, s.event_retention_days)
+        if self._answers is not None:
+            removed["held_answers_expired"] = self._answers.prune(self._clocks)
         purge_memory = getattr(self.store, "purge_memory", None)
         if purge_memory is not None:
             removed["detector_memory"] = await purge_memory(now - timedelta(days=s.message_retention_days))
@@ -718,6 +779,11 @@ class Engine:
             self.state.forget(account, community)
             self.cases.forget(account, community)
             self.notices.forget(account, community)
+            if self._answers is not None:
+                self._answers.forget(account, community)
+            # Action ids can name the account (a child notice's does): the delivery memo must not keep it.
+            for ident in [i for i in self._handed if account in i]:
+                del self._handed[ident]
             for detector in self.detectors:
                 detector.forget(account, community)
             try:
@@ -780,31 +846,61 @@ class Engine:
         return len(pending)
 
     async def _deliver(self, actions: Sequence[ActionT]) -> None:
+        """Hand each action to every sink and record it delivered at once, one action at a time.
+
+        The record follows each handoff immediately (not the batch's, not behind the writer lock): a process
+        killed mid-delivery leaves at most the one action it was handing over unrecorded, which the process
+        that takes its partitions hands over again (sinks dedupe on action_id). Actions of communities this
+        engine no longer processes (a partition handed to another engine) are left to their new owner.
+        """
         if self.hold_actions:
             return
-        delivered: list[str] = []
-        for action in actions:
-            if isinstance(action, Enforcement):
-                self.stats.enforcements += 1
-            ok = True
-            for sink in self.sinks:
+        processes = getattr(self.store, "processes", None)
+        async with self._delivering:
+            for action in actions:
+                ident = action.action_id
+                handed = self._handed.get(ident)
+                if handed is None:
+                    if processes is not None and not processes(action.community):
+                        continue
+                    if not await self._hand_over(action):
+                        continue
+                    self._handed[ident] = False
+                    if len(self._handed) > HANDED_REMEMBERED:
+                        del self._handed[next(iter(self._handed))]
+                elif handed:
+                    continue  # handed and recorded: another path had it queued too
                 try:
-                    await sink.deliver(action)
+                    await self.mark_delivered([ident])
                 except Exception:
-                    ok = False
+                    # Handed over but not recorded: it stays in the outbox, and the next redelivery records it
+                    # again without handing it over a second time.
                     self.stats.delivery_errors += 1
-                    log.exception(
-                        "sink %s failed to deliver %s; it stays in the outbox", type(sink).__name__, action.action_id
-                    )
-            if ok:
-                delivered.append(action.action_id)
-        if delivered:
-            await self.mark_delivered(delivered)
+                    log.exception("could not record action %s as delivered; recording it again later", ident)
+                    continue
+                if ident in self._handed:
+                    self._handed[ident] = True
+
+    async def _hand_over(self, action: ActionT) -> bool:
+        """Give one action to every sink; False when one failed (it stays in the outbox for a later redelivery)."""
+        if isinstance(action, Enforcement):
+            self.stats.enforcements += 1
+        ok = True
+        for sink in self.sinks:
+            try:
+                await sink.deliver(action)
+            except Exception:
+                ok = False
+                self.stats.delivery_errors += 1
+                log.exception(
+                    "sink %s failed to deliver %s; it stays in the outbox", type(sink).__name__, action.action_id
+                )
+        return ok
 
     async def mark_delivered(self, action_ids: Sequence[str]) -> None:
-        """Record deliveries under the writer lock, so they never land inside a batch that may roll back."""
-        async with self._lock:
-            await self.store.mark_delivered(action_ids, datetime.now(UTC))
+        """Record deliveries now, without the writer lock: the store keeps them apart from batch transactions
+        (one statement of its own between them on SQLite's one writer, its own connection on PostgreSQL)."""
+        await self.store.mark_delivered(action_ids, datetime.now(UTC))
 
 
-__all__ = ["ChildNotice", "Engine", "EngineError", "EngineStats", "ModAlert", "build_detectors"]
+__all__ = ["HELD_ANSWERS", "ChildNotice", "Engine", "EngineError", "EngineStats", "ModAlert", "build_detectors"]

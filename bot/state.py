@@ -591,10 +591,7 @@ class CommunityState:
                 self.pending.answers.append((event.answer.value, stamp, c, event.source, event.target, request_id))
                 self._batch_answers.setdefault((c, event.source, event.target, request_id), (event.answer.value, at))
                 if event.answer is Answer.ACCEPTED:
-                    self.pending.accepted.append((c, event.source, event.target, stamp))
-                    self.pending.accepted.append((c, event.target, event.source, stamp))
-                    self._pending_accepted[(c, event.source)].add(event.target)
-                    self._pending_accepted[(c, event.target)].add(event.source)
+                    self._accept(c, event.source, event.target, stamp)
             case MessageSent():
                 stamp = event.at_iso
                 self._touch(c, event.author, at)
@@ -645,6 +642,20 @@ class CommunityState:
                     self.pending.regions.append((c, event.account, event.region))
             case _:
                 pass
+
+    def _accept(self, community: str, source: str, target: str, stamp: str) -> None:
+        """Queue an accepted contact, both ways, and count it in reads at once."""
+        self.pending.accepted.append((community, source, target, stamp))
+        self.pending.accepted.append((community, target, source, stamp))
+        self._pending_accepted[(community, source)].add(target)
+        self._pending_accepted[(community, target)].add(source)
+
+    def hold_answer(self, event: ContactAnswered) -> None:
+        """Apply an answer whose request is not stored yet, except to that request (groomguard.ordering): its
+        accepted contact counts now; `apply` settles the request once it has arrived."""
+        self._touch(event.community, event.target, event.at)
+        if event.answer is Answer.ACCEPTED:
+            self._accept(event.community, event.source, event.target, event.at.isoformat())
 
     def _text_worth_keeping(self, community: str, event: MessageSent) -> bool:
         """Store the minimum: keep text only of private messages and messages addressed to a minor."""

@@ -15,7 +15,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from groomguard.actions import ChildNotice, ModAlert
-from groomguard.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookAdapter, sign
+from groomguard.adapters.webhook import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookAdapter,
+    sign,
+)
 from groomguard.app.runtime import build_engine
 from groomguard.config import WebhookSettings
 from groomguard.events import BaseEvent, ContactKind, dump_event
@@ -96,12 +102,16 @@ class Platform:
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        #: The Idempotency-Key of every attempt, refused ones included.
+        self.keys: list[str] = []
         self.fail_next = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         ts = request.headers[TIMESTAMP_HEADER]
         assert request.headers[SIGNATURE_HEADER] == sign(SECRET, ts, body)
+        self.keys.append(request.headers[IDEMPOTENCY_HEADER])
+        assert self.keys[-1] == json.loads(body)["action_id"]
         if self.fail_next:
             self.fail_next -= 1
             return web.json_response({"error": "busy"}, status=503)
@@ -153,3 +163,5 @@ async def test_on_the_webhook_path_the_platform_delivers_the_notice(tmp_path: Pa
         assert notice["kind"] == "child_notice" and notice["platform"] == "mygame"
         assert "adult" not in json.dumps({k: v for k, v in notice.items() if k != "text"})
     assert len({n["action_id"] for n in platform.received}) == 3
+    # The refused notice was sent again under the same key: the platform can tell a repeat from a new notice.
+    assert len(platform.keys) == 4 and set(platform.keys) == {n["action_id"] for n in platform.received}

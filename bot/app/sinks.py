@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import logging
 import os
 from pathlib import Path
@@ -91,14 +93,23 @@ def print_card(console: Console, alert: ModAlert, evidence_limit: int = EVIDENCE
 
 
 class JsonlSink:
-    """Appends every action as one JSON line; idempotent on action_id within a run."""
+    """Appends every action as one JSON line, idempotent on action_id across restarts and processes.
+
+    With a path, the file is its own record of what was posted: each append first reads, under an
+    exclusive lock on the file, the lines other processes (or this one before a restart) appended since,
+    so engines sharing one file after a takeover, or a process restarted on it, never write an action
+    twice. A stream (stdout) dedupes within the run only.
+    """
 
     def __init__(self, path: Path | None = None, stream: IO[str] | None = None) -> None:
         self.path = path
         self.stream = stream
         self.seen: set[str] = set()
         self._lock = asyncio.Lock()
-        self._repaired = False
+        #: Bytes of the file already read into `seen`.
+        self._offset = 0
+        #: Lines of the file that are not an action (hand edits, another tool's output): counted, logged once.
+        self.unreadable = 0
 
     async def deliver(self, action: ModAlert | ChildNotice | Enforcement) -> None:
         if action.action_id in self.seen:
@@ -108,27 +119,55 @@ class JsonlSink:
             if self.stream is not None:
                 self.stream.write(line)
                 self.stream.flush()
-            elif self.path is not None:
-                self._append(line.encode("utf-8"))
+            elif self.path is not None and not self._append(action.action_id, line.encode("utf-8")):
+                return  # already in the file: written by another process, or before a restart
             self.seen.add(action.action_id)
 
-    def _append(self, data: bytes) -> None:
-        """One O_APPEND write per line (looping on short writes); a torn last line is cut first.
+    def _append(self, action_id: str, data: bytes) -> bool:
+        """Append one line unless the file already holds `action_id`; True when it was written.
 
-        A process killed mid-write leaves a partial line with no newline; the outbox redelivers that
-        action, so the fragment is removed rather than glued to the next line.
+        Under `flock` (held for one read of what was appended since and one write), one O_APPEND write per
+        line, looping on short writes. Every writer takes the lock, so a partial last line found under it
+        was left by a process killed mid-write: it is cut, and the outbox redelivers that action whole.
         """
         assert self.path is not None
-        if not self._repaired:
-            self._repaired = True
-            cut_torn_tail(self.path)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._catch_up(fd)
+            if action_id in self.seen:
+                return False
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            self._offset += len(data)
+            return True
         finally:
-            os.close(fd)
+            os.close(fd)  # releases the lock
+
+    def _catch_up(self, fd: int) -> None:
+        """Read the action ids of the whole lines appended past `_offset`; cut a torn last line."""
+        size = os.fstat(fd).st_size
+        if size < self._offset:  # truncated or replaced under us: read it again from the start
+            self._offset = 0
+        if size == self._offset:
+            return
+        chunk = os.pread(fd, size - self._offset, self._offset)
+        end = chunk.rfind(b"\n") + 1
+        if end < len(chunk):
+            os.ftruncate(fd, self._offset + end)
+            log.warning(
+                "%s ended in a partial line (an interrupted write): removed %d bytes", self.path, len(chunk) - end
+            )
+        for raw in chunk[:end].splitlines():
+            try:
+                self.seen.add(str(json.loads(raw)["action_id"]))
+            except (ValueError, KeyError, TypeError):
+                if raw.strip():
+                    self.unreadable += 1
+                    if self.unreadable == 1:
+                        log.warning("%s holds lines that are not actions; they are kept and skipped", self.path)
+        self._offset += end
 
 
 def cut_torn_tail(path: Path) -> int:

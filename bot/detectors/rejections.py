@@ -70,6 +70,13 @@ class RejectionsSettings(RampSettings):
         description="score at the floor; below cases.alert_threshold it alerts only with another signal or more refusals",
     )
     top_score: float = Field(0.9, gt=0, le=1, description="score at saturate_refused")
+    reorder_window_hours: float = Field(
+        24,
+        gt=0,
+        le=24 * 7,
+        description="an answer stored before its request (two producers, webhook retries) waits this long on the "
+        "community's clock for it; longer tolerates later requests, but keeps more answers whose request never comes",
+    )
 
 
 def settle(record: RequestRecord, now: datetime, expire_after: timedelta) -> str:

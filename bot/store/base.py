@@ -298,6 +298,10 @@ class SqlStore:
         """The rows of communities this engine processes: all of them, unless the backend shares the work."""
         return list(rows)
 
+    def processes(self, community: str) -> bool:
+        """Whether this engine processes `community` (and so delivers its actions): always, unless shared."""
+        return True
+
     async def _marks(self, snap: Snapshot) -> None:
         """Fill in where processing stands (the one watermark in `meta`; PostgreSQL: per partition)."""
         snap.watermark = int(await self._meta("watermark") or 0)

@@ -16,6 +16,8 @@ How several engines share one database (one per Discord shard, or a webhook besi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -81,6 +83,9 @@ class PostgresStore(SqlStore):
         super().__init__(PostgresDatabase(url))
         #: The partitions this engine leases and what it handed out of them; `process=False` stores only.
         self.partitions = Partitions(url, partitions, lease_s, process=process)
+        #: Delivery records go over a connection of their own (`mark_delivered`), opened on first use.
+        self._marks_db: asyncpg.Connection | None = None
+        self._marks_lock = asyncio.Lock()
 
     @property
     def leader(self) -> bool:
@@ -134,7 +139,34 @@ class PostgresStore(SqlStore):
 
     async def _close(self) -> None:
         await self.partitions.close()
+        marks, self._marks_db = self._marks_db, None
+        if marks is not None:
+            with contextlib.suppress(Exception):
+                await marks.close()
         await self.database.close()
+
+    # -- outbox: deliveries are recorded the moment they are made --------------------------------
+
+    async def mark_delivered(self, action_ids: Sequence[str], at: datetime) -> None:
+        """Record deliveries on a connection of their own, autocommit: never behind a batch commit or the
+        detector reads that queue on the engine's connection, so a process killed right after handing an
+        action over has almost always recorded it (the taker of its partitions would hand it over again)."""
+        async with self._marks_lock:
+            if self._marks_db is None or self._marks_db.is_closed():
+                self._marks_db = await asyncpg.connect(self.url)
+            try:
+                await self._marks_db.execute(
+                    "UPDATE actions SET delivered_at = $1 WHERE id = ANY($2::text[]) AND delivered_at IS NULL",
+                    at.isoformat(),
+                    list(action_ids),
+                )
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                conn, self._marks_db = self._marks_db, None
+                conn.terminate()  # a fresh connection next time
+                raise
+
+    def processes(self, community: str) -> bool:
+        return self.partitions.owns(community)
 
     # -- event log: a sequence numbers events; each engine processes the partitions it leases ---------
 

@@ -1,9 +1,12 @@
 """Shared by the partition tests and bench/scale.py: a many-community stream, the stored outcome to compare,
 waiting for every partition to catch up, and (run as a script) one engine process on a shared database.
 
-As a script: `python tests/postgres/partition_kit.py URL --sink FILE [--partitions N] [--lease S]` runs one
-engine with its LogFollower and a JSON Lines sink, prints `ready` once its store is open, and on SIGTERM
-stops cleanly and prints its stats as one JSON line. It stores nothing itself: a producer appends events.
+As a script: `python tests/postgres/partition_kit.py URL --sink FILE [--handoffs FILE] [--partitions N]
+[--lease S]` runs one engine with its LogFollower and a JSON Lines sink (FILE may be shared by several
+engines: the sink dedupes on action_id across them), prints `ready` once its store is open, and on SIGTERM
+stops cleanly and prints its stats as one JSON line. `--handoffs` also records every handoff to the sinks
+(`HandoffLog`, no dedupe), so a caller can count actions handed over twice. It stores nothing itself: a
+producer appends events.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -121,7 +125,39 @@ async def wait_settled(url: str, stored: int, seconds: float = 120) -> dict[str,
     raise AssertionError(f"partitions did not catch up: {state}")
 
 
-async def _worker(url: str, sink: Path, partitions: int, lease: float) -> None:
+class HandoffLog:
+    """A sink with no dedupe of its own: one line (the action id) per handoff, one O_APPEND write each, so
+    what the engine hands over twice shows as two lines (`handoffs`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def deliver(self, action: Any) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{action.action_id}\n".encode())
+        finally:
+            os.close(fd)
+
+
+def handoffs(paths: list[Path]) -> list[str]:
+    """Every action id handed to a `HandoffLog` in these files, repeats kept (a torn last line is left out)."""
+    out = []
+    for path in paths:
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            out.extend(line for line in text.split("\n")[:-1] if line)
+    return out
+
+
+def posted(path: Path) -> list[str]:
+    """The action ids a JSON Lines sink file holds, repeats kept: a repeat was posted twice."""
+    if not path.exists():
+        return []
+    return [json.loads(line)["action_id"] for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+async def _worker(url: str, sink: Path, partitions: int, lease: float, handoff: Path | None = None) -> None:
     from groomguard.app.runtime import build_engine
     from groomguard.app.sinks import JsonlSink
     from groomguard.follower import LogFollower
@@ -131,7 +167,10 @@ async def _worker(url: str, sink: Path, partitions: int, lease: float) -> None:
     settings.store.database_url = url
     settings.store.partitions = partitions
     settings.store.partition_lease_seconds = lease
-    engine = build_engine(settings, [JsonlSink(sink)])
+    sinks: list[Any] = [JsonlSink(sink)]
+    if handoff is not None:
+        sinks.insert(0, HandoffLog(handoff))  # first: a kill between the two sinks counts as a handoff
+    engine = build_engine(settings, sinks)
     await engine.start()
     follower = LogFollower(engine, interval_s=0.05)
     await follower.start()
@@ -152,10 +191,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="one engine process on a shared PostgreSQL database")
     parser.add_argument("url")
     parser.add_argument("--sink", type=Path, required=True)
+    parser.add_argument("--handoffs", type=Path)
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--lease", type=float, default=8.0)
     args = parser.parse_args()
-    asyncio.run(_worker(args.url, args.sink, args.partitions, args.lease))
+    asyncio.run(_worker(args.url, args.sink, args.partitions, args.lease, args.handoffs))
 
 
 if __name__ == "__main__":

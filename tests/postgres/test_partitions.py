@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import signal
 import sys
@@ -19,12 +18,14 @@ import asyncpg
 import pytest
 from groomguard.app.runtime import build_engine
 from groomguard.engine import Engine
-from groomguard.events import BaseEvent, parse_event
+from groomguard.events import BaseEvent, ContactAnswered, parse_event
 from groomguard.follower import LogFollower
 from groomguard.store.partitions import CaseIds, fair_share, partition_of, partition_sql, stored_text
 from groomguard.store.postgres import PostgresStore, PostgresStoreError
 from groomguard.testing import MemorySink, make_settings
+from partition_kit import handoffs as kit_handoffs
 from partition_kit import outcome, progress, stream, wait_settled
+from partition_kit import posted as kit_posted
 
 KIT = Path(__file__).with_name("partition_kit.py")
 _names = itertools.count(1)
@@ -90,6 +91,9 @@ async def crash(engine: Engine) -> None:
     await store.partitions.abandon()
     store.db.terminate()
     store._db = None
+    if store._marks_db is not None:
+        store._marks_db.terminate()
+        store._marks_db = None
 
 
 async def wait_for(check: Any, seconds: float, what: str) -> float:
@@ -152,18 +156,24 @@ async def test_two_engines_split_the_partitions_and_match_one_engine(
         await wait_for(split, 10, "a fair split")  # ...then each takes its share, in-process
         assert held(a) | held(b) == set(range(16))
 
-        async def feed(engine: Engine, mine: set[str]) -> None:
-            for i, event in enumerate(e for e in events if e.community in mine):
+        async def feed(engine: Engine, mine: set[str], answers: set[str]) -> None:
+            chosen = (
+                e
+                for e in events
+                if (e.community in mine and not isinstance(e, ContactAnswered))
+                or (e.community in answers and isinstance(e, ContactAnswered))
+            )
+            for i, event in enumerate(chosen):
                 await engine.submit(event)
                 if i % 100 == 0:
                     await asyncio.sleep(0)
 
         # Both store at once, each some communities of its own partitions and some of the other's (which
-        # the other processes from the shared log). One producer per community keeps its events in time
-        # order in the log: with two producers of one community an answer can be stored before its request,
-        # and what that gives depends on batch boundaries (with one engine on SQLite too).
+        # the other processes from the shared log), and each the contact answers of the other's communities:
+        # two producers per community, so answers are stored before their requests (groomguard.ordering).
         names = sorted({e.community for e in events})
-        await asyncio.gather(feed(a, set(names[0::2])), feed(b, set(names[1::2])))
+        first, second = set(names[0::2]), set(names[1::2])
+        await asyncio.gather(feed(a, first, second), feed(b, second, first))
         await a.drain()
         await b.drain()
         state = await wait_settled(pg_url, len(events))
@@ -173,6 +183,8 @@ async def test_two_engines_split_the_partitions_and_match_one_engine(
         await a.stop()
         await b.stop()
     assert a.stats.processed > 0 and b.stats.processed > 0, "both engines processed their share"
+    assert a._answers is not None and b._answers is not None
+    assert a._answers.held_total + b._answers.held_total > 0, "some answers were stored before their requests"
     assert a.stats.processed + b.stats.processed == len(events) == state["processed"], "each event exactly once"
     # The producers interleave, so the log's order is known only now: one engine processing that same
     # log must leave exactly what the two left.
@@ -271,13 +283,15 @@ async def test_changing_the_partition_count_of_a_used_database_is_refused(pg_url
         await PostgresStore(pg_url, 8).open()
 
 
-async def _start_worker(url: str, sink: Path) -> asyncio.subprocess.Process:
+async def _start_worker(url: str, sink: Path, handoff_log: Path) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(KIT),
         url,
         "--sink",
         str(sink),
+        "--handoffs",
+        str(handoff_log),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(KIT.parent)},
@@ -290,21 +304,17 @@ async def _start_worker(url: str, sink: Path) -> asyncio.subprocess.Process:
     return proc
 
 
-def _delivered(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [json.loads(line)["action_id"] for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
 async def test_kill_9_mid_stream_is_taken_over_in_process_within_15_s(
     pg_url: str, ref_url: str, tmp_path: Path, events: list[BaseEvent]
 ) -> None:
     """Two engine processes (default 8 s leases) split the partitions; one is killed with SIGKILL while a
     producer is still storing; the survivor takes its partitions without a restart, nothing lost or doubled."""
     expected = await reference(ref_url, tmp_path, events)
-    sinks = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
-    victim = await _start_worker(pg_url, sinks[0])
-    survivor = await _start_worker(pg_url, sinks[1])
+    # Both append to one JSON Lines file (shipped sink, deduping through the file) and each records every
+    # handoff in a log of its own that dedupes nothing.
+    shared, logs = tmp_path / "actions.jsonl", [tmp_path / "victim.handoffs", tmp_path / "survivor.handoffs"]
+    victim = await _start_worker(pg_url, shared, logs[0])
+    survivor = await _start_worker(pg_url, shared, logs[1])
     try:
 
         async def split() -> bool:
@@ -357,11 +367,15 @@ async def test_kill_9_mid_stream_is_taken_over_in_process_within_15_s(
     assert survivor.returncode == 0 and victim.returncode == -signal.SIGKILL
     assert state["processed"] == len(events), "no event processed twice (or skipped)"
     assert await outcome(pg_url) == expected, "same cases, findings, actions and memory as one engine alone"
-    a, b = _delivered(sinks[0]), _delivered(sinks[1])
-    assert set(a) | set(b) == {row[0] for row in expected["actions"]}, "every action delivered"
-    # The same action id may reach a sink twice (delivered just before the kill, not yet marked): sinks
-    # dedupe on action_id. A second id for the same alert would be a double no sink could catch.
-    assert len(set(a)) == len(a) and len(set(b)) == len(b)
+    ids = {row[0] for row in expected["actions"]}
+    posted, handed = kit_posted(shared), kit_handoffs(logs)
+    assert set(posted) == set(handed) == ids, "every action delivered, under the ids one engine alone makes"
+    assert len(posted) == len(set(posted)), "doubled: an action posted twice to the shared sink"
+    # Each engine hands one action at a time to its sinks and records it delivered right after, on a
+    # connection of its own: only an action the victim had handed over but not yet recorded when it was
+    # killed is handed over again by the survivor (sinks dedupe on action_id). So at most one.
+    redelivered = len(handed) - len(set(handed))
+    assert redelivered <= 1, f"{redelivered} actions handed to a sink twice"
 
 
 async def test_a_clean_stop_hands_its_partitions_over_without_waiting_for_the_lease(

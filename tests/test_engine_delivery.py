@@ -1,0 +1,96 @@
+"""Delivery from the outbox: recorded right after each handoff (never behind the writer lock), each action handed
+over once per process whatever path reaches it, and a failed record retried without a second handoff."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from groomguard.app.runtime import build_engine
+from groomguard.engine import Engine
+from groomguard.events import BaseEvent
+from groomguard.testing import EventFactory, make_settings
+
+
+def fan_out_events(ev: EventFactory, kids: int = 12) -> list[BaseEvent]:
+    events: list[BaseEvent] = [ev.adult("groomer")]
+    for i in range(kids):
+        events += [ev.minor(f"kid{i}"), ev.contact("groomer", f"kid{i}")]
+    return events
+
+
+class CountingSink:
+    """Counts every handoff (no dedupe of its own, like a plain webhook); refuses while `refuse` is set."""
+
+    def __init__(self) -> None:
+        self.handed: list[str] = []
+        self.refuse = False
+
+    async def deliver(self, action: Any) -> None:
+        if self.refuse:
+            raise ConnectionError("platform offline")
+        await asyncio.sleep(0.001)  # a real hop: lets overlapping deliveries interleave
+        self.handed.append(action.action_id)
+
+
+async def waiting_actions(db: Path, sink: CountingSink, ev: EventFactory) -> tuple[Engine, list[Any]]:
+    """An engine whose alerts stayed in the outbox (the platform was offline when they were made)."""
+    engine = build_engine(make_settings(db), [sink])
+    await engine.start()
+    sink.refuse = True
+    await engine.ingest(fan_out_events(ev))
+    await engine.drain()
+    sink.refuse = False
+    pending = await engine.pending_actions()
+    assert pending and sink.handed == []
+    return engine, pending
+
+
+async def test_a_delivery_is_recorded_while_a_batch_holds_the_writer_lock(db: Path, ev: EventFactory) -> None:
+    sink = CountingSink()
+    engine, pending = await waiting_actions(db, sink, ev)
+    try:
+        async with engine._lock:  # a long batch or catch-up: recording used to wait for its end
+            await asyncio.wait_for(engine.redeliver(), 10)
+            assert await engine.pending_actions() == [], "recorded at once, not after the batch"
+        assert sorted(sink.handed) == sorted(a.action_id for a in pending)
+    finally:
+        await engine.stop()
+
+
+async def test_overlapping_paths_hand_each_action_over_once(db: Path, ev: EventFactory) -> None:
+    sink = CountingSink()
+    engine, pending = await waiting_actions(db, sink, ev)
+    try:
+        # The idle redelivery, a rebalance's delivery and a caller's, at once, over the same outbox.
+        await asyncio.gather(engine.redeliver(), engine.redeliver(), engine._deliver(pending))
+        await engine.drain()
+    finally:
+        await engine.stop()
+    assert sorted(sink.handed) == sorted(a.action_id for a in pending)
+
+
+async def test_a_failed_record_is_retried_without_handing_the_action_over_again(db: Path, ev: EventFactory) -> None:
+    sink = CountingSink()
+    engine, pending = await waiting_actions(db, sink, ev)
+    real = engine.store.mark_delivered
+    failures = 0
+
+    async def flaky(action_ids: Any, at: Any) -> None:
+        nonlocal failures
+        failures += 1
+        raise OSError("database went away")
+
+    try:
+        engine.store.mark_delivered = flaky  # type: ignore[method-assign]
+        await engine.redeliver()
+        assert failures == len(pending) and len(await engine.pending_actions()) == len(pending)
+        engine.store.mark_delivered = real  # type: ignore[method-assign]
+        await engine.redeliver()
+        assert await engine.pending_actions() == []
+        assert engine.stats.delivery_errors >= len(pending)
+    finally:
+        engine.store.mark_delivered = real  # type: ignore[method-assign]
+        await engine.stop()
+    assert sorted(sink.handed) == sorted(a.action_id for a in pending), "handed over once, recorded twice"

@@ -1,6 +1,8 @@
 """Engine throughput: replay N synthetic events through the engine into SQLite vs a raw batched insert.
 
-Run: python bench/engine.py [--events 1000000]. The last line is one JSON object.
+Run: python bench/engine.py [--events 1000000] [--language-ab]. The last line is one JSON object.
+`--language-ab` also replays the same events with the grooming-language detector switched off (its
+group-room addressing included), in the same run: what language scoring costs the engine.
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ def raw_insert(path: Path, data: Path, batch: int = 500) -> tuple[int, float]:
     return count, elapsed
 
 
-async def run_engine(db: Path, data: Path) -> tuple[int, float, int]:
+async def run_engine(db: Path, data: Path, language: bool = True) -> tuple[int, float, int]:
     settings = make_settings(db)
+    settings.detector("grooming_language").enabled = language
     settings.engine.batch_size = 1000
     settings.engine.batch_wait_ms = 5
     engine = build_engine(settings, [])
@@ -113,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--language-ab", action="store_true", help="also run without language scoring")
     args = parser.parse_args()
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cpu, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}"
@@ -129,20 +133,31 @@ def main() -> None:
         assert bad == 0 and processed == args.events, (processed, bad)
         engine_rss = peak_rss_mb()
         inserted, raw_s = raw_insert(Path(tmp) / "raw.db", data)
+        plain_eps = None
+        if args.language_ab:
+            # Alternated (off, on, off) after the first run, best of each: neither side gets only the cold
+            # or only the warm runs.
+            rates = {True: [processed / engine_s], False: []}
+            for i, language in enumerate((False, True, False)):
+                n, seconds, _ = asyncio.run(run_engine(Path(tmp) / f"ab{i}.db", data, language=language))
+                rates[language].append(n / seconds)
+            engine_s = processed / max(rates[True])
+            plain_eps = max(rates[False])
     eps, raw = processed / engine_s, inserted / raw_s
     print(f"engine: {processed:,} events in {engine_s:.1f} s = {eps:,.0f} events/s (parse, store, detect, commit)")
     print(f"raw batched executemany: {inserted:,} rows in {raw_s:.1f} s = {raw:,.0f} rows/s")
     print(f"ratio engine/raw: {eps / raw:.2f}; peak RSS {engine_rss:.0f} MB")
-    print(
-        json.dumps(
-            {
-                "events_per_s": round(eps),
-                "raw_insert_per_s": round(raw),
-                "ratio": round(eps / raw, 3),
-                "peak_rss_mb": round(engine_rss, 1),
-            }
-        )
-    )
+    figures = {
+        "events_per_s": round(eps),
+        "raw_insert_per_s": round(raw),
+        "ratio": round(eps / raw, 3),
+        "peak_rss_mb": round(engine_rss, 1),
+    }
+    if plain_eps is not None:
+        cost = 1 - eps / plain_eps
+        print(f"without language scoring: {plain_eps:,.0f} events/s; language scoring costs {cost:.1%} of throughput")
+        figures |= {"without_language_per_s": round(plain_eps), "language_cost": round(cost, 3)}
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

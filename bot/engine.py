@@ -552,7 +552,7 @@ class Engine:
             # Commit behind processing: actions reach the outbox once their batch is durable.
             self._reap()
             if not self._inflight or self._inflight[-1][0].done():
-                self._hand_over()
+                self._commit_held()
             unsettled = held.events + sum(count for _, _, count in self._inflight)
             if unsettled >= SETTLE_EVERY_BATCHES * self.settings.engine.batch_size:
                 await self._settle()
@@ -594,7 +594,7 @@ class Engine:
             case_clocks=held.case_clocks,
         )
 
-    def _hand_over(self) -> None:
+    def _commit_held(self) -> None:
         """Queue the held batches' one transaction on a pipelined store (see SETTLE_EVERY_BATCHES)."""
         if self._pipe is None or not self._held.events:
             return
@@ -638,7 +638,7 @@ class Engine:
         """
         if self._pipe is None:
             return
-        self._hand_over()
+        self._commit_held()
         await self._pipe.settle()
         # Every batch future is one of the store's jobs; gathering them again raises a failed one's error.
         await asyncio.gather(*(future for future, _, _ in self._inflight))

@@ -512,21 +512,7 @@ class Engine:
             if isinstance(event, ModeratorDecision):
                 actions.extend(self.cases.decide(event))
                 continue
-            # The detector loop of `_inspect`, inline: this is the engine's hottest loop.
-            timer = self.detector_timer
-            for detector in self._routes.get(type(event), self.detectors):
-                started = time.perf_counter() if timer is not None else 0.0
-                try:
-                    found = await detector.inspect(event, self.state)
-                except Exception:
-                    self.stats.detector_errors += 1
-                    log.exception("detector %s failed on event %s; skipped for this event", detector.name, event.key)
-                    continue
-                finally:
-                    if timer is not None:
-                        timer(detector.name, time.perf_counter() - started)
-                for finding in found:
-                    actions.extend(self._on_finding(finding, findings))
+            await self._inspect(event, actions, findings)
             actions.extend(self._pattern_notices(event))
             if type(event) is ContactRequested and self._answers is not None and self._answers.waiting:
                 now = max(clocks[event.community], self._clocks.get(event.community) or event.at)
@@ -602,8 +588,8 @@ class Engine:
         self._inflight.append((self._pipe.submit_batch(write), write.actions, count))
 
     async def _inspect(self, event: BaseEvent, actions: list[ActionT], findings: list[tuple[int, Finding]]) -> None:
-        """Run the detectors that read `event` (a held answer, after its request); a failing one is logged and
-        skipped for this event only. `_process` runs the same loop inline for every other event."""
+        """Run the detectors that read `event`, collecting their findings' actions; a failing detector is
+        logged and skipped for this event only."""
         timer = self.detector_timer
         for detector in self._routes.get(type(event), self.detectors):
             started = time.perf_counter() if timer is not None else 0.0

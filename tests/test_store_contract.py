@@ -482,20 +482,25 @@ async def test_forget_in_one_community_keeps_the_account_elsewhere(backend: Back
 
 async def test_retention_purges_old_text_but_not_unprocessed_events(backend: Backend, ev: EventFactory) -> None:
     old = ev.message("a", "old words", conversation="dm", private=True, recipients=("b",))
+    old_view = ev.view("a", "b")
     ev.tick(days=40)
     new = ev.message("a", "new words", conversation="dm", private=True, recipients=("b",))
+    new_view = ev.view("a", "b")
     # Retention runs on the wall clock, pinned here to the newer message's time.
     retention = {"store__message_retention_days": 30, "store__event_retention_days": 90}
     engine = backend.engine(clock=lambda: new.at, **retention)
     await engine.start()
     try:
-        await engine.ingest([old, new])
+        await engine.ingest([old, old_view, new, new_view])
         removed = await engine.purge()
     finally:
         await engine.stop()
     assert removed["messages"] == 1 and removed["event_text"] == 1
+    # Who viewed whom, hour by hour, goes with message text (past view_spike's 14-day history).
+    assert removed["views"] == 1
+    assert await backend.rows("SELECT hour FROM views") == [(int(new_view.at.timestamp()) // 3600,)]
     assert await backend.rows("SELECT text FROM messages") == [("new words",)]
-    bodies = [r[0] for r in await backend.rows("SELECT body FROM events ORDER BY seq")]
+    bodies = [r[0] for r in await backend.rows("SELECT body FROM events WHERE type = 'message_sent' ORDER BY seq")]
     assert "old words" not in bodies[0] and "new words" in bodies[1]
 
 

@@ -22,6 +22,7 @@ from groomguard.events import AgeBand, BaseEvent, parse_event
 from groomguard.memory import MemoryRow
 from groomguard.privacy import erasure_placeholder, mentions, needles, scrub
 from groomguard.records import Account, ContactEdge, RequestRecord, Turn
+from groomguard.state import VIEW_HISTORY_HOURS
 from groomguard.storage import ActionT, BatchWrite, Snapshot
 from groomguard.store.db import PostgresDatabase, SqliteDatabase, read_migrations
 from pydantic import TypeAdapter
@@ -804,6 +805,10 @@ class SqlStore:
         out["events"] = await db.execute(
             f"DELETE FROM events WHERE at < $1 AND {processed}", (now - timedelta(days=event_days)).isoformat(), *args
         )
+        # Per-viewer hourly view counts feed view_spike's baseline (VIEW_HISTORY_HOURS back): kept that long
+        # or as long as message text, whichever is longer, and no longer (they say who looked at whom).
+        view_hours = max(message_days * 24, VIEW_HISTORY_HOURS)
+        out["views"] = await db.execute("DELETE FROM views WHERE hour < $1", int(now.timestamp()) // 3600 - view_hours)
         # Distinct-author rows only serve the current hour's spike check; two days is plenty.
         out["view_authors"] = await db.execute(
             "DELETE FROM view_authors WHERE hour < $1", int(now.timestamp()) // 3600 - 48

@@ -32,7 +32,7 @@ implements it, over the store):
 - ``state.account(community, account)`` — to count the children a message names;
 - ``state.message_author(community, message_id)`` — who wrote a message, for replies the adapter
   could not resolve itself;
-- ``state.recent_turns(community, conversation, since)`` — the latest group messages of a room.
+- ``state.turns_newest_first(community, conversation, since)`` — the latest group messages of a room.
 
 That memory is written by the engine, not by callers: every non-private `MessageSent` is recorded
 (`CommunityState.apply`) before any detector sees it, in the store table `message_turns`
@@ -50,7 +50,7 @@ Webhook platforms send the same fields (docs/webhook.md).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -111,6 +111,8 @@ class AddressingState(Protocol):
 
     async def recent_turns(self, community: str, conversation: str, since: datetime) -> Sequence[Turn]: ...
 
+    async def turns_newest_first(self, community: str, conversation: str, since: datetime) -> Iterator[Turn]: ...
+
 
 async def addressees(
     event: BaseEvent, state: AddressingState, settings: AddressingSettings = DEFAULT_SETTINGS
@@ -162,11 +164,10 @@ async def turn_partner(
     account, and the speaker must change at least `min_switches` times, counting this message.
     """
     since = event.at - _minutes(settings.turns_window_minutes)
-    turns = await state.recent_turns(event.community, event.conversation, since)
     # Newest first, so a busy room (a third speaker among the last `max_turns`) is settled early.
     sequence: list[str] = []
     others: set[str] = set()
-    for turn in reversed(turns):
+    for turn in await state.turns_newest_first(event.community, event.conversation, since):
         if turn.message_id == event.message_id or turn.at > event.at:
             continue
         if turn.author != event.author:

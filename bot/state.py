@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from bisect import bisect_left, insort
+from bisect import insort
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -177,12 +177,33 @@ def hour_of(at: datetime) -> int:
     return int(at.timestamp()) // 3600
 
 
-def _turn_at(turn: Turn) -> datetime:
-    return turn.at
-
-
-def _turn_order(turn: Turn) -> tuple[datetime, str]:
-    return (turn.at, turn.message_id)
+def _newest_first(
+    stored: Sequence[Turn],
+    stored_at: dict[str, datetime],
+    room: Sequence[tuple[datetime, str, Turn]],
+    since: datetime,
+) -> Iterator[Turn]:
+    """Merge committed turns (oldest first, by time then id) and the sorted overlay of uncommitted ones from
+    the newest end: at most TURNS_READ since `since`; a committed copy of a repeated id wins."""
+    i, j = len(stored) - 1, len(room) - 1
+    for _ in range(TURNS_READ):
+        committed = stored[i] if i >= 0 and stored[i].at >= since else None
+        while j >= 0:
+            at, message_id, _turn = room[j]
+            if at < since:
+                j = -1
+            elif (twin := stored_at.get(message_id)) is not None and twin >= since:
+                j -= 1
+                continue
+            break
+        if j >= 0 and (committed is None or room[j][:2] > (committed.at, committed.message_id)):
+            yield room[j][2]
+            j -= 1
+        elif committed is not None:
+            yield committed
+            i -= 1
+        else:
+            return
 
 
 @dataclass
@@ -265,8 +286,9 @@ class CommunityState:
         self._batch_viewer_views: dict[tuple[str, str], dict[int, list[int]]] = {}
         self._batch_community_views: dict[str, dict[int, list[int]]] = {}
         self._batch_view_authors: dict[tuple[str, str, int], set[str]] = {}
-        # Committed turns read per room in this batch, with the earliest `since` asked (one query per room).
-        self._stored_turns: dict[tuple[str, str], tuple[datetime, Sequence[Turn]]] = {}
+        # Committed turns read per room in this batch, with the earliest `since` asked (one query per room),
+        # and when each of their ids was sent (an uncommitted turn repeating one is left out).
+        self._stored_turns: dict[tuple[str, str], tuple[datetime, Sequence[Turn], dict[str, datetime]]] = {}
 
     async def restore(self) -> None:
         """Reload what must be in memory at start: the community rankings, exactly as last committed."""
@@ -360,43 +382,20 @@ class CommunityState:
 
     async def recent_turns(self, community: str, conversation: str, since: datetime) -> Sequence[Turn]:
         """The latest group messages in `conversation` since `since`, oldest first (at most TURNS_READ)."""
-        cached = self._stored_turns.get((community, conversation))
+        newest = list(await self.turns_newest_first(community, conversation, since))
+        newest.reverse()
+        return newest
+
+    async def turns_newest_first(self, community: str, conversation: str, since: datetime) -> Iterator[Turn]:
+        """`recent_turns`, newest first and lazily: a reader that stops early (turn-taking that meets a third
+        speaker) builds nothing. Committed turns are read once per room until `settle`."""
+        key = (community, conversation)
+        cached = self._stored_turns.get(key)
         if cached is None or cached[0] > since:
-            cached = (since, await self.reader.recent_turns(community, conversation, since, TURNS_READ))
-            self._stored_turns[(community, conversation)] = cached
-        # The store returns them oldest first: the ones since `since` are a suffix.
-        stored = cached[1][bisect_left(cached[1], since, key=_turn_at) :]
-        room = self._batch_rooms.get((community, conversation))
-        if not room:
-            return stored
-        start = max(bisect_left(room, (since,)), len(room) - TURNS_READ)
-        if start >= len(room):
-            return stored
-        if not stored:
-            # Only uncommitted turns (the common case between settles): the sorted overlay's tail.
-            return [entry[2] for entry in room[start:]]
-        last = stored[-1]
-        if room[start][:2] > (last.at, last.message_id):
-            # Every uncommitted turn is newer than every committed one (nearly always): appended, not
-            # merged, unless one repeats a committed message id.
-            seen = {t.message_id for t in stored}
-            tail = room[start:]
-            if not any(entry[1] in seen for entry in tail):
-                return (stored + [entry[2] for entry in tail])[-TURNS_READ:]
-        seen = {t.message_id for t in stored}
-        merged = list(stored)
-        # Only the newest TURNS_READ uncommitted turns can be in the answer: walk the sorted overlay
-        # down from its newest one instead of filtering all of it.
-        taken = 0
-        for i in range(len(room) - 1, -1, -1):
-            at, message_id, turn = room[i]
-            if at < since or taken >= TURNS_READ:
-                break
-            if message_id not in seen:
-                merged.append(turn)
-                taken += 1
-        merged.sort(key=_turn_order)
-        return merged[-TURNS_READ:]
+            turns = await self.reader.recent_turns(community, conversation, since, TURNS_READ)
+            cached = (since, turns, {t.message_id: t.at for t in turns})
+            self._stored_turns[key] = cached
+        return _newest_first(cached[1], cached[2], self._batch_rooms.get(key, ()), since)
 
     async def requests_sent(self, community: str, source: str, since: datetime) -> Sequence[RequestRecord]:
         """Answerable requests `source` sent since `since`, with answers up to this event applied."""

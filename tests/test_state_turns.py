@@ -1,4 +1,5 @@
-"""`CommunityState.recent_turns` merges committed and uncommitted room turns exactly, fast paths included."""
+"""`CommunityState.recent_turns` (and its lazy newest-first walk) merge committed and uncommitted room turns
+exactly: late turns, repeated ids and time ties included."""
 
 from __future__ import annotations
 
@@ -42,13 +43,16 @@ async def test_recent_turns_equals_a_plain_merge_on_random_rooms() -> None:
         overlap = case % 3 == 0  # uncommitted turns older than committed ones, as late events make them
         repeat = case % 7 == 0  # a message id sent again
         committed = [
-            Turn(f"u{rng.randrange(4)}", START + timedelta(minutes=10 * i), f"c{i}") for i in range(committed_n)
+            Turn(
+                f"u{rng.randrange(4)}", START + timedelta(minutes=10 * (i // (2 if case % 5 == 0 else 1))), f"c{i:02d}"
+            )
+            for i in range(committed_n)
         ]
         first = 0 if overlap else 10 * committed_n
         state = CommunityState(_accepted, timedelta(days=30), reader=_Committed(committed))  # type: ignore[arg-type]
         uncommitted = []
         for i in range(uncommitted_n):
-            message_id = f"c{i}" if repeat and committed and i < 2 else f"n{i}"
+            message_id = f"c{i:02d}" if repeat and committed and i < 2 else f"n{i}"
             at = START + timedelta(minutes=first + 7 * i + rng.randrange(3))
             event = MessageSent(
                 event_id=f"e{case}-{i}",
@@ -62,5 +66,7 @@ async def test_recent_turns_equals_a_plain_merge_on_random_rooms() -> None:
             state.apply(event)
             uncommitted.append(Turn(event.author, at, message_id))
         for since in (START, START + timedelta(minutes=rng.randrange(600)), START + timedelta(days=9)):
-            got = list(await state.recent_turns("c", "room", since))
-            assert got == _expected(committed, uncommitted, since), (case, since)
+            expected = _expected(committed, uncommitted, since)
+            assert list(await state.recent_turns("c", "room", since)) == expected, (case, since)
+            newest = await state.turns_newest_first("c", "room", since)
+            assert list(newest) == expected[::-1], (case, since)

@@ -6,7 +6,7 @@ Detector memory (state a detector keeps between events) goes through `DetectorMe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
@@ -79,6 +79,8 @@ class DetectorState(Protocol):
     async def message_author(self, community: str, message_id: str) -> str | None: ...
 
     async def recent_turns(self, community: str, conversation: str, since: datetime) -> Sequence[Turn]: ...
+
+    async def turns_newest_first(self, community: str, conversation: str, since: datetime) -> Iterator[Turn]: ...
 
     async def first_contact(self, community: str, source: str, target: str) -> ContactEdge | None: ...
 

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from groomguard.app.web import auth
 from PIL import Image
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.web_live import ALICE, LiveSite
@@ -35,8 +35,22 @@ def press(driver: Any, element: Any, key: str | None = None) -> None:
         element.click()
     else:
         element.send_keys(key)
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 15).until(lambda _: _gone(page))
     WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _gone(element: Any) -> bool:
+    """Whether `element`'s page was replaced. Chromium sometimes answers a check on a node of the page being
+    torn down with "Node with given id does not belong to the document" instead of a stale reference."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False
 
 
 def audit(site: LiveSite) -> list[tuple[str, str, int | None, dict[str, Any]]]:

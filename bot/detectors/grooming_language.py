@@ -279,10 +279,10 @@ class GroomingLanguageDetector:
         author = await state.account(event.community, event.author)
         if not author.may_be_adult:
             return ()
-        memory = self._memory(state)
-        weighted = await self._minor_recipients(event, state, memory)
+        weighted = await self._minor_recipients(event, state)
         if not weighted:
             return ()
+        memory = self._memory(state)
         children = list(weighted)
         folded = fold(event.text)
         if folded.binary or not folded.text.strip():
@@ -363,9 +363,7 @@ class GroomingLanguageDetector:
             return scores
         return with_second_opinion(scores, [e.raw_window() for e, _ in windows], second.classify)
 
-    async def _minor_recipients(
-        self, event: MessageSent | MessageEdited, state: DetectorState, memory: DetectorMemory
-    ) -> dict[str, float]:
+    async def _minor_recipients(self, event: MessageSent | MessageEdited, state: DetectorState) -> dict[str, float]:
         """Children this message is addressed to, with how much it counts (1 private, less in a group room)."""
         candidates: dict[str, float] = {}
         if isinstance(event, MessageSent):
@@ -380,7 +378,8 @@ class GroomingLanguageDetector:
         else:
             # Edits carry no recipients: reuse the children already seen in this conversation.
             index = self._key(event.conversation, event.author, "")
-            candidates = dict.fromkeys(await memory.get(event.community, index, at=event.at) or [], 1.0)
+            seen = await self._memory(state).get(event.community, index, at=event.at)
+            candidates = dict.fromkeys(seen or [], 1.0)
         children: dict[str, float] = {}
         for recipient, weight in candidates.items():
             if (await state.account(event.community, recipient)).is_minor:

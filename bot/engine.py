@@ -278,7 +278,7 @@ class Engine:
                 # Stored-but-unprocessed events must not be skipped by a later batch's watermark:
                 # stop here, so a restart resumes from the last committed watermark.
                 log.exception("engine stopped: store failure while ingesting %d events", len(events))
-                self._failure = error
+                self._fail(error)
                 raise
 
     async def catch_up(self, fetch: Callable[[int], Awaitable[list[tuple[int, BaseEvent]]]] | None = None) -> int:
@@ -408,7 +408,7 @@ class Engine:
                     await self._settle()
                 except Exception as error:
                     log.exception("engine stopped: store failure while committing processed batches")
-                    self._failure = error
+                    self._fail(error)
         await self._outbox.join()
         self._raise_if_failed()
 
@@ -419,6 +419,12 @@ class Engine:
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    def _fail(self, error: BaseException) -> None:
+        """Stop the engine on a store failure: later submits raise, queued events are dropped (never
+        acknowledged), and producers waiting for room get the error, so neither they nor `drain` hang."""
+        self._failure = error
+        self._queue.close(EngineError(f"engine stopped: {error}"))
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
@@ -437,18 +443,22 @@ class Engine:
                         await self._settle()
                 except Exception as error:
                     log.exception("engine stopped: store failure while committing processed batches")
-                    self._failure = error
+                    self._fail(error)
                     return
             batch = await self._queue.get_batch(size, wait)
             try:
                 async with self._lock:
+                    # Another path (ingest, drain) may have failed while this one waited for the lock:
+                    # nothing may be processed on top of its half-applied state.
+                    if self._failure is not None:
+                        self._queue.task_done(len(batch))
+                        return
                     await self._handle(batch)
             except Exception as error:
                 # The store failed: stop taking events so nothing is acknowledged that was not kept.
                 log.exception("engine stopped: store failure while handling %d events", len(batch))
-                self._failure = error
                 self._queue.task_done(len(batch))
-                self._queue.close(EngineError(f"engine stopped: {error}"))
+                self._fail(error)
                 return
             self._queue.task_done(len(batch))
 

@@ -40,7 +40,16 @@ def _parse_utc(value: Any) -> Any:
     pydantic's own parse gives a zone object of its own, which `_to_utc` must then swap; anything else
     (other offsets, no zone, numbers, junk) is left to pydantic and its error messages.
     """
-    if isinstance(value, str):
+    # Only the RFC 3339 shape pydantic accepts ("2026-01-31T12:00:00[.ffffff]Z" or "+00:00"): fromisoformat
+    # alone would also take basic, week-date and shortened forms that pydantic refuses.
+    if (
+        isinstance(value, str)
+        and len(value) >= 20
+        and value[4] == value[7] == "-"
+        and value[10] in "Tt "
+        and value[19] in ".Z+"
+        and (value.endswith(("Z", "+00:00")) and value[-2] != ".")
+    ):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:

@@ -177,6 +177,10 @@ def hour_of(at: datetime) -> int:
     return int(at.timestamp()) // 3600
 
 
+def _room_order(entry: tuple[datetime, str, Turn]) -> tuple[datetime, str]:
+    return entry[0], entry[1]
+
+
 def _newest_first(
     stored: Sequence[Turn],
     stored_at: dict[str, datetime],
@@ -608,8 +612,10 @@ class CommunityState:
                     self._batch_turns[(c, event.message_id)] = (event.conversation, turn)
                     room = self._batch_rooms.setdefault((c, event.conversation), [])
                     entry = (at, event.message_id, turn)
-                    if room and entry < room[-1]:
-                        insort(room, entry)  # a late message; in order ones are appended
+                    # Ordered by (time, id) only: a Turn does not compare, and the same message id can
+                    # come twice at the same time (two events for one message).
+                    if room and entry[:2] < room[-1][:2]:
+                        insort(room, entry, key=_room_order)  # a late message; in order ones are appended
                     else:
                         room.append(entry)
             case MessageEdited():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import pytest
 from groomguard.events import MAX_TEXT_CHARS, EventError, MessageSent, dump_event, event_json_schema, parse_event
@@ -132,3 +133,24 @@ def test_arbitrary_input_never_crashes(payload: object) -> None:
         parse_event(payload)  # type: ignore[arg-type]
     except EventError as error:
         assert error.reason
+
+
+@pytest.mark.parametrize(
+    "at", ["20240101T000000Z", "2024-W01-1T00:00:00Z", "2024-01-01T00Z", "2024-01-01T00:00:00+00", "2024-01-01T0000Z"]
+)
+def test_iso_forms_outside_rfc3339_are_refused_as_before(at: str) -> None:
+    """The fast UTC parse must not widen what is accepted: basic, week-date and shortened forms stay refused."""
+    line = json.dumps(
+        {"type": "member_joined", "event_id": "e", "platform": "p", "community": "c", "at": at, "account": "a"}
+    )
+    with pytest.raises(EventError):
+        parse_event(line)
+
+
+@pytest.mark.parametrize("at", ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00.250+00:00", "2024-01-01 00:00:00Z"])
+def test_utc_timestamps_parse_to_the_utc_zone(at: str) -> None:
+    line = json.dumps(
+        {"type": "member_joined", "event_id": "e", "platform": "p", "community": "c", "at": at, "account": "a"}
+    )
+    event = parse_event(line)
+    assert event.at.tzinfo is UTC and event.at_iso.startswith("2024-01-01T00:00:00")

@@ -85,3 +85,41 @@ async def test_a_failed_commit_behind_processing_stops_later_ones(tmp_path: Path
     con = sqlite3.connect(db)
     assert con.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 10, "the write after the failure refused"
     con.close()
+
+
+async def test_a_commit_failing_while_events_wait_stops_the_engine_without_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events queued while the idle worker waits on a commit that then fails: drain raises, nothing hangs."""
+    import asyncio
+    import time
+
+    import groomguard.store.sqlite as sqlite_store
+    from groomguard.engine import EngineError
+
+    events, _ = generate(CommunitySpec(seed=3))
+    engine = build_engine(make_settings(tmp_path / "x.db", engine__batch_size=40, engine__batch_wait_ms=0), [])
+    await engine.start()
+    real = sqlite_store._write_statements
+
+    def full_disk(con: sqlite3.Connection, statements: list[tuple[str, Any]]) -> None:
+        # A slow, then refused batch commit (the disk filled up); event rows still go in.
+        time.sleep(0.3)
+        if all(sql.startswith("INSERT INTO events") for sql, _ in statements):
+            real(con, statements)
+            return
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(sqlite_store, "_write_statements", full_disk)
+    try:
+        await engine.submit_many(events[:40])
+        await asyncio.sleep(0.05)  # processed; the queue is empty, so the worker waits on the commit
+        await engine.submit_many(events[40:80])  # accepted: the failure is not known yet
+        with pytest.raises(EngineError, match="disk is full"):
+            await asyncio.wait_for(engine.drain(), 10)
+        with pytest.raises(EngineError):
+            await engine.submit(events[80])
+        assert engine.queue_depth == 0, "what was queued is dropped (it was never acknowledged)"
+    finally:
+        monkeypatch.setattr(sqlite_store, "_write_statements", real)
+        await engine.stop()

@@ -70,3 +70,27 @@ async def test_recent_turns_equals_a_plain_merge_on_random_rooms() -> None:
             assert list(await state.recent_turns("c", "room", since)) == expected, (case, since)
             newest = await state.turns_newest_first("c", "room", since)
             assert list(newest) == expected[::-1], (case, since)
+
+
+async def test_one_message_id_twice_at_one_time_in_a_room_is_kept_in_order() -> None:
+    """Two events for one message (same id and time, other authors) must not break the room's order."""
+    state = CommunityState(_accepted, timedelta(days=30), reader=_Committed([]))  # type: ignore[arg-type]
+    sent = [("m2", "a", 1), ("m1", "b", 0), ("m1", "a", 0)]
+    for i, (message_id, author, minutes) in enumerate(sent):
+        state.apply(
+            MessageSent(
+                event_id=f"e{i}",
+                platform="t",
+                community="c",
+                at=START + timedelta(minutes=minutes),
+                message_id=message_id,
+                author=author,
+                conversation="room",
+            )
+        )
+    turns = await state.recent_turns("c", "room", START)
+    assert [(t.message_id, t.at) for t in turns] == [
+        ("m1", START),
+        ("m1", START),
+        ("m2", START + timedelta(minutes=1)),
+    ]

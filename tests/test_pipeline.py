@@ -123,3 +123,20 @@ async def test_a_commit_failing_while_events_wait_stops_the_engine_without_a_han
     finally:
         monkeypatch.setattr(sqlite_store, "_write_statements", real)
         await engine.stop()
+
+
+async def test_events_appended_but_not_yet_written_are_known_to_ingest(tmp_path: Path) -> None:
+    """A webhook resend is compared with the stored body even while its first copy waits for its batch."""
+    store = SqliteStore(tmp_path / "x.db")
+    await store.open()
+    store.pin_reads()
+    events, _ = generate(CommunitySpec(seed=3))
+    await store.append_events(events[:5])
+    assert store._event_rows, "held for the next batch's transaction"
+    bodies = await store.known_bodies([e.key for e in events[:6]])
+    assert set(bodies) == {e.key for e in events[:5]}
+    assert bodies[events[0].key] == events[0].model_dump_json()
+    await store.settle()
+    store.release_reads()
+    assert set(await store.known_bodies([e.key for e in events[:6]])) == {e.key for e in events[:5]}
+    await store.close()

@@ -270,6 +270,16 @@ class SqliteStore(SqlStore):
         self._next_seq += len(numbered)
         return numbered
 
+    async def known_bodies(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored bodies of these event keys, the ones appended but not yet written (`_event_rows`) included,
+        so a webhook resend of an event that came in through the queue is still told from a reused id."""
+        found = await super().known_bodies(keys)
+        wanted = set(keys) - found.keys()
+        for row in self._event_rows if wanted else ():
+            if row[1] in wanted:
+                found[row[1]] = row[6]
+        return found
+
     # -- privacy --------------------------------------------------------------------------
 
     async def _erased(self) -> None:

@@ -19,6 +19,8 @@ from groomguard.engine import Engine
 from groomguard.events import BaseEvent
 from groomguard.testing import EventFactory, MemorySink, make_settings
 
+from tests.legacy_rows import plant_matrix_invite
+
 KID = "kidzq5"  # ids chosen so that no other id contains them
 SUSPECT = "grownzq9"
 OTHER = "otherzq3"
@@ -94,16 +96,7 @@ async def _adapter_rows(engine: Engine, alert: ModAlert) -> None:
     await matrix.open()
     await matrix.save_dm_room(KID, "!dmroom:localhost")
     at = datetime(2026, 3, 2, tzinfo=UTC)
-    # A pending invite as versions before the rejections detector owned expiry kept it.
-    await matrix.db.execute(
-        "INSERT INTO matrix_invites VALUES ($1, $2, $3, $4, $5, $6)",
-        f"{SUSPECT}>{KID}",
-        "test-community",
-        SUSPECT,
-        KID,
-        "$ev1",
-        at.isoformat(),
-    )
+    await plant_matrix_invite(matrix, SUSPECT, KID, "$ev1", at)
     await matrix.save_mute(Mute("!room:localhost", KID, at + timedelta(hours=1), 0))
     await matrix.close()
     cards = CardStore(engine.adapter_tables())

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+import groomguard.store.sqlite as sqlite_store
 import pytest
 from groomguard.app.runtime import build_engine
-from groomguard.engine import SETTLE_EVERY_BATCHES
+from groomguard.engine import SETTLE_EVERY_BATCHES, EngineError
 from groomguard.store.sqlite import SqliteStore
 from groomguard.testing import MemorySink, make_settings
 from groomguard.testing.simulate import CommunitySpec, generate
@@ -91,12 +94,6 @@ async def test_a_commit_failing_while_events_wait_stops_the_engine_without_a_han
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Events queued while the idle worker waits on a commit that then fails: drain raises, nothing hangs."""
-    import asyncio
-    import time
-
-    import groomguard.store.sqlite as sqlite_store
-    from groomguard.engine import EngineError
-
     events, _ = generate(CommunitySpec(seed=3))
     engine = build_engine(make_settings(tmp_path / "x.db", engine__batch_size=40, engine__batch_wait_ms=0), [])
     await engine.start()

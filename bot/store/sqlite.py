@@ -108,9 +108,8 @@ class SqliteStore(SqlStore):
     async def close(self) -> None:
         """Close both connections; appended events not yet written are written first (not their results)."""
         if self._event_rows and self._ro is not None:
-            self._write_held_events()
             with contextlib.suppress(Exception):  # a refused write was logged by its owner; close anyway
-                await self.settle()
+                await self.settle()  # writes the held event rows first
         if self._ro is not None:
             self._ro.close()
             self._ro = None

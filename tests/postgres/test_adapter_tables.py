@@ -20,6 +20,8 @@ from groomguard.findings import Evidence
 from groomguard.store.sqlite import SqliteStore
 from groomguard.testing import T0, EventFactory, MemorySink, make_settings
 
+from tests.legacy_rows import plant_matrix_invite
+
 KID = "kidqx4"
 SUSPECT = "grownqx8"
 
@@ -112,16 +114,7 @@ async def test_forget_reaches_the_adapter_tables(engine: Engine) -> None:
         await cards.save(Card(2, 10, 20, 31, 1, _alert(2, SUSPECT, (KID, "someone")), undelivered=[KID]))
         await matrix.save_dm_room(KID, "!dm:hs")
         at = datetime(2026, 3, 2, tzinfo=UTC)
-        # A pending invite as versions before the rejections detector owned expiry kept it.
-        await matrix.db.execute(
-            "INSERT INTO matrix_invites VALUES ($1, $2, $3, $4, $5, $6)",
-            f"{SUSPECT}>{KID}",
-            "test-community",
-            SUSPECT,
-            KID,
-            "$ev",
-            at.isoformat(),
-        )
+        await plant_matrix_invite(matrix, SUSPECT, KID, "$ev", at)
         await matrix.save_mute(Mute("!room:hs", KID, at + timedelta(hours=1), 0))
 
         removed = await engine.forget(KID)

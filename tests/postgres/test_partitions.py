@@ -106,6 +106,16 @@ async def wait_for(check: Any, seconds: float, what: str) -> float:
     return time.monotonic() - started
 
 
+async def _start_followed(*engines: Engine) -> list[LogFollower]:
+    """Start the engines in order, then a fast-polling follower for each (joins and hand-overs in tenths of a second)."""
+    for engine in engines:
+        await engine.start()
+    followers = [LogFollower(e, interval_s=0.02, rebalance_s=0.1) for e in engines]
+    for follower in followers:
+        await follower.start()
+    return followers
+
+
 def held(engine: Engine) -> set[int]:
     return set(engine.store.partitions.held)  # type: ignore[attr-defined]
 
@@ -142,11 +152,7 @@ async def test_two_engines_split_the_partitions_and_match_one_engine(
     settings = settings_for(pg_url, tmp_path, lease=2.0)
     sink_a, sink_b = MemorySink(), MemorySink()
     a, b = build_engine(settings, [sink_a]), build_engine(settings, [sink_b])
-    await a.start()
-    await b.start()
-    followers = [LogFollower(e, interval_s=0.02, rebalance_s=0.1) for e in (a, b)]
-    for f in followers:
-        await f.start()
+    followers = await _start_followed(a, b)
     try:
         assert len(held(a)) == 16 and held(b) == set()  # the first holds all until the second joins...
 
@@ -383,11 +389,7 @@ async def test_a_clean_stop_hands_its_partitions_over_without_waiting_for_the_le
 ) -> None:
     settings = settings_for(pg_url, tmp_path, lease=30.0)  # expiry would take 30 s: the handover must not wait
     a, b = build_engine(settings, [MemorySink()]), build_engine(settings, [MemorySink()])
-    await a.start()
-    await b.start()
-    followers = [LogFollower(e, interval_s=0.02, rebalance_s=0.1) for e in (a, b)]
-    for f in followers:
-        await f.start()
+    followers = await _start_followed(a, b)
     try:
         await wait_for(lambda: _async(len(held(a)) == len(held(b)) == 8), 10, "a fair split")
         await followers[1].stop()

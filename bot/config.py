@@ -78,6 +78,21 @@ class EngineSettings(Section):
         description="how far ahead of this machine's clock an event's time may be; later events are refused "
         "(counted as rejected, logged), so one wrong clock cannot make every stored event look expired",
     )
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=0,
+        le=10_000_000,
+        description="while the engine runs, Python's garbage collector looks at young objects only every this "
+        "many net allocations (its default, 700, cost replay 12 % of its time); 0 leaves the collector as the "
+        "host process set it",
+    )
+    switch_interval_us: int = Field(
+        200,
+        ge=0,
+        le=100_000,
+        description="while the engine runs, the longest a thread waits for Python's GIL behind a busy one "
+        "(the default, 5,000, held the SQLite writer thread back); 0 leaves it as the host process set it",
+    )
 
 
 class CaseSettings(Section):

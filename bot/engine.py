@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from groomguard import workspace
+from groomguard import tuning, workspace
 from groomguard.actions import ChildNotice, Enforcement, ModAlert, Sink
 from groomguard.batching import BatchQueue
 from groomguard.cases import Audit, Case, CaseBook
@@ -168,6 +168,8 @@ class Engine:
         self._lock = asyncio.Lock()
         #: The store, when its batches commit behind processing (SQLite: see SqliteStore.submit_batch); set at start.
         self._pipe: PipelinedStore | None = None
+        #: What this engine asked of the interpreter while it runs (None: nothing, or given back).
+        self._pace: tuning.Pace | None = None
         #: Submitted, not yet durable batches in order: (commit future, their actions, event count).
         self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
         #: Processed batches not yet handed to a pipelined store (see HOLD_BATCHES).
@@ -212,6 +214,21 @@ class Engine:
     async def start(self) -> None:
         """Open the store, rebuild memory, finish events stored but not processed, then accept new ones."""
         await self.store.open()
+        engine = self.settings.engine
+        self._pace = tuning.Pace(engine.gc_young_threshold, engine.switch_interval_us)
+        tuning.hold(self._pace)
+        try:
+            await self._resume()
+        except BaseException:
+            self._release_pace()
+            raise
+        self.stats.started = time.perf_counter()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="groomguard-engine"),
+            asyncio.create_task(self._dispatch(), name="groomguard-outbox"),
+        ]
+
+    async def _resume(self) -> None:
         pipelined = isinstance(self.store, PipelinedStore) and self.store.pipelined
         self._pipe = self.store if pipelined else None
         await self._load()
@@ -222,11 +239,12 @@ class Engine:
         await self.purge()
         if recovered:
             log.info("resumed after restart: processed %d stored events past the watermark", recovered)
-        self.stats.started = time.perf_counter()
-        self._tasks = [
-            asyncio.create_task(self._run(), name="groomguard-engine"),
-            asyncio.create_task(self._dispatch(), name="groomguard-outbox"),
-        ]
+
+    def _release_pace(self) -> None:
+        """Give back this engine's ask of the interpreter (see groomguard.tuning), once."""
+        pace, self._pace = self._pace, None
+        if pace is not None:
+            tuning.release(pace)
 
     async def stop(self) -> None:
         """Drain what is queued, deliver pending actions, then close the store."""
@@ -238,7 +256,10 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        await self.store.close()
+        try:
+            await self.store.close()
+        finally:
+            self._release_pace()
 
     async def __aenter__(self) -> Engine:
         await self.start()

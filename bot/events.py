@@ -363,6 +363,7 @@ Event = Annotated[
 ]
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+_VALIDATE_JSON = EVENT_ADAPTER.validator.validate_json
 EVENT_TYPES: dict[str, type[BaseEvent]] = {
     cls.model_fields["type"].default: cls
     for cls in (
@@ -421,7 +422,8 @@ def parse_event(data: str | bytes | dict[str, Any]) -> Event:
     try:
         if isinstance(data, dict):
             return EVENT_ADAPTER.validate_python(data)
-        return EVENT_ADAPTER.validate_json(data)
+        # The validator itself: TypeAdapter.validate_json's wrapper cost a tenth of every line replayed.
+        return _VALIDATE_JSON(data)  # type: ignore[no-any-return]
     except ValidationError as error:
         if isinstance(data, str | bytes) and error.errors()[0]["type"] == "json_invalid":
             message = str(error.errors()[0]["msg"])
@@ -437,8 +439,12 @@ def parse_event(data: str | bytes | dict[str, Any]) -> Event:
 
 
 def dump_event(event: BaseEvent) -> str:
-    """Serialise an event as one JSON Lines record."""
-    return event.model_dump_json(exclude_defaults=False)
+    """The event as one JSON Lines record, the text `model_dump_json()` gives (every field, defaults too).
+
+    The serializer is called directly: every stored event is written this way, and model_dump_json's
+    keyword handling cost a third of the call.
+    """
+    return event.__pydantic_serializer__.to_json(event).decode()
 
 
 def event_json_schema() -> dict[str, Any]:

@@ -6,10 +6,21 @@ import json
 from datetime import UTC
 
 import pytest
-from groomguard.events import MAX_TEXT_CHARS, EventError, MessageSent, dump_event, event_json_schema, parse_event
+from groomguard.events import (
+    _VALIDATE_JSON,
+    EVENT_ADAPTER,
+    MAX_TEXT_CHARS,
+    EventError,
+    MessageSent,
+    dump_event,
+    event_json_schema,
+    parse_event,
+)
 from groomguard.testing import EventFactory
+from groomguard.testing.simulate import CommunitySpec, generate
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 
 def test_every_factory_event_round_trips(ev: EventFactory) -> None:
@@ -154,3 +165,42 @@ def test_utc_timestamps_parse_to_the_utc_zone(at: str) -> None:
     )
     event = parse_event(line)
     assert event.at.tzinfo is UTC and event.at_iso.startswith("2024-01-01T00:00:00")
+
+
+def test_dump_event_is_model_dump_json_text_for_every_simulated_event(ev: EventFactory) -> None:
+    """Stored bodies are compared byte for byte (a webhook resend against a reused id): the direct
+    serializer call must give exactly what model_dump_json gives, defaults, clipped text and all."""
+    events, _truth = generate(CommunitySpec(seed=3, adults=30, minors=20, days=3))
+    clipped = MessageSent.model_validate(
+        {
+            "event_id": "long",
+            "platform": "p",
+            "community": "c",
+            "at": "2026-01-01T00:00:00Z",
+            "message_id": "m",
+            "author": "a",
+            "conversation": "dm",
+            "text": "é" * (MAX_TEXT_CHARS + 5),
+        }
+    )
+    kinds = set()
+    made = [ev.region("a", "North"), ev.decision("mod", 1, "dismiss"), ev.message("a", "hi", private=True)]
+    for event in [*events, clipped, *made]:
+        assert dump_event(event) == event.model_dump_json()
+        kinds.add(event.type)
+    assert len(kinds) >= 8, kinds
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
+def test_parse_event_answers_as_the_type_adapter_does(payload: str | bytes) -> None:
+    """parse_event calls the union's validator directly; TypeAdapter.validate_json must agree on every input."""
+    try:
+        expected: object = EVENT_ADAPTER.validate_json(payload)
+    except ValidationError as error:
+        expected = error.errors(include_url=False)
+    try:
+        got: object = _VALIDATE_JSON(payload)
+    except ValidationError as error:
+        got = error.errors(include_url=False)
+    assert got == expected

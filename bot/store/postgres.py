@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from groomguard.events import BaseEvent
+from groomguard.events import BaseEvent, dump_event
 from groomguard.storage import Snapshot
 from groomguard.store.base import MIGRATION_LOCK, SqlStore, serialized
 from groomguard.store.db import PostgresDatabase, read_migrations
@@ -185,7 +185,7 @@ class PostgresStore(SqlStore):
                     e.community,
                     e.at.isoformat(),
                     now,
-                    e.model_dump_json(),
+                    dump_event(e),
                     partition_of(e.community, count),
                 )  # type: ignore[attr-defined]
                 for e in unique.values()

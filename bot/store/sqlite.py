@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from groomguard.events import BaseEvent
+from groomguard.events import BaseEvent, dump_event
 from groomguard.storage import BatchWrite
 from groomguard.store.base import SqlStore, batch_statements, serialized
 from groomguard.store.db import SqliteDatabase, read_migrations, split_sql, sqlite_positional, sqlite_sql
@@ -253,7 +253,7 @@ class SqliteStore(SqlStore):
         now = datetime.now(UTC).isoformat()
         numbered = [(self._next_seq + i, e) for i, (_, e) in enumerate(fresh)]
         rows = [
-            (seq, k, e.type, e.community, e.at_iso, now, e.model_dump_json())  # type: ignore[attr-defined]
+            (seq, k, e.type, e.community, e.at_iso, now, dump_event(e))  # type: ignore[attr-defined]
             for (seq, e), (k, _) in zip(numbered, fresh, strict=True)
         ]
         if self._pinned:

@@ -223,13 +223,18 @@ class PendingWrites:
     views: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
     view_authors: set[tuple[str, str, int, str]] = field(default_factory=set)
     conversations: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
-    messages: list[tuple[str, str, str, str, str, str]] = field(default_factory=list)
-    edited_messages: list[tuple[str, str, str]] = field(default_factory=list)  # (text, community, message_id)
-    deleted_messages: list[tuple[str, str]] = field(default_factory=list)
+    # Message rows by (community, message_id), each as the last event on it left it: deletions are
+    # written first, then upserts, then edits (see groomguard.store.base.batch_statements), so a message
+    # deleted and sent again, or edited and then sent again, within one transaction ends as it would
+    # had each event been written alone.
+    messages: dict[tuple[str, str], tuple[str, str, str, str, str, str]] = field(default_factory=dict)
+    edited_messages: dict[tuple[str, str], str] = field(default_factory=dict)  # text of kept messages
+    deleted_messages: dict[tuple[str, str], None] = field(default_factory=dict)
     #: (community, account, standing, held 0/1, at) from StandingDeclared.
     standings: list[tuple[str, str, str, int, str]] = field(default_factory=list)
-    #: (community, message_id, conversation, author, at) of group messages, for groomguard.addressing.
-    turns: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    #: (community, message_id, conversation, author, at) of group messages, for groomguard.addressing; the
+    #: first of one id is kept (as the table's ON CONFLICT DO NOTHING would), after a deletion the next.
+    turns: dict[tuple[str, str], tuple[str, str, str, str, str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return any(bool(getattr(self, name)) for name in self.__dataclass_fields__)
@@ -293,6 +298,9 @@ class CommunityState:
         # Committed turns read per room in this batch, with the earliest `since` asked (one query per room),
         # and when each of their ids was sent (an uncommitted turn repeating one is left out).
         self._stored_turns: dict[tuple[str, str], tuple[datetime, Sequence[Turn], dict[str, datetime]]] = {}
+        # Group messages deleted since the store's read view last moved, by community: their committed
+        # turns are left out of reads until then (the store drops them with the batch).
+        self._batch_deleted: dict[str, set[str]] = {}
 
     async def restore(self) -> None:
         """Reload what must be in memory at start: the community rankings, exactly as last committed."""
@@ -382,6 +390,8 @@ class CommunityState:
         batch = self._batch_turns.get((community, message_id))
         if batch is not None:
             return batch[1].author
+        if message_id in self._batch_deleted.get(community, ()):
+            return None
         return await self.reader.message_author(community, message_id)
 
     async def recent_turns(self, community: str, conversation: str, since: datetime) -> Sequence[Turn]:
@@ -399,7 +409,12 @@ class CommunityState:
             turns = await self.reader.recent_turns(community, conversation, since, TURNS_READ)
             cached = (since, turns, {t.message_id: t.at for t in turns})
             self._stored_turns[key] = cached
-        return _newest_first(cached[1], cached[2], self._batch_rooms.get(key, ()), since)
+        stored, stored_at = cached[1], cached[2]
+        gone = self._batch_deleted.get(community)
+        if gone and not gone.isdisjoint(stored_at):
+            stored = [t for t in stored if t.message_id not in gone]
+            stored_at = {m: at for m, at in stored_at.items() if m not in gone}
+        return _newest_first(stored, stored_at, self._batch_rooms.get(key, ()), since)
 
     async def requests_sent(self, community: str, source: str, since: datetime) -> Sequence[RequestRecord]:
         """Answerable requests `source` sent since `since`, with answers up to this event applied."""
@@ -548,6 +563,20 @@ class CommunityState:
                 self._sizes[community] = self._sizes.get(community, 0) + 1
         return acc
 
+    def _delete_message(self, community: str, message_id: str) -> None:
+        """A message is gone: its text and turn are deleted with the batch, and addressing stops seeing it now."""
+        key = (community, message_id)
+        pending = self.pending
+        pending.messages.pop(key, None)
+        pending.edited_messages.pop(key, None)
+        pending.turns.pop(key, None)
+        pending.deleted_messages[key] = None
+        batch = self._batch_turns.pop(key, None)
+        if batch is not None:
+            room = self._batch_rooms.get((community, batch[0]), [])
+            room[:] = [entry for entry in room if entry[1] != message_id]
+        self._batch_deleted.setdefault(community, set()).add(message_id)
+
     def _set_account(self, community: str, acc: Account) -> None:
         self.accounts[(community, acc.account)] = acc
         self.pending.accounts[(community, acc.account)] = acc
@@ -601,13 +630,21 @@ class CommunityState:
                 conv = self.pending.conversations.setdefault((c, event.conversation), [event.private, stamp, stamp, 0])
                 conv[2] = stamp
                 conv[3] += 1
+                key = (c, event.message_id)
                 if self.keep_text and event.text and self._text_worth_keeping(c, event):
-                    self.pending.messages.append(
-                        (c, event.message_id, event.conversation, event.author, stamp, event.text)
+                    # Written after any edit of an earlier message with this id, so drop those edits.
+                    self.pending.edited_messages.pop(key, None)
+                    self.pending.messages[key] = (
+                        c,
+                        event.message_id,
+                        event.conversation,
+                        event.author,
+                        stamp,
+                        event.text,
                     )
                 if not event.private:
                     # Who said what when in group rooms, so groomguard.addressing can resolve replies and turns.
-                    self.pending.turns.append((c, event.message_id, event.conversation, event.author, stamp))
+                    self.pending.turns.setdefault(key, (c, event.message_id, event.conversation, event.author, stamp))
                     turn = Turn(event.author, at, event.message_id)
                     self._batch_turns[(c, event.message_id)] = (event.conversation, turn)
                     room = self._batch_rooms.setdefault((c, event.conversation), [])
@@ -621,9 +658,14 @@ class CommunityState:
             case MessageEdited():
                 if self.keep_text:
                     # Only messages already kept are updated: an edit never adds text we chose not to store.
-                    self.pending.edited_messages.append((event.text, c, event.message_id))
+                    key = (c, event.message_id)
+                    row = self.pending.messages.get(key)
+                    if row is not None:
+                        self.pending.messages[key] = (*row[:5], event.text)
+                    else:
+                        self.pending.edited_messages[key] = event.text
             case MessageDeleted():
-                self.pending.deleted_messages.append((c, event.message_id))
+                self._delete_message(c, event.message_id)
             case ContentViewed():
                 self._touch(c, event.viewer, at)
                 self._count_view(c, event.viewer, event.author, at, event.count)
@@ -764,6 +806,7 @@ class CommunityState:
         self._accepted_cache.clear()
         self._degree_cache.clear()
         self._batch_turns.clear()
+        self._batch_deleted.clear()
         self._batch_rooms.clear()
         self._stored_turns.clear()
         self._batch_viewer_views.clear()

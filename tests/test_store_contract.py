@@ -526,6 +526,31 @@ async def test_only_text_worth_keeping_is_stored(backend: Backend, ev: EventFact
     assert sorted(r[0] for r in await backend.rows("SELECT text FROM messages")) == ["a dm", "hi there (edited)"]
 
 
+async def test_a_message_deleted_and_sent_again_in_one_transaction_is_kept(backend: Backend, ev: EventFactory) -> None:
+    """Deletions are written before the batch's messages and turns, so a re-sent id survives (both backends)."""
+    from groomguard.events import MessageDeleted
+
+    first = ev.message("adult", "first words", recipients=("kid",))
+    gone = MessageDeleted(
+        event_id="del1",
+        platform=ev.platform,
+        community=ev.community,
+        at=ev.tick(),
+        message_id=first.message_id,
+        conversation=first.conversation,
+    )
+    again = first.model_copy(update={"event_id": "again", "at": ev.tick(), "text": "said again"})
+    engine = backend.engine()
+    await engine.start()
+    try:
+        await engine.ingest([ev.minor("kid"), first])
+        await engine.ingest([gone, again])
+    finally:
+        await engine.stop()
+    assert await backend.rows("SELECT message_id, text FROM messages") == [(first.message_id, "said again")]
+    assert await backend.rows("SELECT message_id, at FROM message_turns") == [(first.message_id, again.at_iso)]
+
+
 async def test_cases_audit_and_outbox_round_trip(backend: Backend, ev: EventFactory) -> None:
     events = [ev.adult("g"), *(ev.minor(f"k{i}") for i in range(6)), *(ev.contact("g", f"k{i}") for i in range(6))]
     engine = backend.engine(sink := MemorySink())

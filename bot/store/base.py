@@ -165,12 +165,13 @@ def batch_statements(batch: BatchWrite, meta_watermark: bool = True) -> list[tup
     add(INSERT_VIEW_AUTHOR, sorted(s.view_authors))
     add(ADD_VIEWS, [(c, v, h, n[0], n[1]) for (c, v, h), n in s.views.items()])
     add(UPSERT_CONVERSATION, [(c, conv, int(v[0]), v[1], v[2], v[3]) for (c, conv), v in s.conversations.items()])
-    add(UPSERT_MESSAGE, s.messages)
-    add(EDIT_MESSAGE, s.edited_messages)
-    add(DELETE_MESSAGE, s.deleted_messages)
+    # Deletions first: what the batch sent after deleting a message id is written after it (PendingWrites).
+    add(DELETE_MESSAGE, list(s.deleted_messages))
+    add(UPSERT_MESSAGE, list(s.messages.values()))
+    add(EDIT_MESSAGE, [(text, c, m) for (c, m), text in s.edited_messages.items()])
     add(UPSERT_STANDING, s.standings)
-    add(INSERT_TURN, s.turns)
-    add(DELETE_TURN, s.deleted_messages)
+    add(DELETE_TURN, list(s.deleted_messages))
+    add(INSERT_TURN, list(s.turns.values()))
     add(
         UPSERT_CASE,
         [

@@ -56,6 +56,10 @@ CLOCK_MEMORY = "engine.clock"
 #: are held and handed over together once it lands (group commit): every statement costs the writer
 #: thread a wait for the GIL behind busy processing, so many small commits fall further behind.
 SETTLE_EVERY_BATCHES = 8
+#: ... and, however well the writer keeps up, after this many batches since the read view last moved:
+#: the overlay (and the read caches, and the WAL behind the pinned view) grow until it moves. Without
+#: it, a writer that kept up (the writer process) let a long replay's overlay grow without end.
+OVERLAY_BATCHES = 32
 #: Account-pattern detectors whose open case makes a child contacted by that account get a notice.
 PATTERN_DETECTORS = frozenset({"fan_out", "rejections", "new_account_contact"})
 #: Action ids this process remembers having handed to every sink (the newest; older ones are dropped): a
@@ -170,6 +174,8 @@ class Engine:
         self._pipe: PipelinedStore | None = None
         #: What this engine asked of the interpreter while it runs (None: nothing, or given back).
         self._pace: tuning.Pace | None = None
+        #: Events processed since the store's read view last moved (see OVERLAY_BATCHES).
+        self._since_settle = 0
         #: Submitted, not yet durable batches in order: (commit future, their actions, event count).
         self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
         #: Processed batches not yet handed to a pipelined store (see HOLD_BATCHES).
@@ -570,8 +576,10 @@ class Engine:
             self._reap()
             if not self._inflight or self._inflight[-1][0].done():
                 self._commit_held()
+            self._since_settle += len(items)
+            size = self.settings.engine.batch_size
             unsettled = held.events + sum(count for _, _, count in self._inflight)
-            if unsettled >= SETTLE_EVERY_BATCHES * self.settings.engine.batch_size:
+            if unsettled >= SETTLE_EVERY_BATCHES * size or self._since_settle >= OVERLAY_BATCHES * size:
                 await self._settle()
         else:
             write = self._take_write()
@@ -660,6 +668,7 @@ class Engine:
         # Every batch future is one of the store's jobs; gathering them again raises a failed one's error.
         await asyncio.gather(*(future for future, _, _ in self._inflight))
         self._reap()
+        self._since_settle = 0
         # Every row handed over is now committed: the state drops its overlay as the read view moves.
         self._pipe.release_reads()
         self.state.settle()

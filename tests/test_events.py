@@ -198,9 +198,9 @@ def test_parse_event_answers_as_the_type_adapter_does(payload: str | bytes) -> N
     try:
         expected: object = EVENT_ADAPTER.validate_json(payload)
     except ValidationError as error:
-        expected = error.errors(include_url=False)
+        expected = repr(error.errors(include_url=False))  # as text: a NaN input is not equal to itself
     try:
         got: object = _VALIDATE_JSON(payload)
     except ValidationError as error:
-        got = error.errors(include_url=False)
+        got = repr(error.errors(include_url=False))
     assert got == expected

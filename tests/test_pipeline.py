@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import groomguard.engine as engine_module
 import groomguard.store.sqlite as sqlite_store
 import pytest
 from groomguard.app.runtime import build_engine
-from groomguard.engine import SETTLE_EVERY_BATCHES, EngineError
+from groomguard.engine import OVERLAY_BATCHES, SETTLE_EVERY_BATCHES, Engine, EngineError
+from groomguard.store import writer
 from groomguard.store.sqlite import SqliteStore
 from groomguard.testing import MemorySink, make_settings
 from groomguard.testing.simulate import CommunitySpec, generate
@@ -65,10 +67,11 @@ async def test_commits_behind_processing_change_no_finding_case_or_action(
     assert piped == classic, "the same actions reach the sinks"
 
 
-async def test_a_failed_commit_behind_processing_stops_later_ones(tmp_path: Path) -> None:
+@pytest.mark.parametrize("child", [True, False], ids=["writer-process", "writer-thread"])
+async def test_a_failed_commit_behind_processing_stops_later_ones(tmp_path: Path, child: bool) -> None:
     """Once one queued transaction fails, later ones refuse: no watermark may pass a batch not written."""
     db = tmp_path / "x.db"
-    store = SqliteStore(db)
+    store = SqliteStore(db, writer_process=child)
     await store.open()
     assert store.pipelined
     store.pin_reads()
@@ -76,7 +79,7 @@ async def test_a_failed_commit_behind_processing_stops_later_ones(tmp_path: Path
     first = await store.append_events(events[:10])
     assert [seq for seq, _ in first] == list(range(1, 11))
     await store.settle()  # appended rows are written with the next batch, or here
-    broken = store._submit(lambda con: con.execute("INSERT INTO no_such_table VALUES (1)"))
+    broken = store._submit(writer.write_statements, [("INSERT INTO no_such_table VALUES (?)", [(1,)])])
     later = await store.append_events(events[10:20])
     assert later, "numbered at once, written behind"
     assert store._event_rows, "held for the transaction after the failed one"
@@ -95,7 +98,11 @@ async def test_a_commit_failing_while_events_wait_stops_the_engine_without_a_han
 ) -> None:
     """Events queued while the idle worker waits on a commit that then fails: drain raises, nothing hangs."""
     events, _ = generate(CommunitySpec(seed=3))
-    engine = build_engine(make_settings(tmp_path / "x.db", engine__batch_size=40, engine__batch_wait_ms=0), [])
+    # The writer thread: the fault is planted in this process's writing function.
+    settings = make_settings(
+        tmp_path / "x.db", engine__batch_size=40, engine__batch_wait_ms=0, store__writer_process=False
+    )
+    engine = build_engine(settings, [])
     await engine.start()
     real = sqlite_store._write_statements
 
@@ -137,3 +144,31 @@ async def test_events_appended_but_not_yet_written_are_known_to_ingest(tmp_path:
     store.release_reads()
     assert set(await store.known_bodies([e.key for e in events[:6]])) == {e.key for e in events[:5]}
     await store.close()
+
+
+async def test_the_read_view_moves_on_a_long_busy_stream_even_when_the_writer_keeps_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overlay of uncommitted rows is bounded by OVERLAY_BATCHES, not only by the writer falling behind."""
+    events, _truth = generate(CommunitySpec(seed=5, adults=80, minors=50, days=10))
+    size = 10
+    assert len(events) > size * OVERLAY_BATCHES * 3
+    engine = build_engine(make_settings(tmp_path / "x.db", engine__batch_size=size, engine__batch_wait_ms=0), [])
+    grown: list[int] = []
+    settle = Engine._settle
+
+    async def recording(self: Engine) -> None:
+        grown.append(self._since_settle)
+        await settle(self)
+
+    monkeypatch.setattr(Engine, "_settle", recording)
+    # As if the writer always kept up: it never falls SETTLE_EVERY_BATCHES behind.
+    monkeypatch.setattr(engine_module, "SETTLE_EVERY_BATCHES", 10**6)
+    await engine.start()
+    try:
+        await engine.submit_many(events)  # all queued at once: the worker never finds the queue empty
+        await engine.drain()
+    finally:
+        await engine.stop()
+    assert len(grown) >= 3, grown
+    assert max(grown) <= OVERLAY_BATCHES * size, grown

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from groomguard.store import sqlite as writer
+from groomguard.store import writer
 from groomguard.store.sqlite import SqliteStore
 from groomguard.testing import EventFactory
 
@@ -26,7 +26,7 @@ def _table(statements: list[tuple[str, list[tuple[str, int, str | None]]]], mult
     con.execute(SCHEMA)
     con.execute("BEGIN")
     if multi:
-        writer._write_statements(con, statements)  # type: ignore[arg-type]
+        writer.write_statements(con, statements)  # type: ignore[arg-type]
     else:
         for sql, rows in statements:
             con.executemany(sql, rows)
@@ -59,7 +59,7 @@ def test_statement_sizes_come_from_the_ladder(monkeypatch: pytest.MonkeyPatch) -
 
     con = sqlite3.connect(":memory:", isolation_level=None)
     con.execute(SCHEMA)
-    writer._write_statements(Recording(con), [(ADD, _rows(2 * 1024 + 300))])  # type: ignore[arg-type]
+    writer.write_statements(Recording(con), [(ADD, _rows(2 * 1024 + 300))])  # type: ignore[arg-type]
     assert seen == [1024, 1024, 1024]  # two full statements, and the 300-row tail padded to 1024
     assert con.execute("SELECT SUM(n) FROM t").fetchone()[0] == sum(range(2 * 1024 + 300))
 
@@ -72,7 +72,7 @@ def test_wide_rows_stay_under_the_parameter_cap() -> None:
     assert shape is not None and shape[3] == 40
     con = sqlite3.connect(":memory:", isolation_level=None)
     con.execute(f"CREATE TABLE w ({', '.join(columns)})")
-    writer._write_statements(con, [(sql, rows)])
+    writer.write_statements(con, [(sql, rows)])
     assert con.execute("SELECT COUNT(*), SUM(c39) FROM w").fetchone() == (500, sum(r + 39 for r in range(500)))
 
 
@@ -82,7 +82,7 @@ def test_a_parameter_after_the_values_falls_back_to_executemany() -> None:
     assert writer._multi_row_shape(sql) is None
     con = sqlite3.connect(":memory:", isolation_level=None)
     con.execute(SCHEMA)
-    writer._write_statements(con, [(sql, [("a", 1, None, 0), ("a", 5, None, 10), ("b", 2, None, 0)])])
+    writer.write_statements(con, [(sql, [("a", 1, None, 0), ("a", 5, None, 10), ("b", 2, None, 0)])])
     assert con.execute("SELECT k, n FROM t ORDER BY k").fetchall() == [("a", 11), ("b", 2)]
 
 
@@ -95,7 +95,7 @@ async def test_an_append_lets_the_loop_see_a_commit_the_writer_finished(tmp_path
     try:
         store.pin_reads()
         await store.append_events([events.joined("u1")])
-        future = store._submit(writer._write_statements, [])
+        future = store._submit(writer.write_statements, [])
         deadline = time.monotonic() + 10
         while store._commits == 0 and time.monotonic() < deadline:
             time.sleep(0.001)  # noqa: ASYNC251 - the loop kept busy, as while processing; the writer commits

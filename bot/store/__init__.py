@@ -23,4 +23,4 @@ def open_store(settings: StoreSettings, *, process: bool = True) -> Store:
         )
     from groomguard.store.sqlite import SqliteStore
 
-    return SqliteStore(settings.path)
+    return SqliteStore(settings.path, writer_process=settings.writer_process)

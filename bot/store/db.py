@@ -19,12 +19,13 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from groomguard.store.writer import WRITER_PRAGMAS
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,9 @@ class SqliteDatabase:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
+        #: Awaited before each statement outside a transaction: the store's transactions handed to a
+        #: writer of their own (groomguard.store.writer) land first, as on one connection.
+        self.barrier: Callable[[], Awaitable[None]] | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,11 +130,8 @@ class SqliteDatabase:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
         # Deleted rows are overwritten with zeros, so an erased account leaves no bytes in free pages.
-        await self._db.execute("PRAGMA secure_delete=ON")
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._db.execute("PRAGMA busy_timeout=5000")
+        for pragma in WRITER_PRAGMAS:
+            await self._db.execute(f"PRAGMA {pragma}")
 
     async def close(self) -> None:
         if self._db is not None:
@@ -203,17 +204,24 @@ class SqliteDatabase:
 
     async def table_columns(self, table: str) -> tuple[list[str], list[str]]:
         """A table's columns, and the SQL expressions that identify one row (its primary key, else rowid)."""
-        async with self.db.execute(f'PRAGMA table_info("{table}")') as cur:
+        async with (await self._landed()).execute(f'PRAGMA table_info("{table}")') as cur:
             info = list(await cur.fetchall())
         keys = [f'"{r[1]}"' for r in sorted(info, key=lambda r: r[5]) if r[5] > 0]
         return [r[1] for r in info], keys or ["rowid"]
 
     # -- statements --------------------------------------------------------------------------
 
+    async def _landed(self) -> aiosqlite.Connection:
+        """The connection, once the writer's queued transactions landed (inside a transaction: at once)."""
+        db = self.db
+        if self.barrier is not None and not db.in_transaction:
+            await self.barrier()
+        return db
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """One write transaction: BEGIN IMMEDIATE takes the file's write lock up front (no upgrade deadlock)."""
-        db = self.db
+        db = await self._landed()
         await db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -228,14 +236,14 @@ class SqliteDatabase:
     async def script(self, sql: str) -> None:
         """Run a migration file, statement by statement, inside the current transaction."""
         for statement in split_sql(sql):
-            await self.db.execute(statement)
+            await (await self._landed()).execute(statement)
 
     async def execute(self, statement: str, *args: Any) -> int:
-        cursor = await self.db.execute(sqlite_sql(statement), args)
+        cursor = await (await self._landed()).execute(sqlite_sql(statement), args)
         return max(0, cursor.rowcount)
 
     async def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.db.executemany(sqlite_sql(statement), rows)
+        await (await self._landed()).executemany(sqlite_sql(statement), rows)
 
     async def insert_rows(
         self,
@@ -251,16 +259,16 @@ class SqliteDatabase:
         await self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){tail}", rows)
 
     async def fetch(self, statement: str, *args: Any) -> list[Mapping[str, Any]]:
-        async with self.db.execute(sqlite_sql(statement), args) as cursor:
+        async with (await self._landed()).execute(sqlite_sql(statement), args) as cursor:
             return list(await cursor.fetchall())
 
     async def fetchrow(self, statement: str, *args: Any) -> Mapping[str, Any] | None:
-        async with self.db.execute(sqlite_sql(statement), args) as cursor:
+        async with (await self._landed()).execute(sqlite_sql(statement), args) as cursor:
             row: Mapping[str, Any] | None = await cursor.fetchone()
             return row
 
     async def fetchval(self, statement: str, *args: Any) -> Any:
-        async with self.db.execute(sqlite_sql(statement), args) as cursor:
+        async with (await self._landed()).execute(sqlite_sql(statement), args) as cursor:
             row = await cursor.fetchone()
         return row[0] if row is not None else None
 

@@ -8,23 +8,30 @@ detector reads on the event loop, and the WAL checkpoint that takes erased rows 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
+import io
 import logging
 import os
-import re
+import pickle
+import queue
 import sqlite3
-from collections.abc import Sequence
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from groomguard.events import BaseEvent, dump_event
 from groomguard.storage import BatchWrite
+from groomguard.store import writer
 from groomguard.store.base import SqlStore, batch_statements, serialized
 from groomguard.store.db import SqliteDatabase, read_migrations, split_sql, sqlite_positional, sqlite_sql
+from groomguard.store.writer import write_statements as _write_statements
 
 __all__ = ["SqliteStore", "StoreError", "migrations", "split_sql"]
 
@@ -34,15 +41,6 @@ EVENT_COLUMNS = ("seq", "key", "type", "community", "at", "stored_at", "body")
 INSERT_EVENTS = "INSERT INTO events (seq, key, type, community, at, stored_at, body) VALUES (?,?,?,?,?,?,?)"
 #: WAL size past which `checkpoint_if_due` checkpoints (SQLite's own auto-checkpoint is at ~4 MB).
 CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024
-#: Most bound parameters in one multi-row INSERT (see `_write_statements`). SQLite's statement cache
-#: keeps each prepared statement at ~100 bytes per parameter: at 32,000, with a new text for every row
-#: count a batch happened to have, it held ~80 MB (bench/engine.py peak RSS 149 -> 228 MB).
-MAX_PARAMS = 8_192
-#: Row counts a multi-row INSERT is prepared with: each (statement, size) is prepared once and reused
-#: from the statement cache, and a group's tail is padded up to the next size (the padding is bound as
-#: NULLs that a LIMIT never reads).
-ROW_SIZES = (4, 16, 64, 256, 1024)
-_VALUES = re.compile(r"VALUES \((\?(?:,\?)*)\)")
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -60,9 +58,13 @@ class SqliteStore(SqlStore):
     migration_folder = "migrations"
     database: SqliteDatabase
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, writer_process: bool = True) -> None:
         self.path = Path(path)
         super().__init__(SqliteDatabase(self.path))
+        #: Pipelined transactions run in a child process (groomguard.store.writer) where the kernel can
+        #: tie its life to this one (Linux), else on aiosqlite's thread.
+        self.writer_process = writer_process and sys.platform == "linux"
+        self._child: _ChildWriter | None = None
         self._ro: sqlite3.Connection | None = None
         self._next_seq = 1
         # Pipelined writes (see `submit_batch`): while reads are pinned, the read-only connection holds
@@ -100,6 +102,12 @@ class SqliteStore(SqlStore):
             # ~100x that. WAL lets it read committed data while the writer thread works; the state
             # merges the current batch's uncommitted rows itself.
             self._ro = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            if self.writer_process:
+                self._child = _ChildWriter(self.path, self._count_commit)
+                await self._child.started()
+                # aiosqlite's own statements wait for the child's queued transactions, in the order they
+                # would have run on one connection.
+                self.database.barrier = self._child.landed
         except (aiosqlite.Error, sqlite3.Error, OSError) as error:
             # Close the half-open connection: its worker thread would otherwise keep the process alive.
             await self.close()
@@ -113,6 +121,10 @@ class SqliteStore(SqlStore):
         if self._ro is not None:
             self._ro.close()
             self._ro = None
+        if self._child is not None:
+            child, self._child = self._child, None
+            self.database.barrier = None
+            await child.close()
         await self.database.close()
 
     # -- pipelined writes ------------------------------------------------------------------
@@ -164,8 +176,17 @@ class SqliteStore(SqlStore):
                 await cur.fetchall()
 
     def _submit(self, work: Any, *args: Any) -> asyncio.Future[None]:
-        """Queue `work(connection, *args)` as one transaction on the writer thread, now, without awaiting."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Queue `work(connection, *args)` as one transaction on the writer, now, without awaiting.
+
+        The child process runs statement lists only (`_write_statements`); a thread runs any work.
+        """
+        if self._child is not None:
+            if work is not _write_statements:
+                raise TypeError("the writer process runs (statement, rows) lists only")
+            future = self._child.submit(*args)
+            self._jobs.append(future)
+            return future
+        future = asyncio.get_running_loop().create_future()
         self.db._tx.put_nowait((future, functools.partial(self._transaction, work, *args)))  # type: ignore[attr-defined]
         self._jobs.append(future)
         return future
@@ -179,12 +200,16 @@ class SqliteStore(SqlStore):
             con.execute("BEGIN IMMEDIATE")
             work(con, *args)
             con.execute("COMMIT")
-            self._commits += 1
+            self._count_commit()
         except BaseException as error:
             self._write_failure = error
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
+
+    def _count_commit(self) -> None:
+        """A transaction landed (called on the writer's thread: the child's reply reader, or aiosqlite's)."""
+        self._commits += 1
 
     def submit_batch(self, batch: BatchWrite) -> asyncio.Future[None]:
         """Queue one processed batch's transaction (as `commit_batch` writes it), after one that stores the
@@ -295,55 +320,137 @@ class SqliteStore(SqlStore):
         return SqliteDatabase(self.path)
 
 
-def _write_statements(con: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]) -> None:
-    """Run (statement, rows) pairs on the writer thread, INSERTs as multi-row statements of fixed sizes.
-
-    `executemany` steps SQLite once per row and gives the GIL back around every step; while the event
-    loop's thread is busy each step then waits for the GIL again (up to the 5 ms switch interval), so
-    a writer behind busy processing crawls. One INSERT with many VALUES rows is one step; its row count
-    comes from ROW_SIZES, so SQLite compiles each size once (see MAX_PARAMS for what every new size cost).
-    """
-    for sql, rows in statements:
-        shape = _multi_row_shape(sql) if sql.startswith("INSERT") else None
-        if shape is None or len(rows) < 2:
-            con.executemany(sql, rows)
-            continue
-        rows = rows if isinstance(rows, list) else list(rows)
-        width = shape[3]
-        sizes = [size for size in ROW_SIZES if size * width <= MAX_PARAMS] or [1]
-        top, start = sizes[-1], 0
-        # This thread holds the GIL while it builds a statement's parameters, and the event loop's reads
-        # wait for it: the text is cached and the parameters are flattened in C.
-        while len(rows) - start >= top:
-            chunk = rows[start : start + top]
-            con.execute(_multi_row_text(sql, top, *shape), [*chain.from_iterable(chunk), top])
-            start += top
-        tail = len(rows) - start
-        if tail == 1:
-            con.execute(sql, rows[start])
-        elif tail:
-            size = next(s for s in sizes if s >= tail)
-            params = [*chain.from_iterable(rows[start:]), *(None,) * ((size - tail) * width), tail]
-            con.execute(_multi_row_text(sql, size, *shape), params)
-
-
-@functools.lru_cache(maxsize=64)
-def _multi_row_shape(sql: str) -> tuple[int, int, str, int] | None:
-    """Where an INSERT's one VALUES row is, that row's text and its parameter count; None without one."""
-    match = _VALUES.search(sql)
-    if match is None or "?" in sql[match.end() :]:
-        return None  # the row count's parameter goes last, so nothing may be bound after the VALUES
-    return match.start(), match.end(), f"({match.group(1)})", match.group(1).count("?")
-
-
-@functools.lru_cache(maxsize=256)
-def _multi_row_text(sql: str, count: int, start: int, end: int, group: str, width: int) -> str:
-    """The INSERT taking `count` rows of which the last parameter says how many are real (the rest pad)."""
-    values = ",".join([group] * count)
-    # WHERE true: SQLite's documented way to keep an INSERT ... SELECT's ON CONFLICT from reading as a join.
-    return f"{sql[:start]}SELECT * FROM (VALUES {values}) WHERE true LIMIT ?{sql[end:]}"
-
-
 def _batch_statements(batch: BatchWrite) -> list[tuple[str, Sequence[Any]]]:
     """The batch's statements (groomguard.store.base) with positional `?`, as `_write_statements` expands them."""
     return [(sqlite_positional(sql), rows) for sql, rows in batch_statements(batch)]
+
+
+class _ChildWriter:
+    """This process's end of groomguard.store.writer: jobs go out on one thread, replies come back on
+    another, and each resolves its job's future on the event loop, in order."""
+
+    def __init__(self, path: Path, on_commit: Callable[[], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._on_commit = on_commit
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-S", writer.__file__, str(path), str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: Why no job can be written any more (the child exited), once it has.
+        self._lost: str | None = None
+        self._threads = [
+            threading.Thread(target=self._send, name="groomguard-writer-out", daemon=True),
+            threading.Thread(target=self._receive, name="groomguard-writer-in", daemon=True),
+        ]
+
+    async def started(self) -> None:
+        """Wait for the child's first byte (its connection open, its signals set), then serve it."""
+        assert self._process.stdout is not None
+        first = await asyncio.to_thread(self._process.stdout.read, 1)
+        if first != writer.READY:
+            code = await asyncio.to_thread(self._process.wait)
+            raise OSError(f"the SQLite writer process did not start (exit code {code})")
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, statements: list[tuple[str, Sequence[Any]]]) -> asyncio.Future[None]:
+        """Hand one transaction to the child; the future says when it is committed (or why not)."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        if self._lost is not None:
+            future.set_exception(StoreError(self._lost))
+            return future
+        frame = io.BytesIO()
+        frame.write(bytes(writer.FRAME.size))
+        pickler = pickle.Pickler(frame, protocol=pickle.HIGHEST_PROTOCOL)
+        # Rows are flat tuples: no memo of every object pickled (a third faster, and far less memory).
+        pickler.fast = True
+        pickler.dump(statements)
+        frame.seek(0)
+        frame.write(writer.FRAME.pack(frame.getbuffer().nbytes - writer.FRAME.size))
+        self._waiting.append(future)
+        self._frames.put(frame.getvalue())
+        if self._lost is not None:
+            # The child ended between the check above and the append: the reply reader may be past its
+            # last sweep of the waiting futures, so fail them here (each future is resolved once).
+            while self._waiting:
+                _resolve(self._waiting.popleft(), StoreError(self._lost))
+        return future
+
+    async def landed(self) -> None:
+        """Wait until every transaction handed over so far has landed (committed or refused)."""
+        if self._waiting:
+            await asyncio.wait(list(self._waiting))
+
+    async def close(self) -> None:
+        """Let the child write what it was given, then end it (killed if it does not end in 30 s)."""
+        if not self._threads[0].is_alive():
+            self._process.kill()  # it never started serving
+            await asyncio.to_thread(self._process.wait)
+            return
+        self._frames.put(None)
+        try:
+            await asyncio.to_thread(self._process.wait, 30)
+        except subprocess.TimeoutExpired:
+            log.error("the SQLite writer process did not stop; killed it")
+            self._process.kill()
+            await asyncio.to_thread(self._process.wait)
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join, 5)
+
+    def _send(self) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            while (frame := self._frames.get()) is not None:
+                stdin.write(frame)
+                stdin.flush()
+        except OSError:
+            pass  # the child is gone: the reply reader fails what was waiting
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def _receive(self) -> None:
+        stdout = self._process.stdout
+        assert stdout is not None
+        while (status := stdout.read(1)) in (writer.DONE, writer.FAILED):
+            error: BaseException | None = None
+            if status == writer.DONE:
+                self._on_commit()
+            else:
+                error = _writer_error(_read_frame(stdout))
+            future = self._waiting.popleft()
+            self._loop.call_soon_threadsafe(_resolve, future, error)
+        if status:
+            self._process.kill()  # not a reply: a child speaking another protocol cannot be trusted
+        code = self._process.wait()
+        self._lost = f"the SQLite writer process ended (exit code {code}); nothing more can be written"
+        while self._waiting:
+            self._loop.call_soon_threadsafe(_resolve, self._waiting.popleft(), StoreError(self._lost))
+
+
+def _read_frame(stream: Any) -> str:
+    header = stream.read(writer.FRAME.size)
+    (size,) = writer.FRAME.unpack(header)
+    return bytes(stream.read(size)).decode("utf-8", "replace")
+
+
+def _writer_error(reply: str) -> BaseException:
+    """The child's failure as the exception the thread would have raised (sqlite3's own classes kept)."""
+    name, _, message = reply.partition(": ")
+    kind = getattr(sqlite3, name, None)
+    if isinstance(kind, type) and issubclass(kind, sqlite3.Error):
+        return kind(message)
+    return StoreError(reply)
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

@@ -1,0 +1,123 @@
+"""The SQLite writer in a child process (groomguard.store.writer): order, failure and lifetime as a thread's."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from groomguard.store import writer
+from groomguard.store.sqlite import SqliteStore, StoreError
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the writer process is Linux only (PR_SET_PDEATHSIG)")
+
+META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[1][0] != "Z"
+
+
+async def test_statements_after_a_handed_over_transaction_see_it(tmp_path: Path) -> None:
+    """aiosqlite's own statements wait for the child's queued transactions, as on one connection."""
+    store = SqliteStore(tmp_path / "x.db")
+    await store.open()
+    try:
+        assert store._child is not None
+        for i in range(20):
+            store._submit(writer.write_statements, [(META, [("probe", str(i))])])
+            # At once, without settling: the read comes after the write it follows.
+            assert await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'") == str(i)
+        await store.settle()
+    finally:
+        await store.close()
+
+
+async def test_a_writer_process_that_died_fails_every_later_write_clearly(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "x.db")
+    await store.open()
+    try:
+        assert store._child is not None
+        store._submit(writer.write_statements, [(META, [("probe", "1")])])
+        await store.settle()
+        store._child._process.kill()
+        store._child._process.wait()
+        with pytest.raises(StoreError, match="writer process ended"):
+            await store._submit(writer.write_statements, [(META, [("probe", "2")])])
+        with pytest.raises(StoreError, match="writer process ended"):
+            await store._submit(writer.write_statements, [(META, [("probe", "3")])])
+    finally:
+        await store.close()
+    con = sqlite3.connect(tmp_path / "x.db")
+    assert con.execute("SELECT value FROM meta WHERE name = 'probe'").fetchone() == ("1",)
+    con.close()
+
+
+def test_the_writer_process_dies_with_its_engine(tmp_path: Path) -> None:
+    """A kill -9 of the engine's process takes the child with it (the kernel kills it): no orphan writes."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys, time
+        from groomguard.store.sqlite import SqliteStore
+        async def main():
+            store = SqliteStore({str(tmp_path / "x.db")!r})
+            await store.open()
+            print(store._child._process.pid, flush=True)
+            time.sleep(60)
+        asyncio.run(main())
+        """
+    )
+    engine = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert engine.stdout is not None
+        child = int(engine.stdout.readline())
+        assert _alive(child)
+        engine.send_signal(signal.SIGKILL)
+        engine.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the writer process outlived its engine"
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+
+
+async def test_the_writer_process_ignores_interrupts_its_parent_decides(tmp_path: Path) -> None:
+    """Ctrl-C (to the terminal's process group) or a supervisor's SIGTERM must not cut an orderly stop."""
+    store = SqliteStore(tmp_path / "x.db")
+    await store.open()
+    try:
+        assert store._child is not None
+        store._child._process.send_signal(signal.SIGINT)
+        store._child._process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        await store._submit(writer.write_statements, [(META, [("probe", "after signals")])])
+        assert await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'") == "after signals"
+    finally:
+        await store.close()
+
+
+async def test_a_store_on_a_thread_runs_the_same_statements(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "x.db", writer_process=False)
+    await store.open()
+    try:
+        assert store._child is None
+        await store._submit(writer.write_statements, [(META, [("probe", "thread")])])
+        assert await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'") == "thread"
+    finally:
+        await store.close()

@@ -12,53 +12,33 @@ from groomguard.app.runtime import build_engine
 from groomguard.events import AgeDeclared, BaseEvent, MessageDeleted, MessageEdited, MessageSent
 from groomguard.records import Turn
 from groomguard.state import CommunityState
+from groomguard.testing import make_settings
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
+def _base(prefix: str, n: int, minutes: int) -> dict[str, Any]:
+    """What every event here shares: one community, one room, `minutes` after START."""
+    at = START + timedelta(minutes=minutes)
+    return {"event_id": f"{prefix}{n}", "platform": "t", "community": "c", "at": at, "conversation": "room"}
+
+
 def _sent(n: int, message_id: str, text: str, minutes: int, author: str = "adult1") -> MessageSent:
-    return MessageSent(
-        event_id=f"s{n}",
-        platform="t",
-        community="c",
-        at=START + timedelta(minutes=minutes),
-        message_id=message_id,
-        author=author,
-        conversation="room",
-        # Read by a child: text is kept only for messages that reach a minor (or private ones).
-        recipients=("kid1",),
-        text=text,
-    )
+    # Read by a child: text is kept only for messages that reach a minor (or private ones).
+    base = _base("s", n, minutes)
+    return MessageSent(**base, message_id=message_id, author=author, recipients=("kid1",), text=text)
 
 
 def _deleted(n: int, message_id: str, minutes: int) -> MessageDeleted:
-    return MessageDeleted(
-        event_id=f"d{n}",
-        platform="t",
-        community="c",
-        at=START + timedelta(minutes=minutes),
-        message_id=message_id,
-        conversation="room",
-    )
+    return MessageDeleted(**_base("d", n, minutes), message_id=message_id)
 
 
 def _edited(n: int, message_id: str, text: str, minutes: int) -> MessageEdited:
-    return MessageEdited(
-        event_id=f"x{n}",
-        platform="t",
-        community="c",
-        at=START + timedelta(minutes=minutes),
-        message_id=message_id,
-        author="adult1",
-        conversation="room",
-        text=text,
-    )
+    return MessageEdited(**_base("x", n, minutes), message_id=message_id, author="adult1", text=text)
 
 
 async def _rows_after(tmp_path: Path, first: list[BaseEvent], together: list[BaseEvent]) -> dict[str, Any]:
     """Commit `first`, then `together` as one batch (and so one transaction); the message tables after."""
-    from groomguard.testing import make_settings
-
     db = tmp_path / "g.db"
     engine = build_engine(make_settings(db, engine__batch_size=100, engine__batch_wait_ms=50), [])
     await engine.start()

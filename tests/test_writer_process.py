@@ -121,3 +121,31 @@ async def test_a_store_on_a_thread_runs_the_same_statements(tmp_path: Path) -> N
         assert await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'") == "thread"
     finally:
         await store.close()
+
+
+async def test_the_writer_process_connection_has_the_store_pragmas(tmp_path: Path) -> None:
+    """secure_delete above all: the child's DELETEs (deleted messages, expired memory) must zero their bytes."""
+    store = SqliteStore(tmp_path / "x.db")
+    await store.open()
+    try:
+        assert store._child is not None
+        read = "INSERT INTO meta (name, value) SELECT ?, * FROM pragma_{0}"
+        await store._submit(
+            writer.write_statements,
+            [
+                (read.format(name), [(name,)])
+                for name in ("secure_delete", "synchronous", "foreign_keys", "busy_timeout")
+            ],
+        )
+        rows = await store.database.fetch(
+            "SELECT name, value FROM meta WHERE name IN ('secure_delete', 'synchronous', 'foreign_keys', 'busy_timeout')"
+        )
+    finally:
+        await store.close()
+    # synchronous NORMAL is 1.
+    assert {r[0]: str(r[1]) for r in rows} == {
+        "secure_delete": "1",
+        "synchronous": "1",
+        "foreign_keys": "1",
+        "busy_timeout": "5000",
+    }

@@ -149,3 +149,19 @@ async def test_the_writer_process_connection_has_the_store_pragmas(tmp_path: Pat
         "foreign_keys": "1",
         "busy_timeout": "5000",
     }
+
+
+async def test_where_the_writer_process_cannot_start_the_store_writes_from_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An embedding host whose sys.executable is not Python: a warning, and the thread, not a failed start."""
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    store = SqliteStore(tmp_path / "x.db")
+    await store.open()
+    try:
+        assert store._child is None
+        await store._submit(writer.write_statements, [(META, [("probe", "thread")])])
+        assert await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'") == "thread"
+    finally:
+        await store.close()
+    assert "writes from a thread instead" in caplog.text

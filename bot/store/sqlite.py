@@ -103,15 +103,30 @@ class SqliteStore(SqlStore):
             # merges the current batch's uncommitted rows itself.
             self._ro = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
             if self.writer_process:
-                self._child = _ChildWriter(self.path, self._count_commit)
-                await self._child.started()
-                # aiosqlite's own statements wait for the child's queued transactions, in the order they
-                # would have run on one connection.
-                self.database.barrier = self._child.landed
+                await self._start_child()
         except (aiosqlite.Error, sqlite3.Error, OSError) as error:
             # Close the half-open connection: its worker thread would otherwise keep the process alive.
             await self.close()
             raise StoreError(f"cannot open database {self.path}: {error}") from error
+
+    async def _start_child(self) -> None:
+        """Start the writer process; where it cannot start (an embedding host whose `sys.executable` is not
+        Python, a sandbox without fork) the store writes from aiosqlite's thread, and says so once."""
+        try:
+            child = _ChildWriter(self.path, self._count_commit)
+        except OSError as error:
+            log.warning("cannot start the SQLite writer process (%s); the store writes from a thread instead", error)
+            return
+        try:
+            await child.started()
+        except OSError as error:
+            await child.close()
+            log.warning("%s; the store writes from a thread instead (set store.writer_process = false)", error)
+            return
+        self._child = child
+        # aiosqlite's own statements wait for the child's queued transactions, in the order they would
+        # have run on one connection.
+        self.database.barrier = child.landed
 
     async def close(self) -> None:
         """Close both connections; appended events not yet written are written first (not their results)."""

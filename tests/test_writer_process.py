@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,24 @@ from groomguard.store.sqlite import SqliteStore, StoreError
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the writer process is Linux only (PR_SET_PDEATHSIG)")
 
 META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+
+
+@contextlib.asynccontextmanager
+async def _opened(path: Path, child: bool = True, writer_process: bool = True) -> AsyncIterator[SqliteStore]:
+    """An open store on `path` whose writer is (or, `child=False`, is not) a child process; closed after."""
+    store = SqliteStore(path, writer_process=writer_process)
+    await store.open()
+    try:
+        assert (store._child is not None) is child
+        yield store
+    finally:
+        await store.close()
+
+
+async def _probe(store: SqliteStore, value: str) -> str | None:
+    """Hand the writer one transaction setting meta 'probe' to `value`, then read 'probe' back at once."""
+    store._submit(writer.write_statements, [(META, [("probe", value)])])
+    return await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'")  # type: ignore[no-any-return]
 
 
 def _alive(pid: int) -> bool:
@@ -33,24 +53,15 @@ def _alive(pid: int) -> bool:
 
 async def test_statements_after_a_handed_over_transaction_see_it(tmp_path: Path) -> None:
     """aiosqlite's own statements wait for the child's queued transactions, as on one connection."""
-    store = SqliteStore(tmp_path / "x.db")
-    await store.open()
-    try:
-        assert store._child is not None
+    async with _opened(tmp_path / "x.db") as store:
         for i in range(20):
-            store._submit(writer.write_statements, [(META, [("probe", str(i))])])
             # At once, without settling: the read comes after the write it follows.
-            assert await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'") == str(i)
+            assert await _probe(store, str(i)) == str(i)
         await store.settle()
-    finally:
-        await store.close()
 
 
 async def test_a_writer_process_that_died_fails_every_later_write_clearly(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "x.db")
-    await store.open()
-    try:
-        assert store._child is not None
+    async with _opened(tmp_path / "x.db") as store:
         store._submit(writer.write_statements, [(META, [("probe", "1")])])
         await store.settle()
         store._child._process.kill()
@@ -59,8 +70,6 @@ async def test_a_writer_process_that_died_fails_every_later_write_clearly(tmp_pa
             await store._submit(writer.write_statements, [(META, [("probe", "2")])])
         with pytest.raises(StoreError, match="writer process ended"):
             await store._submit(writer.write_statements, [(META, [("probe", "3")])])
-    finally:
-        await store.close()
     con = sqlite3.connect(tmp_path / "x.db")
     assert con.execute("SELECT value FROM meta WHERE name = 'probe'").fetchone() == ("1",)
     con.close()
@@ -99,36 +108,21 @@ def test_the_writer_process_dies_with_its_engine(tmp_path: Path) -> None:
 
 async def test_the_writer_process_ignores_interrupts_its_parent_decides(tmp_path: Path) -> None:
     """Ctrl-C (to the terminal's process group) or a supervisor's SIGTERM must not cut an orderly stop."""
-    store = SqliteStore(tmp_path / "x.db")
-    await store.open()
-    try:
-        assert store._child is not None
+    async with _opened(tmp_path / "x.db") as store:
         store._child._process.send_signal(signal.SIGINT)
         store._child._process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.2)
-        await store._submit(writer.write_statements, [(META, [("probe", "after signals")])])
-        assert await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'") == "after signals"
-    finally:
-        await store.close()
+        assert await _probe(store, "after signals") == "after signals"
 
 
 async def test_a_store_on_a_thread_runs_the_same_statements(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "x.db", writer_process=False)
-    await store.open()
-    try:
-        assert store._child is None
-        await store._submit(writer.write_statements, [(META, [("probe", "thread")])])
-        assert await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'") == "thread"
-    finally:
-        await store.close()
+    async with _opened(tmp_path / "x.db", child=False, writer_process=False) as store:
+        assert await _probe(store, "thread") == "thread"
 
 
 async def test_the_writer_process_connection_has_the_store_pragmas(tmp_path: Path) -> None:
     """secure_delete above all: the child's DELETEs (deleted messages, expired memory) must zero their bytes."""
-    store = SqliteStore(tmp_path / "x.db")
-    await store.open()
-    try:
-        assert store._child is not None
+    async with _opened(tmp_path / "x.db") as store:
         read = "INSERT INTO meta (name, value) SELECT ?, * FROM pragma_{0}"
         await store._submit(
             writer.write_statements,
@@ -140,8 +134,6 @@ async def test_the_writer_process_connection_has_the_store_pragmas(tmp_path: Pat
         rows = await store.database.fetch(
             "SELECT name, value FROM meta WHERE name IN ('secure_delete', 'synchronous', 'foreign_keys', 'busy_timeout')"
         )
-    finally:
-        await store.close()
     # synchronous NORMAL is 1.
     assert {r[0]: str(r[1]) for r in rows} == {
         "secure_delete": "1",
@@ -156,12 +148,6 @@ async def test_where_the_writer_process_cannot_start_the_store_writes_from_a_thr
 ) -> None:
     """An embedding host whose sys.executable is not Python: a warning, and the thread, not a failed start."""
     monkeypatch.setattr(sys, "executable", "/bin/false")
-    store = SqliteStore(tmp_path / "x.db")
-    await store.open()
-    try:
-        assert store._child is None
-        await store._submit(writer.write_statements, [(META, [("probe", "thread")])])
-        assert await store.database.fetchval("SELECT value FROM meta WHERE name = 'probe'") == "thread"
-    finally:
-        await store.close()
+    async with _opened(tmp_path / "x.db", child=False) as store:
+        assert await _probe(store, "thread") == "thread"
     assert "writes from a thread instead" in caplog.text

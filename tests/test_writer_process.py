@@ -151,3 +151,23 @@ async def test_where_the_writer_process_cannot_start_the_store_writes_from_a_thr
     async with _opened(tmp_path / "x.db", child=False) as store:
         assert await _probe(store, "thread") == "thread"
     assert "writes from a thread instead" in caplog.text
+
+
+@pytest.fixture
+def refusing_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child's script with a pragma SQLite refuses: its own connection fails as it starts."""
+    script = Path(writer.__file__).read_text()
+    broken = tmp_path / "writer.py"
+    broken.write_text(script.replace("WRITER_PRAGMAS = (", "WRITER_PRAGMAS = ('no such pragma syntax',) or (", 1))
+    monkeypatch.setattr(writer, "__file__", str(broken))
+
+
+@pytest.mark.usefixtures("refusing_writer")
+async def test_a_writer_process_whose_connection_fails_says_why_and_the_thread_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The child's own connection failing is one clear warning with SQLite's reason, not a traceback."""
+    async with _opened(tmp_path / "x.db", child=False) as store:
+        assert await _probe(store, "thread") == "thread"
+    assert "did not start (exit code 0; OperationalError" in caplog.text
+    assert "writes from a thread instead" in caplog.text

@@ -366,8 +366,9 @@ class _ChildWriter:
         assert self._process.stdout is not None
         first = await asyncio.to_thread(self._process.stdout.read, 1)
         if first != writer.READY:
+            why = await asyncio.to_thread(_read_frame, self._process.stdout) if first == writer.FAILED else ""
             code = await asyncio.to_thread(self._process.wait)
-            raise OSError(f"the SQLite writer process did not start (exit code {code})")
+            raise OSError(f"the SQLite writer process did not start (exit code {code}{'; ' + why if why else ''})")
         for thread in self._threads:
             thread.start()
 

@@ -123,9 +123,13 @@ def _die_with_parent(parent: int) -> None:
 
 def serve(path: str, jobs: IO[bytes], replies: IO[bytes]) -> None:
     """The child's loop: one transaction per job, in order, until the parent closes the pipe."""
-    con = sqlite3.connect(path, isolation_level=None)
-    for pragma in WRITER_PRAGMAS:
-        con.execute(f"PRAGMA {pragma}")
+    try:
+        con = sqlite3.connect(path, isolation_level=None)
+        for pragma in WRITER_PRAGMAS:
+            con.execute(f"PRAGMA {pragma}")
+    except sqlite3.Error as error:
+        _reply(replies, f"{type(error).__name__}: {error}")  # instead of READY: the parent says why
+        return
     replies.write(READY)
     replies.flush()
     failure: str | None = None

@@ -96,7 +96,8 @@ class EngineSettings(Section):
         ge=0,
         le=100_000,
         description="while the engine runs, the longest a thread waits for Python's GIL behind a busy one "
-        "(the default, 5,000, held the SQLite writer thread back); 0 leaves it as the host process set it",
+        "(the default, 5,000, held a SQLite writer thread back: off Linux or with store.writer_process = false; "
+        "with the writer process it measured within noise); 0 leaves it as the host process set it",
     )
 
 

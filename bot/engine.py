@@ -53,8 +53,9 @@ CLOCK_MEMORY = "engine.clock"
 #: With a pipelined store, events processed while earlier commits still run before the engine waits
 #: for them all and moves the store's read view on (see `_settle`), in batch sizes. More overlaps more;
 #: the overlay merged into reads grows with it. Batches processed while the previous commit still runs
-#: are held and handed over together once it lands (group commit): every statement costs the writer
-#: thread a wait for the GIL behind busy processing, so many small commits fall further behind.
+#: are held and handed over together once it lands (group commit): every transaction costs the writer
+#: a round of its own (a writer thread also a wait for the GIL per statement), so many small commits
+#: fall further behind.
 SETTLE_EVERY_BATCHES = 8
 #: ... and, however well the writer keeps up, after this many batches since the read view last moved:
 #: the overlay (and the read caches, and the WAL behind the pinned view) grow until it moves. Without
@@ -178,7 +179,7 @@ class Engine:
         self._since_settle = 0
         #: Submitted, not yet durable batches in order: (commit future, their actions, event count).
         self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
-        #: Processed batches not yet handed to a pipelined store (see HOLD_BATCHES).
+        #: Processed batches not yet handed to a pipelined store (see `_commit_held`).
         self._held = _Held()
         self._last_expiry = time.monotonic()
         #: One delivery at a time (dispatcher, rebalance, redelivery), so an action is in flight on one path only.

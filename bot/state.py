@@ -646,7 +646,7 @@ class CommunityState:
                     # Who said what when in group rooms, so groomguard.addressing can resolve replies and turns.
                     self.pending.turns.setdefault(key, (c, event.message_id, event.conversation, event.author, stamp))
                     turn = Turn(event.author, at, event.message_id)
-                    self._batch_turns[(c, event.message_id)] = (event.conversation, turn)
+                    self._batch_turns[key] = (event.conversation, turn)
                     room = self._batch_rooms.setdefault((c, event.conversation), [])
                     entry = (at, event.message_id, turn)
                     # Ordered by (time, id) only: a Turn does not compare, and the same message id can

@@ -60,11 +60,6 @@ def release(pace: Pace) -> None:
     if pace not in _asked:
         return
     _asked.remove(pace)
-    if _asked:
-        _apply()
-        return
-    assert _saved is not None
-    thresholds, interval = _saved
-    gc.set_threshold(*thresholds)
-    sys.setswitchinterval(interval)
-    _saved = None
+    _apply()  # with no ask left, exactly the saved settings
+    if not _asked:
+        _saved = None

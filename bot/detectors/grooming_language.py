@@ -367,7 +367,7 @@ class GroomingLanguageDetector:
         """Children this message is addressed to, with how much it counts (1 private, less in a group room)."""
         candidates: dict[str, float] = {}
         if isinstance(event, MessageSent):
-            if event.private or not hasattr(state, "recent_turns"):
+            if event.private or not hasattr(state, "turns_newest_first"):
                 candidates = {r: 1.0 for r in event.recipients[:10] if r != event.author}
             else:
                 # A group room, channel or public thread: replies, mentions and turn-taking say who is

@@ -62,21 +62,22 @@ class SqliteStore(SqlStore):
         self.path = Path(path)
         super().__init__(SqliteDatabase(self.path))
         #: Pipelined transactions run in a child process (groomguard.store.writer) where the kernel can
-        #: tie its life to this one (Linux), else on aiosqlite's thread.
+        #: tie its life to this one (Linux), else on aiosqlite's thread: "the writer" below.
         self.writer_process = writer_process and sys.platform == "linux"
         self._child: _ChildWriter | None = None
         self._ro: sqlite3.Connection | None = None
         self._next_seq = 1
         # Pipelined writes (see `submit_batch`): while reads are pinned, the read-only connection holds
-        # one snapshot and writes queue behind processing on aiosqlite's thread.
+        # one snapshot and writes queue behind processing on the writer.
         self._pinned = False
         self._unsynced_keys: set[str] = set()
         self._jobs: list[asyncio.Future[None]] = []
         #: Event rows appended while reads are pinned, written first in the next batch's transaction.
         self._event_rows: list[tuple[Any, ...]] = []
         self._write_failure: BaseException | None = None
-        #: Transactions the writer thread committed, and how many of them the event loop has had a turn
-        #: since (see `append_events`); only the writer thread moves `_commits`.
+        #: Transactions the writer committed, and how many of them the event loop has had a turn since
+        #: (see `append_events`); only the writer's thread (aiosqlite's, or the child's reply reader)
+        #: moves `_commits`.
         self._commits = 0
         self._commits_seen = 0
 
@@ -99,7 +100,7 @@ class SqliteStore(SqlStore):
             self._next_seq = int(value or 0) + 1
             # Detector reads are point look-ups on a local indexed file: a second, read-only connection
             # on the event loop answers them in microseconds, where a hop to aiosqlite's thread costs
-            # ~100x that. WAL lets it read committed data while the writer thread works; the state
+            # ~100x that. WAL lets it read committed data while the writer works; the state
             # merges the current batch's uncommitted rows itself.
             self._ro = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
             if self.writer_process:
@@ -145,8 +146,8 @@ class SqliteStore(SqlStore):
     # -- pipelined writes ------------------------------------------------------------------
     #
     # Processing a batch and committing the one before it can overlap: the engine hands each batch's
-    # writes over with `submit_batch` and goes on, and the transaction runs on aiosqlite's thread (which
-    # releases the GIL inside SQLite). Two things keep that exact. Reads are pinned to one snapshot
+    # writes over with `submit_batch` and goes on, and the transaction runs on the writer (the child
+    # process, or aiosqlite's thread, which releases the GIL inside SQLite). Two things keep that exact. Reads are pinned to one snapshot
     # (`pin_reads`) that does not move while commits land, so the state merges everything it handed over
     # since then, as it merges one uncommitted batch; the engine calls `settle` before moving the pin.
     # And each job is one whole transaction queued in order on the one writer connection: a kill -9
@@ -155,7 +156,7 @@ class SqliteStore(SqlStore):
 
     @property
     def pipelined(self) -> bool:
-        """Whether `submit_batch` can queue work on the writer thread without an await (aiosqlite's queue)."""
+        """Whether `submit_batch` can queue work on the writer without an await (aiosqlite's queue, or the child's)."""
         return hasattr(self.database._db, "_tx")
 
     def pin_reads(self) -> None:
@@ -209,7 +210,7 @@ class SqliteStore(SqlStore):
     def _transaction(self, work: Any, *args: Any) -> None:
         """Runs on the writer thread: one transaction, or a refusal once an earlier one failed."""
         if self._write_failure is not None:
-            raise StoreError(f"an earlier write failed, so later ones are refused: {self._write_failure}")
+            raise StoreError(writer.REFUSED.format(self._write_failure))
         con = self.db._conn  # type: ignore[attr-defined]
         try:
             con.execute("BEGIN IMMEDIATE")
@@ -270,7 +271,7 @@ class SqliteStore(SqlStore):
     async def append_events(self, events: Sequence[BaseEvent]) -> list[tuple[int, BaseEvent]]:
         """Store events not seen before (by platform + event_id) and return them with their seq."""
         if self._commits != self._commits_seen:
-            # A commit's future completes only when the loop runs the writer thread's callback, and the
+            # A commit's future completes only when the loop runs the writer's callback, and the
             # engine hands held batches over only once it sees one complete; a busy engine's batches
             # never wait on the loop, so without this turn they were held until the next settle.
             self._commits_seen = self._commits
@@ -366,7 +367,7 @@ class _ChildWriter:
         assert self._process.stdout is not None
         first = await asyncio.to_thread(self._process.stdout.read, 1)
         if first != writer.READY:
-            why = await asyncio.to_thread(_read_frame, self._process.stdout) if first == writer.FAILED else ""
+            why = await asyncio.to_thread(_reason, self._process.stdout) if first == writer.FAILED else None
             code = await asyncio.to_thread(self._process.wait)
             raise OSError(f"the SQLite writer process did not start (exit code {code}{'; ' + why if why else ''})")
         for thread in self._threads:
@@ -436,22 +437,25 @@ class _ChildWriter:
             error: BaseException | None = None
             if status == writer.DONE:
                 self._on_commit()
+            elif (why := _reason(stdout)) is None:
+                break  # the child ended in the middle of its reply
             else:
-                error = _writer_error(_read_frame(stdout))
+                error = _writer_error(why)
             future = self._waiting.popleft()
             self._loop.call_soon_threadsafe(_resolve, future, error)
-        if status:
-            self._process.kill()  # not a reply: a child speaking another protocol cannot be trusted
+        if status not in (b"", writer.FAILED):
+            # Neither the pipe's end nor a reply cut short: a child speaking another protocol is not trusted.
+            self._process.kill()
         code = self._process.wait()
         self._lost = f"the SQLite writer process ended (exit code {code}); nothing more can be written"
         while self._waiting:
             self._loop.call_soon_threadsafe(_resolve, self._waiting.popleft(), StoreError(self._lost))
 
 
-def _read_frame(stream: Any) -> str:
-    header = stream.read(writer.FRAME.size)
-    (size,) = writer.FRAME.unpack(header)
-    return bytes(stream.read(size)).decode("utf-8", "replace")
+def _reason(stream: Any) -> str | None:
+    """A failure reply's message, or None where the child ended before all of it came."""
+    frame = writer.read_frame(stream)
+    return None if frame is None else frame.decode("utf-8", "replace")
 
 
 def _writer_error(reply: str) -> BaseException:

@@ -36,6 +36,8 @@ WRITER_PRAGMAS = ("secure_delete=ON", "journal_mode=WAL", "synchronous=NORMAL", 
 #: failure, a framed message.
 FRAME = struct.Struct("<Q")
 DONE, FAILED = b"+", b"-"
+#: Why a job is refused once an earlier one failed (the writer thread says the same).
+REFUSED = "an earlier write failed, so later ones are refused: {}"
 #: The child's first byte: its connection is open and its signals are set.
 READY = b"R"
 
@@ -111,6 +113,12 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
     return b"".join(parts)
 
 
+def read_frame(stream: IO[bytes]) -> bytes | None:
+    """One length-prefixed frame (a job, or a failure's message), or None where the stream ends first."""
+    header = _read_exact(stream, FRAME.size)
+    return None if header is None else _read_exact(stream, FRAME.unpack(header)[0])
+
+
 def _die_with_parent(parent: int) -> None:
     """Have the kernel kill this process when its parent dies (Linux); gone already: exit now."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -134,10 +142,8 @@ def serve(path: str, jobs: IO[bytes], replies: IO[bytes]) -> None:
     replies.flush()
     failure: str | None = None
     try:
-        while (header := _read_exact(jobs, FRAME.size)) is not None:
-            body = _read_exact(jobs, FRAME.unpack(header)[0])
-            if body is None:
-                return  # a job cut short: the parent died while handing it over; nothing of it is written
+        # The end of the pipe, or a job cut short (the parent died handing it over): nothing more is written.
+        while (body := read_frame(jobs)) is not None:
             if failure is None:
                 try:
                     con.execute("BEGIN IMMEDIATE")
@@ -152,7 +158,7 @@ def serve(path: str, jobs: IO[bytes], replies: IO[bytes]) -> None:
                 replies.write(DONE)
                 replies.flush()
             else:
-                _reply(replies, f"an earlier write failed, so later ones are refused: {failure}")
+                _reply(replies, REFUSED.format(failure))
     finally:
         with contextlib.suppress(sqlite3.Error):
             con.close()

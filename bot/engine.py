@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, TypeVar
 
 from groomguard import tuning, workspace
@@ -105,6 +106,33 @@ class _Held:
         self.audit.extend(audit)
         self.notices.extend(notices)
         self.clocks.update(clocks)
+
+
+class _Role(Enum):
+    """What `_process` does with an event beyond folding it in and running detectors (see `_role_of`)."""
+
+    AGE = 1  # an age declaration: one that lifts a minor band is a moderator's, and audited
+    DECISION = 2  # a moderator's decision: acts on its case, read by no detector
+    CONTACT = 3  # reaches other accounts: may warn children of an account under an open pattern case
+    OTHER = 4
+
+
+#: Each event type's role, found once per type (isinstance per event cost more than the rest of the dispatch).
+_ROLES: dict[type, _Role] = {}
+
+
+def _role_of(kind: type) -> _Role:
+    role = (
+        _Role.AGE
+        if issubclass(kind, AgeDeclared)
+        else _Role.DECISION
+        if issubclass(kind, ModeratorDecision)
+        else _Role.CONTACT
+        if issubclass(kind, ContactRequested | MessageSent)
+        else _Role.OTHER
+    )
+    _ROLES[kind] = role
+    return role
 
 
 class EngineError(RuntimeError):
@@ -534,7 +562,8 @@ class Engine:
             seen = clocks.get(event.community)
             if seen is None or event.at > seen:
                 clocks[event.community] = event.at
-            if isinstance(event, AgeDeclared) and event.band is not AgeBand.MINOR:
+            role = _ROLES.get(type(event)) or _role_of(type(event))
+            if role is _Role.AGE and event.band is not AgeBand.MINOR:  # type: ignore[attr-defined]
                 lifted.extend(self._age_lift(event))
             elif (
                 type(event) is ContactAnswered
@@ -547,11 +576,12 @@ class Engine:
                 continue
             else:
                 self.state.apply(event)
-            if isinstance(event, ModeratorDecision):
-                actions.extend(self.cases.decide(event))
+            if role is _Role.DECISION:
+                actions.extend(self.cases.decide(event))  # type: ignore[arg-type]
                 continue
             await self._inspect(event, actions, findings)
-            actions.extend(self._pattern_notices(event))
+            if role is _Role.CONTACT:
+                actions.extend(self._pattern_notices(event))
             if type(event) is ContactRequested and self._answers is not None and self._answers.waiting:
                 now = max(clocks[event.community], self._clocks.get(event.community) or event.at)
                 for answer in await self._answers.release(event, now, self.state.memory_book):

@@ -604,91 +604,106 @@ class CommunityState:
 
     def apply(self, event: BaseEvent) -> None:
         """Fold one event into memory and queue its rows; called before detectors see the event."""
+        # One lookup by type, not a `match` that tests the classes one by one (every event comes here).
+        fold = _FOLDS.get(type(event))
+        if fold is None:
+            fold = _FOLDS[type(event)] = _fold_for(type(event))
+        fold(self, event)
+
+    def _fold_joined(self, event: MemberJoined) -> None:
         c, at = event.community, event.at
-        match event:
-            case MemberJoined():
-                acc = self._touch(c, event.account, at)
-                self._set_account(
-                    c,
-                    replace(acc, joined_at=acc.joined_at or at, created_at=event.account_created_at or acc.created_at),
-                )
-            case ContactRequested():
-                self._touch(c, event.source, at)
-                self._touch(c, event.target, at)
-                self._record_contact(event)
-            case ContactAnswered():
-                stamp = event.at_iso  # formatted once per event, and only where a row needs it
-                self._touch(c, event.target, at)
-                request_id = event.request_id or f"{event.source}>{event.target}"
-                self.pending.answers.append((event.answer.value, stamp, c, event.source, event.target, request_id))
-                self._batch_answers.setdefault((c, event.source, event.target, request_id), (event.answer.value, at))
-                if event.answer is Answer.ACCEPTED:
-                    self._accept(c, event.source, event.target, stamp)
-            case MessageSent():
-                stamp = event.at_iso
-                self._touch(c, event.author, at)
-                conv = self.pending.conversations.setdefault((c, event.conversation), [event.private, stamp, stamp, 0])
-                conv[2] = stamp
-                conv[3] += 1
-                key = (c, event.message_id)
-                if self.keep_text and event.text and self._text_worth_keeping(c, event):
-                    # Written after any edit of an earlier message with this id, so drop those edits.
-                    self.pending.edited_messages.pop(key, None)
-                    self.pending.messages[key] = (
-                        c,
-                        event.message_id,
-                        event.conversation,
-                        event.author,
-                        stamp,
-                        event.text,
-                    )
-                if not event.private:
-                    # Who said what when in group rooms, so groomguard.addressing can resolve replies and turns.
-                    self.pending.turns.setdefault(key, (c, event.message_id, event.conversation, event.author, stamp))
-                    turn = Turn(event.author, at, event.message_id)
-                    self._batch_turns[key] = (event.conversation, turn)
-                    room = self._batch_rooms.setdefault((c, event.conversation), [])
-                    entry = (at, event.message_id, turn)
-                    # Ordered by (time, id) only: a Turn does not compare, and the same message id can
-                    # come twice at the same time (two events for one message).
-                    if room and entry[:2] < room[-1][:2]:
-                        insort(room, entry, key=_room_order)  # a late message; in order ones are appended
-                    else:
-                        room.append(entry)
-            case MessageEdited():
-                if self.keep_text:
-                    # Only messages already kept are updated: an edit never adds text we chose not to store.
-                    key = (c, event.message_id)
-                    row = self.pending.messages.get(key)
-                    if row is not None:
-                        self.pending.messages[key] = (*row[:5], event.text)
-                    else:
-                        self.pending.edited_messages[key] = event.text
-            case MessageDeleted():
-                self._delete_message(c, event.message_id)
-            case ContentViewed():
-                self._touch(c, event.viewer, at)
-                self._count_view(c, event.viewer, event.author, at, event.count)
-            case ReactionAdded():
-                self._touch(c, event.account, at)
-            case AgeDeclared():
-                self.declare_age(c, event.account, event.band, event.age, event.source, at)
-            case StandingDeclared():
-                stamp = event.at_iso
-                acc = self._touch(c, event.account, at)
-                standings = (
-                    acc.standings | {event.standing.value} if event.held else acc.standings - {event.standing.value}
-                )
-                if standings != acc.standings:
-                    self._set_account(c, replace(acc, standings=standings))
-                self.pending.standings.append((c, event.account, event.standing.value, int(event.held), stamp))
-            case RegionDeclared():
-                acc = self._touch(c, event.account, at)
-                if event.region not in acc.regions:
-                    self._set_account(c, replace(acc, regions=acc.regions | {event.region}))
-                    self.pending.regions.append((c, event.account, event.region))
-            case _:
-                pass
+        acc = self._touch(c, event.account, at)
+        self._set_account(
+            c,
+            replace(acc, joined_at=acc.joined_at or at, created_at=event.account_created_at or acc.created_at),
+        )
+
+    def _fold_request(self, event: ContactRequested) -> None:
+        c, at = event.community, event.at
+        self._touch(c, event.source, at)
+        self._touch(c, event.target, at)
+        self._record_contact(event)
+
+    def _fold_answer(self, event: ContactAnswered) -> None:
+        c = event.community
+        stamp = event.at_iso  # formatted once per event, and only where a row needs it
+        self._touch(c, event.target, event.at)
+        request_id = event.request_id or f"{event.source}>{event.target}"
+        self.pending.answers.append((event.answer.value, stamp, c, event.source, event.target, request_id))
+        self._batch_answers.setdefault((c, event.source, event.target, request_id), (event.answer.value, event.at))
+        if event.answer is Answer.ACCEPTED:
+            self._accept(c, event.source, event.target, stamp)
+
+    def _fold_message(self, event: MessageSent) -> None:
+        c, at = event.community, event.at
+        stamp = event.at_iso
+        self._touch(c, event.author, at)
+        # get-then-insert, not setdefault: a default list built for every message is thrown away nearly always.
+        conversations = self.pending.conversations
+        conv = conversations.get((c, event.conversation))
+        if conv is None:
+            conversations[(c, event.conversation)] = [event.private, stamp, stamp, 1]
+        else:
+            conv[2] = stamp
+            conv[3] += 1
+        key = (c, event.message_id)
+        if self.keep_text and event.text and self._text_worth_keeping(c, event):
+            # Written after any edit of an earlier message with this id, so drop those edits.
+            self.pending.edited_messages.pop(key, None)
+            self.pending.messages[key] = (c, event.message_id, event.conversation, event.author, stamp, event.text)
+        if not event.private:
+            # Who said what when in group rooms, so groomguard.addressing can resolve replies and turns.
+            self.pending.turns.setdefault(key, (c, event.message_id, event.conversation, event.author, stamp))
+            turn = Turn(event.author, at, event.message_id)
+            self._batch_turns[key] = (event.conversation, turn)
+            room = self._batch_rooms.get((c, event.conversation))
+            if room is None:
+                room = self._batch_rooms[(c, event.conversation)] = []
+            entry = (at, event.message_id, turn)
+            # Ordered by (time, id) only: a Turn does not compare, and the same message id can
+            # come twice at the same time (two events for one message).
+            if room and (at < (last := room[-1])[0] or (at == last[0] and event.message_id < last[1])):
+                insort(room, entry, key=_room_order)  # a late message; in order ones are appended
+            else:
+                room.append(entry)
+
+    def _fold_edit(self, event: MessageEdited) -> None:
+        if self.keep_text:
+            # Only messages already kept are updated: an edit never adds text we chose not to store.
+            key = (event.community, event.message_id)
+            row = self.pending.messages.get(key)
+            if row is not None:
+                self.pending.messages[key] = (*row[:5], event.text)
+            else:
+                self.pending.edited_messages[key] = event.text
+
+    def _fold_deletion(self, event: MessageDeleted) -> None:
+        self._delete_message(event.community, event.message_id)
+
+    def _fold_view(self, event: ContentViewed) -> None:
+        self._touch(event.community, event.viewer, event.at)
+        self._count_view(event.community, event.viewer, event.author, event.at, event.count)
+
+    def _fold_reaction(self, event: ReactionAdded) -> None:
+        self._touch(event.community, event.account, event.at)
+
+    def _fold_age(self, event: AgeDeclared) -> None:
+        self.declare_age(event.community, event.account, event.band, event.age, event.source, event.at)
+
+    def _fold_standing(self, event: StandingDeclared) -> None:
+        c = event.community
+        acc = self._touch(c, event.account, event.at)
+        standings = acc.standings | {event.standing.value} if event.held else acc.standings - {event.standing.value}
+        if standings != acc.standings:
+            self._set_account(c, replace(acc, standings=standings))
+        self.pending.standings.append((c, event.account, event.standing.value, int(event.held), event.at_iso))
+
+    def _fold_region(self, event: RegionDeclared) -> None:
+        c = event.community
+        acc = self._touch(c, event.account, event.at)
+        if event.region not in acc.regions:
+            self._set_account(c, replace(acc, regions=acc.regions | {event.region}))
+            self.pending.regions.append((c, event.account, event.region))
 
     def _accept(self, community: str, source: str, target: str, stamp: str) -> None:
         """Queue an accepted contact, both ways, and count it in reads at once."""
@@ -702,13 +717,17 @@ class CommunityState:
         accepted contact counts now; `apply` settles the request once it has arrived."""
         self._touch(event.community, event.target, event.at)
         if event.answer is Answer.ACCEPTED:
-            self._accept(event.community, event.source, event.target, event.at.isoformat())
+            self._accept(event.community, event.source, event.target, event.at_iso)
 
     def _text_worth_keeping(self, community: str, event: MessageSent) -> bool:
         """Store the minimum: keep text only of private messages and messages addressed to a minor."""
         if event.private:
             return True
-        return any((acc := self.accounts.get((community, r))) is not None and acc.is_minor for r in event.recipients)
+        for recipient in event.recipients:
+            acc = self.accounts.get((community, recipient))
+            if acc is not None and acc.is_minor:
+                return True
+        return False
 
     def _record_contact(self, event: ContactRequested) -> None:
         c = event.community
@@ -732,9 +751,23 @@ class CommunityState:
         author_acc = self.accounts.get((community, author))
         to_minor = author_acc is not None and author_acc.is_minor
         hour = hour_of(at)
-        bucket = self.pending.views.setdefault((community, viewer, hour), [0, 0])
-        mine = self._batch_viewer_views.setdefault((community, viewer), {}).setdefault(hour, [0, 0])
-        theirs = self._batch_community_views.setdefault(community, {}).setdefault(hour, [0, 0])
+        # get-then-insert, not setdefault: three default lists built for every view were nearly always dropped.
+        views = self.pending.views
+        bucket = views.get((community, viewer, hour))
+        if bucket is None:
+            bucket = views[(community, viewer, hour)] = [0, 0]
+        hours = self._batch_viewer_views.get((community, viewer))
+        if hours is None:
+            hours = self._batch_viewer_views[(community, viewer)] = {}
+        mine = hours.get(hour)
+        if mine is None:
+            mine = hours[hour] = [0, 0]
+        hours = self._batch_community_views.get(community)
+        if hours is None:
+            hours = self._batch_community_views[community] = {}
+        theirs = hours.get(hour)
+        if theirs is None:
+            theirs = hours[hour] = [0, 0]
         if to_minor:
             bucket[0] += count
             mine[0] += count
@@ -761,7 +794,9 @@ class CommunityState:
             row = buckets.setdefault(hour, [0, 0])
             row[0] += count if to_minor else 0
             row[1] += count
-        self._sweep_views(community, hour)
+        last = self._view_sweep_hour.get(community)
+        if last is None or hour >= last + VIEW_SWEEP_EVERY_HOURS:
+            self._sweep_views(community, hour)
 
     def _sweep_views(self, community: str, hour: int) -> None:
         """Once a day of event time, drop viewers and community buckets older than the view history."""
@@ -833,3 +868,31 @@ class CommunityState:
         self.memory_book.forget(account, community)
         # Community view totals are aggregates without ids; they are rebuilt from the store on next read.
         self._community_views.clear()
+
+
+def _ignore(_state: CommunityState, _event: BaseEvent) -> None:
+    """Events the state keeps nothing of (a member leaving, a moderator's decision: the cases hold those)."""
+
+
+#: How `CommunityState.apply` folds each event type in.
+_FOLDS: dict[type, Callable[[CommunityState, Any], None]] = {
+    MemberJoined: CommunityState._fold_joined,
+    ContactRequested: CommunityState._fold_request,
+    ContactAnswered: CommunityState._fold_answer,
+    MessageSent: CommunityState._fold_message,
+    MessageEdited: CommunityState._fold_edit,
+    MessageDeleted: CommunityState._fold_deletion,
+    ContentViewed: CommunityState._fold_view,
+    ReactionAdded: CommunityState._fold_reaction,
+    AgeDeclared: CommunityState._fold_age,
+    StandingDeclared: CommunityState._fold_standing,
+    RegionDeclared: CommunityState._fold_region,
+}
+
+
+def _fold_for(kind: type) -> Callable[[CommunityState, Any], None]:
+    """A subclass of an event type folds in as its base does; any other type is ignored."""
+    for base in kind.__mro__[1:]:
+        if base in _FOLDS:
+            return _FOLDS[base]
+    return _ignore

@@ -13,6 +13,7 @@ import groomguard.store.sqlite as sqlite_store
 import pytest
 from groomguard.app.runtime import build_engine
 from groomguard.engine import OVERLAY_BATCHES, SETTLE_EVERY_BATCHES, Engine, EngineError
+from groomguard.events import dump_event
 from groomguard.store import writer
 from groomguard.store.sqlite import SqliteStore
 from groomguard.testing import MemorySink, make_settings
@@ -139,7 +140,7 @@ async def test_events_appended_but_not_yet_written_are_known_to_ingest(tmp_path:
     assert store._event_rows, "held for the next batch's transaction"
     bodies = await store.known_bodies([e.key for e in events[:6]])
     assert set(bodies) == {e.key for e in events[:5]}
-    assert bodies[events[0].key] == events[0].model_dump_json()
+    assert bodies[events[0].key] == dump_event(events[0])
     await store.settle()
     store.release_reads()
     assert set(await store.known_bodies([e.key for e in events[:6]])) == {e.key for e in events[:5]}

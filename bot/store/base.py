@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from groomguard.actions import Action
 from groomguard.cases import Case
-from groomguard.events import AgeBand, BaseEvent, parse_event
+from groomguard.events import AgeBand, BaseEvent, iso_utc, parse_event
 from groomguard.memory import MemoryRow
 from groomguard.privacy import erasure_placeholder, mentions, needles, scrub
 from groomguard.records import Account, ContactEdge, RequestRecord, Turn
@@ -118,7 +118,7 @@ def _dt(value: str | None) -> datetime | None:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    return iso_utc(value) if value else None
 
 
 def _first(row: Any) -> str:
@@ -194,7 +194,7 @@ def batch_statements(batch: BatchWrite, meta_watermark: bool = True) -> list[tup
                 f.reason,
                 json.dumps([e.model_dump(mode="json") for e in f.evidence]),
                 f.child,
-                f.at.isoformat(),
+                iso_utc(f.at),
                 f.event_key,
             )
             for cid, f in batch.findings
@@ -203,14 +203,14 @@ def batch_statements(batch: BatchWrite, meta_watermark: bool = True) -> list[tup
     add(
         INSERT_ACTION,
         [
-            (a.action_id, a.kind, getattr(a, "case_id", None), _subject(a), a.at.isoformat(), a.model_dump_json())
+            (a.action_id, a.kind, getattr(a, "case_id", None), _subject(a), iso_utc(a.at), a.model_dump_json())
             for a in batch.actions
         ],
     )
     add(INSERT_NOTICE, batch.notices)
     add(
         INSERT_AUDIT,
-        [(a.at.isoformat(), a.actor, a.action, a.community, a.case_id, json.dumps(a.detail)) for a in batch.audit],
+        [(iso_utc(a.at), a.actor, a.action, a.community, a.case_id, json.dumps(a.detail)) for a in batch.audit],
     )
     add(DELETE_MEMORY, [(r.detector, r.community, r.key) for r in batch.memory if r.value is None])
     add(

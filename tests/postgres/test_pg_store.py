@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from groomguard.app.runtime import build_engine
 from groomguard.store import open_store
 from groomguard.store.postgres import PostgresStore, redact
 from groomguard.store.postgres import migrations as pg_migrations
 from groomguard.store.sqlite import migrations as sqlite_migrations
-from groomguard.testing import make_settings
+from groomguard.testing import EventFactory, make_settings
 
 
 def test_both_stores_have_the_same_migration_numbers() -> None:
@@ -68,3 +69,59 @@ def test_doctor_checks_postgres(pg_server: Any, tmp_path: Path) -> None:
     settings.store.database_url = pg_server.url("gg_missing").replace("groomguard@", "groomguard:pw-zz9@")
     checks = check_database(settings)
     assert [c.status for c in checks] == [FAIL] and "pw-zz9" not in checks[0].detail
+
+
+async def test_text_compares_byte_by_byte_in_a_database_with_a_language_collation(
+    pg_server: Any, tmp_path: Path
+) -> None:
+    """Migration 009: in a database created with an ICU en-US locale the store orders turns of one instant
+    by id as Python (and the in-memory overlay) does, "B7" before "a3", not as English does."""
+    name = "gg_icu_collation"
+    admin = await asyncpg.connect(pg_server.url())
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+    finally:
+        await admin.close()
+    url = pg_server.url(name)
+    try:
+        con = await asyncpg.connect(url)
+        try:  # the premise: this database's own text order is not Python's
+            assert await con.fetchval("SELECT 'a3' < 'B7'") is True and sorted(["a3", "B7"]) == ["B7", "a3"]
+        finally:
+            await con.close()
+        ev = EventFactory()
+        at = ev.tick()
+        turns = [
+            ev.message(author, "hi", at=at).model_copy(update={"message_id": mid})
+            for author, mid in (("x", "a3"), ("y", "B7"))
+        ]
+        settings = pg_settings(url, tmp_path)
+        engine = build_engine(settings, [])
+        await engine.start()
+        try:
+            await engine.ingest(turns)
+        finally:
+            await engine.stop()
+        store = open_store(settings.store)
+        await store.open()
+        try:
+            found = await store.recent_turns(ev.community, "general", at, 10)
+        finally:
+            await store.close()
+        assert [t.message_id for t in found] == ["B7", "a3"]
+        con = await asyncpg.connect(url)
+        try:
+            other = await con.fetch(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND data_type = 'text' AND collation_name IS DISTINCT FROM 'C'"
+            )
+        finally:
+            await con.close()
+        assert not other, other
+    finally:
+        admin = await asyncpg.connect(pg_server.url())
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()

@@ -106,6 +106,50 @@ def test_the_writer_process_dies_with_its_engine(tmp_path: Path) -> None:
             engine.wait()
 
 
+def test_the_writer_process_dies_with_its_engine_in_the_middle_of_a_transaction(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG itself: a child waiting for the write lock inside a job reads no pipe, so only the
+    kernel's signal ends it at once (not the end of the pipe); its transaction never commits."""
+    path = tmp_path / "x.db"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys, time
+        from groomguard.store import writer
+        from groomguard.store.sqlite import SqliteStore
+        async def main():
+            store = SqliteStore({str(path)!r})
+            await store.open()
+            print(store._child._process.pid, flush=True)
+            sys.stdin.readline()
+            store._submit(writer.write_statements, [({META!r}, [("probe", "orphan")])])
+            time.sleep(60)
+        asyncio.run(main())
+        """
+    )
+    engine = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lock = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert engine.stdin is not None and engine.stdout is not None
+        child = int(engine.stdout.readline())
+        lock.execute("BEGIN IMMEDIATE")  # the child's job now waits on busy_timeout (5 s)
+        engine.stdin.write("go\n")
+        engine.stdin.flush()
+        time.sleep(0.5)
+        assert _alive(child)
+        engine.send_signal(signal.SIGKILL)
+        engine.wait(10)
+        deadline = time.monotonic() + 2  # well inside the 5 s the child would wait for the lock
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(child), "the writer process outlived its engine while inside a transaction"
+        lock.execute("ROLLBACK")
+        assert lock.execute("SELECT value FROM meta WHERE name = 'probe'").fetchone() is None
+    finally:
+        lock.close()
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+
+
 async def test_the_writer_process_ignores_interrupts_its_parent_decides(tmp_path: Path) -> None:
     """Ctrl-C (to the terminal's process group) or a supervisor's SIGTERM must not cut an orderly stop."""
     async with _opened(tmp_path / "x.db") as store:

@@ -209,6 +209,9 @@ class Engine:
         self._inflight: list[tuple[asyncio.Future[None], list[ActionT], int]] = []
         #: Processed batches not yet handed to a pipelined store (see `_commit_held`).
         self._held = _Held()
+        #: A WAL checkpoint running after the last settle: reads stay released and batches held until it is
+        #: done (`_end_checkpoint`), so the engine processes on instead of waiting for it.
+        self._checkpoint: asyncio.Future[None] | None = None
         self._last_expiry = time.monotonic()
         #: One delivery at a time (dispatcher, rebalance, redelivery), so an action is in flight on one path only.
         self._delivering = asyncio.Lock()
@@ -283,8 +286,20 @@ class Engine:
 
     async def stop(self) -> None:
         """Drain what is queued, deliver pending actions, then close the store."""
-        if self._tasks and self._failure is None:
-            await self.drain()
+        try:
+            if self._tasks and self._failure is None:
+                await self.drain()
+                async with self._lock:
+                    await self._end_checkpoint()
+        finally:
+            # Whatever failed above, the store closes (its writer threads would keep the process alive).
+            if self._checkpoint is not None:
+                await asyncio.gather(self._checkpoint, return_exceptions=True)
+                self._checkpoint = None
+            await self._close()
+
+    async def _close(self) -> None:
+        """Cancel the engine's tasks and close the store (also after a failed drain)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -605,6 +620,8 @@ class Engine:
         if self._pipe is not None:
             # Commit behind processing: actions reach the outbox once their batch is durable.
             self._reap()
+            if self._checkpoint is not None and self._checkpoint.done():
+                await self._end_checkpoint()
             if not self._inflight or self._inflight[-1][0].done():
                 self._commit_held()
             self._since_settle += len(items)
@@ -651,8 +668,9 @@ class Engine:
         )
 
     def _commit_held(self) -> None:
-        """Queue the held batches' one transaction on a pipelined store (see SETTLE_EVERY_BATCHES)."""
-        if self._pipe is None or not self._held.events:
+        """Queue the held batches' one transaction on a pipelined store (see SETTLE_EVERY_BATCHES); not while
+        a checkpoint runs: the released reads must show what was committed when it began."""
+        if self._pipe is None or not self._held.events or self._checkpoint is not None:
             return
         count, write = self._held.events, self._take_write()
         self._inflight.append((self._pipe.submit_batch(write), write.actions, count))
@@ -694,6 +712,7 @@ class Engine:
         """
         if self._pipe is None:
             return
+        await self._end_checkpoint()
         self._commit_held()
         await self._pipe.settle()
         # Every batch future is one of the store's jobs; gathering them again raises a failed one's error.
@@ -701,10 +720,21 @@ class Engine:
         self._reap()
         self._since_settle = 0
         # Every row handed over is now committed: the state drops its overlay as the read view moves.
-        self._pipe.release_reads()
+        self._pipe.release_reads(hold=True)
         self.state.settle()
-        await self._pipe.checkpoint_if_due()
-        self._pipe.pin_reads()
+        self._checkpoint = self._pipe.start_checkpoint()
+        if self._checkpoint is None:
+            self._pipe.pin_reads()
+
+    async def _end_checkpoint(self) -> None:
+        """Wait for a running checkpoint (raising its failure) and pin reads again: batches may commit."""
+        if self._checkpoint is None or self._pipe is None:
+            return
+        try:
+            await self._checkpoint
+        finally:
+            self._checkpoint = None
+            self._pipe.pin_reads()
 
     def _age_lift(self, event: AgeDeclared) -> list[Audit]:
         """Apply an age that would lift a minor band: only a moderator may, and that is audited."""
@@ -830,6 +860,8 @@ class Engine:
         """Erase one account's data from memory and the store (the right to erasure)."""
         async with self._lock:
             await self._settle()
+            # A checkpoint still running would hold the WAL the erasure truncates.
+            await self._end_checkpoint()
             if self._pipe is not None:
                 # An open read snapshot would keep erased rows readable and block the WAL truncation.
                 self._pipe.release_reads()

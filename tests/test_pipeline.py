@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +175,161 @@ async def test_the_read_view_moves_on_a_long_busy_stream_even_when_the_writer_ke
         await engine.stop()
     assert len(grown) >= 3, grown
     assert max(grown) <= OVERLAY_BATCHES * size, grown
+
+
+@pytest.mark.parametrize("child", [True, False], ids=["writer-process", "writer-thread"])
+async def test_checkpoints_while_processing_change_no_finding_case_or_action(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child: bool
+) -> None:
+    """A WAL checkpoint after every settle, run while the engine processes on (batches held, reads released),
+    ends in exactly what a run without checkpoints ends in."""
+    events, _truth = generate(CommunitySpec(seed=5, adults=80, minors=50, days=10))
+
+    async def run(db: Path) -> list[str]:
+        settings = make_settings(db, engine__batch_size=40, engine__batch_wait_ms=0, store__writer_process=child)
+        sink = MemorySink()
+        engine = build_engine(settings, [sink])
+        await engine.start()
+        try:
+            await engine.submit_many(events)
+            await engine.drain()
+        finally:
+            await engine.stop()
+        return sorted(a.action_id for a in sink.actions)
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 1 << 40)
+    without = await run(tmp_path / "without.db")
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 0)
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SENT_BYTES", 0)
+    started: list[bool] = []
+    during: list[bool] = []
+    start, process = SqliteStore.start_checkpoint, Engine._process
+
+    def counting(self: SqliteStore) -> Any:
+        future = start(self)
+        started.append(future is not None)
+        return future
+
+    async def watching(self: Engine, items: Any) -> None:
+        during.append(self._checkpoint is not None and not self._checkpoint.done())
+        await process(self, items)
+
+    monkeypatch.setattr(SqliteStore, "start_checkpoint", counting)
+    monkeypatch.setattr(Engine, "_process", watching)
+    with_checkpoints = await run(tmp_path / "with.db")
+    assert sum(started) >= 5, started
+    if child:
+        assert any(during), "batches were processed while a checkpoint ran"
+    reference = _outcome(tmp_path / "without.db")
+    assert reference["findings"] and reference["cases"]
+    assert _outcome(tmp_path / "with.db") == reference
+    assert with_checkpoints == without
+
+
+async def test_events_appended_while_reads_are_released_and_held_wait_for_the_next_batch(tmp_path: Path) -> None:
+    """`release_reads(hold=True)`: appends are held and known (no double store), nothing is written until a
+    batch hands them over, and pinning again keeps them known."""
+    db = tmp_path / "x.db"
+    events, _ = generate(CommunitySpec(seed=3))
+    async with _store(db) as store:
+        store.pin_reads()
+        await store.append_events(events[:5])
+        await store.settle()
+        store.release_reads(hold=True)
+        assert [seq for seq, _ in await store.append_events(events[5:10])] == list(range(6, 11))
+        assert _rows(db) == 5, "held, not written"
+        assert await store.append_events(events[5:10]) == [], "held events are known"
+        store.pin_reads()
+        assert await store.append_events(events[:10]) == [], "still known once reads are pinned again"
+        await store.settle()
+        assert _rows(db) == 10
+        store.release_reads()
+
+
+async def test_a_checkpoint_in_the_writer_process_folds_the_wal_into_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "x.db"
+    events, _ = generate(CommunitySpec(seed=3))
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 0)
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SENT_BYTES", 0)
+    async with _store(db) as store:
+        assert store._child is not None
+        store.pin_reads()
+        await store.append_events(events[:50])
+        await store.settle()
+        store.release_reads(hold=True)
+        in_file = _rows(db, wal=False)
+        checkpoint = store.start_checkpoint()
+        assert checkpoint is not None
+        await checkpoint
+        assert in_file < 50 and _rows(db, wal=False) == 50, "the database file itself now holds every row"
+        store.pin_reads()
+        store.release_reads()
+
+
+async def test_a_checkpoint_that_fails_is_logged_and_stops_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 0)
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SENT_BYTES", 0)
+    async with _store(tmp_path / "x.db") as store:
+        assert store._child is not None
+        store._child._process.kill()
+        store._child._process.wait()
+        checkpoint = store.start_checkpoint()
+        assert checkpoint is not None
+        await checkpoint  # no exception: the next write says what is wrong
+        assert "WAL checkpoint failed" in caplog.text
+
+
+@contextlib.asynccontextmanager
+async def _store(db: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _rows(db: Path, wal: bool = True) -> int:
+    """Stored events, read through the WAL or (`wal=False`) from the database file alone."""
+    uri = f"file:{db}?mode=ro" if wal else f"file:{db}?mode=ro&immutable=1"
+    con = sqlite3.connect(uri, uri=True)
+    try:
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchall():
+            return 0  # even the schema is still only in the WAL
+        return int(con.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    finally:
+        con.close()
+
+
+async def test_nothing_is_handed_to_the_writer_while_a_checkpoint_runs(tmp_path: Path) -> None:
+    """While a checkpoint runs, reads are released, so a batch committing then would be read twice (from the
+    store and from the overlay): batches are held until it ends, then handed over."""
+    db = tmp_path / "x.db"
+    events, _ = generate(CommunitySpec(seed=3))
+    engine = build_engine(make_settings(db, engine__batch_size=20, engine__batch_wait_ms=0), [])
+    await engine.start()
+    try:
+        await engine.ingest(events[:20])
+        assert engine._pipe is not None
+        before = _rows(db)
+        async with engine._lock:  # a settle that started a checkpoint which has not ended
+            engine._pipe.release_reads(hold=True)
+            engine.state.settle()
+            engine._checkpoint = asyncio.get_running_loop().create_future()
+        await engine.submit_many(events[20:80])
+        await asyncio.wait_for(engine._queue.join(), 30)
+        assert not engine._inflight and engine._held.events == 60, "held, none handed over"
+        assert _rows(db) == before
+        engine._checkpoint.set_result(None)
+        await engine.submit_many(events[80:100])
+        await asyncio.wait_for(engine.drain(), 30)
+        assert engine._checkpoint is None and engine._pipe._pinned
+        assert _rows(db) == before + 80
+    finally:
+        if engine._checkpoint is not None and not engine._checkpoint.done():
+            engine._checkpoint.set_result(None)  # a failed assertion above must not leave stop() waiting on it
+        await engine.stop()

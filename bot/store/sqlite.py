@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ EVENT_COLUMNS = ("seq", "key", "type", "community", "at", "stored_at", "body")
 INSERT_EVENTS = "INSERT INTO events (seq, key, type, community, at, stored_at, body) VALUES (?,?,?,?,?,?,?)"
 #: WAL size past which `checkpoint_if_due` checkpoints (SQLite's own auto-checkpoint is at ~4 MB).
 CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024
+#: Job bytes handed to the writer process since the last checkpoint before the next one is due.
+CHECKPOINT_SENT_BYTES = 8 * 1024 * 1024
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -70,6 +72,11 @@ class SqliteStore(SqlStore):
         # Pipelined writes (see `submit_batch`): while reads are pinned, the read-only connection holds
         # one snapshot and writes queue behind processing on the writer.
         self._pinned = False
+        #: Appended events are held for the next batch's transaction though reads are not pinned: the
+        #: engine runs on while a checkpoint folds the WAL in (`release_reads(hold=True)`).
+        self._holding = False
+        #: `_ChildWriter.sent` at the last checkpoint.
+        self._checkpointed = 0
         self._unsynced_keys: set[str] = set()
         self._jobs: list[asyncio.Future[None]] = []
         #: Event rows appended while reads are pinned, written first in the next batch's transaction.
@@ -167,29 +174,59 @@ class SqliteStore(SqlStore):
         # A read transaction takes its snapshot at its first read, so take it now, not at some later read.
         self._ro.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
         self._pinned = True
-        self._unsynced_keys.clear()
+        self._holding = False
+        # Keys appended while reads were released and held (`hold`) are not committed: they stay unsynced.
 
-    def release_reads(self) -> None:
-        """Let detector reads see every commit again (and checkpoints run to the end)."""
+    def release_reads(self, hold: bool = False) -> None:
+        """Let detector reads see every commit again (and checkpoints run to the end).
+
+        Every write must be settled. `hold`: events appended from now on are still held for the next batch's
+        transaction (as while pinned), and nothing may commit until `pin_reads`: the reads, not pinned,
+        then show exactly what was committed at this call.
+        """
         if self._ro is not None and self._ro.in_transaction:
             self._ro.execute("COMMIT")
         self._pinned = False
+        self._holding = hold
         self._unsynced_keys.clear()
 
-    async def checkpoint_if_due(self) -> None:
-        """Fold a grown WAL back into the database while no read is pinned, so the log restarts from its start.
+    def start_checkpoint(self) -> asyncio.Future[None] | None:
+        """Begin folding a grown WAL back into the database, or None where it is not due; call with reads
+        released (`release_reads(hold=True)`) and pin them once it is done: the next read then starts on
+        the checkpointed file and the next commit restarts the WAL from its start.
 
         A pinned reader stops SQLite from restarting the WAL; pinned nearly all the time, the WAL grew by
-        every batch (700 MB over 200k events) and every read searched a longer WAL index. Call between
-        `release_reads` and `pin_reads`; the next read then starts on the checkpointed file.
+        every batch (700 MB over 200k events) and every read searched a longer WAL index. The writer process
+        runs it while the engine processes on (holding its batches): awaited, its copy and fsync took ~60 ms
+        each time, 2.6 us an event of bench/engine.py. A writer thread runs it under the store's lock (its
+        connection is aiosqlite's, where another transaction may be open), as it always did. A checkpoint
+        that fails is logged: the next settle tries again, and writes that then fail say so themselves.
         """
         try:
-            size = os.path.getsize(f"{self.path}-wal")  # noqa: ASYNC240 - one stat of a local file
+            size = os.path.getsize(f"{self.path}-wal")
         except OSError:
-            return
-        if size >= CHECKPOINT_WAL_BYTES:
-            async with self.db.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
-                await cur.fetchall()
+            return None
+        if size < CHECKPOINT_WAL_BYTES:
+            return None
+        if self._child is None:
+            return asyncio.ensure_future(self._logged(self._checkpoint()))
+        # The WAL file keeps its size once restarted: what was written since the last checkpoint decides.
+        if self._child.sent - self._checkpointed < CHECKPOINT_SENT_BYTES:
+            return None
+        self._checkpointed = self._child.sent
+        return asyncio.ensure_future(self._logged(self._child.submit(writer.CHECKPOINT)))
+
+    @serialized
+    async def _checkpoint(self) -> None:
+        async with self.db.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
+            await cur.fetchall()
+
+    @staticmethod
+    async def _logged(job: Awaitable[None]) -> None:
+        try:
+            await job
+        except (StoreError, sqlite3.Error) as error:
+            log.warning("WAL checkpoint failed (%s); the next settle tries again", error)
 
     def _submit(self, work: Any, *args: Any) -> asyncio.Future[None]:
         """Queue `work(connection, *args)` as one transaction on the writer, now, without awaiting.
@@ -297,7 +334,7 @@ class SqliteStore(SqlStore):
             (seq, k, e.type, e.community, e.at_iso, now, dump_event(e))  # type: ignore[attr-defined]
             for (seq, e), (k, _) in zip(numbered, fresh, strict=True)
         ]
-        if self._pinned:
+        if self._pinned or self._holding:
             # Written just before the transaction that commits their results (`submit_batch`), one
             # transaction for all the batches a group commit holds: a kill -9 before it loses them, and
             # their senders have not been told they are stored (ingest settles first).
@@ -355,6 +392,8 @@ class _ChildWriter:
         )
         self._frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: Bytes of jobs handed over so far: what the WAL grew by, roughly (see SqliteStore.start_checkpoint).
+        self.sent = 0
         #: Why no job can be written any more (the child exited), once it has.
         self._lost: str | None = None
         self._threads = [
@@ -373,8 +412,8 @@ class _ChildWriter:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, statements: list[tuple[str, Sequence[Any]]]) -> asyncio.Future[None]:
-        """Hand one transaction to the child; the future says when it is committed (or why not)."""
+    def submit(self, statements: list[tuple[str, Sequence[Any]]] | str) -> asyncio.Future[None]:
+        """Hand one transaction (or `writer.CHECKPOINT`) to the child; the future says when it is done (or why not)."""
         future: asyncio.Future[None] = self._loop.create_future()
         if self._lost is not None:
             future.set_exception(StoreError(self._lost))
@@ -387,6 +426,7 @@ class _ChildWriter:
         pickler.dump(statements)
         frame.seek(0)
         frame.write(writer.FRAME.pack(frame.getbuffer().nbytes - writer.FRAME.size))
+        self.sent += frame.getbuffer().nbytes
         self._waiting.append(future)
         self._frames.put(frame.getvalue())
         if self._lost is not None:

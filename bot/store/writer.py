@@ -40,6 +40,9 @@ DONE, FAILED = b"+", b"-"
 REFUSED = "an earlier write failed, so later ones are refused: {}"
 #: The child's first byte: its connection is open and its signals are set.
 READY = b"R"
+#: A job that folds the WAL back into the database (PASSIVE, outside any transaction) instead of writing;
+#: one that fails is answered FAILED but refuses nothing after it (see groomguard.store.sqlite.start_checkpoint).
+CHECKPOINT = "wal_checkpoint"
 
 #: Most bound parameters in one multi-row INSERT (see `_write_statements`). SQLite's statement cache
 #: keeps each prepared statement at ~100 bytes per parameter: at 32,000, with a new text for every row
@@ -144,10 +147,19 @@ def serve(path: str, jobs: IO[bytes], replies: IO[bytes]) -> None:
     try:
         # The end of the pipe, or a job cut short (the parent died handing it over): nothing more is written.
         while (body := read_frame(jobs)) is not None:
-            if failure is None:
+            job = pickle.loads(body)
+            if failure is None and job == CHECKPOINT:
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as error:
+                    _reply(replies, f"{type(error).__name__}: {error}")
+                    continue
+                replies.write(DONE)
+                replies.flush()
+            elif failure is None:
                 try:
                     con.execute("BEGIN IMMEDIATE")
-                    write_statements(con, pickle.loads(body))
+                    write_statements(con, job)
                     con.execute("COMMIT")
                 except Exception as error:
                     failure = f"{type(error).__name__}: {error}"

@@ -785,10 +785,9 @@ class Engine:
         suspects themselves, rate-limited like every notice; nothing goes to the suspect.
         """
         if isinstance(event, ContactRequested):
-            sender, children = event.source, (event.target,)
+            sender = event.source
         elif isinstance(event, MessageSent):
             sender = event.author
-            children = event.recipients if event.private else (*event.mentions, event.reply_to_author or "")
         else:
             return []
         case = self.cases.active.get((event.community, sender))
@@ -796,6 +795,11 @@ class Engine:
         # first few requests) is not enough to tell a child to be careful of someone.
         if case is None or case.alert_version == 0 or not PATTERN_DETECTORS & case.reasons.keys():
             return []
+        if isinstance(event, ContactRequested):
+            children: tuple[str, ...] = (event.target,)
+        else:
+            assert isinstance(event, MessageSent)
+            children = event.recipients if event.private else (*event.mentions, event.reply_to_author or "")
         out = []
         for child in dict.fromkeys(c for c in children if c and c != sender):
             account = self.state.accounts.get((event.community, child))

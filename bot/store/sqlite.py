@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ("seq", "key", "type", "community", "at", "stored_at", "body")
 INSERT_EVENTS = "INSERT INTO events (seq, key, type, community, at, stored_at, body) VALUES (?,?,?,?,?,?,?)"
-#: WAL size past which `checkpoint_if_due` checkpoints (SQLite's own auto-checkpoint is at ~4 MB).
+#: WAL size past which `start_checkpoint` checkpoints (SQLite's own auto-checkpoint is at ~4 MB).
 CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024
 #: Job bytes handed to the writer process since the last checkpoint before the next one is due.
 CHECKPOINT_SENT_BYTES = 8 * 1024 * 1024

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -215,3 +217,44 @@ async def test_a_writer_process_whose_connection_fails_says_why_and_the_thread_w
         assert await _probe(store, "thread") == "thread"
     assert "did not start (exit code 0; OperationalError" in caplog.text
     assert "writes from a thread instead" in caplog.text
+
+
+def _jobs(*jobs: object) -> io.BytesIO:
+    """The parent's side of the pipe: each job framed as `_ChildWriter.submit` frames it."""
+    out = io.BytesIO()
+    for job in jobs:
+        body = job if isinstance(job, bytes) else pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(writer.FRAME.pack(len(body)) + body)
+    out.seek(0)
+    return out
+
+
+def _answers(replies: bytes) -> list[str]:
+    """The child's replies in order: 'ready', 'done', or the failure's text."""
+    stream, out = io.BytesIO(replies), []
+    assert stream.read(1) == writer.READY
+    while status := stream.read(1):
+        out.append("done" if status == writer.DONE else (writer.read_frame(stream) or b"").decode())
+    return out
+
+
+def test_the_writer_loop_runs_checkpoints_outside_transactions_and_refuses_after_a_failed_job(tmp_path: Path) -> None:
+    """A checkpoint is answered like a write; a failed write, or a frame that is no job at all, refuses every
+    later job, checkpoints included."""
+    db = tmp_path / "x.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.close()
+    replies = io.BytesIO()
+    writer.serve(
+        str(db),
+        _jobs(writer.CHECKPOINT, [(META, [("a", "1")])], writer.CHECKPOINT, b"not a pickle", [(META, [("b", "2")])]),
+        replies,
+    )
+    answers = _answers(replies.getvalue())
+    assert answers[:3] == ["done", "done", "done"]
+    assert "Unpickling" in answers[3] or "pickle" in answers[3].lower(), answers[3]
+    assert answers[4].startswith("an earlier write failed"), answers[4]
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT name FROM meta").fetchall() == [("a",)]
+    con.close()

@@ -147,30 +147,29 @@ def serve(path: str, jobs: IO[bytes], replies: IO[bytes]) -> None:
     try:
         # The end of the pipe, or a job cut short (the parent died handing it over): nothing more is written.
         while (body := read_frame(jobs)) is not None:
-            job = pickle.loads(body)
-            if failure is None and job == CHECKPOINT:
-                try:
+            if failure is not None:
+                _reply(replies, REFUSED.format(failure))
+                continue
+            checkpoint = False
+            try:
+                job = pickle.loads(body)
+                checkpoint = job == CHECKPOINT
+                if checkpoint:
                     con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as error:
-                    _reply(replies, f"{type(error).__name__}: {error}")
-                    continue
-                replies.write(DONE)
-                replies.flush()
-            elif failure is None:
-                try:
+                else:
                     con.execute("BEGIN IMMEDIATE")
                     write_statements(con, job)
                     con.execute("COMMIT")
-                except Exception as error:
-                    failure = f"{type(error).__name__}: {error}"
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    _reply(replies, failure)
-                    continue
-                replies.write(DONE)
-                replies.flush()
-            else:
-                _reply(replies, REFUSED.format(failure))
+            except Exception as error:
+                message = f"{type(error).__name__}: {error}"
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                if not checkpoint:  # a checkpoint that failed leaves the writes to come to say what is wrong
+                    failure = message
+                _reply(replies, message)
+                continue
+            replies.write(DONE)
+            replies.flush()
     finally:
         with contextlib.suppress(sqlite3.Error):
             con.close()

@@ -14,7 +14,16 @@ import aiohttp
 from aiohttp import web
 from groomguard.actions import ChildNotice
 from groomguard.config import WebhookSettings, read_secret
-from groomguard.events import AgeDeclared, AgeSource, BaseEvent, EventError, ModeratorDecision, dump_event, parse_event, same_event
+from groomguard.events import (
+    AgeDeclared,
+    AgeSource,
+    BaseEvent,
+    EventError,
+    ModeratorDecision,
+    dump_event,
+    parse_event,
+    same_event,
+)
 
 if TYPE_CHECKING:
     from groomguard.actions import Enforcement, ModAlert
@@ -310,11 +319,13 @@ class WebhookAdapter:
         duplicate_ids = []
         conflicting_ids = []
         for event in events:
+            body = dump_event(event)
             earlier = known.get(event.key, seen.get(event.key))
             if earlier is not None:
                 # Same id, other content: not a resend but a sender bug or a forgery; say so, never "duplicate".
-                (duplicate_ids if same_event(earlier, event) else conflicting_ids).append(event.event_id)
-            seen.setdefault(event.key, dump_event(event))
+                same = earlier == body or same_event(earlier, event)
+                (duplicate_ids if same else conflicting_ids).append(event.event_id)
+            seen.setdefault(event.key, body)
         try:
             fresh = await engine.ingest(events)
         except Exception:

@@ -451,8 +451,8 @@ def dump_event(event: BaseEvent) -> str:
     """The event as one JSON Lines record: every field, defaults too, that `parse_event` reads back equal.
 
     orjson writes the fields (half the cost of pydantic's serializer: every stored event is written this
-    way); what it refuses (a lone surrogate in text from an adapter, an integer past 64 bits) goes to
-    pydantic's serializer, which writes it or raises as `model_dump_json` does.
+    way); what it refuses (an integer past 64 bits: a case id has no upper bound) goes to pydantic's
+    serializer. Text with a lone surrogate never gets here: the event model refuses it.
     """
     fields = event.__dict__.copy()
     for name in _once.names:

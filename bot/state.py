@@ -794,17 +794,15 @@ class CommunityState:
             row = buckets.setdefault(hour, [0, 0])
             row[0] += count if to_minor else 0
             row[1] += count
+        # Viewers idle for the whole history window are rare; a daily sweep keeps memory bounded
+        # without walking every viewer each hour (checked here: every view comes this way).
         last = self._view_sweep_hour.get(community)
         if last is None or hour >= last + VIEW_SWEEP_EVERY_HOURS:
             self._sweep_views(community, hour)
 
     def _sweep_views(self, community: str, hour: int) -> None:
-        """Once a day of event time, drop viewers and community buckets older than the view history."""
-        last = self._view_sweep_hour.get(community)
-        # Viewers idle for the whole history window are rare; a daily sweep keeps memory bounded
-        # without walking every viewer each hour.
-        if last is not None and hour < last + VIEW_SWEEP_EVERY_HOURS:
-            return
+        """Drop viewers and community buckets older than the view history (`_count_view` calls it once a day
+        of event time)."""
         self._view_sweep_hour[community] = hour
         horizon = hour - VIEW_HISTORY_HOURS
         for key in [k for k, v in self._viewers.items() if k[0] == community and v.hour < horizon]:

@@ -183,7 +183,7 @@ class PostgresStore(SqlStore):
                     e.key,
                     e.type,
                     e.community,
-                    e.at.isoformat(),
+                    e.at_iso,
                     now,
                     dump_event(e),
                     partition_of(e.community, count),

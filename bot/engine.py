@@ -626,7 +626,8 @@ class Engine:
                 self._commit_held()
             self._since_settle += len(items)
             size = self.settings.engine.batch_size
-            unsettled = held.events + sum(count for _, _, count in self._inflight)
+            # `self._held`, not `held`: events just handed over are in flight now, and count once.
+            unsettled = self._held.events + sum(count for _, _, count in self._inflight)
             if unsettled >= SETTLE_EVERY_BATCHES * size or self._since_settle >= OVERLAY_BATCHES * size:
                 await self._settle()
         else:

@@ -132,6 +132,57 @@ async def test_a_commit_failing_while_events_wait_stops_the_engine_without_a_han
         await engine.stop()
 
 
+async def test_batches_handed_to_the_writer_count_once_towards_a_settle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine waits for the writer once SETTLE_EVERY_BATCHES batches are unsettled (held or in flight);
+    batches handed over in the same batch's turn used to count twice, and so half as many forced a wait."""
+    size = 10
+    events, _ = generate(CommunitySpec(seed=3))
+    settings = make_settings(tmp_path / "x.db", engine__batch_size=size)
+    engine = build_engine(settings, [])
+    await engine.start()
+    assert engine.store.pipelined
+    loop = asyncio.get_running_loop()
+    gates: list[asyncio.Future[None]] = []
+    submit = engine.store.submit_batch
+
+    def gated(write: Any) -> asyncio.Future[None]:
+        # Durable only when the test says so (and once really written): the writer looks slow.
+        submit(write)
+        gate = loop.create_future()
+        gates.append(gate)
+        return gate
+
+    waits: list[int] = []
+
+    async def settle() -> None:
+        waits.append(engine._held.events + sum(count for _, _, count in engine._inflight))
+
+    monkeypatch.setattr(engine.store, "submit_batch", gated)
+    monkeypatch.setattr(engine, "_settle", settle)
+    try:
+        async with engine._lock:
+            await engine._handle(events[:size])  # handed over at once: nothing was in flight
+            for i in range(1, SETTLE_EVERY_BATCHES // 2 + 1):
+                await engine._handle(events[i * size : (i + 1) * size])  # held behind the first
+            gates[0].set_result(None)
+            # The first is durable: this batch hands the held ones over, half the limit in all.
+            n = SETTLE_EVERY_BATCHES // 2 + 1
+            await engine._handle(events[n * size : (n + 1) * size])
+            assert len(gates) == 2 and waits == [], waits
+            for i in range(n + 1, SETTLE_EVERY_BATCHES + 1):  # held behind those, up to the limit
+                await engine._handle(events[i * size : (i + 1) * size])
+            assert waits == [SETTLE_EVERY_BATCHES * size], "and at the limit the engine waits"
+    finally:
+        monkeypatch.undo()
+        for gate in gates:
+            if not gate.done():
+                gate.set_result(None)
+        await engine.store.settle()
+        await engine.stop()
+
+
 async def test_events_appended_but_not_yet_written_are_known_to_ingest(tmp_path: Path) -> None:
     """A webhook resend is compared with the stored body even while its first copy waits for its batch."""
     store = SqliteStore(tmp_path / "x.db")
@@ -264,6 +315,38 @@ async def test_a_checkpoint_in_the_writer_process_folds_the_wal_into_the_databas
         assert checkpoint is not None
         await checkpoint
         assert in_file < 50 and _rows(db, wal=False) == 50, "the database file itself now holds every row"
+        store.pin_reads()
+        store.release_reads()
+
+
+async def test_a_checkpoint_is_done_in_the_loop_turn_that_handles_its_reply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine holds its batches until it sees the checkpoint done between two batches, without yielding
+    to the loop: a future done only a turn after the reply (a task around the child's) held them 3-4 times
+    as long as the checkpoint ran."""
+    events, _ = generate(CommunitySpec(seed=3))
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 0)
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SENT_BYTES", 0)
+    seen: list[bool] = []
+    resolve = sqlite_store._ChildWriter._resolve
+
+    def watching(self: Any, future: asyncio.Future[None], error: BaseException | None) -> None:
+        resolve(self, future, error)
+        if checkpoint is not None:
+            seen.append(checkpoint.done())
+
+    checkpoint: asyncio.Future[None] | None = None
+    monkeypatch.setattr(sqlite_store._ChildWriter, "_resolve", watching)
+    async with _store(tmp_path / "x.db") as store:
+        store.pin_reads()
+        await store.append_events(events[:50])
+        await store.settle()
+        store.release_reads(hold=True)
+        checkpoint = store.start_checkpoint()
+        assert checkpoint is not None
+        await checkpoint
+        assert seen == [True]
         store.pin_reads()
         store.release_reads()
 

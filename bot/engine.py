@@ -289,10 +289,9 @@ class Engine:
         try:
             if self._tasks and self._failure is None:
                 await self.drain()
-                async with self._lock:
-                    await self._end_checkpoint()
         finally:
-            # Whatever failed above, the store closes (its writer threads would keep the process alive).
+            # Whatever failed above, the store closes (its writer threads would keep the process alive),
+            # once a checkpoint still running has ended (a failed one was logged).
             if self._checkpoint is not None:
                 await asyncio.gather(self._checkpoint, return_exceptions=True)
                 self._checkpoint = None
@@ -613,10 +612,9 @@ class Engine:
                 self.state.memory_book.put(CLOCK_MEMORY, community, "", at.isoformat(), ())
             clocks[community] = known
         self._batches += 1
-        held = self._held
         dirty_cases, audit = self.cases.take_dirty()
         notices = self.notices.take_pending()
-        held.add(len(items), actions, findings, dirty_cases, audit + lifted, notices, clocks, self._watermark_at)
+        self._held.add(len(items), actions, findings, dirty_cases, audit + lifted, notices, clocks, self._watermark_at)
         if self._pipe is not None:
             # Commit behind processing: actions reach the outbox once their batch is durable.
             self._reap()
@@ -626,7 +624,7 @@ class Engine:
                 self._commit_held()
             self._since_settle += len(items)
             size = self.settings.engine.batch_size
-            # `self._held`, not `held`: events just handed over are in flight now, and count once.
+            # What `_commit_held` just handed over counts as in flight, not also as held.
             unsettled = self._held.events + sum(count for _, _, count in self._inflight)
             if unsettled >= SETTLE_EVERY_BATCHES * size or self._since_settle >= OVERLAY_BATCHES * size:
                 await self._settle()

@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,27 +209,24 @@ class SqliteStore(SqlStore):
         if size < CHECKPOINT_WAL_BYTES:
             return None
         if self._child is None:
-            return asyncio.ensure_future(self._logged(self._checkpoint()))
+            return asyncio.ensure_future(self._checkpoint())
         # The WAL file keeps its size once restarted: what was written since the last checkpoint decides.
         if self._child.sent - self._checkpointed < CHECKPOINT_SENT_BYTES:
             return None
         self._checkpointed = self._child.sent
         # The child's own future, which its reply resolves (a failure logged): a task around it ended only
         # at the engine's next turn of the loop, which a busy engine seldom takes while its batches are held,
-        # and so a ~60 ms checkpoint held them for 270-320 ms.
+        # and so a 40-90 ms checkpoint held them for 270-320 ms.
         return self._child.submit(writer.CHECKPOINT)
 
     @serialized
     async def _checkpoint(self) -> None:
-        async with self.db.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
-            await cur.fetchall()
-
-    @staticmethod
-    async def _logged(job: Awaitable[None]) -> None:
+        """The writer thread's checkpoint (see `start_checkpoint`); a failure is logged, not raised."""
         try:
-            await job
+            async with self.db.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
+                await cur.fetchall()
         except (StoreError, sqlite3.Error) as error:
-            log.warning("WAL checkpoint failed (%s); the next settle tries again", error)
+            _checkpoint_failed(error)
 
     def _submit(self, work: Any, *args: Any) -> asyncio.Future[None]:
         """Queue `work(connection, *args)` as one transaction on the writer, now, without awaiting.
@@ -499,12 +496,11 @@ class _ChildWriter:
             self._loop.call_soon_threadsafe(self._resolve, self._waiting.popleft(), StoreError(self._lost))
 
     def _resolve(self, future: asyncio.Future[None], error: BaseException | None) -> None:
-        """End a job's future (on the loop's thread); a checkpoint that failed is logged instead: the next
-        settle tries again, and writes that then fail say so themselves."""
+        """End a job's future (on the loop's thread); a checkpoint that failed is logged instead."""
         if future in self._checkpoints:
             self._checkpoints.discard(future)
             if error is not None:
-                log.warning("WAL checkpoint failed (%s); the next settle tries again", error)
+                _checkpoint_failed(error)
                 error = None
         if future.done():
             return
@@ -512,6 +508,12 @@ class _ChildWriter:
             future.set_result(None)
         else:
             future.set_exception(error)
+
+
+def _checkpoint_failed(error: BaseException) -> None:
+    """A checkpoint that failed stops nothing: the next settle tries again, and writes that then fail
+    say so themselves."""
+    log.warning("WAL checkpoint failed (%s); the next settle tries again", error)
 
 
 def _reason(stream: Any) -> str | None:

@@ -192,6 +192,10 @@ class Engine:
         self._outbox: asyncio.Queue[list[ActionT]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
+        #: Memory may not match the store: a batch failed half-way (its changes to memory stay, its rows were
+        #: rolled back, a shared store handed its events out), or a rebuild did not finish. Nothing is
+        #: processed on it; the next catch-up or lease round rebuilds it from the store first.
+        self._stale = False
         self._batches = 0
         self._watermark_at: datetime | None = None
         self._watermark = 0
@@ -231,6 +235,14 @@ class Engine:
         #: each community's own clock for decaying its cases, so one community never moves another's.
         self._clocks: dict[str, datetime] = {}
 
+    async def _rebuild(self) -> None:
+        """Empty memory and load it again from the store (the writer lock held). A shared store's snapshot also
+        resets what it handed out to the committed watermarks. If loading fails, memory stays marked stale."""
+        self._stale = True
+        self._fresh_memory()
+        await self._load()
+        self._stale = False
+
     async def _load(self) -> None:
         """Rebuild memory from the store's snapshot: accounts, open cases, notices, watermark, rankings, clocks."""
         snap = await self.store.snapshot(CONTACT_WINDOW_HOURS)
@@ -259,6 +271,12 @@ class Engine:
             await self._resume()
         except BaseException:
             self._release_pace()
+            # The store's writer (a thread or a child process) must not outlive a start that failed: left
+            # running, it keeps the process from exiting after the error is reported.
+            try:
+                await self.store.close()
+            except Exception:
+                log.exception("closing the store after a failed start failed too")
             raise
         self.stats.started = time.perf_counter()
         self._tasks = [
@@ -360,10 +378,18 @@ class Engine:
         fetch = fetch or (lambda n: self.store.events_after(self._watermark, n))
         done = 0
         async with self._lock:
-            while batch := await fetch(self.settings.engine.batch_size):
-                await self._process(batch)
-                done += len(batch)
-            await self._settle()
+            if self._stale:
+                await self._rebuild()
+            try:
+                while batch := await fetch(self.settings.engine.batch_size):
+                    await self._process(batch)
+                    done += len(batch)
+                await self._settle()
+            except Exception:
+                # A follower retries after a database error: from the store's committed state, not from what
+                # the failed batch left in memory and in the shared store's handed-out marks.
+                self._stale = True
+                raise
         return done
 
     async def rebalance(self, step: Callable[[], Awaitable[bool]]) -> bool:
@@ -374,10 +400,9 @@ class Engine:
         The actions go through the outbox rather than being delivered here, so a slow platform never holds
         up the catch-up of partitions just taken over."""
         async with self._lock:
-            if not await step():
+            if not await step() and not self._stale:
                 return False
-            self._fresh_memory()
-            await self._load()
+            await self._rebuild()
         pending = await self.store.pending_actions()
         if pending and not self.hold_actions:
             self._outbox.put_nowait(pending)
@@ -494,6 +519,8 @@ class Engine:
         """Stop the engine on a store failure: later submits raise, queued events are dropped (never
         acknowledged), and producers waiting for room get the error, so neither they nor `drain` hang."""
         self._failure = error
+        # A shared store's follower may go on processing (other engines' events): only on rebuilt memory.
+        self._stale = True
         self._queue.close(EngineError(f"engine stopped: {error}"))
 
     def _raise_if_failed(self) -> None:
@@ -637,8 +664,7 @@ class Engine:
                 # this batch's changes to memory are wrong for it. Rebuild from the store; what is still
                 # this engine's is processed again.
                 log.warning("%s", lost)
-                self._fresh_memory()
-                await self._load()
+                await self._rebuild()
                 return
             self.state.settle()
             self.stats.processed += len(items)

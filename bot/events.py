@@ -60,17 +60,25 @@ def _parse_utc(value: Any) -> Any:
     return value
 
 
+#: The earliest time an event may carry. No platform sends older ones (a zero time from a bad clock is
+#: year 1), and the windows detectors and restarts subtract from an event's time overflow near year 1.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _to_utc(value: datetime) -> datetime:
-    if value.tzinfo is UTC:
-        return value
-    # Nearly every timestamp arrives in UTC ("Z"): swapping the zone object is far cheaper than astimezone.
-    if value.utcoffset() == _ZERO:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        # Year 1 or 9999 with an offset cannot be expressed in UTC (found by the fuzzer).
-        raise ValueError("timestamp out of range") from None
+    if value.tzinfo is not UTC:
+        # Nearly every timestamp arrives in UTC ("Z"): swapping the zone object is far cheaper than astimezone.
+        if value.utcoffset() == _ZERO:
+            value = value.replace(tzinfo=UTC)
+        else:
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:
+                # Year 1 or 9999 with an offset cannot be expressed in UTC (found by the fuzzer).
+                raise ValueError("timestamp out of range") from None
+    if value < EARLIEST:
+        raise ValueError("timestamp before 1970-01-01T00:00:00Z: check the sender's clock")
+    return value
 
 
 UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_parse_utc), AfterValidator(_to_utc)]

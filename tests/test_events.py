@@ -169,6 +169,25 @@ def test_utc_timestamps_parse_to_the_utc_zone(at: str) -> None:
     assert event.at.tzinfo is UTC and event.at_iso.startswith("2024-01-01T00:00:00")
 
 
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59.999999Z", "1970-01-01T00:59:59+01:00"])
+def test_times_before_1970_are_refused_with_a_reason(at: str) -> None:
+    """A zero time from a broken clock (Go's is year 1) is refused at the edge: windows subtracted from it
+    would overflow in detectors and in every later restart's snapshot."""
+    line = json.dumps(
+        {"type": "member_joined", "event_id": "e", "platform": "p", "community": "c", "at": at, "account": "a"}
+    )
+    with pytest.raises(EventError) as caught:
+        parse_event(line)
+    assert caught.value.field == "at" and "before 1970" in caught.value.reason
+    created = json.dumps(
+        {"type": "member_joined", "event_id": "e", "platform": "p", "community": "c", "at": "2026-01-01T00:00:00Z"}
+        | {"account": "a", "account_created_at": at}
+    )
+    with pytest.raises(EventError, match="before 1970"):
+        parse_event(created)
+    assert parse_event(line.replace(at, "1970-01-01T00:00:00Z")).at == datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def test_dump_event_reads_back_equal_for_every_simulated_event(ev: EventFactory) -> None:
     """Every stored body is replayed at a restart: orjson's text must read back as the same event,
     defaults, clipped text and enums all, and say what pydantic's JSON says field for field."""

@@ -151,3 +151,41 @@ def test_unreachable_homeserver_is_one_line_not_an_endless_retry(tmp_path: Path)
     lines = _failure_lines(output)
     assert len(lines) == 1 and lines[0].startswith("cannot start matrix: cannot connect"), output
     assert "Traceback" not in output and seconds < 60
+
+
+_FAILING_START = """
+import asyncio, sys
+from pathlib import Path
+from groomguard.app.runtime import build_engine
+from groomguard.store.sqlite import SqliteStore
+from groomguard.testing import make_settings
+
+async def broken(self, hours):
+    raise RuntimeError("snapshot refused")
+
+SqliteStore.snapshot = broken
+
+async def main():
+    engine = build_engine(make_settings(Path(sys.argv[1]), store__writer_process=sys.argv[2] == "process"), [])
+    try:
+        await engine.start()
+    except RuntimeError as error:
+        print("start failed:", error, flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_failed_engine_start_closes_the_store_so_the_process_exits(tmp_path: Path, writer: str) -> None:
+    """A start that fails after the store opened (its snapshot raised) must not leave the writer running:
+    the process reports the error and exits instead of hanging."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILING_START, str(tmp_path / "gg.db"), writer],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "start failed: snapshot refused" in done.stdout, done.stdout + done.stderr

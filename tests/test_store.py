@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 from groomguard.events import dump_event
 from groomguard.store.sqlite import SqliteStore
-from groomguard.testing import EventFactory
+from groomguard.testing import EventFactory, running_engine
 from groomguard.testing.simulate import generate
 
 
@@ -42,3 +44,21 @@ def test_demo_data_is_valid_jsonl() -> None:
     assert lines == [dump_event(e) for e in events], (
         "examples/community.jsonl is stale: run python examples/generate.py"
     )
+
+
+async def test_a_year_one_clock_stored_by_an_older_version_does_not_stop_a_start(tmp_path: Path) -> None:
+    """Event times are bounded below now; a database from before may hold a clock of year 1, and the
+    snapshot's day of notice history before the slowest clock must not overflow on it."""
+    db = tmp_path / "gg.db"
+    ev = EventFactory(community="odd")
+    async with running_engine(db) as (engine, _sink):
+        await engine.ingest([ev.adult("a"), ev.minor("k")])
+    with sqlite3.connect(db) as con:
+        changed = con.execute(
+            "UPDATE detector_memory SET value = ? WHERE detector = 'engine.clock' AND community = 'odd'",
+            (json.dumps("0001-01-01T00:00:00+00:00"),),
+        ).rowcount
+    assert changed == 1
+    async with running_engine(db) as (engine, _sink):
+        assert (await engine.community_clocks())["odd"] == datetime.min.replace(tzinfo=UTC)
+        assert await engine.ingest([ev.message("a", "hello", private=True, recipients=("k",))]) == 1

@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_YEAR_ONE = datetime.min.replace(tzinfo=UTC)
 
 ACTION_ADAPTER: TypeAdapter[ActionT] = TypeAdapter(Action)
 #: Advisory lock (PostgreSQL; "GG" + purpose) that two engines starting together take to migrate in turn.
@@ -391,7 +392,8 @@ class SqlStore:
                 _first,
             )
             slowest = min([snap.watermark_at, *(datetime.fromisoformat(r[1]) for r in clocks)])
-            day_ago = (slowest - timedelta(days=1)).isoformat()
+            # A clock near year 1 (stored before event times were bounded below) must not stop every start.
+            day_ago = (slowest - min(timedelta(days=1), slowest - _YEAR_ONE)).isoformat()
             rows = await db.fetch(
                 "SELECT community, child, suspect, at, stage FROM notices WHERE at >= $1 ORDER BY at", day_ago
             )

@@ -399,3 +399,84 @@ async def test_a_clean_stop_hands_its_partitions_over_without_waiting_for_the_le
     finally:
         await followers[0].stop()
         await a.stop()
+
+
+async def _fed_by_a_producer(url: str, events: list[BaseEvent]) -> None:
+    """Store events as a store-only process would (the engine under test processes them from the log)."""
+    producer = PostgresStore(url, 16, process=False)
+    await producer.open()
+    try:
+        for start in range(0, len(events), 500):
+            await producer.append_events(events[start : start + 500])
+    finally:
+        await producer.close()
+
+
+async def test_a_batch_commit_that_fails_is_processed_again_and_nothing_is_skipped(
+    pg_url: str, ref_url: str, tmp_path: Path, events: list[BaseEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit refused by the database after its fence (a deadlock, a statement timeout) rolls back: the
+    follower retries from the committed watermarks and memory, never past the failed batch's events."""
+    expected = await reference(ref_url, tmp_path, events)
+    engine = build_engine(settings_for(pg_url, tmp_path, lease=2.0), [MemorySink()])
+    followers = await _start_followed(engine)
+    store = engine.store
+    assert isinstance(store, PostgresStore)
+    fence, failed = store.partitions.fence, []
+
+    async def fence_then_deadlock(db: asyncpg.Connection) -> None:
+        await fence(db)  # the watermarks move in the transaction, then the database refuses it
+        if not failed:
+            failed.append(True)
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+
+    try:
+        half = len(events) // 2
+        await _fed_by_a_producer(pg_url, events[:half])
+        await wait_settled(pg_url, half)
+        monkeypatch.setattr(store.partitions, "fence", fence_then_deadlock)
+        await _fed_by_a_producer(pg_url, events[half:])
+        state = await wait_settled(pg_url, len(events))
+    finally:
+        for f in followers:
+            await f.stop()
+        await engine.stop()
+    assert failed, "a commit was refused"
+    assert state["processed"] == engine.stats.processed == len(events), "each event processed once, none skipped"
+    assert await outcome(pg_url) == expected
+
+
+async def test_a_rebuild_that_fails_is_tried_again_before_anything_is_processed(
+    pg_url: str, ref_url: str, tmp_path: Path, events: list[BaseEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lease change empties memory and loads it again; if the load fails (a cancelled snapshot), nothing
+    is processed on empty memory (new case ids would overwrite stored cases): the next round loads again."""
+    expected = await reference(ref_url, tmp_path, events)
+    engine = build_engine(settings_for(pg_url, tmp_path, lease=2.0), [MemorySink()])
+    followers = await _start_followed(engine)
+    store = engine.store
+    assert isinstance(store, PostgresStore)
+    snapshot, refused = PostgresStore.snapshot, []
+
+    async def cancelled_once(self: PostgresStore, hours: float) -> Any:
+        if not refused:
+            refused.append(True)
+            raise asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout")
+        return await snapshot(self, hours)
+
+    try:
+        cut = int(len(events) * 0.8)
+        await _fed_by_a_producer(pg_url, events[:cut])
+        await wait_settled(pg_url, cut)
+        assert engine.cases.active, "cases are open before the lease change"
+        monkeypatch.setattr(PostgresStore, "snapshot", cancelled_once)
+        with pytest.raises(asyncpg.exceptions.QueryCanceledError):
+            await engine.rebalance(lambda: _async(True))  # as a lease round that changed the held set
+        await _fed_by_a_producer(pg_url, events[cut:])
+        state = await wait_settled(pg_url, len(events))
+    finally:
+        for f in followers:
+            await f.stop()
+        await engine.stop()
+    assert refused and state["processed"] == len(events)
+    assert await outcome(pg_url) == expected

@@ -400,7 +400,11 @@ class Engine:
         The actions go through the outbox rather than being delivered here, so a slow platform never holds
         up the catch-up of partitions just taken over."""
         async with self._lock:
-            if not await step() and not self._stale:
+            # Not while an action is being handed over: a partition released now would have that action
+            # (still undelivered in the outbox) posted by its taker as well.
+            async with self._delivering:
+                changed = await step()
+            if not changed and not self._stale:
                 return False
             await self._rebuild()
         pending = await self.store.pending_actions()
@@ -969,13 +973,16 @@ class Engine:
         The record follows each handoff immediately (not the batch's, not behind the writer lock): a process
         killed mid-delivery leaves at most the one action it was handing over unrecorded, which the process
         that takes its partitions hands over again (sinks dedupe on action_id). Actions of communities this
-        engine no longer processes (a partition handed to another engine) are left to their new owner.
+        engine no longer processes (a partition handed to another engine) are left to their new owner; a
+        lease round waits for the handoff in flight (`rebalance`), so a partition is never handed away while
+        one of its actions is being posted, to be posted again by the taker.
         """
         if self.hold_actions:
             return
         processes = getattr(self.store, "processes", None)
-        async with self._delivering:
-            for action in actions:
+        # Held per action, not per list: a lease round waits for the one handoff in flight, no more.
+        for action in actions:
+            async with self._delivering:
                 ident = action.action_id
                 handed = self._handed.get(ident)
                 if handed is None:

@@ -31,6 +31,8 @@ class SharedLog(Protocol):
 
     async def rebalance(self) -> bool: ...
 
+    async def reconnect(self) -> None: ...
+
 
 class LogFollower:
     """Polls for events other engines stored in this engine's partitions, and runs the lease rounds that
@@ -84,3 +86,9 @@ class LogFollower:
                 await self.catch_up()
             except self.store.transient_errors:
                 log.exception("log follower: database error; retrying")
+                # A restart or a terminated backend closes the connection for good: open it again, or this
+                # process keeps its partitions (the leases renew on their own connection) and processes none.
+                try:
+                    await self.store.reconnect()
+                except self.store.transient_errors as error:
+                    log.warning("log follower: cannot reconnect yet (%s); trying again", error)

@@ -94,3 +94,50 @@ async def test_a_failed_record_is_retried_without_handing_the_action_over_again(
         engine.store.mark_delivered = real  # type: ignore[method-assign]
         await engine.stop()
     assert sorted(sink.handed) == sorted(a.action_id for a in pending), "handed over once, recorded twice"
+
+
+class HeldSink:
+    """Takes one action at a time and holds each until `go` is set (a platform backing off a rate limit)."""
+
+    def __init__(self) -> None:
+        self.entered, self.go = asyncio.Event(), asyncio.Event()
+        self.posted: list[str] = []
+
+    async def deliver(self, action: Any) -> None:
+        self.entered.set()
+        await self.go.wait()
+        self.posted.append(action.action_id)
+
+
+async def test_a_lease_round_waits_for_the_handoff_in_flight_and_hands_the_rest_to_the_taker(
+    db: Path, ev: EventFactory
+) -> None:
+    """A partition must not be handed away while one of its actions is being posted: that action, still
+    undelivered in the outbox, would be posted by the taker too. The round waits for that one handoff (and
+    its record), not for the rest of the list: those are left undelivered for the new owner."""
+    sink = HeldSink()
+    engine = build_engine(make_settings(db), [sink])
+    owned = {ev.community: True}
+    engine.store.processes = lambda community: owned.get(community, False)  # type: ignore[attr-defined]
+    await engine.start()
+    try:
+        await engine.ingest(fan_out_events(ev))
+        await asyncio.wait_for(sink.entered.wait(), 10)
+
+        async def release() -> bool:  # what a lease round does with an excess partition
+            owned[ev.community] = False
+            return True
+
+        round_ = asyncio.create_task(engine.rebalance(release))
+        await asyncio.sleep(0.2)
+        assert not round_.done() and owned[ev.community], "the round waits for the handoff in flight"
+        sink.go.set()
+        assert await asyncio.wait_for(round_, 10)
+        pending = {a.action_id for a in await engine.store.pending_actions()}
+        assert len(sink.posted) == 1 and sink.posted[0] not in pending, "posted once and recorded before release"
+        assert pending, "the partition's other actions are left to the taker"
+        await asyncio.sleep(0.2)
+        assert len(sink.posted) == 1, "nothing more of the released partition is posted here"
+    finally:
+        sink.go.set()
+        await engine.stop()

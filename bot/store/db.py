@@ -279,14 +279,23 @@ class PostgresDatabase:
     dialect = "postgres"
     max_params = 30_000  # lists go as one array parameter; this only bounds one statement's array
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, server_settings: dict[str, str] | None = None) -> None:
         self.url = url
+        #: Session settings sent with every connection (groomguard.store.postgres sets its timeouts here).
+        self.server_settings = server_settings
         self._db: Any = None
 
     async def open(self) -> None:
         import asyncpg
 
-        self._db = await asyncpg.connect(self.url)
+        self._db = await asyncpg.connect(self.url, server_settings=self.server_settings)
+
+    async def reopen(self) -> bool:
+        """Connect again if the server dropped the connection (a restart, a terminated backend); True if it did."""
+        if self._db is not None and not self._db.is_closed():
+            return False
+        await self.open()
+        return True
 
     async def close(self) -> None:
         if self._db is not None:

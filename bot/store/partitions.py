@@ -189,6 +189,20 @@ class Partitions:
                 await self.renew()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 log.exception("partition lease renewal failed; retrying (leases run out after %.0f s)", self.lease_s)
+                await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        """Open the lease connection again if the server dropped it; leases that ran out meanwhile are found
+        gone by the next renewal and taken again by a lease round, with memory rebuilt."""
+        async with self._con_lock:
+            if self._con is None or not self._con.is_closed():
+                return
+            try:
+                self._con = await asyncpg.connect(self.url)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+                log.warning("partition leases: cannot reconnect yet (%s); trying again", error)
+                return
+        log.warning("partition leases: the connection was lost and is open again")
 
     async def renew(self) -> None:
         """Extend this member's row and every lease it still holds; a lease found gone is dropped here."""

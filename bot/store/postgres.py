@@ -80,7 +80,11 @@ class PostgresStore(SqlStore):
         self, url: str, partitions: int = DEFAULT_PARTITIONS, lease_s: float = 8.0, *, process: bool = True
     ) -> None:
         self.url = url
-        super().__init__(PostgresDatabase(url))
+        # A transaction left idle (a process frozen between its fence and its commit: SIGSTOP, a paused VM)
+        # holds its partitions' rows locked, and a taker skips locked rows: the server ends such a
+        # transaction once its lease would have run out, so the partitions are taken over in time.
+        idle_ms = str(max(1000, int(lease_s * 1000)))
+        super().__init__(PostgresDatabase(url, {"idle_in_transaction_session_timeout": idle_ms}))
         #: The partitions this engine leases and what it handed out of them; `process=False` stores only.
         self.partitions = Partitions(url, partitions, lease_s, process=process)
         #: Delivery records go over a connection of their own (`mark_delivered`), opened on first use.
@@ -167,6 +171,12 @@ class PostgresStore(SqlStore):
 
     def processes(self, community: str) -> bool:
         return self.partitions.owns(community)
+
+    @serialized
+    async def reconnect(self) -> None:
+        """Open the engine's connection again if the server dropped it (LogFollower, after a database error)."""
+        if await self.database.reopen():
+            log.warning("postgres store: the connection to %s was lost and is open again", redact(self.url))
 
     # -- event log: a sequence numbers events; each engine processes the partitions it leases ---------
 

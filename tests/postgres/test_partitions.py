@@ -480,3 +480,69 @@ async def test_a_rebuild_that_fails_is_tried_again_before_anything_is_processed(
         await engine.stop()
     assert refused and state["processed"] == len(events)
     assert await outcome(pg_url) == expected
+
+
+async def test_dropped_connections_are_opened_again_and_processing_goes_on(
+    pg_url: str, ref_url: str, tmp_path: Path, events: list[BaseEvent]
+) -> None:
+    """What a server restart or pg_terminate_backend does to an engine's connections (processing and leases):
+    both are opened again, and everything stored meanwhile is processed within the 15 s takeover target."""
+    expected = await reference(ref_url, tmp_path, events)
+    engine = build_engine(settings_for(pg_url, tmp_path, lease=2.0), [MemorySink()])
+    followers = await _start_followed(engine)
+    store = engine.store
+    assert isinstance(store, PostgresStore)
+    try:
+        half = len(events) // 2
+        await _fed_by_a_producer(pg_url, events[:half])
+        await wait_settled(pg_url, half)
+        pids = [store.db.get_server_pid(), store.partitions.con.get_server_pid()]
+        admin = await asyncpg.connect(pg_url)
+        try:
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids)
+        finally:
+            await admin.close()
+        await _fed_by_a_producer(pg_url, events[half:])
+        state = await wait_settled(pg_url, len(events), seconds=15)
+        assert store.db.get_server_pid() not in pids and store.partitions.con.get_server_pid() not in pids
+    finally:
+        for f in followers:
+            await f.stop()
+        await engine.stop()
+    assert state["processed"] == len(events)
+    assert await outcome(pg_url) == expected
+
+
+async def test_a_transaction_a_frozen_process_left_open_does_not_block_the_takeover(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A process frozen between its fence and its commit keeps its partitions' rows locked, and a taker skips
+    locked rows: the server ends the idle transaction, so the partitions are still taken over in time."""
+    settings = settings_for(pg_url, tmp_path, lease=2.0)
+    a = build_engine(settings, [MemorySink()])
+    await a.start()
+    b: Engine | None = None
+    follower: LogFollower | None = None
+    frozen: Any = None
+    try:
+        store = a.store
+        assert isinstance(store, PostgresStore) and len(held(a)) == 16
+        await store.partitions.abandon(keep_connection=True)  # no more renewals, as when frozen
+        frozen = store.db.transaction()
+        await frozen.start()
+        await store.db.fetch("SELECT part FROM partitions FOR UPDATE")  # the rows a fence locks
+        b = build_engine(settings, [MemorySink()])
+        await b.start()
+        follower = LogFollower(b, interval_s=0.02, rebalance_s=0.1)
+        await follower.start()
+        took = await wait_for(lambda: _async(len(held(b)) == 16), 15, "B takes over past the open transaction")
+        assert took > 1.0, "the leases had to run out first"
+    finally:
+        if frozen is not None:
+            with contextlib.suppress(Exception):  # the server ended it (its connection is gone) unless it hung
+                await frozen.rollback()
+        if follower is not None:
+            await follower.stop()
+        if b is not None:
+            await b.stop()
+        await a.stop()

@@ -77,6 +77,7 @@ class LogFollower:
 
     async def _run(self) -> None:
         next_round = time.monotonic() + self.rebalance_s
+        failures = 0
         while True:
             await asyncio.sleep(self.interval_s)
             try:
@@ -84,6 +85,7 @@ class LogFollower:
                     next_round = time.monotonic() + self.rebalance_s
                     await self.rebalance()
                 await self.catch_up()
+                failures = 0
             except self.store.transient_errors:
                 log.exception("log follower: database error; retrying")
                 # A restart or a terminated backend closes the connection for good: open it again, or this
@@ -92,3 +94,13 @@ class LogFollower:
                     await self.store.reconnect()
                 except self.store.transient_errors as error:
                     log.warning("log follower: cannot reconnect yet (%s); trying again", error)
+            except Exception:
+                # Anything else (a bug, a value the code did not expect) must not end the follower silently
+                # while the heartbeat goes on renewing its leases: logged, then retried, less often each time.
+                failures += 1
+                log.exception("log follower: unexpected error; retrying in %.1f s", self._backoff(failures))
+                await asyncio.sleep(self._backoff(failures))
+
+    def _backoff(self, failures: int) -> float:
+        """Seconds to wait after the n-th unexpected failure in a row: doubling, at most a lease round."""
+        return float(min(self.rebalance_s, self.interval_s * 2 ** min(failures, 16)))

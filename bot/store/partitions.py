@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from groomguard.events import BaseEvent, parse_event
+from groomguard.events import BaseEvent, EventError, parse_event
 from groomguard.storage import StaleLease
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,8 @@ class Partitions:
         self._marks: dict[int, tuple[int, int, datetime]] = {}
         #: Partitions whose lease ran out under us (a renewal found it gone): the engine must rebuild memory.
         self._lost: set[int] = set()
+        #: Stored events `due` skipped because this version cannot read their body (logged each).
+        self.unreadable = 0
         #: A member counts towards the fair share; a process joins by running lease rounds (LogFollower), so a
         #: one-shot tool with a store open (a replay) never makes the others hand it partitions it won't take.
         self.joined = False
@@ -316,11 +318,19 @@ class Partitions:
         )
         out = []
         for seq, part, body in rows:
-            event = parse_event(body)
+            if part not in self.held:
+                continue  # its lease was found gone while this read ran (`renew`): not ours to process
+            self.held[part] = max(self.held[part], int(seq))
+            try:
+                event = parse_event(body)
+            except EventError as error:
+                # A body this version refuses (stored by an older one): one event skipped, not the partition.
+                self.unreadable += 1
+                log.error("stored event %d (partition %d) cannot be read, skipped: %s", seq, part, error.reason)
+                continue
             out.append((int(seq), event))
             top, n, at = self._marks.get(part, (0, 0, event.at))
             self._marks[part] = (max(top, int(seq)), n + 1, max(at, event.at))
-            self.held[part] = max(self.held.get(part, 0), int(seq))
         return out
 
     async def fence(self, db: asyncpg.Connection) -> None:

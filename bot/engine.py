@@ -399,12 +399,11 @@ class Engine:
 
         The actions go through the outbox rather than being delivered here, so a slow platform never holds
         up the catch-up of partitions just taken over."""
-        async with self._lock:
-            # Not while an action is being handed over: a partition released now would have that action
-            # (still undelivered in the outbox) posted by its taker as well.
-            async with self._delivering:
-                changed = await step()
-            if not changed and not self._stale:
+        # Not while an action is being handed over: a partition released now would have that action (still
+        # undelivered in the outbox) posted by its taker as well. The delivery lock first: a sink may record
+        # an audit row (the writer lock) while it posts, and processing need not wait for a slow post.
+        async with self._delivering, self._lock:
+            if not await step() and not self._stale:
                 return False
             await self._rebuild()
         pending = await self.store.pending_actions()
@@ -588,6 +587,10 @@ class Engine:
         return kept
 
     async def _handle(self, batch: list[BaseEvent]) -> int:
+        if self._stale:
+            # A follower's catch-up failed (the lock is free again): its memory and a shared store's handed-out
+            # marks are past the rolled-back batch, which must be processed again before anything new.
+            await self._rebuild()
         batch = self._admit(batch)
         if not batch:
             return 0

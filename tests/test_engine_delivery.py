@@ -4,6 +4,7 @@ over once per process whatever path reaches it, and a failed record retried with
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,8 @@ async def test_a_lease_round_waits_for_the_handoff_in_flight_and_hands_the_rest_
         round_ = asyncio.create_task(engine.rebalance(release))
         await asyncio.sleep(0.2)
         assert not round_.done() and owned[ev.community], "the round waits for the handoff in flight"
+        more = EventFactory(community="other", platform="other")
+        assert await asyncio.wait_for(engine.ingest([more.adult("x")]), 5) == 1, "processing does not wait"
         sink.go.set()
         assert await asyncio.wait_for(round_, 10)
         pending = {a.action_id for a in await engine.store.pending_actions()}
@@ -140,4 +143,42 @@ async def test_a_lease_round_waits_for_the_handoff_in_flight_and_hands_the_rest_
         assert len(sink.posted) == 1, "nothing more of the released partition is posted here"
     finally:
         sink.go.set()
+        await engine.stop()
+
+
+class AuditingSink:
+    """Posts, then records an audit row through the engine, as the Discord cog does for a ban or a closed DM."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.entered = asyncio.Event()
+        self.posted = 0
+
+    async def deliver(self, action: Any) -> None:
+        self.entered.set()
+        await asyncio.sleep(0.05)  # the platform call
+        assert self.engine is not None
+        await self.engine.audit(datetime.now(UTC), "groomguard", "posted", {}, community=action.community)
+        self.posted += 1
+
+
+async def test_a_lease_round_and_a_sink_that_writes_an_audit_row_do_not_deadlock(db: Path, ev: EventFactory) -> None:
+    """The round takes the delivery lock, then the writer lock; a sink in a handoff takes the writer lock
+    (engine.audit): the other order would leave each waiting for the other, and the engine wedged."""
+    sink = AuditingSink()
+    engine = build_engine(make_settings(db), [sink])
+    sink.engine = engine
+    engine.store.processes = lambda community: True  # type: ignore[attr-defined]
+    await engine.start()
+    try:
+        await engine.ingest(fan_out_events(ev))
+        await asyncio.wait_for(sink.entered.wait(), 10)
+
+        async def unchanged() -> bool:
+            return False
+
+        assert await asyncio.wait_for(engine.rebalance(unchanged), 5) is False
+        await asyncio.wait_for(engine.drain(), 10)
+        assert sink.posted >= 1 and not await engine.store.pending_actions()
+    finally:
         await engine.stop()

@@ -62,3 +62,24 @@ async def test_a_year_one_clock_stored_by_an_older_version_does_not_stop_a_start
     async with running_engine(db) as (engine, _sink):
         assert (await engine.community_clocks())["odd"] == datetime.min.replace(tzinfo=UTC)
         assert await engine.ingest([ev.message("a", "hello", private=True, recipients=("k",))]) == 1
+
+
+async def test_a_stored_body_this_version_refuses_is_skipped_at_recovery(tmp_path: Path, ev: EventFactory) -> None:
+    """Stored by an older version, not yet processed (a crash), and refused now (a time before 1970): the
+    start's recovery logs and skips that one event and processes the rest, even a whole fetch of them."""
+    db = tmp_path / "gg.db"
+    events = [ev.adult("a"), ev.minor("k"), ev.message("a", "hi", private=True, recipients=("k",))]
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        await store.append_events(events)
+        await store.settle()
+    finally:
+        await store.close()
+    with sqlite3.connect(db) as con:
+        body = con.execute("SELECT body FROM events WHERE seq = 1").fetchone()[0]
+        old = body.replace(json.loads(body)["at"], "0001-01-01T00:00:00+00:00")
+        con.execute("UPDATE events SET body = ? WHERE seq = 1", (old,))
+    async with running_engine(db, engine__batch_size=1) as (engine, _sink):
+        assert engine.stats.processed == 2
+        assert engine._watermark == 3

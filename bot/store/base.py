@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from groomguard.actions import Action
 from groomguard.cases import Case
-from groomguard.events import AgeBand, BaseEvent, iso_utc, parse_event
+from groomguard.events import AgeBand, BaseEvent, EventError, iso_utc, parse_event
 from groomguard.memory import MemoryRow
 from groomguard.privacy import erasure_placeholder, mentions, needles, scrub
 from groomguard.records import Account, ContactEdge, RequestRecord, Turn
@@ -344,10 +344,21 @@ class SqlStore:
 
     @serialized
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, BaseEvent]]:
-        rows = await self.database.fetch(
-            "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit
-        )
-        return [(int(r[0]), parse_event(r[1])) for r in rows]
+        """Stored events past `seq`, in order. A body this version refuses (stored by an older one) is logged
+        and skipped: it must not stop every start's recovery, nor end a catch-up early."""
+        out: list[tuple[int, BaseEvent]] = []
+        while True:
+            rows = await self.database.fetch(
+                "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit
+            )
+            for row in rows:
+                try:
+                    out.append((int(row[0]), parse_event(row[1])))
+                except EventError as error:
+                    log.error("stored event %d cannot be read, skipped: %s", row[0], error.reason)
+            if out or len(rows) < limit:
+                return out
+            seq = int(rows[-1][0])
 
     # -- state ----------------------------------------------------------------------------
 

@@ -291,8 +291,10 @@ class PostgresDatabase:
         self._db = await asyncpg.connect(self.url, server_settings=self.server_settings)
 
     async def reopen(self) -> bool:
-        """Connect again if the server dropped the connection (a restart, a terminated backend); True if it did."""
-        if self._db is not None and not self._db.is_closed():
+        """Connect again if the server dropped the connection (a restart, a terminated backend); True if it did.
+
+        A store that was closed stays closed."""
+        if self._db is None or not self._db.is_closed():
             return False
         await self.open()
         return True

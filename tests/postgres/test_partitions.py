@@ -546,3 +546,38 @@ async def test_a_transaction_a_frozen_process_left_open_does_not_block_the_takeo
         if b is not None:
             await b.stop()
         await a.stop()
+
+
+async def test_events_ingested_right_after_a_failed_catch_up_wait_for_the_rebuild(
+    pg_url: str, ref_url: str, tmp_path: Path, events: list[BaseEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's own intake (the queue, a webhook) can take the writer lock before the follower polls
+    again: it must not process on from the marks and memory the failed batch left, which would move the
+    watermark past that batch's events for good."""
+    expected = await reference(ref_url, tmp_path, events)
+    engine = build_engine(settings_for(pg_url, tmp_path, lease=2.0), [MemorySink()])
+    await engine.start()
+    store = engine.store
+    assert isinstance(store, PostgresStore)
+    fence, failed = store.partitions.fence, []
+
+    async def fence_then_deadlock(db: asyncpg.Connection) -> None:
+        await fence(db)
+        if not failed:
+            failed.append(True)
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+
+    try:
+        half = len(events) // 2
+        await _fed_by_a_producer(pg_url, events[:half])
+        monkeypatch.setattr(store.partitions, "fence", fence_then_deadlock)
+        with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
+            await engine.catch_up(store.take_due)  # what the follower runs
+        for start in range(half, len(events), 500):
+            await engine.ingest(events[start : start + 500])  # before the follower's next poll
+        await engine.catch_up(store.take_due)
+        state = await wait_settled(pg_url, len(events))
+    finally:
+        await engine.stop()
+    assert state["processed"] == len(events)
+    assert await outcome(pg_url) == expected

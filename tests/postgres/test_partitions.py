@@ -412,35 +412,49 @@ async def _fed_by_a_producer(url: str, events: list[BaseEvent]) -> None:
         await producer.close()
 
 
+@contextlib.asynccontextmanager
+async def _one_followed_engine(url: str, tmp_path: Path) -> AsyncIterator[tuple[Engine, PostgresStore]]:
+    """One engine holding every partition, with a fast-polling follower; both stopped afterwards."""
+    engine = build_engine(settings_for(url, tmp_path, lease=2.0), [MemorySink()])
+    followers = await _start_followed(engine)
+    try:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        yield engine, store
+    finally:
+        for f in followers:
+            await f.stop()
+        await engine.stop()
+
+
+def _deadlock_once(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The next batch commit is refused by the database after its fence (its watermarks moved in the
+    transaction); the list says whether that happened."""
+    fence, failed = store.partitions.fence, []
+
+    async def fence_then_deadlock(db: asyncpg.Connection) -> None:
+        await fence(db)
+        if not failed:
+            failed.append(True)
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+
+    monkeypatch.setattr(store.partitions, "fence", fence_then_deadlock)
+    return failed
+
+
 async def test_a_batch_commit_that_fails_is_processed_again_and_nothing_is_skipped(
     pg_url: str, ref_url: str, tmp_path: Path, events: list[BaseEvent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A commit refused by the database after its fence (a deadlock, a statement timeout) rolls back: the
     follower retries from the committed watermarks and memory, never past the failed batch's events."""
     expected = await reference(ref_url, tmp_path, events)
-    engine = build_engine(settings_for(pg_url, tmp_path, lease=2.0), [MemorySink()])
-    followers = await _start_followed(engine)
-    store = engine.store
-    assert isinstance(store, PostgresStore)
-    fence, failed = store.partitions.fence, []
-
-    async def fence_then_deadlock(db: asyncpg.Connection) -> None:
-        await fence(db)  # the watermarks move in the transaction, then the database refuses it
-        if not failed:
-            failed.append(True)
-            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
-
-    try:
+    async with _one_followed_engine(pg_url, tmp_path) as (engine, store):
         half = len(events) // 2
         await _fed_by_a_producer(pg_url, events[:half])
         await wait_settled(pg_url, half)
-        monkeypatch.setattr(store.partitions, "fence", fence_then_deadlock)
+        failed = _deadlock_once(store, monkeypatch)
         await _fed_by_a_producer(pg_url, events[half:])
         state = await wait_settled(pg_url, len(events))
-    finally:
-        for f in followers:
-            await f.stop()
-        await engine.stop()
     assert failed, "a commit was refused"
     assert state["processed"] == engine.stats.processed == len(events), "each event processed once, none skipped"
     assert await outcome(pg_url) == expected
@@ -452,10 +466,6 @@ async def test_a_rebuild_that_fails_is_tried_again_before_anything_is_processed(
     """A lease change empties memory and loads it again; if the load fails (a cancelled snapshot), nothing
     is processed on empty memory (new case ids would overwrite stored cases): the next round loads again."""
     expected = await reference(ref_url, tmp_path, events)
-    engine = build_engine(settings_for(pg_url, tmp_path, lease=2.0), [MemorySink()])
-    followers = await _start_followed(engine)
-    store = engine.store
-    assert isinstance(store, PostgresStore)
     snapshot, refused = PostgresStore.snapshot, []
 
     async def cancelled_once(self: PostgresStore, hours: float) -> Any:
@@ -464,7 +474,7 @@ async def test_a_rebuild_that_fails_is_tried_again_before_anything_is_processed(
             raise asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout")
         return await snapshot(self, hours)
 
-    try:
+    async with _one_followed_engine(pg_url, tmp_path) as (engine, _store):
         cut = int(len(events) * 0.8)
         await _fed_by_a_producer(pg_url, events[:cut])
         await wait_settled(pg_url, cut)
@@ -474,10 +484,6 @@ async def test_a_rebuild_that_fails_is_tried_again_before_anything_is_processed(
             await engine.rebalance(lambda: _async(True))  # as a lease round that changed the held set
         await _fed_by_a_producer(pg_url, events[cut:])
         state = await wait_settled(pg_url, len(events))
-    finally:
-        for f in followers:
-            await f.stop()
-        await engine.stop()
     assert refused and state["processed"] == len(events)
     assert await outcome(pg_url) == expected
 
@@ -488,11 +494,7 @@ async def test_dropped_connections_are_opened_again_and_processing_goes_on(
     """What a server restart or pg_terminate_backend does to an engine's connections (processing and leases):
     both are opened again, and everything stored meanwhile is processed within the 15 s takeover target."""
     expected = await reference(ref_url, tmp_path, events)
-    engine = build_engine(settings_for(pg_url, tmp_path, lease=2.0), [MemorySink()])
-    followers = await _start_followed(engine)
-    store = engine.store
-    assert isinstance(store, PostgresStore)
-    try:
+    async with _one_followed_engine(pg_url, tmp_path) as (_engine, store):
         half = len(events) // 2
         await _fed_by_a_producer(pg_url, events[:half])
         await wait_settled(pg_url, half)
@@ -505,10 +507,6 @@ async def test_dropped_connections_are_opened_again_and_processing_goes_on(
         await _fed_by_a_producer(pg_url, events[half:])
         state = await wait_settled(pg_url, len(events), seconds=15)
         assert store.db.get_server_pid() not in pids and store.partitions.con.get_server_pid() not in pids
-    finally:
-        for f in followers:
-            await f.stop()
-        await engine.stop()
     assert state["processed"] == len(events)
     assert await outcome(pg_url) == expected
 
@@ -559,18 +557,10 @@ async def test_events_ingested_right_after_a_failed_catch_up_wait_for_the_rebuil
     await engine.start()
     store = engine.store
     assert isinstance(store, PostgresStore)
-    fence, failed = store.partitions.fence, []
-
-    async def fence_then_deadlock(db: asyncpg.Connection) -> None:
-        await fence(db)
-        if not failed:
-            failed.append(True)
-            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
-
     try:
         half = len(events) // 2
         await _fed_by_a_producer(pg_url, events[:half])
-        monkeypatch.setattr(store.partitions, "fence", fence_then_deadlock)
+        _deadlock_once(store, monkeypatch)
         with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
             await engine.catch_up(store.take_due)  # what the follower runs
         for start in range(half, len(events), 500):

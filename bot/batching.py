@@ -90,6 +90,10 @@ class BatchQueue(Generic[T]):
         self.task_done(len(dropped))
         return len(dropped)
 
+    def reopen(self) -> None:
+        """Take puts again after `close` (an engine that recovered in-process)."""
+        self._closed = None
+
     def _take(self, size: int) -> list[T]:
         items = self._items
         if size >= len(items):

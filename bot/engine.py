@@ -242,6 +242,17 @@ class Engine:
         self._fresh_memory()
         await self._load()
         self._stale = False
+        if self._failure is not None and isinstance(self._failure, getattr(self.store, "transient_errors", ())):
+            self._reopen_intake()
+
+    def _reopen_intake(self) -> None:
+        """A shared store's database error stopped the intake; memory is rebuilt from the store now, so take
+        events again, as a restart would (a SQLite engine's failure stays final: it has no follower)."""
+        log.warning("engine taking events again: memory rebuilt from the store after: %s", self._failure)
+        self._failure = None
+        self._queue.reopen()
+        if self._tasks and self._tasks[0].done():
+            self._tasks[0] = asyncio.create_task(self._run(), name="groomguard-engine")
 
     async def _load(self) -> None:
         """Rebuild memory from the store's snapshot: accounts, open cases, notices, watermark, rankings, clocks."""
@@ -520,7 +531,8 @@ class Engine:
 
     def _fail(self, error: BaseException) -> None:
         """Stop the engine on a store failure: later submits raise, queued events are dropped (never
-        acknowledged), and producers waiting for room get the error, so neither they nor `drain` hang."""
+        acknowledged), and producers waiting for room get the error, so neither they nor `drain` hang. On a
+        shared store a database error is not final: the follower's rebuild takes events again (`_reopen_intake`)."""
         self._failure = error
         # A shared store's follower may go on processing (other engines' events): only on rebuilt memory.
         self._stale = True

@@ -366,7 +366,10 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(workload: dict[str, 
         kills[-1]["in_flight"] = _in_flight(watermark, windows)
         if rc == 0:
             break  # finished before the kill landed; the checks below still hold
-        assert rc == -signal.SIGKILL
+        assert rc == -signal.SIGKILL, (
+            kills[-1],
+            proc.stderr.read().decode(errors="replace")[-3000:] if proc.stderr else "",
+        )
     final = subprocess.run(
         _command(workload["stream"], db, out), cwd=ROOT, env=_env(), capture_output=True, timeout=RUN_TIMEOUT
     )

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 from groomguard.app.runtime import build_engine
-from groomguard.engine import Engine
+from groomguard.engine import Engine, EngineError
 from groomguard.events import BaseEvent, ContactAnswered, parse_event
 from groomguard.follower import LogFollower
 from groomguard.store.partitions import CaseIds, fair_share, partition_of, partition_sql, stored_text
@@ -569,5 +569,34 @@ async def test_events_ingested_right_after_a_failed_catch_up_wait_for_the_rebuil
         state = await wait_settled(pg_url, len(events))
     finally:
         await engine.stop()
+    assert state["processed"] == len(events)
+    assert await outcome(pg_url) == expected
+
+
+async def test_the_intake_stopped_by_a_database_error_takes_events_again_once_memory_is_rebuilt(
+    pg_url: str, ref_url: str, tmp_path: Path, events: list[BaseEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook's batch meets a deadlock: the engine refuses events (the sender retries) until the follower
+    has rebuilt memory from the store, then takes them again in-process, as a restart would, losing none."""
+    expected = await reference(ref_url, tmp_path, events)
+    async with _one_followed_engine(pg_url, tmp_path) as (engine, store):
+        half = len(events) // 2
+        await _fed_by_a_producer(pg_url, events[:half])
+        await wait_settled(pg_url, half)
+        _deadlock_once(store, monkeypatch)
+        chunk = events[half : half + 500]
+        with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
+            await engine.ingest(chunk)
+        deadline = time.monotonic() + 10
+        while True:  # the sender retries the same batch
+            try:
+                await engine.ingest(chunk)
+                break
+            except EngineError:
+                assert time.monotonic() < deadline, "the intake never took events again"
+                await asyncio.sleep(0.05)
+        for start in range(half + 500, len(events), 500):
+            await engine.ingest(events[start : start + 500])
+        state = await wait_settled(pg_url, len(events))
     assert state["processed"] == len(events)
     assert await outcome(pg_url) == expected

@@ -242,7 +242,7 @@ class Engine:
         self._fresh_memory()
         await self._load()
         self._stale = False
-        if self._failure is not None and isinstance(self._failure, getattr(self.store, "transient_errors", ())):
+        if isinstance(self._failure, getattr(self.store, "transient_errors", ())):
             self._reopen_intake()
 
     def _reopen_intake(self) -> None:

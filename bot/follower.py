@@ -98,8 +98,9 @@ class LogFollower:
                 # Anything else (a bug, a value the code did not expect) must not end the follower silently
                 # while the heartbeat goes on renewing its leases: logged, then retried, less often each time.
                 failures += 1
-                log.exception("log follower: unexpected error; retrying in %.1f s", self._backoff(failures))
-                await asyncio.sleep(self._backoff(failures))
+                delay = self._backoff(failures)
+                log.exception("log follower: unexpected error; retrying in %.1f s", delay)
+                await asyncio.sleep(delay)
 
     def _backoff(self, failures: int) -> float:
         """Seconds to wait after the n-th unexpected failure in a row: doubling, at most a lease round."""

@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import groomguard.events
 from groomguard.actions import ModAlert
 from groomguard.app.runtime import build_engine
 from groomguard.cases import decayed
 from groomguard.config import Settings, load_settings
 from groomguard.detectors.base import Detector, DetectorState
 from groomguard.engine import build_detectors
-from groomguard.events import BaseEvent
+from groomguard.events import BaseEvent, dump_event, parse_event
 from groomguard.findings import Finding
 from groomguard.testing.simulate import CommunitySpec, Truth, generate
 
@@ -221,6 +223,24 @@ SWEEPS: dict[str, list[Any]] = {
 }
 
 
+async def through_lines(events: list[BaseEvent], run: Run, tmp: Path) -> str:
+    """The community written as JSON lines and read back by `parse_event` (its msgspec fast path) and by
+    pydantic alone: both replays must raise the same alerts and findings as the events themselves."""
+    bodies = [dump_event(e) for e in events]
+    fast = sum(groomguard.events._decode_fast(b) is not None for b in bodies)
+    parsed = [parse_event(b) for b in bodies]
+    with mock.patch.object(groomguard.events, "_decode_fast", lambda data: None):
+        slow = [parse_event(b) for b in bodies]
+    out = [f"through JSON lines: {fast / len(bodies):.1%} of {len(bodies):,} lines on the fast path"]
+    for name, feed in (("fast path", parsed), ("pydantic only", slow)):
+        again = await replay(feed, settings_for(tmp / f"lines-{len(out)}.db"))
+        same = again.alerts == run.alerts and again.merged() == run.merged()
+        out.append(f"  {name}: {len(again.alerts)} alerts, {len(again.merged())} findings, identical: {same}")
+        if not same:
+            raise SystemExit("alerts or findings differ when read back from JSON lines: " + name)
+    return "\n".join(out)
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     spec = CommunitySpec.benchmark(seed=args.seed, adults=args.adults, minors=args.minors, days=args.days)
     t0 = time.perf_counter()
@@ -245,6 +265,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             r = score("t", alerts_at(run.merged(), threshold, half_life), truth).row(truth, benign)
             med = "-" if r["median_hours_to_alert"] is None else f"{r['median_hours_to_alert']:.1f}"
             print(f"{threshold:>9.2f} {r['recall']:>7.3f} {r['false_alerts_per_10k_benign']:>10.2f} {med:>9}")
+        if args.lines:
+            print("\n" + await through_lines(events, run, Path(tmp)))
         if args.sweep:
             print("\ntrade-off: main detector thresholds (full replays, alert threshold 0.6)")
             print(f"{'setting':<36} {'value':>6} {'recall':>7} {'false/10k':>10} {'median h':>9}")
@@ -269,6 +291,11 @@ def main() -> None:
     parser.add_argument("--adults", type=int, default=10_060)
     parser.add_argument("--minors", type=int, default=2_515)
     parser.add_argument("--days", type=int, default=28)
+    parser.add_argument(
+        "--lines",
+        action="store_true",
+        help="also replay the community written as JSON lines and read back, fast path and pydantic alone",
+    )
     parser.add_argument(
         "--sweep",
         action="store_true",

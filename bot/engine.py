@@ -536,7 +536,15 @@ class Engine:
         self._failure = error
         # A shared store's follower may go on processing (other engines' events): only on rebuilt memory.
         self._stale = True
-        self._queue.close(EngineError(f"engine stopped: {error}"))
+        dropped = self._queue.close(EngineError(f"engine stopped: {error}"))
+        if dropped:
+            # Not kept anywhere (a file of them would escape expiry and erasure): counted and said, never silent.
+            self.stats.dropped += dropped
+            log.error(
+                "engine stopped: %d queued events dropped, neither stored nor acknowledged (webhook senders were "
+                "refused and resend; events from a chat platform are not fetched again)",
+                dropped,
+            )
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:

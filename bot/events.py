@@ -588,7 +588,11 @@ _PLATFORM_RE = re.compile(r"[a-z0-9_.-]+")
 #: Platform names already matched against `_PLATFORM_RE` (a handful in any deployment; bounded all the same).
 _GOOD_PLATFORMS: set[str] = set()
 _NEW = object.__new__
-_SET = object.__setattr__
+# The model's slots, set straight through their descriptors (a third cheaper than object.__setattr__).
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
+_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _decode_fast(data: str | bytes) -> BaseEvent | None:
@@ -638,10 +642,10 @@ def _decode_fast(data: str | bytes) -> BaseEvent | None:
     if text[10] == "T" and text.endswith("+00:00") and (len(text) == 25 or (len(text) == 32 and at.microsecond)):
         fields["at_iso"] = text
     event = _NEW(plan.model)
-    _SET(event, "__dict__", fields)
-    _SET(event, "__pydantic_fields_set__", plan.fields_set)
-    _SET(event, "__pydantic_extra__", None)
-    _SET(event, "__pydantic_private__", None)
+    _SET_DICT(event, fields)
+    _SET_FIELDS_SET(event, plan.fields_set)
+    _SET_EXTRA(event, None)
+    _SET_PRIVATE(event, None)
     return event
 
 

@@ -37,6 +37,8 @@ class EngineStats:
     detector_errors: int = 0
     delivery_errors: int = 0
     cases_opened: int = 0
+    #: Events taken in but dropped unstored when the store failed (never acknowledged to their senders).
+    dropped: int = 0
     #: Inputs refused before they became events (bad JSON lines, invalid webhook bodies), by source.
     rejected: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)

@@ -97,9 +97,10 @@ async def test_a_failed_commit_behind_processing_stops_later_ones(tmp_path: Path
 
 
 async def test_a_commit_failing_while_events_wait_stops_the_engine_without_a_hang(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Events queued while the idle worker waits on a commit that then fails: drain raises, nothing hangs."""
+    """Events queued while the idle worker waits on a commit that then fails: drain raises, nothing hangs,
+    and the queued events it drops are counted and logged."""
     events, _ = generate(CommunitySpec(seed=3))
     # The writer thread: the fault is planted in this process's writing function.
     settings = make_settings(
@@ -127,6 +128,9 @@ async def test_a_commit_failing_while_events_wait_stops_the_engine_without_a_han
         with pytest.raises(EngineError):
             await engine.submit(events[80])
         assert engine.queue_depth == 0, "what was queued is dropped (it was never acknowledged)"
+        dropped = engine.stats.dropped
+        assert 0 < dropped <= 40, dropped
+        assert f"{dropped} queued events dropped" in caplog.text
     finally:
         monkeypatch.setattr(sqlite_store, "_write_statements", real)
         await engine.stop()

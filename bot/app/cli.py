@@ -136,6 +136,8 @@ def _summary(stats: EngineStats, elapsed: float, bad: int, cases: int) -> Table:
         ("time", f"{elapsed:.2f} s"),
         ("events/s", f"{stats.processed / elapsed:,.0f}" if elapsed > 0 else "-"),
     ]
+    if stats.dropped:
+        rows.insert(3, ("events dropped unstored (the store failed)", stats.dropped))
     for name, value in rows:
         table.add_row(name, str(value))
     return table

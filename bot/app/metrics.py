@@ -26,6 +26,11 @@ COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("groomguard_events_stored_total", "New events stored durably.", "stored"),
     ("groomguard_events_duplicate_total", "Events skipped because their id was already stored.", "duplicates"),
     ("groomguard_events_processed_total", "Stored events run through the detectors.", "processed"),
+    (
+        "groomguard_events_dropped_total",
+        "Queued events dropped unstored when the store failed (not acknowledged).",
+        "dropped",
+    ),
     ("groomguard_findings_total", "Detector findings.", "findings"),
     ("groomguard_cases_opened_total", "Cases opened.", "cases_opened"),
     ("groomguard_alerts_sent_total", "New alert cards for moderators.", "alerts"),

@@ -538,7 +538,7 @@ class _FastRegionDeclared(_Fast, tag="region_declared"):
 class _FastPlan:
     """How one decoded struct becomes its model: the model, its tag, the id fields pydantic would strip."""
 
-    __slots__ = ("fields_set", "id_lists", "ids", "model", "tag", "times")
+    __slots__ = ("fields_set", "id_lists", "ids", "model", "order", "tag", "times")
 
     def __init__(self, struct: type[_Fast], model: type[BaseEvent]) -> None:
         fields = msgspec.structs.fields(struct)
@@ -548,9 +548,12 @@ class _FastPlan:
         self.id_lists = tuple(f.name for f in fields if f.type == _FastIds)
         #: Times besides `at` (text, or None): read as `at` is.
         self.times = tuple(f.name for f in fields if f.name.endswith("_at") and f.name != "at")
-        # Every field counts as set (pydantic records the given ones): nothing reads it of an event, and
-        # model_copy copies the set before adding to it.
-        self.fields_set = set(model.model_fields)
+        # Every field counts as set (pydantic records the given ones; nothing reads it of an event). Each event
+        # gets a copy: one changed in place must not change the others.
+        self.fields_set = frozenset(model.model_fields)
+        #: The model's fields in its own order (`type` after `at`), values to come: a dict updated from the
+        #: struct keeps this order, so repr, model_dump and the body of a copy read as pydantic's do.
+        self.order = dict.fromkeys(model.model_fields)
 
 
 _FAST_STRUCTS: dict[type[_Fast], type[BaseEvent]] = {
@@ -602,12 +605,18 @@ def _decode_fast(data: str | bytes) -> BaseEvent | None:
     msgspec's text of the same values, the line's own `at` text) and, where the line wrote `at` as
     `iso_utc` does, that text as `at_iso`.
     """
+    kind = data.__class__
+    if kind is not bytes and kind is not str:
+        return None  # a subclass, a bytearray or a memoryview: pydantic says what it makes of them
     try:
         struct = _FAST_DECODE(data)
-    except msgspec.DecodeError:  # ValidationError is one too; so is a lone surrogate escape, as pydantic says
+    except (msgspec.DecodeError, UnicodeError):
+        # ValidationError is a DecodeError, and so is a lone surrogate escape; a str holding a lone surrogate
+        # cannot be encoded at all: pydantic words each.
         return None
     plan = _FAST_PLANS[struct.__class__]
-    fields = _AS_DICT(struct)
+    fields = plan.order.copy()
+    fields.update(_AS_DICT(struct))
     # pydantic strips whitespace around ids (str.strip returns the string itself when there is none, and
     # strips a superset of what pydantic strips): any to strip goes to pydantic.
     for name in plan.ids:
@@ -643,7 +652,7 @@ def _decode_fast(data: str | bytes) -> BaseEvent | None:
         fields["at_iso"] = text
     event = _NEW(plan.model)
     _SET_DICT(event, fields)
-    _SET_FIELDS_SET(event, plan.fields_set)
+    _SET_FIELDS_SET(event, set(plan.fields_set))
     _SET_EXTRA(event, None)
     _SET_PRIVATE(event, None)
     return event

@@ -68,6 +68,7 @@ def _assert_same(line: str | bytes) -> BaseEvent | str:
     assert got.key == expected.key and got.at_iso == iso_utc(expected.at)
     with _pydantic_only():
         assert parse_event(dump_event(got)) == expected  # the body it carries reads back the same
+    assert dump_event(got) == dump_event(expected)  # and is the text the other path writes
     return got
 
 

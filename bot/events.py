@@ -196,7 +196,7 @@ class BaseEvent(BaseModel):
         return _dump(self)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy; values computed once from the fields (`key`, `at_iso`) are computed again for it."""
+        """A copy; values computed once from the fields (`key`, `at_iso`, `body`) are computed again for it."""
         copy = super().model_copy(update=update, deep=deep)
         for name in _once.names:
             copy.__dict__.pop(name, None)
@@ -433,12 +433,13 @@ _SURROGATE_ESCAPE_RE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 # -- the fast path -------------------------------------------------------------------------------------------
-# Every event but a moderator's decision (rare, and its case id has no upper bound), decoded and checked by msgspec: with its body written too, a line costs 3.4-3.8 µs against
-# pydantic's 5.3-5.9 µs (docs/scaling.md, seventh round). A line is taken here only
-# when the event is certainly the one pydantic would build: anything msgspec refuses or that pydantic would
-# change (whitespace around an id, text past MAX_TEXT_CHARS, a time not in UTC) goes to pydantic, which
-# builds it or says why not in its own words. tests/test_fast_events.py holds the two paths equal.
-# Bodies are written by msgspec on both paths (`_dump`), so an event's stored text does not depend on its path.
+# Every event but a moderator's decision (rare, and its case id has no upper bound), decoded and checked by
+# msgspec. A line is taken here only when the event is certainly the one pydantic would build: anything
+# msgspec refuses or that pydantic would change (whitespace around an id, text past MAX_TEXT_CHARS, a time
+# not in UTC) goes to pydantic, which builds it or says why not in its own words. The gain is mostly the
+# body, written here once (docs/scaling.md, seventh round). tests/test_fast_events.py holds the two paths
+# equal. Bodies are written by msgspec on both paths (`_dump`): an event's stored text does not depend on
+# its path.
 
 _FastId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _FastIds = tuple[_FastId, ...]
@@ -532,14 +533,14 @@ class _FastStandingDeclared(_Fast, tag="standing_declared"):
 
 class _FastRegionDeclared(_Fast, tag="region_declared"):
     account: _FastId
-    #: pydantic strips and lowers it: only plain lower-case ASCII is taken here (see `_decode_fast`).
+    #: pydantic strips and lowers it: only plain lower-case ASCII is taken here (`_FastPlan.lowered`).
     region: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class _FastPlan:
     """How one decoded struct becomes its model: the model, its tag, the id fields pydantic would strip."""
 
-    __slots__ = ("fields_set", "id_lists", "ids", "model", "order", "tag", "times")
+    __slots__ = ("fields_set", "id_lists", "ids", "lowered", "model", "order", "tag", "times")
 
     def __init__(self, struct: type[_Fast], model: type[BaseEvent]) -> None:
         fields = msgspec.structs.fields(struct)
@@ -549,12 +550,19 @@ class _FastPlan:
         self.id_lists = tuple(f.name for f in fields if f.type == _FastIds)
         #: Times besides `at` (text, or None): read as `at` is.
         self.times = tuple(f.name for f in fields if f.name.endswith("_at") and f.name != "at")
+        #: Text pydantic strips and lowers (a region): taken here only when plain lower-case ASCII already.
+        self.lowered = tuple(name for name, field in model.model_fields.items() if _lowers(field))
         # Every field counts as set (pydantic records the given ones; nothing reads it of an event). Each event
         # gets a copy: one changed in place must not change the others.
         self.fields_set = frozenset(model.model_fields)
         #: The model's fields in its own order (`type` after `at`), values to come: a dict updated from the
         #: struct keeps this order, so repr, model_dump and the body of a copy read as pydantic's do.
         self.order = dict.fromkeys(model.model_fields)
+
+
+def _lowers(field: Any) -> bool:
+    """Whether a model field's constraints lower-case its text (pydantic's `to_lower`)."""
+    return any(getattr(m, "to_lower", False) for m in field.metadata)
 
 
 _FAST_STRUCTS: dict[type[_Fast], type[BaseEvent]] = {
@@ -614,9 +622,10 @@ def _decode_fast(data: str | bytes) -> BaseEvent | None:
         for value in fields[name]:
             if value.strip() is not value:
                 return None
-    region = fields.get("region")
-    if region is not None and not (region.isascii() and region.strip() is region and region.lower() == region):
-        return None
+    for name in plan.lowered:
+        value = fields[name]
+        if not (value.isascii() and value.strip() is value and value.lower() == value):
+            return None
     platform = fields["platform"]
     if platform not in _GOOD_PLATFORMS:
         if _PLATFORM_RE.fullmatch(platform) is None:
